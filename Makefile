@@ -1,0 +1,41 @@
+# The two commands: `make run` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## run: install, then run the main job on the built-in defaults and the sample dumps
+run: $(STAMP)
+	$(BIN)/digest ingest examples/dumps
+	$(BIN)/digest status
+
+## test: install with the test extras, then lint, type-check and run every test
+test: lint
+	$(BIN)/pytest -q
+
+## lint: ruff (lint and format check) and mypy --strict
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## unit: the fast inner loop (stops at the first failure, skips the slow end-to-end tests)
+unit: $(STAMP)
+	$(BIN)/pytest -x -q -m 'not slow'
+
+## bench: throughput and memory of each stage on generated data
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

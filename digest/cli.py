@@ -1,0 +1,236 @@
+"""The ``digest`` command: parse arguments, call one core function, print the result.
+
+No SQL, SMTP or template code here.  Errors from the core (``DigestError``)
+are printed on one line without a traceback (``-v`` shows it) and set the
+exit status: 2 for usage and config errors, 1 otherwise.
+"""
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from digest import config as config_module
+from digest import ingest as ingest_module
+from digest import match
+from digest.config import Config
+from digest.errors import DigestError, UsageError
+from digest.models import IngestReport
+from digest.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class App:
+    """Per-invocation state: the config file named, verbosity, and what was opened lazily."""
+
+    config_path: Path | None
+    verbose: int
+    _config: Config | None = None
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = config_module.load(self.config_path)
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.config.storage.database)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fail(err: DigestError, verbose: int) -> NoReturn:
+    if verbose:
+        logging.getLogger("digest").exception("traceback")
+    click.echo(f"error: {err}", err=True)
+    sys.exit(err.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file. Default: $DIGEST_CONFIG, else ./config.toml if present, else built-in "
+    "defaults with data under ./var/.",
+)
+@click.option("-v", "--verbose", count=True, help="More detail (and tracebacks on errors).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.version_option(package_name="digest", message="digest %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, verbose: int, quiet: bool) -> None:
+    """Trending research papers, filtered per subscriber, by email and Atom/RSS.
+
+    Dumps (text copies of a trending-papers listing) are ingested into a SQLite
+    store; each subscriber's keyword filter picks their papers.
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    app = App(config_path, verbose)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+@contextmanager
+def _errors(app: App) -> Iterator[None]:
+    try:
+        yield
+    except DigestError as err:
+        _fail(err, app.verbose)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# ingest ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--inbox", is_flag=True, help="Take every file in the configured inbox folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def ingest(app: App, paths: tuple[Path, ...], inbox: bool, as_json: bool) -> None:
+    """Ingest dump files (and the files inside folders) into the store.
+
+    Each file is stored whole or not at all; the same content twice is
+    recognised and adds nothing. With --inbox, handled files move to
+    processed/ or, when rejected, to failed/ with the error beside them.
+
+    Exit status: 0 when every file was fine, 1 when any was rejected,
+    2 for usage or config errors.
+    """
+    with _errors(app):
+        if inbox == bool(paths):
+            raise UsageError("give PATH... or --inbox (one of the two)")
+        files = (
+            ingest_module.inbox_files(app.config.inbox.dir)
+            if inbox
+            else ingest_module.collect(list(paths))
+        )
+        with _progress(files, enabled=not as_json) as progress:
+            if inbox:
+                report = ingest_module.ingest_inbox(
+                    app.store, app.config.inbox.dir, now(), progress
+                )
+            else:
+                report = ingest_module.ingest_files(app.store, files, now(), progress)
+    if as_json:
+        _emit_json({"files": [f.as_json() for f in report.files]})
+    else:
+        _print_ingest(report)
+    sys.exit(1 if report.rejected else 0)
+
+
+@contextmanager
+def _progress(files: list[Path], *, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A byte-counting progress bar on a terminal, nothing otherwise."""
+    total = sum(p.stat().st_size for p in files if p.exists())
+    if not enabled or not sys.stderr.isatty() or total < 1 << 20:
+        yield None
+        return
+    with click.progressbar(length=total, label="ingesting", file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _print_ingest(report: IngestReport) -> None:
+    for f in report.files:
+        if f.status == "rejected":
+            click.echo(f"rejected   {f.path}\n           {f.error}", err=True)
+        else:
+            click.echo(f"{f.status:<10} {f.path}: {f.entries} entries, {f.new} new, {f.seen} seen")
+        if f.moved_to:
+            click.echo(f"           moved to {f.moved_to}")
+    ingested = sum(1 for f in report.files if f.status == "ingested")
+    click.echo(
+        f"{len(report.files)} files: {ingested} ingested, "
+        f"{len(report.files) - ingested - report.rejected} duplicate, {report.rejected} rejected; "
+        f"{report.new_papers} new papers"
+    )
+
+
+# papers ----------------------------------------------------------------------
+
+
+def parse_since(value: str | None, moment: datetime) -> datetime | None:
+    """``7d`` (days ago), ``2026-11-24`` or a full ISO timestamp, as an aware UTC datetime."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.endswith("d") and text[:-1].isdigit():
+        return moment - timedelta(days=int(text[:-1]))
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--since {value!r}: not a date", "use 7d, 2026-11-24 or 2026-11-24T08:00:00Z"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@cli.command()
+@click.option(
+    "--since", metavar="WHEN", help="Only papers first seen since then: 7d, 2026-11-24, …"
+)
+@click.option("--search", "query", metavar="QUERY", help="Only papers matching this filter query.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def papers(app: App, since: str | None, query: str | None, limit: int, as_json: bool) -> None:
+    """List stored papers, newest first, with how often they trended."""
+    with _errors(app):
+        rows = match.search(app.store, query, since=parse_since(since, now()), limit=limit)
+    if as_json:
+        _emit_json([row.as_json() for row in rows])
+        return
+    for row in rows:
+        click.echo(f"{row.id}  {row.first_seen[:10]}  seen {row.times_seen}×  {row.title}")
+    if not rows:
+        click.echo("no papers", err=True)
+
+
+# status ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_obj
+def status(app: App, as_json: bool) -> None:
+    """Counts, last ingest, database path and size."""
+    with _errors(app):
+        info = app.store.status()
+    if as_json:
+        _emit_json(info)
+        return
+    last = info["last_ingest"]
+    click.echo(f"database     {info['database']} ({info['database_bytes'] / 1e6:.1f} MB)")
+    click.echo(f"papers       {info['papers']}")
+    click.echo(f"dumps        {info['dumps']} ({info['rejections']} rejected files)")
+    click.echo(f"subscribers  {info['subscribers']}")
+    click.echo(f"last ingest  {last['at'] + '  ' + last['file'] if last else 'never'}")
+
+
+def main() -> None:
+    cli(prog_name="digest")

@@ -1,0 +1,216 @@
+"""The configuration: one typed, frozen object built once from TOML.
+
+Every default and every validation rule lives here.  Lookup order: ``--config
+FILE``, else ``$DIGEST_CONFIG``, else ``./config.toml`` when present, else the
+built-in defaults with data under ``./var/``.  Relative paths are relative to
+the directory of the config file (or the working directory for the defaults).
+Secrets are never in the file: it names the environment variables holding them.
+"""
+
+import os
+import tomllib
+from collections.abc import Mapping
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from digest.errors import ConfigError
+
+ENV_VAR = "DIGEST_CONFIG"
+DEFAULT_FILE = "config.toml"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+ConfigPath = Annotated[Path, Field(strict=False)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
+
+
+class StorageConfig(Section):
+    database: ConfigPath = Path("var/digest.db")
+
+
+class InboxConfig(Section):
+    dir: ConfigPath = Path("var/inbox")
+
+
+class DeliveryConfig(Section):
+    backend: Literal["maildir", "smtp"] = "maildir"
+    from_: str = Field("Paper Digest <digest@example.org>", alias="from")
+
+    @field_validator("from_")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        _, address = parseaddr(value)
+        if "@" not in address or any(c in value for c in "\r\n"):
+            raise ValueError('must be an address such as "Paper Digest <digest@example.org>"')
+        return value
+
+    maildir: ConfigPath = Path("var/mail")
+    retries: Annotated[int, Field(ge=0, le=20)] = 3
+    retry_base_seconds: Annotated[float, Field(gt=0)] = 2.0
+    bounce_limit: PositiveInt = 3
+
+
+class SmtpConfig(Section):
+    host: str = "127.0.0.1"
+    port: Port = 25
+    security: Literal["starttls", "tls", "none"] = "none"
+    username: str = ""
+    password_env: str = "DIGEST_SMTP_PASSWORD"
+    timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    rate_per_second: Annotated[float, Field(ge=0)] = 0.0
+    local_hostname: str = "localhost"
+
+    def password(self) -> str | None:
+        """The SMTP password from the environment, or None when unset."""
+        return os.environ.get(self.password_env) or None
+
+
+class FeedsConfig(Section):
+    dir: ConfigPath = Path("var/feeds")
+    max_entries: Annotated[int, Field(ge=1, le=1000)] = 50
+    private_static: bool = False
+
+
+class WebConfig(Section):
+    base_url: str = "http://127.0.0.1:8080"
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    secret_env: str = "DIGEST_WEB_SECRET"
+    confirm_hours: PositiveInt = 48
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class DigestConfig(Section):
+    max_papers: Annotated[int, Field(ge=1, le=200)] = 25
+    lookback_days: Annotated[int, Field(ge=1, le=365)] = 7
+    paper_url: str = "https://arxiv.org/search/?query={title}&searchtype=title"
+    weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
+    send_empty: bool = False
+
+    @field_validator("paper_url")
+    @classmethod
+    def _has_title(cls, value: str) -> str:
+        if "{title}" not in value:
+            raise ValueError("must contain {title}, replaced by the URL-encoded paper title")
+        return value
+
+
+class Config(Section):
+    """The whole configuration; ``source`` is the file it came from, if any."""
+
+    storage: StorageConfig = StorageConfig()
+    inbox: InboxConfig = InboxConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    feeds: FeedsConfig = FeedsConfig()
+    web: WebConfig = WebConfig()
+    digest: DigestConfig = DigestConfig()
+    source: Path | None = Field(None, exclude=True)
+
+
+_PATH_KEYS = (
+    ("storage", "database"),
+    ("inbox", "dir"),
+    ("delivery", "maildir"),
+    ("feeds", "dir"),
+)
+
+
+def discover(explicit: Path | None, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The config file to read, following the documented lookup order."""
+    if explicit is not None:
+        return explicit
+    if environ.get(ENV_VAR):
+        return Path(environ[ENV_VAR])
+    local = Path(DEFAULT_FILE)
+    return local if local.is_file() else None
+
+
+def load(explicit: Path | None = None, environ: Mapping[str, str] = os.environ) -> Config:
+    """Load and validate the configuration; raise ConfigError naming file and key."""
+    path = discover(explicit, environ)
+    if path is None:
+        return _resolve_paths(Config(), Path.cwd())
+    data = _read_toml(path)
+    return from_mapping(data, source=path)
+
+
+def from_mapping(data: Mapping[str, Any], *, source: Path | None = None) -> Config:
+    """Validate already-parsed TOML; relative paths are resolved against ``source``'s folder."""
+    label = str(source) if source else "<config>"
+    try:
+        config = Config.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError(_describe(label, err)) from None
+    base = source.resolve().parent if source else Path.cwd()
+    return _resolve_paths(config, base).model_copy(update={"source": source})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found", "check --config or $DIGEST_CONFIG"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    updates: dict[str, Section] = {}
+    for section_name, key in _PATH_KEYS:
+        section = updates.get(section_name) or getattr(config, section_name)
+        value: Path = getattr(section, key)
+        if not value.is_absolute():
+            updates[section_name] = section.model_copy(update={key: base / value})
+    return config.model_copy(update=updates)
+
+
+def _describe(label: str, err: ValidationError) -> str:
+    """One line per problem: file, [section] key, what is allowed and what was given."""
+    lines = []
+    for problem in err.errors():
+        location = [str(part) for part in problem["loc"]]
+        where = f"[{location[0]}] {'.'.join(location[1:])}" if len(location) > 1 else location[0]
+        if problem["type"] == "extra_forbidden":
+            allowed = _allowed_keys(location[:-1])
+            lines.append(f"{label}: {where}: unknown key; allowed keys: {', '.join(allowed)}")
+        else:
+            got = problem.get("input")
+            message = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"{label}: {where}: {_lower_first(message)} (got {got!r})")
+    return "\n".join(lines)
+
+
+def _allowed_keys(location: list[str]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in location:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return sorted(
+        (field.alias or name) for name, field in model.model_fields.items() if not field.exclude
+    )
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]

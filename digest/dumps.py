@@ -1,0 +1,161 @@
+"""The dump parser: lines of a trending-papers listing in, entries or a precise error out.
+
+Pure: it reads nothing itself.  It is fed lines (bytes or str) one by one so a
+dump of any size streams through in constant memory; the caller decides what
+to do with each entry.  The rules are those of ``DUMP_FORMAT.md``: header
+phrases and an optional ``Mon D`` listing date before the first title, then
+non-empty lines alternating title and abstract; BOM, CRLF, trailing spaces,
+runs of empty lines and missing header lines are tolerated; a title without
+an abstract, non-UTF-8 text, binary content and a line far too long for its
+place are rejected with the line number.
+"""
+
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from digest.errors import DumpError
+from digest.models import Entry
+
+HEADER_PHRASES = frozenset(
+    {
+        "new",
+        "Get trending papers in your email inbox!",
+        "Get trending papers in your email inbox once a day!",
+        "Subscribe",
+        "Daily Papers",
+        "byAK and the research community",
+    }
+)
+PACKED_PREFIX = "Subscribe"
+LISTING_DATE = re.compile(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([1-9]|[12]\d|3[01])")
+TITLE_MAX = 300
+ABSTRACT_MIN = 150
+ABSTRACT_MAX = 20_000
+MAX_LINE_BYTES = 4 * ABSTRACT_MAX
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BOM = "\ufeff"
+
+
+@dataclass(slots=True)
+class DumpParser:
+    """Feed it the lines of one dump; it yields entries and remembers the header's listing date."""
+
+    source: str = "<dump>"
+    listing_date: str | None = None
+    entries: int = 0
+    _in_header: bool = field(default=True, repr=False)
+    _title: str | None = field(default=None, repr=False)
+    _title_line: int = field(default=0, repr=False)
+
+    def parse(self, lines: Iterable[bytes | str]) -> Iterator[Entry]:
+        """Yield each entry in listing order; raise DumpError at the first bad line."""
+        for number, raw in enumerate(lines, start=1):
+            text = self._clean(raw, number)
+            if text:
+                entry = self._take(text, number)
+                if entry is not None:
+                    yield entry
+        self._finish()
+
+    def _clean(self, raw: bytes | str, number: int) -> str:
+        if len(raw) >= MAX_LINE_BYTES and not _ends_line(raw):
+            self._fail(
+                f"line far too long to be a title or an abstract (over {MAX_LINE_BYTES:,} bytes)",
+                number,
+            )
+        text = self._decode(raw, number) if isinstance(raw, bytes) else raw
+        if number == 1:
+            text = text.removeprefix(_BOM)
+        text = text.rstrip("\r\n")
+        control = _CONTROL.search(text)
+        if control:
+            code = f"U+{ord(control.group()):04X}"
+            self._fail(
+                f"binary content (control character {code} at column {control.start() + 1})", number
+            )
+        return text.strip()
+
+    def _decode(self, raw: bytes, number: int) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            byte = raw[err.start]
+            self._fail(f"not UTF-8 text (byte 0x{byte:02X} at column {err.start + 1})", number)
+            raise  # unreachable: _fail raises
+
+    def _take(self, text: str, number: int) -> Entry | None:
+        if self._in_header:
+            if self._header_line(text):
+                return None
+            self._in_header = False
+            if text.startswith(PACKED_PREFIX) and text not in HEADER_PHRASES:
+                text = text[len(PACKED_PREFIX) :].strip()
+        if self._title is None:
+            self._start_entry(text, number)
+            return None
+        return self._end_entry(text, number)
+
+    def _header_line(self, text: str) -> bool:
+        if text in HEADER_PHRASES:
+            return True
+        if LISTING_DATE.fullmatch(text):
+            self.listing_date = text
+            return True
+        return False
+
+    def _start_entry(self, text: str, number: int) -> None:
+        if len(text) > TITLE_MAX:
+            after = (
+                f"; is the abstract of the title on line {self._title_line} missing?"
+                if self._title_line
+                else ""
+            )
+            self._fail(
+                f"a title is due but the line has {len(text):,} characters "
+                f"(a title has at most {TITLE_MAX}){after}",
+                number,
+            )
+        self._title, self._title_line = text, number
+
+    def _end_entry(self, text: str, number: int) -> Entry:
+        assert self._title is not None
+        if len(text) < ABSTRACT_MIN:
+            self._fail(
+                f"the title on line {self._title_line} has no abstract: this line "
+                f"({len(text)} characters) looks like another title",
+                number,
+            )
+        if len(text) > ABSTRACT_MAX:
+            self._fail(f"line far too long for an abstract ({len(text):,} characters)", number)
+        self.entries += 1
+        entry = Entry(self.entries, self._title, text, self._title_line)
+        self._title = None
+        return entry
+
+    def _finish(self) -> None:
+        if self._title is not None:
+            self._fail("this title has no abstract: the file ends after it", self._title_line)
+
+    def _fail(self, reason: str, number: int) -> None:
+        raise DumpError(reason, source=self.source, line=number)
+
+
+def _ends_line(raw: bytes | str) -> bool:
+    return raw.endswith(b"\n") if isinstance(raw, bytes) else raw.endswith("\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Dump:
+    listing_date: str | None
+    entries: list[Entry]
+
+
+def parse(content: bytes | str, source: str = "<dump>") -> Dump:
+    """Parse a whole dump held in memory, split into lines as a file reader would."""
+    if isinstance(content, str):
+        content = content.encode("utf-8", "surrogatepass")
+    parser = DumpParser(source)
+    entries = list(parser.parse(io.BytesIO(content)))
+    return Dump(parser.listing_date, entries)

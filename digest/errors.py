@@ -1,0 +1,60 @@
+"""The one error family: every message says what went wrong and how to fix it.
+
+The CLI prints these without a traceback and exits with ``exit_code``.
+"""
+
+
+class DigestError(Exception):
+    """Base of every error the user can act on."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(DigestError):
+    """The command was asked for something it cannot do as given."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The configuration file is unreadable or invalid."""
+
+
+class DumpError(DigestError):
+    """A dump file was rejected; ``line`` is 1-based, 0 when the whole file is at fault."""
+
+    def __init__(self, message: str, *, source: str = "<dump>", line: int = 0) -> None:
+        self.source = source
+        self.line = line
+        where = f"{source}:{line}" if line else source
+        super().__init__(f"{where}: {message}")
+        self.reason = message
+
+
+class StoreError(DigestError):
+    """The database is missing, locked, or newer than this program."""
+
+
+class QueryError(UsageError):
+    """A filter query that does not parse; ``column`` is 0-based into ``query``."""
+
+    def __init__(self, reason: str, *, query: str, column: int) -> None:
+        self.reason = reason
+        self.query = query
+        self.column = max(0, min(column, len(query)))
+        super().__init__(f"bad filter at column {self.column + 1}: {reason}")
+
+    def caret(self) -> str:
+        """The query on one line and a caret under the offending column on the next."""
+        return f"  {self.query}\n  {' ' * self.column}^"
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.caret()}"

@@ -1,0 +1,87 @@
+"""Plain data passed between the stages: dumps -> store -> match -> render -> deliver."""
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Literal
+
+_SPACE = re.compile(r"\s+")
+_URL = re.compile(r"https?://[^\s{}<>\"'\\|^`\[\]]+")
+_URL_TAIL = ".,;:!?)'\""
+
+
+def normalize_title(title: str) -> str:
+    """The identity of a paper: NFKC, case-folded, whitespace collapsed."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", title).casefold()).strip()
+
+
+def paper_id(title: str) -> str:
+    """A stable 16-hex-digit id derived from the normalized title."""
+    return hashlib.sha256(normalize_title(title).encode()).hexdigest()[:16]
+
+
+def find_links(text: str) -> list[str]:
+    """URLs in an abstract, in order, without LaTeX residue or trailing punctuation."""
+    found: dict[str, None] = {}
+    for match in _URL.finditer(text):
+        url = match.group().rstrip(_URL_TAIL)
+        if url.count("(") < url.count(")"):
+            url = url[: url.rindex(")")]
+        if len(url) > len("https://x.y"):
+            found.setdefault(url, None)
+    return list(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A title/abstract pair; ``position`` is its 1-based rank, ``line`` its title line."""
+
+    position: int
+    title: str
+    abstract: str
+    line: int
+
+    @property
+    def paper_id(self) -> str:
+        return paper_id(self.title)
+
+
+FileStatus = Literal["ingested", "duplicate", "rejected"]
+
+
+@dataclass(slots=True)
+class FileResult:
+    """What ingesting one file did; the shape of ``digest ingest --json``."""
+
+    path: str
+    status: FileStatus
+    entries: int = 0
+    new: int = 0
+    seen: int = 0
+    error: str | None = None
+    dump_id: int | None = None
+    moved_to: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "entries": self.entries,
+            "new": self.new,
+            "seen": self.seen,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(1 for f in self.files if f.status == "rejected")
+
+    @property
+    def new_papers(self) -> int:
+        return sum(f.new for f in self.files)

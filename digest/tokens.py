@@ -1,0 +1,79 @@
+"""Words and stems exactly as the store's FTS5 index sees them.
+
+The filter language is evaluated in Python (to match many subscribers at once
+and to say which terms matched), so Python must split and stem text the way
+SQLite does.  Splitting is done here with a regular expression equivalent to
+``unicode61`` (letters and digits are token characters, diacritics removed,
+case folded); stemming is delegated to SQLite's own ``porter`` tokenizer
+through a private in-memory FTS5 table, and cached, so the stems are SQLite's
+by construction rather than by imitation.
+"""
+
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+_WORD = re.compile(r"[^\W_]+")
+_COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
+def fold(text: str) -> str:
+    """Case-fold and strip diacritics, as ``unicode61 remove_diacritics 2`` does."""
+    decomposed = unicodedata.normalize("NFD", text)
+    return _COMBINING.sub("", decomposed).lower()
+
+
+def words(text: str) -> list[str]:
+    """The folded words of ``text`` in order (unstemmed)."""
+    return _WORD.findall(fold(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """One field of one document: its folded words and their stems, position by position."""
+
+    words: tuple[str, ...]
+    stems: tuple[str, ...]
+
+
+class Stemmer:
+    """Porter stems from SQLite itself, cached per word."""
+
+    def __init__(self) -> None:
+        self._conn = sqlite3.connect(":memory:")
+        self._conn.execute(f"CREATE VIRTUAL TABLE w USING fts5(word, tokenize='{FTS_TOKENIZE}')")
+        self._conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(w, 'instance')")
+        self._cache: dict[str, str] = {}
+
+    def stems(self, folded_words: Iterable[str]) -> dict[str, str]:
+        """Map each folded word to its stem, asking SQLite only for words not seen before."""
+        wanted = set(folded_words)
+        missing = [w for w in wanted if w not in self._cache]
+        if missing:
+            self._learn(missing)
+        return {w: self._cache[w] for w in wanted}
+
+    def stem(self, folded_word: str) -> str:
+        return self.stems([folded_word])[folded_word]
+
+    def analyze(self, text: str) -> Analysis:
+        found = words(text)
+        table = self.stems(found)
+        return Analysis(tuple(found), tuple(table[w] for w in found))
+
+    def _learn(self, missing: list[str]) -> None:
+        with self._conn:
+            self._conn.executemany(
+                "INSERT INTO w(rowid, word) VALUES (?, ?)", enumerate(missing, start=1)
+            )
+            rows = self._conn.execute("SELECT doc, term FROM v ORDER BY doc, offset").fetchall()
+            self._conn.execute("DELETE FROM w")
+        learned: dict[int, str] = {}
+        for doc, term in rows:
+            learned.setdefault(doc, term)
+        for index, word in enumerate(missing, start=1):
+            self._cache[word] = learned.get(index, word)
