@@ -1,0 +1,149 @@
+"""The command line: help everywhere, JSON shapes kept, exit statuses, no tracebacks."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from digest.cli import cli
+
+from .conftest import ROOT, RunCli
+
+
+def all_commands(group: click.Group = cli, prefix: str = "") -> list[str]:
+    names = []
+    for name, command in sorted(group.commands.items()):
+        names.append(f"{prefix}{name}")
+        if isinstance(command, click.Group):
+            names.extend(all_commands(command, f"{prefix}{name} "))
+    return names
+
+
+@pytest.mark.parametrize("command", all_commands())
+def test_every_command_has_help_and_is_in_the_readme(run_cli: RunCli, command: str) -> None:
+    result = run_cli(*command.split(), "--help", config=None)
+    assert result.exit_code == 0
+    assert "Usage: " in result.stdout
+    assert len(result.stdout.splitlines()) > 3
+    assert f"digest {command}" in (ROOT / "README.md").read_text()
+
+
+def test_ingest_json_reports_each_file(run_cli: RunCli, seed_files: list[Path]) -> None:
+    result = run_cli("ingest", str(seed_files[0].parent), "--json")
+    assert result.exit_code == 0
+    files = result.json()["files"]
+    assert [set(f) for f in files] == [{"path", "status", "entries", "new", "seen", "error"}] * 5
+    assert sum(f["entries"] for f in files) == 767
+    assert sum(f["new"] for f in files) == 689
+    again = run_cli("ingest", *map(str, seed_files), "--json").json()["files"]
+    assert {f["status"] for f in again} == {"duplicate"}
+    assert sum(f["new"] for f in again) == 0
+
+
+def test_ingest_exits_1_when_a_file_is_rejected_and_still_ingests_the_rest(
+    run_cli: RunCli, seed_files: list[Path], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe not text")
+    result = run_cli("ingest", str(seed_files[0]), str(bad), "--json")
+    assert result.exit_code == 1
+    statuses = [(f["status"], f["error"]) for f in result.json()["files"]]
+    assert statuses[0] == ("ingested", None)
+    assert statuses[1][0] == "rejected"
+    assert f"{bad}:1: not UTF-8 text" in statuses[1][1]
+
+
+def test_ingest_prints_a_readable_summary(run_cli: RunCli, seed_files: list[Path]) -> None:
+    result = run_cli("ingest", str(seed_files[0]))
+    assert result.exit_code == 0
+    assert "54 entries, 54 new, 0 seen" in result.stdout
+    assert "1 files: 1 ingested, 0 duplicate, 0 rejected; 54 new papers" in result.stdout
+
+
+def test_ingest_inbox_uses_the_configured_folder(
+    run_cli: RunCli, seed_files: list[Path], config_file: Path
+) -> None:
+    inbox = config_file.parent / "inbox"
+    inbox.mkdir()
+    shutil.copy(seed_files[0], inbox)
+    result = run_cli("ingest", "--inbox", "--json")
+    assert result.exit_code == 0
+    assert result.json()["files"][0]["status"] == "ingested"
+    assert (inbox / "processed" / seed_files[0].name).exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ingest",), "give PATH... or --inbox"),
+        (("ingest", "/no/such/dump.txt"), "/no/such/dump.txt: no such file or folder"),
+        (("papers", "--since", "last tuesday"), "--since 'last tuesday': not a date"),
+        (("papers", "--limit", "0"), "Invalid value for '--limit'"),
+        (("nonsense",), "No such command"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_clear_line(
+    run_cli: RunCli, args: tuple[str, ...], message: str
+) -> None:
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_config_exits_2_naming_the_key_without_a_traceback(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[smtp]\nport = 'x'\n")
+    result = run_cli("status", config=bad)
+    assert result.exit_code == 2
+    assert (
+        result.stderr == f"error: {bad}: [smtp] port: input should be a valid integer (got 'x')\n"
+    )
+
+
+def test_papers_json_has_the_documented_fields(run_cli: RunCli, seed_files: list[Path]) -> None:
+    run_cli("ingest", *map(str, seed_files))
+    result = run_cli("papers", "--json", "--limit", "1000")
+    papers = result.json()
+    assert len(papers) == 689
+    assert {"id", "title", "abstract", "first_seen", "times_seen"} <= set(papers[0])
+    assert max(p["times_seen"] for p in papers) >= 2
+
+
+def test_papers_since_filters_by_first_seen(run_cli: RunCli, seed_files: list[Path]) -> None:
+    run_cli("ingest", str(seed_files[0]))
+    assert len(run_cli("papers", "--since", "1d", "--json").json()) == 50
+    assert run_cli("papers", "--since", "2999-01-01", "--json").json() == []
+
+
+def test_status_json_has_the_documented_fields(run_cli: RunCli, seed_files: list[Path]) -> None:
+    run_cli("ingest", *map(str, seed_files))
+    info = run_cli("status", "--json").json()
+    assert (info["papers"], info["dumps"], info["subscribers"]) == (689, 5, 0)
+    assert info["database"].endswith("digest.db")
+
+
+def test_the_installed_console_script_runs_as_a_real_process(
+    tmp_path: Path, seed_files: list[Path]
+) -> None:
+    env = {**os.environ, "DIGEST_CONFIG": ""}
+    script = Path(sys.executable).with_name("digest")
+    done = subprocess.run(
+        [str(script), "ingest", str(seed_files[3]), "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files"][0]["entries"] == 61
+    assert (tmp_path / "var" / "digest.db").exists()
