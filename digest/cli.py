@@ -19,10 +19,10 @@ import click
 
 from digest import config as config_module
 from digest import ingest as ingest_module
-from digest import match
+from digest import match, subscribers
 from digest.config import Config
 from digest.errors import DigestError, UsageError
-from digest.models import IngestReport
+from digest.models import IngestReport, Subscriber
 from digest.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,8 +45,12 @@ class App:
 
     @property
     def store(self) -> Store:
+        """The store, opened on first use, with the config's subscribers synced into it."""
         if self._store is None:
             self._store = Store(self.config.storage.database)
+            declared = [subscribers.Wanted(**t.model_dump()) for t in self.config.subscribers]
+            source = str(self.config.source or "<defaults>")
+            subscribers.sync_config(self._store, declared, source, now())
         return self._store
 
     def close(self) -> None:
@@ -230,6 +234,229 @@ def status(app: App, as_json: bool) -> None:
     click.echo(f"dumps        {info['dumps']} ({info['rejections']} rejected files)")
     click.echo(f"subscribers  {info['subscribers']}")
     click.echo(f"last ingest  {last['at'] + '  ' + last['file'] if last else 'never'}")
+
+
+# subscribers -----------------------------------------------------------------
+
+FREQUENCY = click.Choice(["daily", "weekly"])
+FORMAT = click.Choice(["html", "text"])
+STATUS = click.Choice(["pending", "active", "paused", "unsubscribed", "bouncing"])
+
+
+@cli.group("subscribers")
+def subscribers_group() -> None:
+    """Add, list, change and remove subscribers (also: CSV import and export)."""
+
+
+def _print_subscriber(subscriber: Subscriber, as_json: bool) -> None:
+    if as_json:
+        _emit_json(subscriber.as_json())
+        return
+    s = subscriber
+    click.echo(
+        f"{s.email}  {s.status}  {s.frequency}/{s.format}  {s.name or '-'}\n  filter: {s.filter}"
+    )
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@click.option("--filter", "query", required=True, metavar="QUERY", help="What they want to read.")
+@click.option("--name", default="", help="Display name, used in the To: header.")
+@click.option("--frequency", type=FREQUENCY, default="daily", show_default=True)
+@click.option("--format", "fmt", type=FORMAT, default="html", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the new subscriber as JSON.")
+@click.pass_obj
+def subscribers_add(
+    app: App, email: str, query: str, name: str, frequency: str, fmt: str, as_json: bool
+) -> None:
+    """Add an active subscriber with a filter query."""
+    with _errors(app):
+        wanted = subscribers.Wanted(email, query, name, frequency, fmt)
+        _print_subscriber(subscribers.add(app.store, wanted, now()), as_json)
+
+
+@subscribers_group.command("list")
+@click.option("--status", "statuses", type=STATUS, multiple=True, help="Only these (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def subscribers_list(app: App, statuses: tuple[str, ...], as_json: bool) -> None:
+    """List subscribers."""
+    with _errors(app):
+        found = app.store.subscribers(statuses or None)
+    if as_json:
+        _emit_json([s.as_json() for s in found])
+        return
+    for s in found:
+        click.echo(f"{s.email:<32} {s.status:<12} {s.frequency:<6} {s.format:<4}  {s.filter}")
+    click.echo(f"{len(found)} subscribers", err=True)
+
+
+@subscribers_group.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_obj
+def subscribers_show(app: App, email: str, as_json: bool) -> None:
+    """Show one subscriber."""
+    with _errors(app):
+        _print_subscriber(subscribers.get(app.store, email), as_json)
+
+
+@subscribers_group.command("set")
+@click.argument("email")
+@click.option("--filter", "query", metavar="QUERY", help="A new filter query.")
+@click.option("--name", help="A new display name.")
+@click.option("--frequency", type=FREQUENCY)
+@click.option("--format", "fmt", type=FORMAT)
+@click.option("--status", type=STATUS)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def subscribers_set(
+    app: App,
+    email: str,
+    query: str | None,
+    name: str | None,
+    frequency: str | None,
+    fmt: str | None,
+    status: str | None,
+    as_json: bool,
+) -> None:
+    """Change a subscriber's filter, name, frequency, format or status."""
+    given = {"filter": query, "name": name, "frequency": frequency, "format": fmt, "status": status}
+    changes = {k: v for k, v in given.items() if v is not None}
+    with _errors(app):
+        if not changes:
+            raise UsageError(
+                "nothing to change: give --filter, --name, --frequency, --format or --status"
+            )
+        _print_subscriber(subscribers.update(app.store, email, changes, now()), as_json)
+
+
+@subscribers_group.command("remove")
+@click.argument("email")
+@click.option(
+    "--purge", is_flag=True, help="Delete everything about them instead of keeping history."
+)
+@click.pass_obj
+def subscribers_remove(app: App, email: str, purge: bool) -> None:
+    """Unsubscribe someone (history kept), or --purge to delete them entirely."""
+    with _errors(app):
+        gone = subscribers.remove(app.store, email, now(), purge=purge)
+    click.echo(f"{gone.email}: {'purged' if purge else 'unsubscribed'}")
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the imported subscribers as JSON.")
+@click.pass_obj
+def subscribers_import(app: App, file: Path, as_json: bool) -> None:
+    """Import a CSV with header email,filter[,name,frequency,format]: every row or none."""
+    with _errors(app):
+        added = subscribers.import_csv(app.store, file, now())
+    if as_json:
+        _emit_json([s.as_json() for s in added])
+    else:
+        click.echo(f"imported {len(added)} subscribers from {file}")
+
+
+@subscribers_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.pass_obj
+def subscribers_export(app: App, file: Path | None) -> None:
+    """Write every subscriber as CSV (the import format) to FILE or standard output."""
+    with _errors(app):
+        text = subscribers.export_csv(app.store.subscribers())
+    if file is None:
+        click.echo(text, nl=False)
+    else:
+        file.write_text(text, encoding="utf-8")
+        click.echo(f"exported to {file}", err=True)
+
+
+# match and explain ---------------------------------------------------------------
+
+
+@cli.command("match")
+@click.option("--query", metavar="QUERY", help="Backtest this filter over the stored papers.")
+@click.option("--subscriber", "email", metavar="EMAIL", help="Show this subscriber's next digest.")
+@click.option("--since", metavar="WHEN", help="With --query: only papers first seen since then.")
+@click.option("--by-day", is_flag=True, help="With --query: papers per ingest day instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def match_command(
+    app: App, query: str | None, email: str | None, since: str | None, by_day: bool, as_json: bool
+) -> None:
+    """Run a filter over the stored papers, or show what a subscriber would get next.
+
+    Order: trending first (seen in more listings, at better positions), then
+    relevance. JSON: an array of {id, title, matched, score, ...}.
+    """
+    with _errors(app):
+        if (query is None) == (email is None):
+            raise UsageError("give --query QUERY or --subscriber EMAIL (one of the two)")
+        if query is not None:
+            found = match.backtest(app.store, query, since=parse_since(since, now()))
+            if by_day:
+                _print_by_day(match.by_day(found), as_json)
+                return
+            _print_matches(found, as_json)
+            return
+        assert email is not None
+        subscriber = subscribers.get(app.store, email)
+        upcoming = match.pending(app.store, subscriber, app.config.digest, now())
+    _print_matches(upcoming.capped, as_json)
+    if not as_json:
+        click.echo(
+            f"window: {upcoming.window}; {upcoming.more} more match beyond the cap", err=True
+        )
+
+
+def _print_matches(found: list[match.Match], as_json: bool) -> None:
+    if as_json:
+        _emit_json([m.as_json() for m in found])
+        return
+    for m in found:
+        click.echo(f"{m.paper.id}  seen {m.paper.times_seen}×  {m.paper.title}")
+        click.echo(f"    matched: {', '.join(m.matched)}")
+    click.echo(f"{len(found)} papers", err=True)
+
+
+def _print_by_day(days: list[tuple[str, int]], as_json: bool) -> None:
+    if as_json:
+        _emit_json([{"day": day, "papers": count} for day, count in days])
+        return
+    for day, count in days:
+        click.echo(f"{day}  {count:>4}  {'#' * min(count, 60)}")
+
+
+@cli.command("explain")
+@click.argument("email")
+@click.argument("paper")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def explain_command(app: App, email: str, paper: str, as_json: bool) -> None:
+    """Say why PAPER (id or title) is or is not in EMAIL's next digest."""
+    with _errors(app):
+        subscriber = subscribers.get(app.store, email)
+        found = app.store.paper(paper)
+        if found is None:
+            raise UsageError(f"no paper with id or title {paper!r}", "see `digest papers --search`")
+        verdict = match.explain(app.store, subscriber, found, app.config.digest, now())
+    if as_json:
+        why = verdict.explanation
+        _emit_json(
+            {
+                "included": verdict.included,
+                "reasons": verdict.reasons,
+                "matched": why.matched,
+                "missing": why.missing,
+                "excluded_by": why.excluded_by,
+            }
+        )
+        return
+    head = "IN" if verdict.included else "NOT in"
+    click.echo(f"{found.title}\n{head} the next digest of {subscriber.email}:")
+    for reason in verdict.reasons:
+        click.echo(f"  - {reason}")
 
 
 def main() -> None:

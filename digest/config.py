@@ -109,6 +109,16 @@ class DigestConfig(Section):
         return value
 
 
+class SubscriberTable(Section):
+    """A ``[[subscribers]]`` table: synced into the database by every command."""
+
+    email: str
+    filter: str
+    name: str = ""
+    frequency: Literal["daily", "weekly"] = "daily"
+    format: Literal["html", "text"] = "html"
+
+
 class Config(Section):
     """The whole configuration; ``source`` is the file it came from, if any."""
 
@@ -119,6 +129,7 @@ class Config(Section):
     feeds: FeedsConfig = FeedsConfig()
     web: WebConfig = WebConfig()
     digest: DigestConfig = DigestConfig()
+    subscribers: Annotated[tuple[SubscriberTable, ...], Field(strict=False)] = ()
     source: Path | None = Field(None, exclude=True)
 
 
@@ -189,7 +200,7 @@ def _describe(label: str, err: ValidationError) -> str:
     lines = []
     for problem in err.errors():
         location = [str(part) for part in problem["loc"]]
-        where = f"[{location[0]}] {'.'.join(location[1:])}" if len(location) > 1 else location[0]
+        where = _where(problem["loc"])
         if problem["type"] == "extra_forbidden":
             allowed = _allowed_keys(location[:-1])
             lines.append(f"{label}: {where}: unknown key; allowed keys: {', '.join(allowed)}")
@@ -200,10 +211,23 @@ def _describe(label: str, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _where(loc: tuple[int | str, ...]) -> str:
+    """``[smtp] port`` for a table key, ``[[subscribers]] #2 email`` for an array item."""
+    if len(loc) == 1:
+        return str(loc[0])
+    if len(loc) > 2 and isinstance(loc[1], int):
+        return f"[[{loc[0]}]] #{loc[1] + 1} {'.'.join(map(str, loc[2:]))}"
+    return f"[{loc[0]}] {'.'.join(map(str, loc[1:]))}"
+
+
 def _allowed_keys(location: list[str]) -> list[str]:
     model: type[BaseModel] = Config
     for part in location:
+        if part.isdigit():
+            continue
         annotation = model.model_fields[part].annotation
+        args = getattr(annotation, "__args__", ())
+        annotation = args[0] if args else annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         model = annotation

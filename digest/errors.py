@@ -3,6 +3,8 @@
 The CLI prints these without a traceback and exits with ``exit_code``.
 """
 
+from unicodedata import east_asian_width
+
 
 class DigestError(Exception):
     """Base of every error the user can act on."""
@@ -54,7 +56,9 @@ class QueryError(UsageError):
 
     def caret(self) -> str:
         """The query on one line and a caret under the offending column on the next."""
-        return f"  {self.query}\n  {' ' * self.column}^"
+        shown = "".join(" " if c in "\t\r\n\v\f" else c for c in self.query)
+        width = sum(2 if east_asian_width(c) in "WF" else 1 for c in shown[: self.column])
+        return f"  {shown}\n  {' ' * width}^"
 
     def __str__(self) -> str:
         return f"{self.message}\n{self.caret()}"

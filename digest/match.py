@@ -1,16 +1,73 @@
-"""Matching: which stored papers a filter query selects, ranked trending first.
+"""Matching: which papers a filter selects, in which order, and why.
 
-The query is compiled once; SQLite's FTS5 index narrows the candidates with
-a safe prefilter (``query.to_fts5``: quoted strings only, never user syntax)
-and the Python evaluator (``query.Corpus``) decides, so prefixes, negations
-and the reported matched terms follow one set of rules.
+The query is parsed once.  For searches over the whole store, SQLite's FTS5
+index narrows the candidates with a safe prefilter (``query.to_fts5``: quoted
+strings only, never user syntax) and ``query.Corpus`` decides, so prefixes,
+negations and the reported matched terms follow one set of rules everywhere.
+
+Ranking: trending first (seen in more listings, then at a better position),
+then relevance (BM25 over the candidates).  A subscriber's *pending* papers
+are the matches first stored after their last digest (or within
+``[digest] lookback_days`` when they have none) and not yet put in a digest.
 """
 
-from datetime import datetime
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from digest.query import Corpus, parse, to_fts5
-from digest.store import PaperRow, Store
+from digest.config import DigestConfig
+from digest.models import Subscriber
+from digest.query import Corpus, Explanation, Node, parse, to_fts5
+from digest.store import PaperRow, Store, iso
 from digest.tokens import Stemmer
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A paper selected by a query, with the terms it satisfied."""
+
+    paper: PaperRow
+    matched: list[str]
+    relevance: float
+
+    @property
+    def score(self) -> float:
+        """The trend score: listings seen in, plus a bonus below 1 for the best position."""
+        return self.paper.times_seen + 1 / (1 + self.paper.best_position)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.paper.id,
+            "title": self.paper.title,
+            "matched": self.matched,
+            "score": round(self.score, 4),
+            "relevance": round(self.relevance, 4),
+            "times_seen": self.paper.times_seen,
+            "best_position": self.paper.best_position,
+            "first_seen": self.paper.first_seen,
+        }
+
+
+def ranked(matches: Sequence[Match]) -> list[Match]:
+    """Trending first, then relevance, then newest."""
+    return sorted(
+        matches,
+        key=lambda m: (-m.paper.times_seen, m.paper.best_position, -m.relevance, -m.paper.seq),
+    )
+
+
+def select(node: Node, papers: Sequence[PaperRow], stemmer: Stemmer) -> list[Match]:
+    """The papers that ``node`` matches, ranked."""
+    corpus = Corpus(stemmer, [(p.title, p.abstract) for p in papers])
+    hits = corpus.evaluate(node)
+    return ranked(
+        [
+            Match(paper, corpus.matched(node, i), corpus.relevance(node, i))
+            for i, paper in enumerate(papers)
+            if hits >> i & 1
+        ]
+    )
 
 
 def search(
@@ -21,12 +78,148 @@ def search(
     limit: int | None = None,
     stemmer: Stemmer | None = None,
 ) -> list[PaperRow]:
-    """Stored papers matching ``query`` (all papers when None), newest first."""
+    """All papers newest first, or those matching ``query`` ranked as a digest would."""
     if query is None:
         return store.papers(since=since, limit=limit)
+    found = [m.paper for m in backtest(store, query, since=since, stemmer=stemmer)]
+    return found[:limit] if limit is not None else found
+
+
+def backtest(
+    store: Store, query: str, *, since: datetime | None = None, stemmer: Stemmer | None = None
+) -> list[Match]:
+    """What ``query`` selects among the stored papers, ranked."""
     node = parse(query)
     candidates = store.papers(since=since, fts=to_fts5(node))
-    corpus = Corpus(stemmer or Stemmer(), [(p.title, p.abstract) for p in candidates])
-    hits = corpus.evaluate(node)
-    found = [paper for i, paper in enumerate(candidates) if hits >> i & 1]
-    return found[:limit] if limit is not None else found
+    return select(node, candidates, stemmer or Stemmer())
+
+
+def by_day(matches: Sequence[Match]) -> list[tuple[str, int]]:
+    """How many papers per ingest day (UTC date of first sighting), oldest day first."""
+    days = Counter(m.paper.first_seen[:10] for m in matches)
+    return sorted(days.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A subscriber's next digest: the papers in it and how many more matched."""
+
+    subscriber: Subscriber
+    window: str
+    matches: list[Match]
+    capped: list[Match]
+
+    @property
+    def more(self) -> int:
+        return len(self.matches) - len(self.capped)
+
+
+def pending(
+    store: Store,
+    subscriber: Subscriber,
+    settings: DigestConfig,
+    now: datetime,
+    stemmer: Stemmer | None = None,
+) -> Pending:
+    """The papers that would go in this subscriber's next digest."""
+    node = parse(subscriber.filter)
+    after_seq, since, window = _window(store, subscriber, settings, now)
+    candidates = store.papers(
+        since=since, after_seq=after_seq, undelivered_to=subscriber.id, fts=to_fts5(node)
+    )
+    matches = select(node, candidates, stemmer or Stemmer())
+    return Pending(subscriber, window, matches, matches[: settings.max_papers])
+
+
+def _window(
+    store: Store, subscriber: Subscriber, settings: DigestConfig, now: datetime
+) -> tuple[int | None, datetime | None, str]:
+    last = store.last_digest(subscriber.id)
+    if last is not None:
+        return int(last["max_seq"]), None, f"since the last digest ({last['created_at']})"
+    since = now - timedelta(days=settings.lookback_days)
+    return None, since, f"the last {settings.lookback_days} days (no digest yet)"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``digest explain``: whether a paper is in a subscriber's next digest, and why."""
+
+    included: bool
+    reasons: list[str]
+    explanation: Explanation
+
+
+def explain(
+    store: Store,
+    subscriber: Subscriber,
+    paper: PaperRow,
+    settings: DigestConfig,
+    now: datetime,
+    stemmer: Stemmer | None = None,
+) -> Verdict:
+    """Say in words why ``paper`` is or is not in the subscriber's next digest."""
+    node = parse(subscriber.filter)
+    corpus = Corpus(stemmer or Stemmer(), [(paper.title, paper.abstract)])
+    why = corpus.explain(node, 0)
+    reasons = _filter_reasons(why, subscriber.filter)
+    delivered = store.delivery(subscriber.id, paper.seq)
+    if delivered is not None:
+        reasons.append(
+            f"already put in digest #{delivered['digest_id']} on {delivered['created_at'][:10]} "
+            f"({delivered['status']})"
+        )
+    in_window = _in_window(store, subscriber, paper, settings, now, reasons)
+    if why.matches and delivered is None and in_window:
+        position = _rank_in_pending(store, subscriber, paper, settings, now, stemmer)
+        reasons.append(position)
+        included = "beyond the cap" not in position
+    else:
+        included = False
+    return Verdict(included, reasons, why)
+
+
+def _filter_reasons(why: Explanation, query: str) -> list[str]:
+    reasons = []
+    if why.matched:
+        reasons.append(f"matched: {', '.join(why.matched)}")
+    if why.missing:
+        reasons.append(f"missing: {', '.join(why.missing)}")
+    if why.excluded_by:
+        reasons.append(f"excluded by NOT: {', '.join(why.excluded_by)}")
+    verdict = "matches" if why.matches else "does not match"
+    reasons.insert(0, f"the filter {query!r} {verdict} this paper")
+    return reasons
+
+
+def _in_window(
+    store: Store,
+    subscriber: Subscriber,
+    paper: PaperRow,
+    settings: DigestConfig,
+    now: datetime,
+    reasons: list[str],
+) -> bool:
+    after_seq, since, window = _window(store, subscriber, settings, now)
+    inside = (after_seq is None or paper.seq > after_seq) and (
+        since is None or paper.first_seen >= iso(since)
+    )
+    if not inside:
+        reasons.append(f"first seen {paper.first_seen[:10]}, outside the window: {window}")
+    return inside
+
+
+def _rank_in_pending(
+    store: Store,
+    subscriber: Subscriber,
+    paper: PaperRow,
+    settings: DigestConfig,
+    now: datetime,
+    stemmer: Stemmer | None,
+) -> str:
+    upcoming = pending(store, subscriber, settings, now, stemmer)
+    rank = next(i for i, m in enumerate(upcoming.matches, start=1) if m.paper.seq == paper.seq)
+    if rank > settings.max_papers:
+        cap = settings.max_papers
+        return f"ranked {rank} of {len(upcoming.matches)}: beyond the cap of {cap} (feed only)"
+    return f"in the next digest at position {rank} of {len(upcoming.capped)}"

@@ -76,3 +76,53 @@ def m001_papers_dumps_sightings(db: Database) -> None:
             VALUES (new.seq, new.title, new.abstract);
         END""",
     )
+
+
+@migrations()
+def m002_subscribers_digests_deliveries(db: Database) -> None:
+    """Subscribers; digests (one email each) and deliveries (one row per subscriber and paper)."""
+    _run(
+        db,
+        """CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            filter TEXT NOT NULL,
+            frequency TEXT NOT NULL DEFAULT 'daily' CHECK (frequency IN ('daily', 'weekly')),
+            format TEXT NOT NULL DEFAULT 'html' CHECK (format IN ('html', 'text')),
+            status TEXT NOT NULL DEFAULT 'active'
+                CHECK (status IN ('pending', 'active', 'paused', 'unsubscribed', 'bouncing')),
+            source TEXT NOT NULL DEFAULT 'cli' CHECK (source IN ('cli', 'config', 'import', 'web')),
+            secret TEXT NOT NULL,
+            bounces INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX subscribers_email ON subscribers(email COLLATE NOCASE)",
+        "CREATE UNIQUE INDEX subscribers_secret ON subscribers(secret)",
+        """CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            message_id TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'sending', 'sent', 'deferred', 'failed')),
+            max_seq INTEGER NOT NULL,
+            papers INTEGER NOT NULL,
+            more INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            error TEXT
+        )""",
+        "CREATE INDEX digests_subscriber ON digests(subscriber_id, id)",
+        "CREATE INDEX digests_status ON digests(status)",
+        """CREATE TABLE deliveries (
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            paper_seq INTEGER NOT NULL REFERENCES papers(seq),
+            digest_id INTEGER NOT NULL REFERENCES digests(id) ON DELETE CASCADE,
+            rank INTEGER NOT NULL,
+            PRIMARY KEY (subscriber_id, paper_seq)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX deliveries_digest ON deliveries(digest_id)",
+    )

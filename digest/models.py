@@ -85,3 +85,42 @@ class IngestReport:
     @property
     def new_papers(self) -> int:
         return sum(f.new for f in self.files)
+
+
+Frequency = Literal["daily", "weekly"]
+Format = Literal["html", "text"]
+Status = Literal["pending", "active", "paused", "unsubscribed", "bouncing"]
+Source = Literal["cli", "config", "import", "web"]
+FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly")
+FORMATS: tuple[Format, ...] = ("html", "text")
+STATUSES: tuple[Status, ...] = ("pending", "active", "paused", "unsubscribed", "bouncing")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A subscriber; ``secret`` (never printed) keys their links and private feed."""
+
+    id: int
+    email: str
+    name: str
+    filter: str
+    frequency: Frequency
+    format: Format
+    status: Status
+    source: Source
+    secret: str
+    bounces: int
+    created_at: str
+    updated_at: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "email": self.email,
+            "name": self.name,
+            "filter": self.filter,
+            "frequency": self.frequency,
+            "format": self.format,
+            "status": self.status,
+            "source": self.source,
+            "created_at": self.created_at,
+        }

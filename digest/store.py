@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from digest.errors import StoreError
 from digest.migrations import migrations
-from digest.models import Entry, find_links
+from digest.models import Entry, Subscriber, find_links, paper_id
 
 BUSY_TIMEOUT_MS = 30_000
 _MAX_PARAMS = 900
@@ -199,13 +199,28 @@ class Store:
         limit: int | None = None,
         fts: str | None = None,
         seqs: Sequence[int] | None = None,
+        after_seq: int | None = None,
+        undelivered_to: int | None = None,
     ) -> list[PaperRow]:
-        """Papers, trending first; ``fts`` is a prebuilt safe FTS5 expression, never user text."""
+        """Papers, newest first; ``fts`` is a prebuilt safe FTS5 expression, never user text.
+
+        ``after_seq`` keeps papers first stored after that one; ``undelivered_to``
+        drops papers already put in a digest for that subscriber id.
+        """
         where: list[str] = ["1"]
         params: list[str | int] = []
         if since is not None:
             where.append("p.first_seen >= ?")
             params.append(iso(since))
+        if after_seq is not None:
+            where.append("p.seq > ?")
+            params.append(after_seq)
+        if undelivered_to is not None:
+            where.append(
+                "NOT EXISTS (SELECT 1 FROM deliveries d "
+                "WHERE d.subscriber_id = ? AND d.paper_seq = p.seq)"
+            )
+            params.append(undelivered_to)
         if fts is not None:
             where.append("p.seq IN (SELECT rowid FROM papers_fts WHERE papers_fts MATCH ?)")
             params.append(fts)
@@ -222,6 +237,75 @@ class Store:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [_paper(row) for row in self.db.execute(sql, params)]
+
+    # subscribers -----------------------------------------------------------
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        """The subscriber with this address (case-insensitive), if any."""
+        rows = list(self.db["subscribers"].rows_where("email = ? COLLATE NOCASE", [email], limit=1))
+        return Subscriber(**rows[0]) if rows else None
+
+    def subscriber_by_secret(self, secret: str) -> Subscriber | None:
+        rows = list(self.db["subscribers"].rows_where("secret = ?", [secret], limit=1))
+        return Subscriber(**rows[0]) if rows else None
+
+    def subscribers(self, statuses: Sequence[str] | None = None) -> list[Subscriber]:
+        where, params = None, None
+        if statuses is not None:
+            where = f"status IN ({','.join('?' * len(statuses))})"
+            params = list(statuses)
+        rows = self.db["subscribers"].rows_where(where, params, order_by="id")
+        return [Subscriber(**row) for row in rows]
+
+    def insert_subscriber(self, fields: dict[str, Any]) -> Subscriber:
+        """Insert a subscriber; a duplicate address raises StoreError."""
+        try:
+            self.db.table("subscribers").insert(fields)
+        except sqlite3.IntegrityError:
+            raise StoreError(f"{fields['email']} is already subscribed") from None
+        found = self.subscriber(fields["email"])
+        assert found is not None
+        return found
+
+    def update_subscriber(self, subscriber_id: int, changes: dict[str, Any]) -> None:
+        self.db.table("subscribers").update(subscriber_id, changes)
+
+    def delete_subscriber(self, subscriber_id: int) -> None:
+        """Everything about a subscriber: their digests and deliveries go with them."""
+        self.db.execute("DELETE FROM deliveries WHERE subscriber_id = ?", [subscriber_id])
+        self.db.execute("DELETE FROM digests WHERE subscriber_id = ?", [subscriber_id])
+        self.db.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
+
+    def paper(self, ref: str) -> PaperRow | None:
+        """A paper by id, or by exact (normalized) title."""
+        found = self.papers(seqs=self._seqs_for_ref(ref))
+        return found[0] if found else None
+
+    def _seqs_for_ref(self, ref: str) -> list[int]:
+        rows = self.db.execute(
+            "SELECT seq FROM papers WHERE id = ? OR id = ? LIMIT 1", [ref.strip(), paper_id(ref)]
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def last_digest(self, subscriber_id: int) -> dict[str, Any] | None:
+        """The subscriber's newest digest, whatever became of it."""
+        rows = list(
+            self.db["digests"].rows_where(
+                "subscriber_id = ?", [subscriber_id], order_by="id DESC", limit=1
+            )
+        )
+        return rows[0] if rows else None
+
+    def delivery(self, subscriber_id: int, paper_seq: int) -> dict[str, Any] | None:
+        """When (and in which digest) a paper was put in a digest for a subscriber."""
+        row = self.db.execute(
+            "SELECT g.id, g.created_at, g.status, g.sent_at FROM deliveries d "
+            "JOIN digests g ON g.id = d.digest_id WHERE d.subscriber_id = ? AND d.paper_seq = ?",
+            [subscriber_id, paper_seq],
+        ).fetchone()
+        if row is None:
+            return None
+        return {"digest_id": row[0], "created_at": row[1], "status": row[2], "sent_at": row[3]}
 
     # status ----------------------------------------------------------------
 

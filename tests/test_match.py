@@ -1,0 +1,265 @@
+"""Matching: backtest, ranking, a subscriber's pending papers, the cap, and explain."""
+
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest import match, subscribers
+from digest.config import DigestConfig
+from digest.ingest import ingest_files
+from digest.models import Subscriber
+from digest.store import Store, iso
+from digest.tokens import Stemmer
+
+from .conftest import RunCli
+
+SETTINGS = DigestConfig()
+
+
+@pytest.fixture
+def seeded(store: Store, seed_files: list[Path], now: datetime) -> Store:
+    ingest_files(store, seed_files, now)
+    return store
+
+
+def subscribe(
+    store: Store, query: str, now: datetime, email: str = "ada@example.org"
+) -> Subscriber:
+    return subscribers.add(store, subscribers.Wanted(email, query), now)
+
+
+def record_digest(store: Store, subscriber: Subscriber, seqs: list[int], now: datetime) -> int:
+    """What the email stage does when it builds a digest: one digest row, one delivery per paper."""
+    with store.write():
+        max_seq = store.db.execute("SELECT MAX(seq) FROM papers").fetchone()[0]
+        cursor = store.db.execute(
+            "INSERT INTO digests (subscriber_id, message_id, max_seq, papers, created_at) VALUES (?, ?, ?, ?, ?)",
+            [subscriber.id, f"<{subscriber.id}.{max_seq}@test>", max_seq, len(seqs), iso(now)],
+        )
+        store.db.conn.executemany(
+            "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id, rank) VALUES (?, ?, ?, ?)",
+            [(subscriber.id, seq, cursor.lastrowid, rank) for rank, seq in enumerate(seqs, 1)],
+        )
+    return int(cursor.lastrowid or 0)
+
+
+def test_a_backtest_returns_only_matching_papers_with_their_matched_terms(seeded: Store) -> None:
+    found = match.backtest(seeded, "diffusion -video")
+    assert found
+    for m in found:
+        text = (m.paper.title + " " + m.paper.abstract).lower()
+        assert "diffusion" in text
+        assert "video" not in text
+        assert m.matched == ["diffusion"]
+
+
+def test_results_rank_trending_first_then_relevance(seeded: Store) -> None:
+    found = match.backtest(seeded, "model")
+    keys = [(-m.paper.times_seen, m.paper.best_position) for m in found]
+    assert keys == sorted(keys)
+    assert found[0].paper.times_seen > found[-1].paper.times_seen
+    ties = [
+        m
+        for m in found
+        if (m.paper.times_seen, m.paper.best_position) == (1, found[-1].paper.best_position)
+    ]
+    assert [m.relevance for m in ties] == sorted((m.relevance for m in ties), reverse=True)
+
+
+def test_score_reflects_the_trend(seeded: Store) -> None:
+    found = match.backtest(seeded, "model")
+    assert all(m.score > m.paper.times_seen for m in found)
+    assert found[0].score >= found[-1].score
+
+
+def test_the_backtest_agrees_with_a_plain_scan_for_a_prefix(seeded: Store) -> None:
+    found = {m.paper.id for m in match.backtest(seeded, "regulari*")}
+    expected = {
+        p.id
+        for p in seeded.papers()
+        if re.search(r"\bregulari", (p.title + " " + p.abstract).lower())
+    }
+    assert found == expected
+    assert found
+
+
+def test_by_day_counts_papers_per_ingest_day(
+    store: Store, seed_files: list[Path], now: datetime
+) -> None:
+    ingest_files(store, seed_files[:2], now - timedelta(days=1))
+    ingest_files(store, seed_files[2:], now)
+    days = match.by_day(match.backtest(store, "diffusion"))
+    assert [day for day, _ in days] == ["2026-11-23", "2026-11-24"]
+    assert sum(n for _, n in days) == len(match.backtest(store, "diffusion"))
+
+
+def test_a_new_subscriber_gets_the_lookback_window(
+    store: Store, seed_files: list[Path], now: datetime
+) -> None:
+    ingest_files(store, seed_files[:1], now - timedelta(days=30))
+    ingest_files(store, seed_files[1:], now - timedelta(days=1))
+    person = subscribe(store, "model", now)
+    upcoming = match.pending(store, person, SETTINGS, now)
+    assert upcoming.matches
+    assert all(m.paper.first_seen >= iso(now - timedelta(days=7)) for m in upcoming.matches)
+    assert "the last 7 days" in upcoming.window
+
+
+def test_pending_papers_exclude_those_already_sent_and_older_than_the_last_digest(
+    store: Store, seed_files: list[Path], now: datetime
+) -> None:
+    ingest_files(store, seed_files[:2], now - timedelta(days=2))
+    person = subscribe(store, "diffusion", now - timedelta(days=2))
+    first = match.pending(store, person, SETTINGS, now - timedelta(days=2))
+    record_digest(store, person, [m.paper.seq for m in first.capped], now - timedelta(days=2))
+    ingest_files(store, seed_files[2:], now)
+    second = match.pending(store, person, SETTINGS, now)
+    assert second.matches
+    sent = {m.paper.seq for m in first.capped}
+    assert not sent & {m.paper.seq for m in second.matches}
+    oldest_new = min(m.paper.seq for m in second.matches)
+    assert oldest_new > max(m.paper.seq for m in first.matches)
+
+
+def test_a_digest_is_capped_and_the_rest_counted(seeded: Store, now: datetime) -> None:
+    person = subscribe(seeded, "model", now)
+    upcoming = match.pending(seeded, person, DigestConfig(max_papers=5), now)
+    assert len(upcoming.capped) == 5
+    assert upcoming.more == len(upcoming.matches) - 5 > 0
+    assert upcoming.capped == upcoming.matches[:5]
+
+
+def test_explain_says_which_terms_matched_and_the_position(seeded: Store, now: datetime) -> None:
+    person = subscribe(seeded, "diffusion -video", now)
+    top = match.pending(seeded, person, SETTINGS, now).capped[0]
+    verdict = match.explain(seeded, person, top.paper, SETTINGS, now)
+    assert verdict.included
+    assert "matched: diffusion" in verdict.reasons
+    assert "in the next digest at position 1 of" in verdict.reasons[-1]
+
+
+def test_explain_names_the_excluding_term(seeded: Store, now: datetime) -> None:
+    person = subscribe(seeded, "diffusion -video", now)
+    [paper] = [
+        p for p in seeded.papers() if p.title.startswith("Training-free Guidance in Text-to-Video")
+    ]
+    verdict = match.explain(seeded, person, paper, SETTINGS, now)
+    assert not verdict.included
+    assert "excluded by NOT: video" in verdict.reasons
+
+
+def test_explain_names_the_missing_terms(seeded: Store, now: datetime) -> None:
+    person = subscribe(seeded, '"protein folding" OR robots', now)
+    paper = seeded.papers()[0]
+    verdict = match.explain(seeded, person, paper, SETTINGS, now)
+    assert not verdict.included
+    assert 'missing: "protein folding", robots' in verdict.reasons
+
+
+def test_explain_says_when_a_paper_was_already_sent(seeded: Store, now: datetime) -> None:
+    person = subscribe(seeded, "model", now)
+    paper = match.pending(seeded, person, SETTINGS, now).capped[0].paper
+    record_digest(seeded, person, [paper.seq], now)
+    verdict = match.explain(seeded, person, paper, SETTINGS, now)
+    assert not verdict.included
+    assert any(r.startswith("already put in digest #1 on 2026-11-24") for r in verdict.reasons)
+
+
+def test_explain_says_when_a_paper_is_outside_the_window(seeded: Store, now: datetime) -> None:
+    person = subscribe(seeded, "model", now)
+    paper = match.backtest(seeded, "model")[0].paper
+    verdict = match.explain(seeded, person, paper, SETTINGS, now + timedelta(days=30))
+    assert not verdict.included
+    assert any("outside the window: the last 7 days" in r for r in verdict.reasons)
+
+
+def test_explain_says_when_a_paper_is_beyond_the_cap(seeded: Store, now: datetime) -> None:
+    person = subscribe(seeded, "model", now)
+    last = match.pending(seeded, person, SETTINGS, now).matches[-1].paper
+    verdict = match.explain(seeded, person, last, SETTINGS, now)
+    assert not verdict.included
+    assert "beyond the cap of 25 (feed only)" in verdict.reasons[-1]
+
+
+# the CLI ---------------------------------------------------------------------------
+
+
+def test_match_query_json_has_id_title_matched_and_score(
+    run_cli: RunCli, seed_files: list[Path]
+) -> None:
+    run_cli("ingest", *map(str, seed_files))
+    result = run_cli("match", "--query", 'agents OR "language model"', "--json")
+    assert result.exit_code == 0
+    found = result.json()
+    assert found
+    assert {"id", "title", "matched", "score"} <= set(found[0])
+    assert all(set(m["matched"]) <= {"agents", '"language model"'} and m["matched"] for m in found)
+
+
+def test_match_by_day_prints_one_line_per_ingest_day(
+    run_cli: RunCli, seed_files: list[Path]
+) -> None:
+    run_cli("ingest", *map(str, seed_files))
+    result = run_cli("match", "--query", "diffusion", "--by-day", "--json")
+    [day] = result.json()
+    assert day["papers"] == len(run_cli("match", "--query", "diffusion", "--json").json())
+
+
+def test_match_subscriber_shows_the_next_digest(run_cli: RunCli, seed_files: list[Path]) -> None:
+    run_cli("ingest", *map(str, seed_files))
+    run_cli("subscribers", "add", "ada@example.org", "--filter", "diffusion")
+    result = run_cli("match", "--subscriber", "ada@example.org", "--json")
+    assert result.exit_code == 0
+    assert 0 < len(result.json()) <= 25
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("match",), "give --query QUERY or --subscriber EMAIL"),
+        (("match", "--query", "title:(a"), "unclosed '('"),
+        (("match", "--query", "-video"), "a filter must include at least one term"),
+        (("match", "--subscriber", "nobody@example.org"), "no subscriber nobody@example.org"),
+        (("papers", "--search", "NEAR(a b)"), "NEAR is not supported"),
+        (("explain", "nobody@example.org", "x"), "no subscriber"),
+    ],
+)
+def test_bad_match_requests_exit_2(run_cli: RunCli, args: tuple[str, ...], message: str) -> None:
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_papers_search_uses_the_filter_language(run_cli: RunCli, seed_files: list[Path]) -> None:
+    run_cli("ingest", *map(str, seed_files))
+    plural = {
+        p["id"] for p in run_cli("papers", "--search", "agents", "--limit", "500", "--json").json()
+    }
+    singular = {
+        p["id"] for p in run_cli("papers", "--search", "agent", "--limit", "500", "--json").json()
+    }
+    assert plural == singular
+    assert plural
+
+
+def test_explain_cli_prints_the_reasons(run_cli: RunCli, seed_files: list[Path]) -> None:
+    run_cli("ingest", *map(str, seed_files))
+    run_cli("subscribers", "add", "ada@example.org", "--filter", "diffusion -video")
+    top = run_cli("match", "--subscriber", "ada@example.org", "--json").json()[0]
+    result = run_cli("explain", "ada@example.org", top["title"])
+    assert result.exit_code == 0
+    assert "IN the next digest of ada@example.org" in result.stdout
+    assert "matched: diffusion" in result.stdout
+    as_json = run_cli("explain", "ada@example.org", top["id"], "--json").json()
+    assert as_json["included"] is True
+    assert as_json["matched"] == ["diffusion"]
+
+
+def test_one_stemmer_serves_many_searches_with_the_same_results(seeded: Store) -> None:
+    stemmer = Stemmer()
+    plural = [m.paper.id for m in match.backtest(seeded, "agents", stemmer=stemmer)]
+    assert [m.paper.id for m in match.backtest(seeded, "agent", stemmer=stemmer)] == plural
+    assert plural == [m.paper.id for m in match.backtest(seeded, "agents")]

@@ -1,0 +1,667 @@
+"""The filter language, specified by tables over the five real seed dumps."""
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from digest.errors import QueryError
+from digest.query import (
+    And,
+    Corpus,
+    Explanation,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Term,
+    parse,
+    terms,
+    to_fts5,
+)
+from digest.tokens import FTS_TOKENIZE, Analysis, Stemmer
+
+DUMPS = Path(__file__).resolve().parent.parent / "examples" / "dumps"
+HEADERS = {
+    "new",
+    "Get trending papers in your email inbox!",
+    "Get trending papers in your email inbox once a day!",
+    "Subscribe",
+    "Daily Papers",
+    "byAK and the research community",
+}
+DATE = re.compile(r"[A-Z][a-z]{2} \d{1,2}")
+
+
+def seed_papers() -> list[tuple[str, str]]:
+    """Distinct (title, abstract) pairs of the seed dumps, in first-seen order."""
+    papers: dict[str, str] = {}
+    for path in sorted(DUMPS.glob("*.txt")):
+        body: list[str] = []
+        for line in filter(None, map(str.strip, path.read_text(encoding="utf-8").splitlines())):
+            if not body and (line in HEADERS or DATE.fullmatch(line)):
+                continue
+            if not body and line.startswith("Subscribe"):
+                line = line.removeprefix("Subscribe")
+            body.append(line)
+        for title, abstract in zip(body[::2], body[1::2], strict=True):
+            papers.setdefault(title, abstract)
+    return list(papers.items())
+
+
+PAPERS = seed_papers()
+TITLES = [title for title, _ in PAPERS]
+STEMMER = Stemmer()
+ANALYSES = [(STEMMER.analyze(t), STEMMER.analyze(a)) for t, a in PAPERS]
+
+ALPHA = "Iterative α-(de)Blending: a Minimalist Deterministic Diffusion Model"
+BETA = "ADOPT: Modified Adam Can Converge with Any β_2 with the Optimal Rate"
+EPSILON = "ε-shotgun: ε-greedy Batch Bayesian Optimisation"
+LOJASIEWICZ = (
+    "From Optimization Dynamics to Generalization Bounds via Łojasiewicz Gradient Inequality"
+)
+I2V = "Identifying and Solving Conditional Image Leakage in Image-to-Video Diffusion Model"
+MUSIC = "Language-Guided Music Recommendation for Video via Prompt Analogies"
+GOLDEN = "Golden Noise for Diffusion Models: A Learning Framework"
+CREAM = "CREAM: Consistency Regularized Self-Rewarding Language Models"
+RL_VIDEOS = "Towards Principled Representation Learning from Videos for Reinforcement Learning"
+SGD_REG = "SGD Implicitly Regularizes Generalization Error"
+NOT_NECESSARY = "Stochastic Training is Not Necessary for Generalization"
+FOURIER = "Choose a Transformer: Fourier or Galerkin"
+WTA = "Winner-Take-All Column Row Sampling for Memory Efficient Adaptation of Language Model"
+WGAN = "Wasserstein GAN"
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    return Corpus(STEMMER, PAPERS)
+
+
+@pytest.fixture(scope="module")
+def fts() -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(":memory:")
+    conn.execute(f"CREATE VIRTUAL TABLE p USING fts5(title, abstract, tokenize='{FTS_TOKENIZE}')")
+    conn.executemany(
+        "INSERT INTO p(rowid, title, abstract) VALUES (?, ?, ?)",
+        [(i + 1, t, a) for i, (t, a) in enumerate(PAPERS)],
+    )
+    yield conn
+    conn.close()
+
+
+def show(node: Node) -> str:
+    """A compact, unambiguous rendering of a tree for the tables below."""
+    match node:
+        case Term(word, field, _):
+            return f"{field}:{word}" if field else word
+        case Phrase(words, field, _):
+            return f'{field}:"{" ".join(words)}"' if field else f'"{" ".join(words)}"'
+        case Prefix(prefix, field, _):
+            return f"{field}:{prefix}*" if field else f"{prefix}*"
+        case And(children) | Or(children):
+            name = "AND" if isinstance(node, And) else "OR"
+            return f"({name} {' '.join(map(show, children))})"
+        case Not(child):
+            return f"(NOT {show(child)})"
+    raise AssertionError(node)
+
+
+def selected(corpus: Corpus, query: str) -> set[str]:
+    bits = corpus.evaluate(parse(query))
+    return {title for i, title in enumerate(TITLES) if bits >> i & 1}
+
+
+def naive(node: Node) -> list[bool]:
+    """An independent oracle: the documented semantics checked paper by paper, no index."""
+    match node:
+        case And(children):
+            return [all(row) for row in zip(*map(naive, children), strict=True)]
+        case Or(children):
+            return [any(row) for row in zip(*map(naive, children), strict=True)]
+        case Not(child):
+            return [not hit for hit in naive(child)]
+    assert isinstance(node, Term | Phrase | Prefix)
+    return list(naive_leaf(node))
+
+
+@cache
+def naive_leaf(leaf: Term | Phrase | Prefix) -> tuple[bool, ...]:
+    if isinstance(leaf, Prefix):
+        return tuple(
+            any(w.startswith(leaf.prefix) for f in fields for w in f.words)
+            for fields in in_field(leaf)
+        )
+    wanted = tuple(
+        STEMMER.stem(w) for w in (leaf.words if isinstance(leaf, Phrase) else [leaf.word])
+    )
+    return tuple(any(contains(f.stems, wanted) for f in fields) for fields in in_field(leaf))
+
+
+def in_field(leaf: Term | Phrase | Prefix) -> list[tuple[Analysis, ...]]:
+    picks = {None: (0, 1), "title": (0,), "abstract": (1,)}[leaf.field]
+    return [tuple(doc[k] for k in picks) for doc in ANALYSES]
+
+
+def contains(stems: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
+    if wanted[0] not in stems:
+        return False
+    n = len(wanted)
+    return any(stems[j : j + n] == wanted for j in range(len(stems) - n + 1))
+
+
+def bools(bits: int) -> list[bool]:
+    return [bool(bits >> i & 1) for i in range(len(PAPERS))]
+
+
+def exact_in_fts5(node: Node) -> bool:
+    """No prefix and no negation: the FTS5 prefilter is then the exact answer."""
+    match node:
+        case And(children) | Or(children):
+            return all(map(exact_in_fts5, children))
+        case Prefix() | Not():
+            return False
+    return True
+
+
+def test_seed_papers_are_the_689_distinct_papers() -> None:
+    assert len(PAPERS) == 689
+    assert {ALPHA, BETA, EPSILON, LOJASIEWICZ} <= set(TITLES)
+
+
+# --- grammar -----------------------------------------------------------------------------
+
+PARSES = [
+    ("agents", "agents"),
+    ("Agents", "agents"),
+    ("ÉTUDE", "etude"),
+    ('"Exact   Phrase"', '"exact phrase"'),
+    ('"agents"', "agents"),
+    ("regulari*", "regulari*"),
+    ("Regulari*", "regulari*"),
+    ("a b", "(AND a b)"),
+    ("a AND b", "(AND a b)"),
+    ("a\tb\nc", "(AND a b c)"),
+    ("a OR b", "(OR a b)"),
+    ("a b OR c", "(OR (AND a b) c)"),
+    ("a OR b c", "(OR a (AND b c))"),
+    ("a AND b OR c AND d", "(OR (AND a b) (AND c d))"),
+    ("a (b OR c)", "(AND a (OR b c))"),
+    ("(a b) c", "(AND a b c)"),
+    ("a OR (b OR c)", "(OR a b c)"),
+    ("((a))", "a"),
+    ("b NOT a", "(AND b (NOT a))"),
+    ("NOT a b", "(AND (NOT a) b)"),
+    ("a -b", "(AND a (NOT b))"),
+    ('a -"b c"', '(AND a (NOT "b c"))'),
+    ("a -(b OR c)", "(AND a (NOT (OR b c)))"),
+    ("a NOT NOT b", "(AND a b)"),
+    ("a OR -b", "(OR a (NOT b))"),
+    ("(a)-b", "(AND a (NOT b))"),
+    ("title:a", "title:a"),
+    ('title:"a b"', 'title:"a b"'),
+    ("abstract:pre*", "abstract:pre*"),
+    ("title:(a OR b) c", "(AND (OR title:a title:b) c)"),
+    ("title:(a -b)", "(AND title:a (NOT title:b))"),
+    ('abstract:(x "y z" pre*)', '(AND abstract:x abstract:"y z" abstract:pre*)'),
+    ("-title:a b", "(AND (NOT title:a) b)"),
+    ("title:-a b", "(AND (NOT title:a) b)"),
+    ("title:(title:a b)", "(AND title:a title:b)"),
+    ("LLM-as-a-judge", '"llm as a judge"'),
+    ("GPT-4", '"gpt 4"'),
+    ("2.7", '"2 7"'),
+    ("don't", '"don t"'),
+    ("snake_case", '"snake case"'),
+    ("co-op", '"co op"'),
+    ("and or not", "(AND and or not)"),
+    ("a Or b", "(AND a or b)"),
+    ("nearby near", "(AND nearby near)"),
+    ("ε-greedy", '"ε greedy"'),
+    ("Ε", "ε"),
+    ("ŁOJASIEWICZ", "łojasiewicz"),
+    ('"a""b"', "(AND a b)"),
+]
+
+
+@pytest.mark.parametrize(("query", "tree"), PARSES)
+def test_parse(query: str, tree: str) -> None:
+    assert show(parse(query)) == tree
+
+
+@given(
+    st.lists(st.sampled_from(["a", "Bb", "c3", "AND", "OR", "NOT", "NEAR", "or", "é"]), min_size=1)
+)
+@settings(derandomize=True, database=None)
+def test_plain_words_mean_the_same_with_or_without_a_group(chunks: list[str]) -> None:
+    """``parse`` takes a shortcut for plain words; a group forces the general path."""
+    plain, grouped = outcome(" ".join(chunks)), outcome(f"({' '.join(chunks)})")
+    if isinstance(plain, QueryError):
+        assert isinstance(grouped, QueryError)
+        assert plain.reason == grouped.reason
+    else:
+        assert plain == grouped
+
+
+def test_leaves_keep_the_text_as_written() -> None:
+    assert parse('title:"Video  Generation"') == Phrase(
+        ("video", "generation"), "title", '"Video  Generation"'
+    )
+    assert parse("Regulari*") == Prefix("regulari", None, "Regulari*")
+    assert parse("GPT-4") == Phrase(("gpt", "4"), None, "GPT-4")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("diffusion agents", ["diffusion", "agents"]),
+        ('title:"Video Generation" -survey OR GPT-4', ['"Video Generation"', "GPT-4"]),
+        ("a a A", ["a", "A"]),
+        ("regulari* NOT (x OR y)", ["regulari*"]),
+        ("ε-greedy Łojasiewicz", ["ε-greedy", "Łojasiewicz"]),
+    ],
+)
+def test_terms_are_positive_leaves_as_written(query: str, expected: list[str]) -> None:
+    assert terms(parse(query)) == expected
+
+
+DEEP = "too deeply nested: at most 32 levels of (), NOT, - and fields"
+ERRORS = [
+    ("", 0, "empty filter: write at least one word"),
+    ("   ", 0, "empty filter: write at least one word"),
+    ("-video", 0, "a filter must include at least one term"),
+    ("  -video", 2, "a filter must include at least one term"),
+    ("NOT a NOT b", 0, "a filter must include at least one term"),
+    ("-(a OR b)", 0, "a filter must include at least one term"),
+    ("-a OR -b", 0, "a filter must include at least one term"),
+    ("title:-x", 0, "a filter must include at least one term"),
+    ("a NEAR b", 2, 'NEAR is not supported; use a "phrase"'),
+    ("NEAR(a b)", 0, 'NEAR is not supported; use a "phrase"'),
+    ("a NEAR/3 b", 2, 'NEAR is not supported; use a "phrase"'),
+    ("x ^y", 2, "'^' is not supported; juxtapose words for AND, use OR, NOT or -"),
+    ("a +b", 2, "'+' is not supported; juxtapose words for AND, use OR, NOT or -"),
+    ("c++", 1, "'+' is not supported; juxtapose words for AND, use OR, NOT or -"),
+    ("*", 0, "'*' must end a word, as in prefix*"),
+    ("a * b", 2, "'*' must end a word, as in prefix*"),
+    ("a*b", 1, "'*' must end a word, as in prefix*"),
+    ("ab**", 2, "'*' must end a word, as in prefix*"),
+    ('"ab"*', 4, "'*' must end a word, as in prefix*"),
+    ("(ab)*", 4, "'*' must end a word, as in prefix*"),
+    ("co-*", 3, "'*' must end a word, as in prefix*"),
+    ("a*", 0, "a prefix needs at least 2 characters before '*'"),
+    ("x é*", 2, "a prefix needs at least 2 characters before '*'"),
+    ("co-o*", 0, "a prefix must be a single word"),
+    ("state-of-the-art*", 0, "a prefix must be a single word"),
+    ("foo:bar", 3, "':' is only allowed after title or abstract"),
+    ("Title:bar", 5, "':' is only allowed after title or abstract"),
+    ("a :b", 2, "':' is only allowed after title or abstract"),
+    ("see https://x.org", 9, "':' is only allowed after title or abstract"),
+    ("title: x", 0, 'title: must be directly followed by a word, a "phrase" or a (group)'),
+    ("x abstract:", 2, 'abstract: must be directly followed by a word, a "phrase" or a (group)'),
+    ("title:OR x", 0, 'title: must be directly followed by a word, a "phrase" or a (group)'),
+    ("(title:)", 1, 'title: must be directly followed by a word, a "phrase" or a (group)'),
+    ("title:(abstract:x)", 7, "abstract: cannot be used inside title:"),
+    ("abstract:(a title:b)", 12, "title: cannot be used inside abstract:"),
+    ("a - b", 2, "'-' must be directly followed by a word, a \"phrase\" or a (group)"),
+    ("a -", 2, "'-' must be directly followed by a word, a \"phrase\" or a (group)"),
+    ("--", 0, "'-' must be directly followed by a word, a \"phrase\" or a (group)"),
+    ("a --b", 2, "'-' must be directly followed by a word, a \"phrase\" or a (group)"),
+    ("a -OR b", 2, "'-' must be directly followed by a word, a \"phrase\" or a (group)"),
+    ('say "hello', 4, 'unclosed quote: add a closing "'),
+    ('"a" "b', 4, 'unclosed quote: add a closing "'),
+    ('a ""', 2, 'a "phrase" must contain at least one word'),
+    ('a "-- ..."', 2, 'a "phrase" must contain at least one word'),
+    ("(a (b)", 0, "unclosed '(': add a closing ')'"),
+    ("a (b", 2, "unclosed '(': add a closing ')'"),
+    ("a) b", 1, "unmatched ')'"),
+    ("a ()", 2, "empty group '()'"),
+    ("a (  )", 2, "empty group '()'"),
+    ("§", 0, "'§' contains no letters or digits"),
+    ("a ... b", 2, "'...' contains no letters or digits"),
+    ("a OR", 2, "OR needs a term on each side"),
+    ("OR a", 0, "OR needs a term on each side"),
+    ("a OR OR b", 5, "OR needs a term on each side"),
+    ("(a OR) b", 3, "OR needs a term on each side"),
+    ("a AND", 2, "AND needs a term on each side"),
+    ("AND a", 0, "AND needs a term on each side"),
+    ("a AND OR b", 6, "OR needs a term on each side"),
+    ("NOT", 0, "NOT must be followed by a term"),
+    ("a NOT", 2, "NOT must be followed by a term"),
+    ("a NOT OR b", 2, "NOT must be followed by a term"),
+    ("(a NOT)", 3, "NOT must be followed by a term"),
+    ("(" * 33 + "a" + ")" * 33, 32, DEEP),
+    ("a " + "NOT " * 33 + "b", 130, DEEP),
+    ("title:" + "(" * 40 + "a" + ")" * 40, 37, DEEP),
+]
+
+
+def test_deep_nesting_within_the_limit_is_fine() -> None:
+    assert show(parse("(" * 31 + "a b" + ")" * 31)) == "(AND a b)"
+    assert show(parse("a " + "NOT " * 32 + "b")) == "(AND a b)"
+
+
+@pytest.mark.parametrize(("query", "column", "reason"), ERRORS)
+def test_bad_query_is_one_line_with_a_caret(query: str, column: int, reason: str) -> None:
+    with pytest.raises(QueryError) as caught:
+        parse(query)
+    error = caught.value
+    assert (error.reason, error.column, error.exit_code) == (reason, column, 2)
+    assert (
+        str(error) == f"bad filter at column {column + 1}: {reason}\n  {query}\n  {' ' * column}^"
+    )
+
+
+# --- semantics on the seeds --------------------------------------------------------------
+
+SAME_SELECTION = [
+    ("agents", "agent"),
+    ("models", "model"),
+    ("Models", "MODELS"),
+    ("title:gans", "title:GAN"),
+    ('"diffusion models"', '"Diffusion Model"'),
+    ("video diffusion", "video AND diffusion"),
+    ("video diffusion", "diffusion video"),
+    ("title:video diffusion OR title:gan", "(title:video diffusion) OR title:gan"),
+    ("title:(video OR videos)", "title:video OR title:videos"),
+    ("title:(video diffusion)", "title:video title:diffusion"),
+    ("title:image-to-video", 'title:"image to video"'),
+    ("LLM-as-a-judge", '"llm as a judge"'),
+    ("video -diffusion", "video NOT diffusion"),
+    ("-diffusion video", "video -diffusion"),
+    ("NOT NOT video", "video"),
+    ("Ε", "ε"),
+    ("ŁOJASIEWICZ", "łojasiewicz"),
+    ("Régularization", "regularization"),
+    ("title:regulari*", "title:regularization OR title:regularizes OR title:regularized"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), SAME_SELECTION)
+def test_equivalent_queries_select_the_same_papers(corpus: Corpus, first: str, second: str) -> None:
+    found = selected(corpus, first)
+    assert found, first
+    assert found == selected(corpus, second)
+
+
+ONLY = [
+    ("ε", {EPSILON}),
+    ("title:ε-greedy", {EPSILON}),
+    ("α", {ALPHA}),
+    ("title:(α deblending) OR title:(α (de)blending)", {ALPHA}),
+    ("β", {BETA}),
+    ("title:Łojasiewicz", {LOJASIEWICZ}),
+    ("LLM-as-a-Judge", {CREAM}),
+    ("2.7times", {WTA}),
+    ('title:"golden noise"', {GOLDEN}),
+    ("title:image-to-video", {I2V}),
+    ("title:(not necessary)", {NOT_NECESSARY}),
+    ("title:(fourier or)", {FOURIER}),
+    ("title:wasserstein title:gan", {WGAN, next(t for t in TITLES if "Wasserstein-GAN" in t)}),
+]
+
+
+@pytest.mark.parametrize(("query", "titles"), ONLY)
+def test_query_selects_exactly(corpus: Corpus, query: str, titles: set[str]) -> None:
+    assert selected(corpus, query) == titles
+
+
+INCLUDES = [
+    ("agents", RL_VIDEOS, GOLDEN),
+    ("abstract:agents", RL_VIDEOS, GOLDEN),
+    ("title:agents OR title:agent", None, RL_VIDEOS),
+    ("regulari*", SGD_REG, GOLDEN),
+    ("title:regulari*", CREAM, RL_VIDEOS),
+    ("title:regular*", SGD_REG, GOLDEN),
+    ('title:"diffusion models"', GOLDEN, I2V.replace("Model", "Models")),
+    ('title:"diffusion models"', ALPHA, RL_VIDEOS),
+    ("title:video -diffusion", MUSIC, I2V),
+    ("title:video -title:diffusion", RL_VIDEOS, I2V),
+    ("title:(video OR gan)", WGAN, GOLDEN),
+    ("title:video OR title:gan diffusion", MUSIC, WGAN),
+    ("title:(video OR gan) diffusion", I2V, WGAN),
+    ("title:wasserstein -title:(gan OR gans)", None, WGAN),
+    ("title:and", I2V, GOLDEN),
+    ("title:not", NOT_NECESSARY, GOLDEN),
+    ("title:or", FOURIER, GOLDEN),
+    ("title:Stochastic", NOT_NECESSARY, GOLDEN),
+]
+
+
+@pytest.mark.parametrize(("query", "included", "excluded"), INCLUDES)
+def test_query_includes_and_excludes(
+    corpus: Corpus, query: str, included: str | None, excluded: str
+) -> None:
+    found = selected(corpus, query)
+    assert included is None or included in found
+    assert excluded not in found
+
+
+@pytest.mark.parametrize(("x", "y"), [("video", "diffusion"), ("noise", "label"), ("gan", "image")])
+def test_boolean_and_field_laws(corpus: Corpus, x: str, y: str) -> None:
+    sx, sy = selected(corpus, x), selected(corpus, y)
+    assert selected(corpus, f"{x} {y}") == sx & sy
+    assert selected(corpus, f"{x} OR {y}") == sx | sy
+    assert selected(corpus, f"{x} -{y}") == sx - sy
+    assert selected(corpus, f"title:{x} OR abstract:{x}") == sx
+    assert selected(corpus, f"title:{x}") < sx
+
+
+def test_matched_names_the_satisfied_terms_as_written(corpus: Corpus) -> None:
+    i = TITLES.index(I2V)
+    assert corpus.matched(parse("Video diffusion OR gan -survey"), i) == ["Video", "diffusion"]
+
+
+@pytest.mark.parametrize(
+    ("query", "title", "explanation"),
+    [
+        ("title:video -diffusion", I2V, Explanation(False, ["video"], [], ["diffusion"])),
+        ("title:video OR title:gan", GOLDEN, Explanation(False, [], ["video", "gan"], [])),
+        ("Golden -(gan OR Noise)", GOLDEN, Explanation(False, ["Golden"], [], ["Noise"])),
+        ('"golden noise" OR video*', GOLDEN, Explanation(True, ['"golden noise"'], ["video*"], [])),
+        ('"golden noise" video*', GOLDEN, Explanation(False, ['"golden noise"'], ["video*"], [])),
+    ],
+)
+def test_explain(corpus: Corpus, query: str, title: str, explanation: Explanation) -> None:
+    assert corpus.explain(parse(query), TITLES.index(title)) == explanation
+
+
+@pytest.mark.parametrize("query", ["diffusion", "title:video", '"diffusion models"', "regulari*"])
+def test_every_match_has_a_positive_relevance(corpus: Corpus, query: str) -> None:
+    node = parse(query)
+    hits = corpus.evaluate(node)
+    assert all(corpus.relevance(node, i) > 0 for i in range(len(PAPERS)) if hits >> i & 1)
+
+
+def test_relevance_prefers_more_occurrences_and_rarer_terms(corpus: Corpus) -> None:
+    twice = TITLES.index(next(t for t in TITLES if t.startswith("Noise Calibration")))
+    once = TITLES.index(MUSIC)
+    node = parse("title:video")
+    assert corpus.relevance(node, twice) > corpus.relevance(node, once)
+    i2v = TITLES.index(I2V)  # "video" and "model" once each; "video" is far rarer
+    assert corpus.relevance(parse("title:video"), i2v) > corpus.relevance(parse("title:model"), i2v)
+
+
+VALID = [q for q, _ in PARSES] + [q for pair in SAME_SELECTION for q in pair]
+VALID += [q for q, _ in ONLY] + [q for q, *_ in INCLUDES]
+
+
+@pytest.mark.parametrize("query", VALID)
+def test_corpus_agrees_with_the_naive_oracle(corpus: Corpus, query: str) -> None:
+    node = parse(query)
+    bits = corpus.evaluate(node)
+    assert bools(bits) == naive(node)
+
+
+# --- FTS5 prefilter ----------------------------------------------------------------------
+
+FTS5 = [
+    ("agents", '"agents"'),
+    ("and", '"and"'),
+    ('title:"Video Generation"', '{title} : ("video generation")'),
+    ("a b", '("a") AND ("b")'),
+    ("a OR b", '("a") OR ("b")'),
+    ("a b OR c", '(("a") AND ("b")) OR ("c")'),
+    ('abstract:(x OR "y z")', '({abstract} : ("x")) OR ({abstract} : ("y z"))'),
+    ("regulari*", None),
+    ("video regulari*", '"video"'),
+    ("video -diffusion", '"video"'),
+    ("video OR regulari*", None),
+    ("a OR -b", None),
+    ("GPT-4", '"gpt 4"'),
+    ("Ε", '"ε"'),
+]
+
+
+@pytest.mark.parametrize(("query", "expression"), FTS5)
+def test_to_fts5(query: str, expression: str | None) -> None:
+    assert to_fts5(parse(query)) == expression
+
+
+def fts5_rows(fts: sqlite3.Connection, node: Node) -> set[int]:
+    expression = to_fts5(node)
+    if expression is None:
+        return set(range(len(PAPERS)))
+    rows = fts.execute("SELECT rowid FROM p WHERE p MATCH ?", (expression,))
+    return {rowid - 1 for (rowid,) in rows}
+
+
+QUOTED = re.compile(r'"(?:[^"]|"")*"')
+OUR_SYNTAX = re.compile(r"(?:[(){} :]|AND|OR|title|abstract)*")
+
+
+def check_prefilter(corpus: Corpus, fts: sqlite3.Connection, node: Node) -> None:
+    """User text reaches FTS5 only inside strings, and the prefilter never loses a match."""
+    expression = to_fts5(node)
+    assert expression is None or OUR_SYNTAX.fullmatch(QUOTED.sub("", expression))
+    bits = corpus.evaluate(node)
+    python = {i for i in range(len(PAPERS)) if bits >> i & 1}
+    prefiltered = fts5_rows(fts, node)
+    assert python <= prefiltered
+    if exact_in_fts5(node):
+        assert python == prefiltered
+
+
+@pytest.mark.parametrize("query", VALID)
+def test_fts5_prefilter_is_a_superset_and_exact_without_prefix_or_not(
+    corpus: Corpus, fts: sqlite3.Connection, query: str
+) -> None:
+    check_prefilter(corpus, fts, parse(query))
+
+
+# --- arbitrary input ---------------------------------------------------------------------
+
+FUZZ = settings(
+    max_examples=300,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+PIECES = 'a b ab video Diffusion ε " ( ) * - : + ^ NEAR OR AND NOT title abstract title: abstract:'
+GRAMMARISH = st.lists(
+    st.tuples(st.sampled_from(PIECES.split()), st.sampled_from(["", " "])), max_size=12
+).map(lambda parts: "".join(piece + gap for piece, gap in parts))
+LEAVES = st.sampled_from(
+    [
+        "video",
+        "Videos",
+        "diffusion",
+        "model",
+        '"diffusion-models"',
+        "regulari*",
+        "gan",
+        "ε",
+        "transform*",
+        "Łojasiewicz",
+        "LLM-as-a-judge",
+        "and",
+        "pruning",
+        "noise",
+        "label",
+    ]
+)
+
+
+def compound(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    several = st.lists(inner, min_size=2, max_size=3)
+    fields = st.sampled_from(["title:", "abstract:", "-", "NOT ", ""])
+    return st.one_of(
+        several.map(" ".join),
+        several.map(" OR ".join),
+        st.tuples(fields, inner).map(lambda pair: f"{pair[0]}({pair[1]})"),
+    )
+
+
+WELL_FORMED = st.recursive(LEAVES, compound, max_leaves=6)
+
+
+def outcome(query: str) -> Node | QueryError:
+    """The tree, or the error, of a query: whatever parse does must be one of the two."""
+    try:
+        return parse(query)
+    except QueryError as error:
+        return error
+
+
+def parse_or_error(query: str) -> Node | None:
+    result = outcome(query)
+    if isinstance(result, QueryError):
+        assert 0 <= result.column <= len(query)
+        *_, shown, caret = str(result).split("\n")
+        assert len(shown) == len(query) + 2
+        assert caret.strip() == "^"
+        assert len(caret) - 3 >= result.column  # wide characters push the caret right
+        return None
+    return result
+
+
+@FUZZ
+@given(query=st.text())
+def test_any_text_parses_or_raises_query_error(
+    corpus: Corpus, fts: sqlite3.Connection, query: str
+) -> None:
+    node = parse_or_error(query)
+    if node is not None:
+        check_prefilter(corpus, fts, node)
+
+
+@FUZZ
+@given(query=GRAMMARISH)
+def test_grammar_soup_parses_or_raises_query_error(
+    corpus: Corpus, fts: sqlite3.Connection, query: str
+) -> None:
+    node = parse_or_error(query)
+    if node is not None:
+        check_prefilter(corpus, fts, node)
+
+
+@FUZZ
+@given(query=WELL_FORMED)
+def test_well_formed_queries_agree_with_oracle_and_prefilter(
+    corpus: Corpus, fts: sqlite3.Connection, query: str
+) -> None:
+    node = outcome(query)
+    if isinstance(node, QueryError):
+        assert node.reason.startswith(("a filter must", "title: cannot", "abstract: cannot"))
+        return
+    bits = corpus.evaluate(node)
+    assert bools(bits) == naive(node)
+    check_prefilter(corpus, fts, node)
+
+
+@pytest.mark.parametrize(
+    ("query", "caret"), [("日本 AND", "       ^"), ("a\tOR", "    ^"), ("a\nOR", "    ^")]
+)
+def test_the_caret_lines_up_under_wide_characters_and_control_whitespace(
+    query: str, caret: str
+) -> None:
+    with pytest.raises(QueryError) as caught:
+        parse(query)
+    shown, line = str(caught.value).split("\n")[1:]
+    assert "\n" not in shown
+    assert "\t" not in shown
+    assert line == caret
