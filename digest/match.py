@@ -11,14 +11,16 @@ are the matches first stored after their last digest (or within
 ``[digest] lookback_days`` when they have none) and not yet put in a digest.
 """
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from digest.config import DigestConfig
 from digest.models import Subscriber
-from digest.query import Corpus, Explanation, Node, parse, to_fts5
+from digest.query import Corpus, Explanation, Node, members, parse, to_fts5
 from digest.store import PaperRow, Store, iso
 from digest.tokens import Stemmer
 
@@ -139,6 +141,69 @@ def _window(
         return int(last["max_seq"]), None, f"since the last digest ({last['created_at']})"
     since = now - timedelta(days=settings.lookback_days)
     return None, since, f"the last {settings.lookback_days} days (no digest yet)"
+
+
+@lru_cache(maxsize=200_000)
+def compile_filter(query: str) -> Node:
+    """Parse a stored filter once per process: subscribers share filters, cycles repeat them."""
+    return parse(query)
+
+
+class Batch:
+    """Match many subscribers at once against one corpus of candidate papers.
+
+    The candidates are every paper that is in at least one subscriber's window;
+    each subscriber's filter is evaluated as a bitset over them and narrowed to
+    their own window and to what they were not yet sent.
+    """
+
+    def __init__(
+        self, store: Store, settings: DigestConfig, now: datetime, stemmer: Stemmer | None = None
+    ) -> None:
+        self.settings = settings
+        self.last_seqs = store.last_digest_seqs()
+        self.since = now - timedelta(days=settings.lookback_days)
+        floor = min(self.last_seqs.values(), default=None)
+        self.papers = store.window_papers(floor, self.since)
+        self.seqs = [p.seq for p in self.papers]
+        self.corpus = Corpus(stemmer or Stemmer(), [(p.title, p.abstract) for p in self.papers])
+        self.delivered = store.delivered_since(self.seqs[0]) if self.seqs else {}
+        self.fresh = sum(
+            1 << i for i, p in enumerate(self.papers) if p.first_seen >= iso(self.since)
+        )
+
+    def bits(self, subscriber: Subscriber) -> int:
+        """The candidates this subscriber would get: filter, window, not yet delivered."""
+        found = self.corpus.evaluate(compile_filter(subscriber.filter)) & self._window(subscriber)
+        for seq in self.delivered.get(subscriber.id, ()):
+            at = bisect_left(self.seqs, seq)
+            if at < len(self.seqs) and self.seqs[at] == seq:
+                found &= ~(1 << at)
+        return found
+
+    def _window(self, subscriber: Subscriber) -> int:
+        last = self.last_seqs.get(subscriber.id)
+        if last is None:
+            return self.fresh
+        return self.corpus.all & ~((1 << bisect_right(self.seqs, last)) - 1)
+
+    def pending(self, subscriber: Subscriber) -> Pending:
+        """The subscriber's next digest, ranked and capped."""
+        node = compile_filter(subscriber.filter)
+        bits = self.bits(subscriber)
+        found = ranked(
+            [
+                Match(self.papers[i], self.corpus.matched(node, i), self.corpus.relevance(node, i))
+                for i in members(bits)
+            ]
+        )
+        last = self.last_seqs.get(subscriber.id)
+        window = (
+            "since the last digest"
+            if last is not None
+            else f"the last {self.settings.lookback_days} days (no digest yet)"
+        )
+        return Pending(subscriber, window, found, found[: self.settings.max_papers])
 
 
 @dataclass(frozen=True, slots=True)

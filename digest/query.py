@@ -409,7 +409,7 @@ class _FieldIndex:
         for stem in stems:
             candidates &= self.stems.get(stem, 0)
         bits = 0
-        for i in _members(candidates):
+        for i in members(candidates):
             if self.starts(stems, i):
                 bits |= 1 << i
         return bits
@@ -423,7 +423,7 @@ class _FieldIndex:
         return found
 
 
-def _members(bits: int) -> Iterator[int]:
+def members(bits: int) -> Iterator[int]:
     while bits:
         low = bits & -bits
         yield low.bit_length() - 1

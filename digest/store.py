@@ -228,10 +228,7 @@ class Store:
             where.append(f"p.seq IN ({','.join('?' * len(seqs))})")
             params.extend(seqs)
         sql = (
-            "SELECT p.seq, p.id, p.title, p.abstract, p.links, p.first_seen, "
-            "t.times_seen, t.best_position, t.last_seen "
-            "FROM papers p JOIN paper_trends t ON t.seq = p.seq "
-            f"WHERE {' AND '.join(where)} "
+            f"{_PAPER_SELECT} WHERE {' AND '.join(where)} "
             "ORDER BY p.first_seen DESC, t.times_seen DESC, t.best_position ASC, p.seq ASC"
         )
         if limit is not None:
@@ -296,6 +293,32 @@ class Store:
         )
         return rows[0] if rows else None
 
+    def last_digest_seqs(self) -> dict[int, int]:
+        """Per subscriber id: the newest paper seq their latest digest considered."""
+        rows = self.db.execute(
+            "SELECT subscriber_id, MAX(max_seq) FROM digests GROUP BY subscriber_id"
+        )
+        return {row[0]: row[1] for row in rows}
+
+    def window_papers(self, after_seq: int | None, since: datetime) -> list[PaperRow]:
+        """Papers stored after ``after_seq`` or first seen since ``since``, oldest first."""
+        floor = after_seq if after_seq is not None else self._next_seq()
+        rows = self.db.execute(
+            f"{_PAPER_SELECT} WHERE p.seq > ? OR p.first_seen >= ? ORDER BY p.seq",
+            [floor, iso(since)],
+        )
+        return [_paper(row) for row in rows]
+
+    def delivered_since(self, first_seq: int) -> dict[int, set[int]]:
+        """Per subscriber id: the paper seqs (from ``first_seq`` on) already put in a digest."""
+        found: dict[int, set[int]] = {}
+        rows = self.db.execute(
+            "SELECT subscriber_id, paper_seq FROM deliveries WHERE paper_seq >= ?", [first_seq]
+        )
+        for subscriber_id, seq in rows:
+            found.setdefault(subscriber_id, set()).add(seq)
+        return found
+
     def delivery(self, subscriber_id: int, paper_seq: int) -> dict[str, Any] | None:
         """When (and in which digest) a paper was put in a digest for a subscriber."""
         row = self.db.execute(
@@ -326,6 +349,13 @@ class Store:
             "subscribers": count("subscribers"),
             "last_ingest": {"file": last[0], "at": last[1]} if last else None,
         }
+
+
+_PAPER_SELECT = (
+    "SELECT p.seq, p.id, p.title, p.abstract, p.links, p.first_seen, "
+    "t.times_seen, t.best_position, t.last_seen "
+    "FROM papers p JOIN paper_trends t ON t.seq = p.seq"
+)
 
 
 def _paper(row: Sequence[Any]) -> PaperRow:

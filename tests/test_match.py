@@ -263,3 +263,21 @@ def test_one_stemmer_serves_many_searches_with_the_same_results(seeded: Store) -
     plural = [m.paper.id for m in match.backtest(seeded, "agents", stemmer=stemmer)]
     assert [m.paper.id for m in match.backtest(seeded, "agent", stemmer=stemmer)] == plural
     assert plural == [m.paper.id for m in match.backtest(seeded, "agents")]
+
+
+def test_matching_many_subscribers_at_once_gives_each_the_same_digest_as_alone(
+    store: Store, seed_files: list[Path], now: datetime
+) -> None:
+    ingest_files(store, seed_files[:2], now - timedelta(days=3))
+    queries = ["diffusion", "model -language", '"large language"', "robot* OR agents", "title:video", "zebra"]
+    people = [subscribe(store, q, now - timedelta(days=3), f"p{i}@example.org") for i, q in enumerate(queries)]
+    for person in people[:3]:
+        first = match.pending(store, person, SETTINGS, now - timedelta(days=3))
+        record_digest(store, person, [m.paper.seq for m in first.capped], now - timedelta(days=3))
+    ingest_files(store, seed_files[2:], now)
+    batch = match.Batch(store, SETTINGS, now)
+    for person in people:
+        alone = match.pending(store, person, SETTINGS, now)
+        together = batch.pending(person)
+        assert [m.paper.id for m in together.matches] == [m.paper.id for m in alone.matches], person.filter
+        assert [m.matched for m in together.capped] == [m.matched for m in alone.capped]
