@@ -8,7 +8,7 @@ import pytest
 
 from digest.errors import StoreError
 from digest.ingest import ingest_files
-from digest.migrations import migrations
+from digest.store.migrations import migrations
 from digest.models import find_links, normalize_title, paper_id
 from digest.store import Store
 

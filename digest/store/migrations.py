@@ -113,7 +113,9 @@ def m002_subscribers_digests_deliveries(db: Database) -> None:
             sent_at TEXT,
             attempts INTEGER NOT NULL DEFAULT 0,
             next_attempt_at TEXT,
-            error TEXT
+            error TEXT,
+            owner INTEGER,
+            message BLOB
         )""",
         "CREATE INDEX digests_subscriber ON digests(subscriber_id, id)",
         "CREATE INDEX digests_status ON digests(status)",

@@ -1,35 +1,16 @@
-"""The store: the only module that talks to the SQLite database (through sqlite-utils).
-
-A real file in WAL mode, its schema built by the append-only migrations in
-``migrations.py``.  Writes happen in ``BEGIN IMMEDIATE`` transactions so that
-two processes never interleave half-done work, and a dump is stored whole or
-not at all.
-"""
+"""Dumps, papers, sightings and rejections: what ingest writes and every reader reads."""
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlite_utils import Database
+from digest.models import Entry, find_links, paper_id
+from digest.store.base import Base, iso
 
-from digest.errors import StoreError
-from digest.migrations import migrations
-from digest.models import Entry, Subscriber, find_links, paper_id
-
-BUSY_TIMEOUT_MS = 30_000
 _MAX_PARAMS = 900
-
-
-def iso(moment: datetime) -> str:
-    """Timestamps are stored as sortable UTC ISO-8601 strings (time is always zone-aware here)."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: pass an aware one")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,56 +47,7 @@ class DumpCounts:
     seen: int
 
 
-class Store:
-    """Open (creating and migrating as needed) the database at ``path``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = Database(path)
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self.db.enable_wal()
-            self._migrate()
-        except sqlite3.DatabaseError as err:
-            raise StoreError(f"{path}: cannot open the database: {err}") from None
-        except OSError as err:
-            raise StoreError(f"{path}: cannot create the database folder: {err.strerror}") from None
-
-    def _migrate(self) -> None:
-        """Apply pending migrations under the write lock; refuse a schema newer than this code."""
-        with self._immediate():
-            known = {m.name for m in migrations._migrations}
-            unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
-            if unknown:
-                raise StoreError(
-                    f"{self.path}: the database was written by a newer digest "
-                    f"(unknown migrations: {', '.join(unknown)})",
-                    "upgrade digest before using this database",
-                )
-            if migrations.pending(self.db):
-                migrations.apply(self.db)
-
-    def close(self) -> None:
-        self.db.close()
-
-    @contextmanager
-    def _immediate(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.conn.rollback()
-            raise
-        self.db.execute("COMMIT")
-
-    @contextmanager
-    def write(self) -> Iterator["Store"]:
-        """One all-or-nothing write transaction, taken with the write lock held from the start."""
-        with self._immediate():
-            yield self
-
+class PaperStore(Base):
     # dumps -----------------------------------------------------------------
 
     def dump_by_hash(self, sha256: str) -> dict[str, Any] | None:
@@ -181,6 +113,19 @@ class Store:
                 [file_name, sha256, error, iso(now)],
             )
 
+    def max_seq(self) -> int:
+        """The newest paper's seq (0 when there are none)."""
+        return self._next_seq() - 1
+
+    def rejection_times(self) -> list[str]:
+        """When each dump was rejected, oldest first (for the ingest-health line)."""
+        rows = self.db.execute("SELECT rejected_at FROM rejections ORDER BY rejected_at")
+        return [row[0] for row in rows]
+
+    def last_ingest_at(self) -> str | None:
+        row = self.db.execute("SELECT MAX(ingested_at) FROM dumps").fetchone()
+        return row[0] if row else None
+
     def _next_seq(self) -> int:
         row = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM papers").fetchone()
         return int(row[0])
@@ -235,44 +180,6 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return [_paper(row) for row in self.db.execute(sql, params)]
 
-    # subscribers -----------------------------------------------------------
-
-    def subscriber(self, email: str) -> Subscriber | None:
-        """The subscriber with this address (case-insensitive), if any."""
-        rows = list(self.db["subscribers"].rows_where("email = ? COLLATE NOCASE", [email], limit=1))
-        return Subscriber(**rows[0]) if rows else None
-
-    def subscriber_by_secret(self, secret: str) -> Subscriber | None:
-        rows = list(self.db["subscribers"].rows_where("secret = ?", [secret], limit=1))
-        return Subscriber(**rows[0]) if rows else None
-
-    def subscribers(self, statuses: Sequence[str] | None = None) -> list[Subscriber]:
-        where, params = None, None
-        if statuses is not None:
-            where = f"status IN ({','.join('?' * len(statuses))})"
-            params = list(statuses)
-        rows = self.db["subscribers"].rows_where(where, params, order_by="id")
-        return [Subscriber(**row) for row in rows]
-
-    def insert_subscriber(self, fields: dict[str, Any]) -> Subscriber:
-        """Insert a subscriber; a duplicate address raises StoreError."""
-        try:
-            self.db.table("subscribers").insert(fields)
-        except sqlite3.IntegrityError:
-            raise StoreError(f"{fields['email']} is already subscribed") from None
-        found = self.subscriber(fields["email"])
-        assert found is not None
-        return found
-
-    def update_subscriber(self, subscriber_id: int, changes: dict[str, Any]) -> None:
-        self.db.table("subscribers").update(subscriber_id, changes)
-
-    def delete_subscriber(self, subscriber_id: int) -> None:
-        """Everything about a subscriber: their digests and deliveries go with them."""
-        self.db.execute("DELETE FROM deliveries WHERE subscriber_id = ?", [subscriber_id])
-        self.db.execute("DELETE FROM digests WHERE subscriber_id = ?", [subscriber_id])
-        self.db.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
-
     def paper(self, ref: str) -> PaperRow | None:
         """A paper by id, or by exact (normalized) title."""
         found = self.papers(seqs=self._seqs_for_ref(ref))
@@ -284,22 +191,6 @@ class Store:
         ).fetchall()
         return [row[0] for row in rows]
 
-    def last_digest(self, subscriber_id: int) -> dict[str, Any] | None:
-        """The subscriber's newest digest, whatever became of it."""
-        rows = list(
-            self.db["digests"].rows_where(
-                "subscriber_id = ?", [subscriber_id], order_by="id DESC", limit=1
-            )
-        )
-        return rows[0] if rows else None
-
-    def last_digest_seqs(self) -> dict[int, int]:
-        """Per subscriber id: the newest paper seq their latest digest considered."""
-        rows = self.db.execute(
-            "SELECT subscriber_id, MAX(max_seq) FROM digests GROUP BY subscriber_id"
-        )
-        return {row[0]: row[1] for row in rows}
-
     def window_papers(self, after_seq: int | None, since: datetime) -> list[PaperRow]:
         """Papers stored after ``after_seq`` or first seen since ``since``, oldest first."""
         floor = after_seq if after_seq is not None else self._next_seq()
@@ -309,46 +200,29 @@ class Store:
         )
         return [_paper(row) for row in rows]
 
-    def delivered_since(self, first_seq: int) -> dict[int, set[int]]:
-        """Per subscriber id: the paper seqs (from ``first_seq`` on) already put in a digest."""
-        found: dict[int, set[int]] = {}
-        rows = self.db.execute(
-            "SELECT subscriber_id, paper_seq FROM deliveries WHERE paper_seq >= ?", [first_seq]
-        )
-        for subscriber_id, seq in rows:
-            found.setdefault(subscriber_id, set()).add(seq)
-        return found
-
-    def delivery(self, subscriber_id: int, paper_seq: int) -> dict[str, Any] | None:
-        """When (and in which digest) a paper was put in a digest for a subscriber."""
-        row = self.db.execute(
-            "SELECT g.id, g.created_at, g.status, g.sent_at FROM deliveries d "
-            "JOIN digests g ON g.id = d.digest_id WHERE d.subscriber_id = ? AND d.paper_seq = ?",
-            [subscriber_id, paper_seq],
-        ).fetchone()
-        if row is None:
-            return None
-        return {"digest_id": row[0], "created_at": row[1], "status": row[2], "sent_at": row[3]}
-
     # status ----------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        def count(table: str) -> int:
-            return self.db[table].count if self.db[table].exists() else 0
-
         last = self.db.execute(
             "SELECT file_name, ingested_at FROM dumps ORDER BY id DESC LIMIT 1"
         ).fetchone()
         return {
             "database": str(self.path),
             "database_bytes": _size(self.path),
-            "papers": count("papers"),
-            "dumps": count("dumps"),
-            "sightings": count("sightings"),
-            "rejections": count("rejections"),
-            "subscribers": count("subscribers"),
+            "papers": self.count("papers"),
+            "dumps": self.count("dumps"),
+            "sightings": self.count("sightings"),
+            "rejections": self.count("rejections"),
+            "subscribers": self.count("subscribers"),
             "last_ingest": {"file": last[0], "at": last[1]} if last else None,
         }
+
+
+_PAPER_SELECT = (
+    "SELECT p.seq, p.id, p.title, p.abstract, p.links, p.first_seen, "
+    "t.times_seen, t.best_position, t.last_seen "
+    "FROM papers p JOIN paper_trends t ON t.seq = p.seq"
+)
 
 
 _PAPER_SELECT = (

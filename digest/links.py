@@ -1,0 +1,65 @@
+"""Per-subscriber links: manage, unsubscribe and private feed, without accounts or passwords.
+
+A link token is ``<subscriber id>-<HMAC of a purpose under the subscriber's
+secret>``: unguessable, different per purpose (a leaked feed URL cannot
+unsubscribe anyone), checked in constant time, and nothing derived is stored.
+Changing a subscriber's secret revokes every link at once.
+"""
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Literal
+from urllib.parse import quote
+
+from digest.models import Subscriber
+
+Purpose = Literal["manage", "unsubscribe", "feed"]
+_TOKEN = re.compile(r"(\d{1,12})-([0-9a-f]{32})")
+
+
+def token(subscriber: Subscriber, purpose: Purpose) -> str:
+    return f"{subscriber.id}-{_mac(subscriber.secret, purpose)}"
+
+
+def _mac(secret: str, purpose: str) -> str:
+    return hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def parse_token(text: str) -> int | None:
+    """The subscriber id a token claims, or None when it is not shaped like a token."""
+    found = _TOKEN.fullmatch(text)
+    return int(found.group(1)) if found else None
+
+
+def verify(subscriber: Subscriber, text: str, purpose: Purpose) -> bool:
+    """Whether ``text`` is this subscriber's token for ``purpose``."""
+    return hmac.compare_digest(text.encode(), token(subscriber, purpose).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """The links printed in a digest's footer and in its List-Unsubscribe header."""
+
+    manage: str
+    unsubscribe: str
+    unsubscribe_mailto: str
+    feed_atom: str
+    feed_rss: str
+
+
+def links_for(subscriber: Subscriber, base_url: str, sender: str) -> Links:
+    """Every link of one subscriber, under the web front's ``base_url``."""
+    base = base_url.rstrip("/")
+    unsubscribe = token(subscriber, "unsubscribe")
+    feed = token(subscriber, "feed")
+    _, address = parseaddr(sender)
+    return Links(
+        manage=f"{base}/manage/{token(subscriber, 'manage')}",
+        unsubscribe=f"{base}/unsubscribe/{unsubscribe}",
+        unsubscribe_mailto=f"mailto:{address}?subject={quote('unsubscribe ' + unsubscribe)}",
+        feed_atom=f"{base}/feeds/{feed}.atom",
+        feed_rss=f"{base}/feeds/{feed}.rss",
+    )

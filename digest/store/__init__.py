@@ -1,0 +1,24 @@
+"""The store: the only code that talks to the SQLite database (through sqlite-utils).
+
+A real file in WAL mode, its schema built by the append-only migrations in
+``migrations.py``.  Writes happen in ``BEGIN IMMEDIATE`` transactions so that
+two processes never interleave half-done work.  The methods are grouped by
+entity, one module each (papers, subscribers, outbox), and combined here.
+"""
+
+from pathlib import Path
+
+from digest.store.base import Base, iso
+from digest.store.outbox import OutboxStore, QueuedDigest
+from digest.store.papers import DumpCounts, PaperRow, PaperStore
+from digest.store.subscribers import SubscriberStore
+
+
+class Store(PaperStore, SubscriberStore, OutboxStore):
+    """Open (creating and migrating as needed) the database at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        Base.__init__(self, path)
+
+
+__all__ = ["DumpCounts", "PaperRow", "QueuedDigest", "Store", "iso"]

@@ -1,0 +1,212 @@
+"""Digests and deliveries: the outbox's rows and their state machine.
+
+A digest is recorded with its deliveries (one row per subscriber and paper,
+primary key on the pair, so a paper can never be in two digests for the same
+subscriber) and its message bytes, compressed, so a retry sends exactly the
+same message.  Delivery claims a digest by moving it to ``sending`` with the
+sender's pid as owner; a digest left ``sending`` by a dead process is queued
+again.  The bytes are dropped once the digest is sent or has failed.
+"""
+
+import sqlite3
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from digest.store.base import Base
+
+READY = ("queued", "deferred")
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedDigest:
+    """A digest waiting for delivery, with what delivery needs to know of its subscriber."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    subscriber_status: str
+    message_id: str
+    papers: int
+    attempts: int
+
+
+class OutboxStore(Base):
+    def record_digest(
+        self,
+        subscriber_id: int,
+        message_id: str,
+        max_seq: int,
+        seqs: Sequence[int],
+        more: int,
+        message: bytes,
+        created_at: str,
+    ) -> int | None:
+        """Record a queued digest and its deliveries (inside ``write()``).
+
+        Returns None, recording nothing, when another run already put one of
+        these papers in a digest for this subscriber.
+        """
+        try:
+            with self.db.atomic():
+                cursor = self.db.execute(
+                    "INSERT INTO digests (subscriber_id, message_id, max_seq, papers, more, "
+                    "created_at, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        subscriber_id,
+                        message_id,
+                        max_seq,
+                        len(seqs),
+                        more,
+                        created_at,
+                        zlib.compress(message, 6),
+                    ],
+                )
+                digest_id = int(cursor.lastrowid or 0)
+                self.db.conn.executemany(
+                    "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id, rank) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(subscriber_id, seq, digest_id, rank) for rank, seq in enumerate(seqs, 1)],
+                )
+        except sqlite3.IntegrityError:
+            return None
+        return digest_id
+
+    def ready_digests(self, now: str, subscriber_id: int | None = None) -> list[QueuedDigest]:
+        """Digests to deliver now: queued ones, and deferred ones whose retry time has come."""
+        sql = (
+            "SELECT g.id, g.subscriber_id, s.email, s.status, g.message_id, g.papers, g.attempts "
+            "FROM digests g JOIN subscribers s ON s.id = g.subscriber_id "
+            "WHERE (g.status = 'queued' OR (g.status = 'deferred' AND g.next_attempt_at <= ?))"
+        )
+        params: list[Any] = [now]
+        if subscriber_id is not None:
+            sql += " AND g.subscriber_id = ?"
+            params.append(subscriber_id)
+        rows = self.db.execute(sql + " ORDER BY g.id", params)
+        return [QueuedDigest(*row) for row in rows]
+
+    def claim(self, digest_id: int, owner: int) -> bool:
+        """Move a ready digest to ``sending`` for this process; False if another took it."""
+        with self.write():
+            cursor = self.db.execute(
+                "UPDATE digests SET status = 'sending', owner = ?, attempts = attempts + 1 "
+                f"WHERE id = ? AND status IN {READY}",
+                [owner, digest_id],
+            )
+        return cursor.rowcount == 1
+
+    def message(self, digest_id: int) -> bytes:
+        row = self.db.execute("SELECT message FROM digests WHERE id = ?", [digest_id]).fetchone()
+        return zlib.decompress(row[0])
+
+    def mark_sent(self, digest_id: int, subscriber_id: int, at: str) -> None:
+        with self.write():
+            self.db.execute(
+                "UPDATE digests SET status = 'sent', sent_at = ?, error = NULL, owner = NULL, "
+                "message = NULL WHERE id = ?",
+                [at, digest_id],
+            )
+            self.db.execute("UPDATE subscribers SET bounces = 0 WHERE id = ?", [subscriber_id])
+
+    def mark_deferred(self, digest_id: int, error: str, retry_at: str) -> None:
+        with self.write():
+            self.db.execute(
+                "UPDATE digests SET status = 'deferred', error = ?, next_attempt_at = ?, "
+                "owner = NULL WHERE id = ?",
+                [error, retry_at, digest_id],
+            )
+
+    def mark_failed(
+        self, digest_id: int, subscriber_id: int, error: str, *, bounce_limit: int | None
+    ) -> bool:
+        """A permanent failure; with ``bounce_limit``, count a bounce. True if now bouncing."""
+        with self.write():
+            self.db.execute(
+                "UPDATE digests SET status = 'failed', error = ?, owner = NULL, message = NULL "
+                "WHERE id = ?",
+                [error, digest_id],
+            )
+            if bounce_limit is None:
+                return False
+            self.db.execute(
+                "UPDATE subscribers SET bounces = bounces + 1 WHERE id = ?", [subscriber_id]
+            )
+            cursor = self.db.execute(
+                "UPDATE subscribers SET status = 'bouncing' "
+                "WHERE id = ? AND bounces >= ? AND status = 'active'",
+                [subscriber_id, bounce_limit],
+            )
+            return cursor.rowcount == 1
+
+    def release(self, digest_id: int) -> None:
+        """Give a claimed digest back untouched (the transport could not even start)."""
+        with self.write():
+            self.db.execute(
+                "UPDATE digests SET status = 'queued', owner = NULL, attempts = attempts - 1 "
+                "WHERE id = ? AND status = 'sending'",
+                [digest_id],
+            )
+
+    def sending_owners(self) -> dict[int, int | None]:
+        """Digests marked ``sending``: id -> owner pid."""
+        rows = self.db.execute("SELECT id, owner FROM digests WHERE status = 'sending'")
+        return {row[0]: row[1] for row in rows}
+
+    def requeue(self, digest_ids: Sequence[int]) -> None:
+        """Queue again digests whose sender died mid-send (same bytes, same Message-ID)."""
+        with self.write():
+            self.db.conn.executemany(
+                "UPDATE digests SET status = 'queued', owner = NULL "
+                "WHERE id = ? AND status = 'sending'",
+                [(digest_id,) for digest_id in digest_ids],
+            )
+
+    def last_digest_times(self) -> dict[int, str]:
+        """Per subscriber id: when their newest digest was built."""
+        rows = self.db.execute(
+            "SELECT subscriber_id, MAX(created_at) FROM digests GROUP BY subscriber_id"
+        )
+        return {row[0]: row[1] for row in rows}
+
+    def digest_counts(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT status, COUNT(*) FROM digests GROUP BY status")
+        return {row[0]: row[1] for row in rows}
+
+    def last_digest(self, subscriber_id: int) -> dict[str, Any] | None:
+        """The subscriber's newest digest, whatever became of it."""
+        rows = list(
+            self.db["digests"].rows_where(
+                "subscriber_id = ?", [subscriber_id], order_by="id DESC", limit=1
+            )
+        )
+        return rows[0] if rows else None
+
+    def last_digest_seqs(self) -> dict[int, int]:
+        """Per subscriber id: the newest paper seq their latest digest considered."""
+        rows = self.db.execute(
+            "SELECT subscriber_id, MAX(max_seq) FROM digests GROUP BY subscriber_id"
+        )
+        return {row[0]: row[1] for row in rows}
+
+    def delivered_since(self, first_seq: int) -> dict[int, set[int]]:
+        """Per subscriber id: the paper seqs (from ``first_seq`` on) already put in a digest."""
+        found: dict[int, set[int]] = {}
+        rows = self.db.execute(
+            "SELECT subscriber_id, paper_seq FROM deliveries WHERE paper_seq >= ?", [first_seq]
+        )
+        for subscriber_id, seq in rows:
+            found.setdefault(subscriber_id, set()).add(seq)
+        return found
+
+    def delivery(self, subscriber_id: int, paper_seq: int) -> dict[str, Any] | None:
+        """When (and in which digest) a paper was put in a digest for a subscriber."""
+        row = self.db.execute(
+            "SELECT g.id, g.created_at, g.status, g.sent_at FROM deliveries d "
+            "JOIN digests g ON g.id = d.digest_id WHERE d.subscriber_id = ? AND d.paper_seq = ?",
+            [subscriber_id, paper_seq],
+        ).fetchone()
+        if row is None:
+            return None
+        return {"digest_id": row[0], "created_at": row[1], "status": row[2], "sent_at": row[3]}

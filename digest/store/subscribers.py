@@ -1,0 +1,47 @@
+"""Subscribers: who wants what, and their state."""
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from digest.errors import StoreError
+from digest.models import Subscriber
+from digest.store.base import Base
+
+
+class SubscriberStore(Base):
+    def subscriber(self, email: str) -> Subscriber | None:
+        """The subscriber with this address (case-insensitive), if any."""
+        rows = list(self.db["subscribers"].rows_where("email = ? COLLATE NOCASE", [email], limit=1))
+        return Subscriber(**rows[0]) if rows else None
+
+    def subscriber_by_secret(self, secret: str) -> Subscriber | None:
+        rows = list(self.db["subscribers"].rows_where("secret = ?", [secret], limit=1))
+        return Subscriber(**rows[0]) if rows else None
+
+    def subscribers(self, statuses: Sequence[str] | None = None) -> list[Subscriber]:
+        where, params = None, None
+        if statuses is not None:
+            where = f"status IN ({','.join('?' * len(statuses))})"
+            params = list(statuses)
+        rows = self.db["subscribers"].rows_where(where, params, order_by="id")
+        return [Subscriber(**row) for row in rows]
+
+    def insert_subscriber(self, fields: dict[str, Any]) -> Subscriber:
+        """Insert a subscriber; a duplicate address raises StoreError."""
+        try:
+            self.db.table("subscribers").insert(fields)
+        except sqlite3.IntegrityError:
+            raise StoreError(f"{fields['email']} is already subscribed") from None
+        found = self.subscriber(fields["email"])
+        assert found is not None
+        return found
+
+    def update_subscriber(self, subscriber_id: int, changes: dict[str, Any]) -> None:
+        self.db.table("subscribers").update(subscriber_id, changes)
+
+    def delete_subscriber(self, subscriber_id: int) -> None:
+        """Everything about a subscriber: their digests and deliveries go with them."""
+        self.db.execute("DELETE FROM deliveries WHERE subscriber_id = ?", [subscriber_id])
+        self.db.execute("DELETE FROM digests WHERE subscriber_id = ?", [subscriber_id])
+        self.db.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
