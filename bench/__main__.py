@@ -1,0 +1,116 @@
+"""``python -m bench``: run each stage's benchmark, print its figures, then a summary table.
+
+Each stage is one module with ``run(settings) -> list[Figure]``, listed in
+``STAGES`` below in pipeline order; add later stages (matching, rendering,
+sending, feeds) there.  A FAIL against a target is reported, not an error:
+the exit status is 0 unless a benchmark could not measure at all (1) or the
+arguments are wrong (2).
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench import (
+    DEFAULT_REPEAT,
+    DEFAULT_SEED,
+    BenchError,
+    Figure,
+    Settings,
+    ingest,
+    number,
+    percent,
+    progress,
+)
+
+Stage = Callable[[Settings], list[Figure]]
+
+STAGES: dict[str, Stage] = {
+    "ingest": ingest.run,
+}
+
+COLUMNS = ("stage", "figure", "value", "unit", "ceiling", "ratio", "peak MB", "result")
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[list[str], Settings]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Throughput and peak memory of each stage, next to a bare ceiling "
+        "measured in the same run.",
+    )
+    parser.add_argument(
+        "--only", action="append", choices=sorted(STAGES), help="run only this stage (repeatable)"
+    )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="shrink every stage's size (e.g. 0.2)"
+    )
+    parser.add_argument("--entries", type=int, help="ingest: entries in the generated dump")
+    parser.add_argument(
+        "--repeat", type=int, default=DEFAULT_REPEAT, help="rounds per stage, best kept"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
+    parser.add_argument("--tmp", type=Path, help="where to create the temporary folders")
+    args = parser.parse_args(argv)
+    if args.scale <= 0 or args.repeat < 1 or (args.entries is not None and args.entries < 1):
+        parser.error("--scale, --repeat and --entries must be positive")
+    settings = Settings(
+        args.scale, args.entries, args.seed, args.repeat, args.keep, args.profile, args.tmp
+    )
+    return args.only or list(STAGES), settings
+
+
+def run_stage(name: str, settings: Settings) -> list[Figure] | None:
+    """The stage's figures, each printed as it arrives; None when it could not measure."""
+    try:
+        found = STAGES[name](settings)
+    except BenchError as err:
+        progress(f"[{name}] ERROR: {err}")
+        return None
+    for figure in found:
+        print(figure.line(), flush=True)
+    return found
+
+
+def summary(figures: list[Figure]) -> str:
+    rows = [COLUMNS, *(_cells(f) for f in figures)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _cells(figure: Figure) -> tuple[str, ...]:
+    peak = "-" if figure.peak_mb is None else f"{figure.peak_mb:,.1f}"
+    return (
+        figure.stage,
+        figure.name,
+        number(figure.value),
+        figure.unit,
+        number(figure.ceiling),
+        percent(figure.ratio),
+        peak,
+        figure.result,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    stages, settings = parse_args(argv)
+    figures: list[Figure] = []
+    failed = []
+    for name in stages:
+        found = run_stage(name, settings)
+        if found is None:
+            failed.append(name)
+        else:
+            figures.extend(found)
+    print(f"\nsummary\n{summary(figures)}")
+    if failed:
+        print(f"could not measure: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
