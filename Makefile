@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## run: install, then run the main job on the built-in defaults and the sample dumps
+## run: install, then run the main job on the built-in defaults, the sample dumps and subscribers
 run: $(STAMP)
-	$(BIN)/digest ingest examples/dumps
-	$(BIN)/digest status
+	$(BIN)/digest --config config.example.toml ingest examples/dumps
+	$(BIN)/digest --config config.example.toml send
+	$(BIN)/digest --config config.example.toml status
 
 ## test: install with the test extras, then lint, type-check and run every test
 test: lint

@@ -19,10 +19,11 @@ import click
 
 from digest import config as config_module
 from digest import ingest as ingest_module
-from digest import match, subscribers
+from digest import mailer, match, outbox, subscribers
 from digest.config import Config
 from digest.errors import DigestError, UsageError
 from digest.models import IngestReport, Subscriber
+from digest.render import Renderer
 from digest.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -457,6 +458,68 @@ def explain_command(app: App, email: str, paper: str, as_json: bool) -> None:
     click.echo(f"{found.title}\n{head} the next digest of {subscriber.email}:")
     for reason in verdict.reasons:
         click.echo(f"  - {reason}")
+
+
+# email -------------------------------------------------------------------------------
+
+
+@cli.command("preview")
+@click.argument("email")
+@click.option("--text", "as_text", is_flag=True, help="The plain-text part instead of the HTML.")
+@click.pass_obj
+def preview_command(app: App, email: str, as_text: bool) -> None:
+    """Print the digest EMAIL would get now (HTML by default); records and sends nothing."""
+    with _errors(app):
+        subscriber = subscribers.get(app.store, email)
+        built = outbox.preview(app.store, app.config, subscriber, now())
+        renderer = Renderer(app.config)
+        body = renderer.text(built.content) if as_text else renderer.html(built.content)
+    click.echo(body)
+
+
+@cli.command("send")
+@click.option("--dry-run", is_flag=True, help="Render and report, but record and send nothing.")
+@click.option("--only", "email", metavar="EMAIL", help="Only this subscriber.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def send_command(app: App, dry_run: bool, email: str | None, as_json: bool) -> None:
+    """Build the digest of every subscriber that is due, then deliver what is ready.
+
+    Daily subscribers are due when their last digest is 20 hours old, weekly
+    ones on [digest] weekly_day. Delivery goes through [delivery] backend.
+    Exit status 1 when the mail server cannot be used (the digests stay queued).
+    """
+    with _errors(app):
+        if email is not None:
+            subscribers.get(app.store, email)
+        transport = mailer.transport_for(app.config.delivery, app.config.smtp)
+        report = outbox.send(app.store, app.config, transport, now, only=email, dry_run=dry_run)
+    if as_json:
+        _emit_json(report.as_json())
+    else:
+        _print_send(report)
+        _point_at_newest(app.config, report)
+    if report.error:
+        click.echo(f"error: {report.error}", err=True)
+        sys.exit(1)
+
+
+def _print_send(report: outbox.SendReport) -> None:
+    for d in report.digests:
+        line = f"{d.status:<9} {d.email}: {d.papers} papers"
+        click.echo(
+            line + (f" ({d.error})" if d.error else ""), err=d.status in ("failed", "deferred")
+        )
+    counts = ", ".join(f"{report.count(s)} {s}" for s in ("sent", "deferred", "failed", "skipped"))
+    click.echo(f"{counts}; {report.not_due} subscribers not due yet")
+
+
+def _point_at_newest(config: Config, report: outbox.SendReport) -> None:
+    if config.delivery.backend != "maildir" or not report.count("sent"):
+        return
+    target = config.delivery.maildir / "latest.html"
+    if mailer.latest_html(config.delivery.maildir, target):
+        click.echo(f"newest digest: open file://{target}")
 
 
 def main() -> None:

@@ -130,7 +130,7 @@ class DumpParser:
         if len(text) > ABSTRACT_MAX:
             self._fail(f"line far too long for an abstract ({len(text):,} characters)", number)
         self.entries += 1
-        entry = Entry(self.entries, self._title, text, self._title_line)
+        entry = Entry.of(self.entries, self._title, text, self._title_line)
         self._title = None
         return entry
 

@@ -25,6 +25,12 @@ from digest.store import PaperRow, Store, iso
 from digest.tokens import Stemmer
 
 
+@lru_cache(maxsize=1)
+def shared_stemmer() -> Stemmer:
+    """One stem cache per process: every search and batch reuses the words already stemmed."""
+    return Stemmer()
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A paper selected by a query, with the terms it satisfied."""
@@ -93,7 +99,7 @@ def backtest(
     """What ``query`` selects among the stored papers, ranked."""
     node = parse(query)
     candidates = store.papers(since=since, fts=to_fts5(node))
-    return select(node, candidates, stemmer or Stemmer())
+    return select(node, candidates, stemmer or shared_stemmer())
 
 
 def by_day(matches: Sequence[Match]) -> list[tuple[str, int]]:
@@ -129,7 +135,7 @@ def pending(
     candidates = store.papers(
         since=since, after_seq=after_seq, undelivered_to=subscriber.id, fts=to_fts5(node)
     )
-    matches = select(node, candidates, stemmer or Stemmer())
+    matches = select(node, candidates, stemmer or shared_stemmer())
     return Pending(subscriber, window, matches, matches[: settings.max_papers])
 
 
@@ -166,7 +172,9 @@ class Batch:
         floor = min(self.last_seqs.values(), default=None)
         self.papers = store.window_papers(floor, self.since)
         self.seqs = [p.seq for p in self.papers]
-        self.corpus = Corpus(stemmer or Stemmer(), [(p.title, p.abstract) for p in self.papers])
+        self.corpus = Corpus(
+            stemmer or shared_stemmer(), [(p.title, p.abstract) for p in self.papers]
+        )
         self.delivered = store.delivered_since(self.seqs[0]) if self.seqs else {}
         self.fresh = sum(
             1 << i for i, p in enumerate(self.papers) if p.first_seen >= iso(self.since)
@@ -225,7 +233,7 @@ def explain(
 ) -> Verdict:
     """Say in words why ``paper`` is or is not in the subscriber's next digest."""
     node = parse(subscriber.filter)
-    corpus = Corpus(stemmer or Stemmer(), [(paper.title, paper.abstract)])
+    corpus = Corpus(stemmer or shared_stemmer(), [(paper.title, paper.abstract)])
     why = corpus.explain(node, 0)
     reasons = _filter_reasons(why, subscriber.filter)
     delivered = store.delivery(subscriber.id, paper.seq)

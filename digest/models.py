@@ -13,7 +13,9 @@ _URL_TAIL = ".,;:!?)'\""
 
 def normalize_title(title: str) -> str:
     """The identity of a paper: NFKC, case-folded, whitespace collapsed."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", title).casefold()).strip()
+    if not title.isascii():
+        title = unicodedata.normalize("NFKC", title)
+    return _SPACE.sub(" ", title.casefold()).strip()
 
 
 def paper_id(title: str) -> str:
@@ -24,6 +26,8 @@ def paper_id(title: str) -> str:
 def find_links(text: str) -> list[str]:
     """URLs in an abstract, in order, without LaTeX residue or trailing punctuation."""
     found: dict[str, None] = {}
+    if "http" not in text:
+        return []
     for match in _URL.finditer(text):
         url = match.group().rstrip(_URL_TAIL)
         if url.count("(") < url.count(")"):
@@ -41,10 +45,11 @@ class Entry:
     title: str
     abstract: str
     line: int
+    paper_id: str
 
-    @property
-    def paper_id(self) -> str:
-        return paper_id(self.title)
+    @classmethod
+    def of(cls, position: int, title: str, abstract: str, line: int) -> "Entry":
+        return cls(position, title, abstract, line, paper_id(title))
 
 
 FileStatus = Literal["ingested", "duplicate", "rejected"]

@@ -11,6 +11,7 @@ by construction rather than by imitation.
 
 import re
 import sqlite3
+import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,10 +42,11 @@ class Analysis:
 
 
 class Stemmer:
-    """Porter stems from SQLite itself, cached per word."""
+    """Porter stems from SQLite itself, cached per word; safe to share between threads."""
 
     def __init__(self) -> None:
-        self._conn = sqlite3.connect(":memory:")
+        self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self._lock = threading.Lock()
         self._conn.execute(f"CREATE VIRTUAL TABLE w USING fts5(word, tokenize='{FTS_TOKENIZE}')")
         self._conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(w, 'instance')")
         self._cache: dict[str, str] = {}
@@ -54,16 +56,21 @@ class Stemmer:
         wanted = set(folded_words)
         missing = [w for w in wanted if w not in self._cache]
         if missing:
-            self._learn(missing)
+            with self._lock:
+                self._learn(missing)
         return {w: self._cache[w] for w in wanted}
 
     def stem(self, folded_word: str) -> str:
         return self.stems([folded_word])[folded_word]
 
     def analyze(self, text: str) -> Analysis:
-        found = words(text)
-        table = self.stems(found)
-        return Analysis(tuple(found), tuple(table[w] for w in found))
+        return self.analyze_many([text])[0]
+
+    def analyze_many(self, texts: Iterable[str]) -> list[Analysis]:
+        """Analyse many texts with one trip to SQLite for all their new words."""
+        split = [words(text) for text in texts]
+        table = self.stems(w for found in split for w in found)
+        return [Analysis(tuple(found), tuple(table[w] for w in found)) for found in split]
 
     def _learn(self, missing: list[str]) -> None:
         with self._conn:

@@ -72,3 +72,11 @@ def run_cli(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> RunCli:
         return Result(outcome.exit_code, outcome.stdout, outcome.stderr)
 
     return run
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite the golden files in tests/golden/ from the current output (review the diff)",
+    )

@@ -136,3 +136,30 @@ def test_a_dump_left_in_the_inbox_after_a_crash_is_recognised(
     assert result.status == "duplicate"
     assert (inbox / "processed" / "a.txt").exists()
     assert store.db["sightings"].count == 54
+
+
+def test_an_error_after_many_batches_still_stores_nothing(
+    store: Store, tmp_path: Path, now: datetime
+) -> None:
+    big = tmp_path / "big.txt"
+    lines = [f"Paper number {i}\n{ABSTRACT}\n" for i in range(2500)]
+    big.write_text("Subscribe\n" + "".join(lines) + "A title at the end with no abstract\n")
+    before = table_counts(store)
+    [result] = ingest_files(store, [big], now).files
+    assert result.status == "rejected"
+    assert f"{big}:5002: this title has no abstract" in (result.error or "")
+    assert table_counts(store) == before
+
+
+def test_a_dump_bigger_than_one_batch_is_stored_whole(
+    store: Store, tmp_path: Path, now: datetime
+) -> None:
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"Paper number {i}\n{ABSTRACT}\n" for i in range(2500)))
+    [result] = ingest_files(store, [big], now).files
+    assert (result.status, result.entries, result.new) == ("ingested", 2500, 2500)
+    assert table_counts(store) == {"papers": 2500, "dumps": 1, "sightings": 2500, "fts": 2500}
+    hits = store.db.execute(
+        "SELECT COUNT(*) FROM papers_fts WHERE papers_fts MATCH 'parser'"
+    ).fetchone()[0]
+    assert hits == 2500

@@ -269,8 +269,18 @@ def test_matching_many_subscribers_at_once_gives_each_the_same_digest_as_alone(
     store: Store, seed_files: list[Path], now: datetime
 ) -> None:
     ingest_files(store, seed_files[:2], now - timedelta(days=3))
-    queries = ["diffusion", "model -language", '"large language"', "robot* OR agents", "title:video", "zebra"]
-    people = [subscribe(store, q, now - timedelta(days=3), f"p{i}@example.org") for i, q in enumerate(queries)]
+    queries = [
+        "diffusion",
+        "model -language",
+        '"large language"',
+        "robot* OR agents",
+        "title:video",
+        "zebra",
+    ]
+    people = [
+        subscribe(store, q, now - timedelta(days=3), f"p{i}@example.org")
+        for i, q in enumerate(queries)
+    ]
     for person in people[:3]:
         first = match.pending(store, person, SETTINGS, now - timedelta(days=3))
         record_digest(store, person, [m.paper.seq for m in first.capped], now - timedelta(days=3))
@@ -279,5 +289,7 @@ def test_matching_many_subscribers_at_once_gives_each_the_same_digest_as_alone(
     for person in people:
         alone = match.pending(store, person, SETTINGS, now)
         together = batch.pending(person)
-        assert [m.paper.id for m in together.matches] == [m.paper.id for m in alone.matches], person.filter
+        assert [m.paper.id for m in together.matches] == [m.paper.id for m in alone.matches], (
+            person.filter
+        )
         assert [m.matched for m in together.capped] == [m.matched for m in alone.capped]

@@ -8,9 +8,9 @@ import pytest
 
 from digest.errors import StoreError
 from digest.ingest import ingest_files
-from digest.store.migrations import migrations
 from digest.models import find_links, normalize_title, paper_id
 from digest.store import Store
+from digest.store.migrations import migrations
 
 
 def test_a_new_database_is_migrated_and_in_wal_mode(store: Store) -> None:

@@ -1,7 +1,7 @@
 """Dumps, papers, sightings and rejections: what ingest writes and every reader reads."""
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -9,8 +9,6 @@ from typing import Any
 
 from digest.models import Entry, find_links, paper_id
 from digest.store.base import Base, iso
-
-_MAX_PARAMS = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +60,18 @@ class PaperStore(Base):
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def add_entries(self, dump_id: int, entries: Iterable[Entry], now: datetime) -> DumpCounts:
-        """Record each entry as a sighting, creating (and indexing) papers not seen before."""
+    def add_entries(
+        self, dump_id: int, batches: Iterable[Sequence[Entry]], now: datetime
+    ) -> DumpCounts:
+        """Record each entry as a sighting, creating (and indexing) papers not seen before.
+
+        Each batch is indexed as it comes, so a caller that prepares the next
+        batch in another thread overlaps that work with FTS5 tokenising here.
+        """
         stamp = iso(now)
-        first_new = self._next_seq()
-        next_seq = first_new
+        next_seq = self._next_seq()
         total = new = 0
-        for batch in _batches(entries, _MAX_PARAMS):
+        for batch in batches:
             known = self._seqs_of({e.paper_id for e in batch})
             papers, sightings = [], []
             for entry in batch:
@@ -81,22 +84,27 @@ class PaperStore(Base):
                         (seq, entry.paper_id, entry.title, entry.abstract, links, stamp, dump_id)
                     )
                 sightings.append((dump_id, entry.position, seq))
-            self.db.conn.executemany(
-                "INSERT INTO papers (seq, id, title, abstract, links, first_seen, first_dump) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                papers,
-            )
-            self.db.conn.executemany(
-                "INSERT INTO sightings (dump_id, position, paper_seq) VALUES (?, ?, ?)", sightings
-            )
+            self._insert(papers, sightings)
             total += len(batch)
             new += len(papers)
-        self.db.execute(
-            "INSERT INTO papers_fts (rowid, title, abstract) "
-            "SELECT seq, title, abstract FROM papers WHERE seq >= ?",
-            [first_new],
-        )
         return DumpCounts(total, new, total - new)
+
+    def _insert(self, papers: list[tuple[Any, ...]], sightings: list[tuple[int, int, int]]) -> None:
+        conn = self.db.conn
+        conn.executemany(
+            "INSERT INTO papers (seq, id, title, abstract, links, first_seen, first_dump) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            papers,
+        )
+        if papers:
+            conn.execute(
+                "INSERT INTO papers_fts (rowid, title, abstract) "
+                "SELECT seq, title, abstract FROM papers WHERE seq BETWEEN ? AND ?",
+                [papers[0][0], papers[-1][0]],
+            )
+        conn.executemany(
+            "INSERT INTO sightings (dump_id, position, paper_seq) VALUES (?, ?, ?)", sightings
+        )
 
     def finish_dump(self, dump_id: int, listing_date: str | None, counts: DumpCounts) -> None:
         self.db.execute(
@@ -242,14 +250,3 @@ def _paper(row: Sequence[Any]) -> PaperRow:
 def _size(path: Path) -> int:
     wal = path.with_name(path.name + "-wal")
     return sum(p.stat().st_size for p in (path, wal) if p.exists())
-
-
-def _batches(entries: Iterable[Entry], size: int) -> Iterator[list[Entry]]:
-    batch: list[Entry] = []
-    for entry in entries:
-        batch.append(entry)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

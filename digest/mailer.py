@@ -1,0 +1,480 @@
+"""Mail transports: where a rendered digest goes when it leaves the outbox.
+
+Two backends behind one small protocol.  ``MaildirTransport`` files each message
+into a local Maildir (the default, so a fresh checkout runs with no mail server);
+``SmtpTransport`` hands it to a relay with aiosmtplib over a pool of reused
+connections.  ``send`` never raises for a problem with one message: it returns an
+``Outcome`` that the outbox turns into sent, deferred (try again later) or failed
+(permanent for that recipient).  A transport that cannot work at all -- relay
+unreachable, login refused, TLS broken, Maildir unwritable -- raises
+``DeliveryError`` with one line saying what to fix, and the digests stay queued.
+
+This is the only module that imports aiosmtplib.
+"""
+
+import asyncio
+import mailbox
+import os
+import re
+import socket
+import ssl
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Literal, Protocol
+
+import aiosmtplib
+
+from digest.config import DeliveryConfig, SmtpConfig
+from digest.errors import DigestError
+
+Status = Literal["sent", "deferred", "failed"]
+
+# Longest wait for the server's reply to QUIT when closing: shutting down should not hang.
+QUIT_TIMEOUT = 5.0
+
+
+class DeliveryError(DigestError):
+    """The transport as a whole cannot deliver; nothing was sent, the digests stay queued."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message for one recipient, as it goes on the wire."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message: failed is permanent, deferred is worth retrying."""
+
+    status: Status
+    code: int | None = None
+    error: str | None = None
+
+
+SENT = Outcome("sent")
+
+
+class Transport(Protocol):
+    """What the outbox needs from a backend: open, send each message, close."""
+
+    concurrency: int
+
+    async def __aenter__(self) -> "Transport": ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def send(self, envelope: Envelope) -> Outcome: ...
+
+
+def transport_for(delivery: DeliveryConfig, smtp: SmtpConfig) -> Transport:
+    """The transport the configuration asks for, not yet opened."""
+    if delivery.backend == "smtp":
+        return SmtpTransport(smtp, password=smtp.password())
+    return MaildirTransport(delivery.maildir)
+
+
+# -- Maildir ------------------------------------------------------------------------------
+
+
+class MaildirTransport:
+    """Writes each message into ``path/new`` (via ``tmp/``, fsynced, then linked: atomic)."""
+
+    concurrency = 1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._box: mailbox.Maildir | None = None
+
+    async def __aenter__(self) -> "MaildirTransport":
+        try:
+            self._box = mailbox.Maildir(self.path, create=True)
+        except OSError as err:
+            raise self._error("cannot open", err) from err
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._box = None
+
+    async def send(self, envelope: Envelope) -> Outcome:
+        """File the message; an I/O error stops the run since every later message would fail too."""
+        if self._box is None:
+            raise RuntimeError("MaildirTransport.send() outside 'async with'")
+        try:
+            # Maildir files hold local (LF) line ends; SMTP's CRLF is a wire format.
+            self._box.add(envelope.data.replace(b"\r\n", b"\n"))
+        except (OSError, mailbox.Error) as err:
+            raise self._error("cannot write to", err) from err
+        return SENT
+
+    def _error(self, doing: str, err: Exception) -> DeliveryError:
+        return DeliveryError(
+            f"{doing} the Maildir {self.path}: {_reason(err)}",
+            "check [delivery] maildir, its permissions and free space",
+        )
+
+
+# -- SMTP ---------------------------------------------------------------------------------
+
+
+class SmtpTransport:
+    """A pool of ``concurrency`` reused SMTP connections to one relay, optionally rate-limited.
+
+    ``__aenter__`` opens one connection (and logs in) so that a wrong host, port,
+    security mode or password fails the run at once; the others open on first use.
+    ``tls_context`` overrides certificate checks (tests, private CAs).
+    """
+
+    def __init__(
+        self,
+        settings: SmtpConfig,
+        *,
+        password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.concurrency = settings.concurrency
+        self._password = password
+        self._tls_context = tls_context
+        self._clients: list[aiosmtplib.SMTP] = []
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] | None = None
+        self._pace = _Pace(settings.rate_per_second)
+
+    @property
+    def address(self) -> str:
+        host = self.settings.host
+        return f"[{host}]:{self.settings.port}" if ":" in host else f"{host}:{self.settings.port}"
+
+    async def __aenter__(self) -> "SmtpTransport":
+        self._check_password()
+        self._clients = [self._client() for _ in range(self.concurrency)]
+        try:
+            await self._clients[0].connect()
+        except (aiosmtplib.SMTPException, OSError) as err:
+            self._clients = []
+            raise self._connect_error(err) from err
+        # LIFO: the connection used last (still open, warm) is handed out first.
+        self._idle = asyncio.LifoQueue()
+        for client in reversed(self._clients):
+            self._idle.put_nowait(client)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        clients, self._clients, self._idle = self._clients, [], None
+        await asyncio.gather(*(_quit(client) for client in clients))
+        await asyncio.sleep(0)  # let the closed sockets' callbacks run before the loop ends
+
+    async def send(self, envelope: Envelope) -> Outcome:
+        """Send on an idle pooled connection; waits for one when all are busy."""
+        if self._idle is None:
+            raise RuntimeError("SmtpTransport.send() outside 'async with'")
+        idle = self._idle
+        client = await idle.get()
+        try:
+            return await self._send_on(client, envelope)
+        finally:
+            idle.put_nowait(client)
+
+    async def _send_on(self, client: aiosmtplib.SMTP, envelope: Envelope) -> Outcome:
+        if not client.is_connected:
+            try:
+                await client.connect()
+            except (aiosmtplib.SMTPException, OSError) as err:
+                failure = self._connect_error(err)
+                return Outcome("deferred", getattr(err, "code", None), str(failure))
+        await self._pace.wait()
+        finished = False
+        try:
+            outcome, reusable = await self._transact(client, envelope)
+            finished = True
+        finally:
+            if not finished:  # cancelled mid-transaction: the session state is unknown
+                client.close()
+        if not reusable:
+            client.close()
+        return outcome
+
+    async def _transact(self, client: aiosmtplib.SMTP, envelope: Envelope) -> tuple[Outcome, bool]:
+        """One MAIL/RCPT/DATA: the outcome, and whether the connection is fit for the next."""
+        if not _bare_address(envelope.sender):
+            raise DeliveryError(
+                f"the envelope sender {envelope.sender!r} is not a bare address",
+                "check [delivery] from",
+            )
+        if not _bare_address(envelope.recipient):
+            return Outcome("failed", None, f"not a bare address: {envelope.recipient!r}"), True
+        international = not (envelope.sender.isascii() and envelope.recipient.isascii())
+        try:
+            refused, _ = await client.sendmail(
+                envelope.sender,
+                [envelope.recipient],
+                envelope.data,
+                mail_options=["SMTPUTF8"] if international else None,
+            )
+        except (aiosmtplib.SMTPException, OSError, ValueError) as err:
+            return self._classify(client, envelope, err)
+        response = refused.get(envelope.recipient)
+        if response is not None:
+            return _by_code(response.code, response.message), _reusable(client, response.code)
+        return SENT, True
+
+    def _classify(
+        self, client: aiosmtplib.SMTP, envelope: Envelope, err: Exception
+    ) -> tuple[Outcome, bool]:
+        """The table: 5xx failed, 4xx deferred, network trouble deferred on a fresh connection."""
+        if isinstance(err, aiosmtplib.SMTPSenderRefused) and _refuses_every_message(err.code):
+            raise self._sender_error(envelope.sender, err) from err
+        if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
+            err = err.recipients[0]
+        if isinstance(err, aiosmtplib.SMTPResponseException):
+            return _by_code(err.code, err.message), _reusable(client, err.code)
+        if isinstance(err, TimeoutError):  # aiosmtplib's SMTPTimeoutError is one
+            wait = self.settings.timeout_seconds
+            return _deferred(f"no reply from {self.address} within {wait:g} s"), False
+        if isinstance(err, aiosmtplib.SMTPServerDisconnected):
+            return _deferred(f"{self.address} closed the connection"), False
+        if isinstance(err, OSError):
+            return _deferred(f"network error with {self.address}: {_reason(err)}"), False
+        if isinstance(err, aiosmtplib.SMTPNotSupported | ValueError):
+            # An address that cannot go on the wire, or SMTPUTF8 the relay lacks: no retry helps.
+            return Outcome("failed", None, _one_line(str(err))), False
+        return _deferred(_one_line(str(err))), False
+
+    def _client(self) -> aiosmtplib.SMTP:
+        settings = self.settings
+        try:
+            return aiosmtplib.SMTP(
+                hostname=settings.host,
+                port=settings.port,
+                username=settings.username or None,
+                password=self._password,
+                local_hostname=settings.local_hostname,
+                timeout=settings.timeout_seconds,
+                use_tls=settings.security == "tls",
+                start_tls=settings.security == "starttls",
+                tls_context=self._tls_context,
+            )
+        except ValueError as err:
+            raise DeliveryError(f"bad [smtp] settings: {err}") from err
+
+    def _check_password(self) -> None:
+        if self.settings.username and self._password is None:
+            raise DeliveryError(
+                f"[smtp] username is {self.settings.username!r} but "
+                f"${self.settings.password_env} is not set",
+                f"export {self.settings.password_env}=... or leave [smtp] username empty",
+            )
+
+    def _sender_error(self, sender: str, err: aiosmtplib.SMTPSenderRefused) -> DeliveryError:
+        reply = _one_line(f"{err.code} {err.message}")
+        return DeliveryError(
+            f"the SMTP server {self.address} refuses mail from {sender}: {reply}",
+            "check [delivery] from and the [smtp] login",
+        )
+
+    def _connect_error(self, err: BaseException) -> DeliveryError:
+        """One line naming the server, what went wrong and which setting to check."""
+        message, hint = _describe_connect(err, self.settings, f"the SMTP server {self.address}")
+        return DeliveryError(message, hint)
+
+
+def _describe_connect(err: BaseException, settings: SmtpConfig, server: str) -> tuple[str, str]:
+    text = _one_line(str(err))
+    if isinstance(err, aiosmtplib.SMTPAuthenticationError):
+        reply = _one_line(f"{err.code} {err.message}")
+        return (
+            f"{server} refused the login for {settings.username!r}: {reply}",
+            f"check [smtp] username and ${settings.password_env}",
+        )
+    if isinstance(err, TimeoutError):
+        return (
+            f"no answer from {server} within {settings.timeout_seconds:g} s",
+            "check [smtp] host, port and security, or raise [smtp] timeout_seconds",
+        )
+    tls = _tls_cause(err)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        return (
+            f"TLS with {server} failed: {_reason(tls)}",
+            "check that [smtp] host is the name in its certificate, or trust its CA: SSL_CERT_FILE",
+        )
+    if tls is not None:
+        return (
+            f"TLS with {server} failed: {_reason(tls)}",
+            'check [smtp] security: "tls" is usually port 465, "starttls" port 587',
+        )
+    if isinstance(err, aiosmtplib.SMTPResponseException):
+        return (
+            f"{server} refused the session: {err.code} {_one_line(err.message)}",
+            "check [smtp] host, port and local_hostname, or try again later",
+        )
+    if isinstance(err, aiosmtplib.SMTPConnectError):
+        return f"cannot reach {server}: {_reason(err)}", "check [smtp] host and port"
+    if "starttls" in text.lower():
+        return (
+            f"{server} does not offer STARTTLS",
+            'set [smtp] security = "tls" for an implicit-TLS port or "none" for a local relay',
+        )
+    if "auth extension" in text.lower() or "authentication method" in text.lower():
+        return (
+            f"{server} does not offer a login on this connection",
+            'set [smtp] security = "starttls" or "tls", or leave [smtp] username empty',
+        )
+    if isinstance(err, aiosmtplib.SMTPServerDisconnected):
+        return (
+            f"{server} closed the connection while connecting",
+            'check [smtp] security: an implicit-TLS port (465) needs "tls"',
+        )
+    return f"cannot use {server}: {text}", "check the [smtp] settings"
+
+
+def _bare_address(address: str) -> bool:
+    """Fit for MAIL FROM / RCPT TO as is (aiosmtplib quietly cuts ``a@b\\r\\nx`` to ``a@b``)."""
+    return "@" in address and not any(
+        c.isspace() or not c.isprintable() or c in '<>"' for c in address
+    )
+
+
+def _deferred(error: str) -> Outcome:
+    return Outcome("deferred", None, error)
+
+
+def _by_code(code: int, message: str) -> Outcome:
+    """5xx is permanent for this recipient; 4xx, and any code outside 4xx-5xx, is worth retrying."""
+    status: Status = "failed" if 500 <= code <= 599 else "deferred"
+    return Outcome(status, code, _one_line(f"{code} {message}"))
+
+
+def _refuses_every_message(code: int) -> bool:
+    """A 5xx to MAIL FROM is about us (login, sender address), not the subscriber.
+
+    Failing each message would mark innocent subscribers as bouncing, so it stops
+    the run instead.  552 is the exception: the message is too large (RFC 1870).
+    """
+    return 500 <= code <= 599 and code != 552
+
+
+def _reusable(client: aiosmtplib.SMTP, code: int) -> bool:
+    """421 means the server is closing the channel; a garbled reply means we lost sync."""
+    return client.is_connected and code != 421 and 400 <= code <= 599
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """Polite QUIT, then a hard close: a server that has gone already is no error at shutdown.
+
+    The hard close skips TLS's close_notify exchange, which would otherwise still be
+    in flight when the event loop ends (an unclosed socket).
+    """
+    transport = client.transport
+    try:
+        if client.is_connected:
+            await client.quit(timeout=QUIT_TIMEOUT)
+    except (aiosmtplib.SMTPException, OSError):
+        pass
+    finally:
+        client.close()
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
+
+
+class _Pace:
+    """Spaces message starts ``1 / rate`` seconds apart across all connections (0 = no limit).
+
+    Even spacing, no bursts: a relay's per-second limit is never overrun, whatever
+    the pool size.  Uses the event loop's clock.
+    """
+
+    def __init__(self, rate_per_second: float) -> None:
+        self._interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        if not self._interval:
+            return
+        now = asyncio.get_running_loop().time()
+        start = max(now, self._next)
+        self._next = start + self._interval  # claimed before awaiting: no other task can take it
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+def _tls_cause(err: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _reason(err: BaseException) -> str:
+    """The OS's words for an I/O error ("connection refused"), not Python's repr."""
+    cause = err.__cause__ if isinstance(err, aiosmtplib.SMTPException) and err.__cause__ else err
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return _one_line(cause.verify_message or str(cause)).lower()
+    if isinstance(cause, ssl.SSLError):
+        return _one_line(cause.reason or str(cause)).lower().replace("_", " ")
+    if isinstance(cause, socket.gaierror):
+        return str(cause.strerror).lower()
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno).lower()
+    return _one_line(str(cause))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# -- The newest digest as a file to open ---------------------------------------------------
+
+_MAILDIR_NAME = re.compile(r"^(\d+)\.M(\d+)P\d+Q(\d+)\.")
+
+
+def latest_html(maildir: Path, target: Path) -> Path | None:
+    """Write the HTML part of the newest message that has one to ``target``; None if none.
+
+    ``make run`` uses it to say which file to open in a browser.  The part is
+    written decoded but in its own charset, so its ``<meta charset>`` stays true.
+    """
+    for path in sorted(_messages(maildir), key=_delivered_at, reverse=True):
+        html = _html_part(path.read_bytes())
+        if html is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.tmp")
+            partial.write_bytes(html)
+            partial.replace(target)
+            return target
+    return None
+
+
+def _messages(maildir: Path) -> list[Path]:
+    found: list[Path] = []
+    for sub in ("new", "cur"):
+        folder = maildir / sub
+        if folder.is_dir():
+            found.extend(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return found
+
+
+def _delivered_at(path: Path) -> tuple[int, int]:
+    """Delivery time from the Maildir file name (microseconds, then counter); else mtime."""
+    match = _MAILDIR_NAME.match(path.name)
+    if match:
+        return int(match[1]) * 1_000_000 + int(match[2]), int(match[3])
+    return path.stat().st_mtime_ns // 1000, 0
+
+
+def _html_part(raw: bytes) -> bytes | None:
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    part = message.get_body(preferencelist=("html",))
+    if part is None:
+        return None
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else None

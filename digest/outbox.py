@@ -1,0 +1,366 @@
+"""The outbox: build every due digest, record it, deliver it — once, even across crashes.
+
+Building is pure reading plus rendering; recording is one write transaction
+holding, per digest, its row (with the exact message bytes and Message-ID) and
+one delivery row per paper, whose primary key (subscriber, paper) makes a
+second digest with the same paper impossible even when two runs overlap.
+Delivery claims each digest (``queued -> sending``, owner = this pid), hands it
+to the transport, and records ``sent``, ``deferred`` (4xx, network: retried
+with exponential backoff in this run, then on later runs) or ``failed`` (5xx:
+counts a bounce; ``bounce_limit`` of them in a row make the subscriber
+``bouncing``).  A digest left ``sending`` by a dead process is queued again, so
+at most the messages in flight at a crash are sent twice, with the same
+Message-ID.
+"""
+
+import asyncio
+import os
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import Literal
+
+from digest.config import Config
+from digest.links import links_for
+from digest.mailer import DeliveryError, Envelope, Outcome, Transport
+from digest.match import Batch, Pending
+from digest.models import Subscriber
+from digest.render import DigestContent, Health, Renderer, message_id
+from digest.store import QueuedDigest, Store, iso
+
+Clock = Callable[[], datetime]
+DAILY_GAP = timedelta(hours=20)
+WEEKLY_GAP = timedelta(days=6)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Status = Literal["queued", "sent", "deferred", "failed", "skipped", "dry-run"]
+
+
+@dataclass(slots=True)
+class DigestReport:
+    """One line of ``digest send``: what happened to one subscriber's digest."""
+
+    email: str
+    status: Status
+    papers: int
+    message_id: str | None = None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "email": self.email,
+            "status": self.status,
+            "papers": self.papers,
+            "message_id": self.message_id,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class SendReport:
+    digests: list[DigestReport] = field(default_factory=list)
+    not_due: int = 0
+    error: str | None = None
+
+    def count(self, status: Status) -> int:
+        return sum(1 for d in self.digests if d.status == status)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "sent": self.count("sent"),
+            "deferred": self.count("deferred"),
+            "failed": self.count("failed"),
+            "skipped": self.count("skipped"),
+            "digests": [d.as_json() for d in self.digests],
+        }
+
+
+# due ---------------------------------------------------------------------------------
+
+
+def is_due(subscriber: Subscriber, last_built: str | None, config: Config, now: datetime) -> bool:
+    """Daily: no digest in the last 20 hours. Weekly: on ``weekly_day``, none in 6 days."""
+    if subscriber.status != "active":
+        return False
+    gap = DAILY_GAP
+    if subscriber.frequency == "weekly":
+        if WEEKDAYS[now.weekday()] != config.digest.weekly_day:
+            return False
+        gap = WEEKLY_GAP
+    return last_built is None or last_built <= iso(now - gap)
+
+
+def due_subscribers(
+    store: Store, config: Config, now: datetime, only: str | None = None
+) -> tuple[list[Subscriber], int]:
+    """The active subscribers due a digest now, and how many active ones are not."""
+    last = store.last_digest_times()
+    active = [
+        s for s in store.subscribers(["active"]) if only is None or s.email.lower() == only.lower()
+    ]
+    due = [s for s in active if is_due(s, last.get(s.id), config, now)]
+    return due, len(active) - len(due)
+
+
+# build -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A rendered digest, not yet recorded."""
+
+    subscriber: Subscriber
+    content: DigestContent
+    data: bytes
+    seqs: list[int]
+
+
+def build(
+    store: Store, config: Config, renderer: Renderer, due: Sequence[Subscriber], now: datetime
+) -> tuple[list[Built], list[DigestReport], int]:
+    """Render the digest of each due subscriber; empty ones are skipped unless configured.
+
+    Returns the digests, the skipped subscribers' reports and the seq of the
+    newest paper considered (the next digests start after it).
+    """
+    newest = store.max_seq()
+    batch = Batch(store, config.digest, now)
+    health = _HealthCheck(store, now)
+    built, skipped = [], []
+    for subscriber in due:
+        upcoming = batch.pending(subscriber)
+        if not upcoming.capped and not config.digest.send_empty:
+            skipped.append(
+                DigestReport(subscriber.email, "skipped", 0, error="no new matching papers")
+            )
+            continue
+        built.append(_render(renderer, config, upcoming, health.of(subscriber), now))
+    return built, skipped, max([newest, *batch.seqs])
+
+
+def preview(store: Store, config: Config, subscriber: Subscriber, now: datetime) -> Built:
+    """The digest this subscriber would get now, rendered; nothing is recorded."""
+    upcoming = Batch(store, config.digest, now).pending(subscriber)
+    return _render(Renderer(config), config, upcoming, _HealthCheck(store, now).of(subscriber), now)
+
+
+def _render(
+    renderer: Renderer, config: Config, upcoming: Pending, health: Health, now: datetime
+) -> Built:
+    subscriber = upcoming.subscriber
+    sender = config.delivery.from_
+    content = DigestContent(
+        subscriber=subscriber,
+        matches=upcoming.capped,
+        more=upcoming.more,
+        links=links_for(subscriber, config.web.base_url, sender),
+        health=health,
+        created_at=now,
+        message_id=message_id(subscriber, [m.paper.id for m in upcoming.capped], sender),
+    )
+    fitted, data = renderer.fit(content)
+    return Built(subscriber, fitted, data, [m.paper.seq for m in fitted.matches])
+
+
+class _HealthCheck:
+    """The ingest-health line: last ingest, staleness, rejections since each one's last digest."""
+
+    def __init__(self, store: Store, now: datetime) -> None:
+        self.last_ingest = store.last_ingest_at()
+        self.stale = self.last_ingest is None or self.last_ingest < iso(now - timedelta(days=1))
+        self.rejections = store.rejection_times()
+        self.last_built = store.last_digest_times()
+
+    def of(self, subscriber: Subscriber) -> Health:
+        since = self.last_built.get(subscriber.id, "")
+        rejected = len(self.rejections) - bisect_right(self.rejections, since)
+        return Health(self.last_ingest, self.stale, rejected)
+
+
+def record(store: Store, built: Sequence[Built], max_seq: int) -> list[DigestReport]:
+    """Queue the digests in one transaction; one whose papers another run took is skipped."""
+    reports = []
+    with store.write():
+        for item in built:
+            digest_id = store.record_digest(
+                item.subscriber.id,
+                item.content.message_id,
+                max_seq,
+                item.seqs,
+                item.content.more,
+                item.data,
+                iso(item.content.created_at),
+            )
+            status: Status = "queued" if digest_id is not None else "skipped"
+            error = None if digest_id is not None else "already in a digest built by another run"
+            reports.append(
+                DigestReport(
+                    item.subscriber.email, status, len(item.seqs), item.content.message_id, error
+                )
+            )
+    return reports
+
+
+# deliver -----------------------------------------------------------------------------
+
+
+def recover(store: Store, alive: Callable[[int], bool]) -> list[int]:
+    """Queue again the digests left ``sending`` by a process that is gone."""
+    orphans = [
+        d for d, owner in store.sending_owners().items() if owner is None or not alive(owner)
+    ]
+    store.requeue(orphans)
+    return orphans
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Deliverer:
+    """Runs the ready digests through a transport, ``concurrency`` at a time."""
+
+    def __init__(self, store: Store, config: Config, clock: Clock) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.owner = os.getpid()
+        self.sender = parseaddr(config.delivery.from_)[1]
+        self.reports: dict[int, DigestReport] = {}
+
+    async def run(self, transport: Transport, ready: Sequence[QueuedDigest]) -> list[DigestReport]:
+        """Deliver ``ready``; a DeliveryError stops every worker and is raised as itself."""
+        queue: asyncio.Queue[QueuedDigest] = asyncio.Queue()
+        for digest in ready:
+            queue.put_nowait(digest)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(transport.concurrency, max(len(ready), 1))):
+                    group.create_task(self._worker(transport, queue))
+        except* DeliveryError as failed:
+            raise failed.exceptions[0] from None
+        return [self.reports[d.id] for d in ready if d.id in self.reports]
+
+    async def _worker(self, transport: Transport, queue: "asyncio.Queue[QueuedDigest]") -> None:
+        while not queue.empty():
+            digest = queue.get_nowait()
+            await self._deliver(transport, digest)
+
+    async def _deliver(self, transport: Transport, digest: QueuedDigest) -> None:
+        report = DigestReport(digest.email, "queued", digest.papers, digest.message_id)
+        self.reports[digest.id] = report
+        if digest.subscriber_status != "active":
+            self.store.mark_failed(
+                digest.id,
+                digest.subscriber_id,
+                f"not sent: subscriber is {digest.subscriber_status}",
+                bounce_limit=None,
+            )
+            report.status, report.error = "failed", f"subscriber is {digest.subscriber_status}"
+            return
+        attempts_left = self.config.delivery.retries
+        attempt = digest.attempts
+        while True:
+            if not self.store.claim(digest.id, self.owner):
+                report.status, report.error = "skipped", "taken by another run"
+                return
+            envelope = Envelope(
+                self.sender, digest.email, self.store.message(digest.id), digest.message_id
+            )
+            try:
+                outcome = await transport.send(envelope)
+            except BaseException:
+                self.store.release(digest.id)
+                raise
+            attempt += 1
+            if outcome.status != "deferred" or attempts_left == 0:
+                self._finish(digest, outcome, attempt, report)
+                return
+            attempts_left -= 1
+            delay = self._backoff(attempt)
+            self.store.mark_deferred(
+                digest.id, outcome.error or "deferred", iso(self.clock() + delay)
+            )
+            await asyncio.sleep(delay.total_seconds())
+
+    def _backoff(self, attempt: int) -> timedelta:
+        return timedelta(seconds=self.config.delivery.retry_base_seconds * 2 ** max(attempt - 1, 0))
+
+    def _finish(
+        self, digest: QueuedDigest, outcome: Outcome, attempt: int, report: DigestReport
+    ) -> None:
+        now = self.clock()
+        report.status, report.error = outcome.status, outcome.error
+        if outcome.status == "sent":
+            self.store.mark_sent(digest.id, digest.subscriber_id, iso(now))
+        elif outcome.status == "failed":
+            bouncing = self.store.mark_failed(
+                digest.id,
+                digest.subscriber_id,
+                outcome.error or "failed",
+                bounce_limit=self.config.delivery.bounce_limit,
+            )
+            if bouncing:
+                report.error = f"{outcome.error}; subscriber is now bouncing"
+        else:
+            self.store.mark_deferred(
+                digest.id, outcome.error or "deferred", iso(now + self._backoff(attempt))
+            )
+
+
+async def deliver(
+    store: Store, config: Config, transport: Transport, clock: Clock, only: Subscriber | None = None
+) -> list[DigestReport]:
+    """Deliver every ready digest; a transport that cannot start leaves them all queued."""
+    ready = store.ready_digests(iso(clock()), only.id if only else None)
+    if not ready:
+        return []
+    async with transport:
+        return await Deliverer(store, config, clock).run(transport, ready)
+
+
+# the whole send ------------------------------------------------------------------------
+
+
+def send(
+    store: Store,
+    config: Config,
+    transport: Transport,
+    clock: Clock,
+    *,
+    only: str | None = None,
+    dry_run: bool = False,
+    renderer: Renderer | None = None,
+) -> SendReport:
+    """``digest send``: recover, build and record what is due, then deliver what is ready."""
+    now = clock()
+    report = SendReport()
+    due, report.not_due = due_subscribers(store, config, now, only)
+    built, skipped, max_seq = build(store, config, renderer or Renderer(config), due, now)
+    report.digests.extend(skipped)
+    if dry_run:
+        report.digests.extend(
+            DigestReport(b.subscriber.email, "dry-run", len(b.seqs), b.content.message_id)
+            for b in built
+        )
+        return report
+    recover(store, pid_alive)
+    queued = {r.message_id: r for r in record(store, built, max_seq)}
+    report.digests.extend(r for r in queued.values() if r.status == "skipped")
+    subscriber = store.subscriber(only) if only else None
+    try:
+        delivered = asyncio.run(deliver(store, config, transport, clock, subscriber))
+    except DeliveryError as err:
+        report.error = str(err)
+        delivered = [r for r in queued.values() if r.status == "queued"]
+    report.digests.extend(delivered)
+    return report

@@ -1,0 +1,279 @@
+"""The outbox: every digest arrives once, through real SMTP servers, across failures and crashes."""
+
+import email
+import email.policy
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from digest import config as config_module
+from digest import outbox, subscribers
+from digest.config import Config
+from digest.ingest import ingest_files
+from digest.mailer import transport_for
+from digest.store import Store
+
+from .smtp_servers import DropMidData, Refuse421, Reject550, Server, Sink, down_port, serve
+
+PEOPLE = {
+    "ada@example.org": "diffusion",
+    "grace@example.org": '"language model" OR agent*',
+    "alan@example.org": "reinforcement",
+}
+
+
+def make_config(tmp_path: Path, port: int | None = None, **digest: Any) -> Config:
+    data: dict[str, Any] = {
+        "delivery": {
+            "retries": 2,
+            "retry_base_seconds": 0.01,
+            "bounce_limit": 2,
+            "maildir": "mail",
+        },
+        "digest": {"max_papers": 10, **digest},
+    }
+    if port is not None:
+        data["delivery"]["backend"] = "smtp"
+        data["smtp"] = {"port": port, "timeout_seconds": 5.0}
+    return config_module.from_mapping(data, source=tmp_path / "config.toml")
+
+
+@pytest.fixture
+def seeded(store: Store, seed_files: list[Path], now: datetime) -> Store:
+    ingest_files(store, seed_files, now)
+    for email_address, query in PEOPLE.items():
+        subscribers.add(store, subscribers.Wanted(email_address, query), now)
+    return store
+
+
+def clock_at(moment: datetime) -> outbox.Clock:
+    return lambda: moment
+
+
+def run_send(store: Store, config: Config, moment: datetime, **options: Any) -> outbox.SendReport:
+    transport = transport_for(config.delivery, config.smtp)
+    return outbox.send(store, config, transport, clock_at(moment), **options)
+
+
+@pytest.fixture
+def sink() -> Iterator[Server]:
+    with serve(Sink()) as server:
+        yield server
+
+
+def statuses(report: outbox.SendReport) -> dict[str, str]:
+    return {d.email: d.status for d in report.digests}
+
+
+def digest_rows(store: Store) -> list[dict[str, Any]]:
+    return list(store.db["digests"].rows_where(order_by="id"))
+
+
+def test_every_due_subscriber_gets_one_digest(
+    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+) -> None:
+    report = run_send(seeded, make_config(tmp_path, sink.port), now)
+    assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
+    received = sink.handler.wait_for(3)
+    assert sorted(r.rcpt_tos[0] for r in received) == sorted(PEOPLE)
+    assert {r.message_id for r in received} == {d.message_id for d in report.digests}
+    rows = digest_rows(seeded)
+    assert [(r["status"], r["message"]) for r in rows] == [("sent", None)] * 3
+    assert seeded.db["deliveries"].count == sum(r["papers"] for r in rows)
+    assert report.as_json()["sent"] == 3
+
+
+def test_the_json_report_has_the_documented_shape(
+    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+) -> None:
+    report = run_send(seeded, make_config(tmp_path, sink.port), now).as_json()
+    assert set(report) == {"sent", "deferred", "failed", "skipped", "digests"}
+    assert all(
+        set(d) == {"email", "status", "papers", "message_id", "error"} for d in report["digests"]
+    )  # type: ignore[attr-defined]
+
+
+def test_a_second_send_sends_nothing_twice(
+    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+) -> None:
+    config = make_config(tmp_path, sink.port)
+    run_send(seeded, config, now)
+    again = run_send(seeded, config, now + timedelta(minutes=5))
+    assert again.digests == []
+    assert again.not_due == 3
+    next_day = run_send(seeded, config, now + timedelta(days=1))
+    assert statuses(next_day) == dict.fromkeys(PEOPLE, "skipped")
+    assert sink.handler.count == 3
+
+
+def test_new_papers_go_out_the_next_day_without_repeating_old_ones(
+    store: Store, seed_files: list[Path], sink: Server, tmp_path: Path, now: datetime
+) -> None:
+    config = make_config(tmp_path, sink.port, max_papers=200)
+    ingest_files(store, seed_files[:2], now)
+    subscribers.add(store, subscribers.Wanted("ada@example.org", "model"), now)
+    run_send(store, config, now)
+    ingest_files(store, seed_files[2:], now + timedelta(days=1))
+    run_send(store, config, now + timedelta(days=1))
+    sent = store.db.execute("SELECT paper_seq FROM deliveries").fetchall()
+    assert len(sent) == len(set(sent))
+    assert [r["status"] for r in digest_rows(store)] == ["sent", "sent"]
+
+
+def test_an_empty_digest_is_only_sent_when_asked(
+    store: Store, sink: Server, tmp_path: Path, now: datetime
+) -> None:
+    subscribers.add(store, subscribers.Wanted("ada@example.org", "diffusion"), now)
+    quiet = run_send(store, make_config(tmp_path, sink.port), now)
+    assert statuses(quiet) == {"ada@example.org": "skipped"}
+    assert quiet.digests[0].error == "no new matching papers"
+    loud = run_send(store, make_config(tmp_path, sink.port, send_empty=True), now)
+    assert statuses(loud) == {"ada@example.org": "sent"}
+    sink.handler.wait_for(1)
+
+
+def test_a_dry_run_records_and_sends_nothing(
+    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+) -> None:
+    report = run_send(seeded, make_config(tmp_path, sink.port), now, dry_run=True)
+    assert statuses(report) == dict.fromkeys(PEOPLE, "dry-run")
+    assert all(d.message_id for d in report.digests)
+    assert seeded.db["digests"].count == 0
+    assert sink.handler.count == 0
+
+
+def test_only_sends_to_one_subscriber(
+    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+) -> None:
+    report = run_send(seeded, make_config(tmp_path, sink.port), now, only="GRACE@example.org")
+    assert statuses(report) == {"grace@example.org": "sent"}
+    assert [r.rcpt_tos for r in sink.handler.wait_for(1)] == [("grace@example.org",)]
+
+
+def test_a_421_is_retried_within_the_run_with_the_same_message(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    with serve(Refuse421(on="MAIL", times=1)) as server:
+        report = run_send(seeded, make_config(tmp_path, server.port), now)
+        received = server.handler.wait_for(3)
+    assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
+    assert sorted(r["attempts"] for r in digest_rows(seeded)) == [1, 1, 2]
+    assert {r.message_id for r in received} == {d.message_id for d in report.digests}
+
+
+def test_a_digest_still_deferred_after_the_retries_goes_out_on_a_later_run_unchanged(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    with serve(Refuse421(on="RCPT")) as server:
+        first = run_send(seeded, make_config(tmp_path, server.port), now)
+    assert statuses(first) == dict.fromkeys(PEOPLE, "deferred")
+    rows = digest_rows(seeded)
+    assert all(
+        r["status"] == "deferred" and r["attempts"] == 3 and r["next_attempt_at"] for r in rows
+    )
+    assert all("421" in r["error"] for r in rows)
+    messages = {r["id"]: seeded.message(r["id"]) for r in rows}
+    assert all(r["next_attempt_at"] >= "2026-11-24T07:00:00Z" for r in rows)
+    with serve(Sink()) as good:
+        later = run_send(seeded, make_config(tmp_path, good.port), now + timedelta(hours=1))
+        received = good.handler.wait_for(3)
+    assert statuses(later) == dict.fromkeys(PEOPLE, "sent")
+    assert sorted(r.data.replace(b"\r\n", b"\n") for r in received) == sorted(
+        m.replace(b"\r\n", b"\n") for m in messages.values()
+    )
+
+
+def test_a_550_fails_that_recipient_only_and_bounces_count(
+    store: Store, seed_files: list[Path], tmp_path: Path, now: datetime
+) -> None:
+    for email_address in ("ada@example.org", "alan@example.org"):
+        subscribers.add(store, subscribers.Wanted(email_address, "model"), now)
+    with serve(Reject550("alan@example.org")) as server:
+        config = make_config(tmp_path, server.port)
+        for day, files in enumerate([seed_files[:2], seed_files[2:4], seed_files[4:]]):
+            ingest_files(store, files, now + timedelta(days=day))
+            report = run_send(store, config, now + timedelta(days=day))
+            alan = next((d for d in report.digests if d.email == "alan@example.org"), None)
+            if day < 2:
+                assert alan is not None
+                assert alan.status == "failed"
+                assert "550" in (alan.error or "")
+                assert ("subscriber is now bouncing" in (alan.error or "")) == (day == 1)
+            assert statuses(report)["ada@example.org"] == "sent"
+        server.handler.wait_for(3)
+    bounced = store.subscriber("alan@example.org")
+    assert bounced is not None
+    assert (bounced.status, bounced.bounces) == ("bouncing", 2)
+    assert alan is None
+    assert store.subscriber("ada@example.org").bounces == 0  # type: ignore[union-attr]
+    assert {r.rcpt_tos[0] for r in server.handler.received} == {"ada@example.org"}
+
+
+def test_a_connection_dropped_mid_data_is_retried(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    with serve(DropMidData(times=1)) as server:
+        report = run_send(seeded, make_config(tmp_path, server.port), now)
+        server.handler.wait_for(3)
+    assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
+
+
+def test_a_server_that_is_down_leaves_every_digest_queued(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    port = down_port()
+    report = run_send(seeded, make_config(tmp_path, port), now)
+    assert report.error is not None
+    assert f"127.0.0.1:{port}" in report.error
+    assert "\n" not in report.error
+    assert [r["status"] for r in digest_rows(seeded)] == ["queued"] * 3
+    with serve(Sink()) as good:
+        later = run_send(seeded, make_config(tmp_path, good.port), now + timedelta(minutes=1))
+        good.handler.wait_for(3)
+    assert statuses(later) == dict.fromkeys(PEOPLE, "sent")
+
+
+def test_a_subscriber_who_left_before_delivery_gets_nothing(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    down = make_config(tmp_path, down_port())
+    run_send(seeded, down, now)
+    subscribers.remove(seeded, "ada@example.org", now)
+    with serve(Sink()) as good:
+        report = run_send(seeded, make_config(tmp_path, good.port), now)
+        good.handler.wait_for(2)
+    assert statuses(report)["ada@example.org"] == "failed"
+    assert "ada@example.org" not in {r.rcpt_tos[0] for r in good.handler.received}
+
+
+@pytest.mark.parametrize(("day", "due"), [(0, True), (1, False)])
+def test_weekly_subscribers_get_their_digest_on_the_weekly_day(
+    store: Store,
+    seed_files: list[Path],
+    sink: Server,
+    tmp_path: Path,
+    now: datetime,
+    day: int,
+    due: bool,
+) -> None:
+    monday = now - timedelta(days=now.weekday()) + timedelta(days=day)
+    ingest_files(store, seed_files, monday)
+    subscribers.add(store, subscribers.Wanted("w@example.org", "model", frequency="weekly"), monday)
+    report = run_send(store, make_config(tmp_path, sink.port, weekly_day="mon"), monday)
+    assert statuses(report) == ({"w@example.org": "sent"} if due else {})
+
+
+def test_the_maildir_backend_files_each_digest_atomically(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    config = make_config(tmp_path)
+    report = run_send(seeded, config, now)
+    assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
+    files = list((tmp_path / "mail" / "new").iterdir())
+    assert len(files) == 3
+    assert not list((tmp_path / "mail" / "tmp").iterdir())
+    parsed = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
+    assert sorted(str(m["To"]) for m in parsed) == sorted(PEOPLE)

@@ -1,0 +1,815 @@
+"""Rendering: golden digests, MIME structure and headers, escaping, sizes, subject, footer.
+
+The golden files are regenerated with ``pytest --update-golden``; review their diff.
+"""
+
+import dataclasses
+import email
+import email.policy
+import functools
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from digest import match, render
+from digest.config import from_mapping
+from digest.ingest import ingest_files
+from digest.links import links_for
+from digest.match import Match
+from digest.models import Subscriber
+from digest.query import Or, Phrase, Prefix, Term, highlights, parse
+from digest.render import MAX_BYTES, DigestContent, Health, Renderer, message_id
+from digest.store import PaperRow, Store
+from digest.tokens import Stemmer, words
+
+from .conftest import NOW, ROOT, SEED_FILES
+
+GOLDEN = Path(__file__).parent / "golden"
+SENDER = "Paper Digest <digest@example.org>"
+CONFIG = from_mapping(
+    {
+        "web": {"base_url": "https://digest.example.org"},
+        "delivery": {"from": SENDER},
+        "digest": {"max_papers": 10},
+    }
+)
+FILTER = 'diffusion OR agents OR "language model" OR regulari*'
+ADA = Subscriber(
+    id=7,
+    email="ada@example.org",
+    name="Ada Lovelace",
+    filter=FILTER,
+    frequency="daily",
+    format="html",
+    status="active",
+    source="cli",
+    secret="fixed-secret-for-golden-files",
+    bounces=0,
+    created_at="2026-11-20T07:00:00Z",
+    updated_at="2026-11-20T07:00:00Z",
+)
+FRESH = Health("2026-11-24T07:00:00Z", stale=False, rejected_since_last=0)
+ABSTRACT = (
+    "We propose a method for agents that plan with a language model and act in a simulated "
+    "world, with a benchmark of long tasks and an analysis of failures. "
+    "Code: https://github.com/example/agents."
+)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    store = Store(tmp_path_factory.mktemp("render") / "digest.db")
+    ingest_files(store, SEED_FILES, NOW)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(CONFIG, stemmer=Stemmer())
+
+
+def content_for(
+    matches: list[Match],
+    *,
+    subscriber: Subscriber = ADA,
+    more: int = 0,
+    health: Health = FRESH,
+    created_at: datetime = NOW,
+) -> DigestContent:
+    sender = CONFIG.delivery.from_
+    return DigestContent(
+        subscriber=subscriber,
+        matches=matches,
+        more=more,
+        links=links_for(subscriber, CONFIG.web.base_url, sender),
+        health=health,
+        created_at=created_at,
+        message_id=message_id(subscriber, [m.paper.id for m in matches], sender),
+    )
+
+
+@functools.cache  # matching the seeds takes a while; the content is immutable
+def seeded_digest(store: Store, cap: int = 10, subscriber: Subscriber = ADA) -> DigestContent:
+    found = match.backtest(store, subscriber.filter)
+    return content_for(found[:cap], subscriber=subscriber, more=len(found[:]) - cap)
+
+
+def paper(n: int, title: str = "", abstract: str = ABSTRACT, **trend: int) -> Match:
+    row = PaperRow(
+        seq=n,
+        id=f"{n:016x}",
+        title=title or f"Paper number {n} about agents",
+        abstract=abstract,
+        links=re.findall(r"https?://[^\s]+[^\s.]", abstract),
+        first_seen="2026-11-24T07:00:00Z",
+        times_seen=trend.get("times_seen", 1),
+        best_position=trend.get("best_position", n),
+        last_seen="2026-11-24T07:00:00Z",
+    )
+    return Match(row, ["agents"], 1.0)
+
+
+def parsed(data: bytes) -> EmailMessage:
+    found = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(found, EmailMessage)
+    return found
+
+
+def body(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body(preferencelist=(subtype,))
+    assert part is not None
+    assert part.get_content_type() == f"text/{subtype}"
+    return str(part.get_content()).replace("\r\n", "\n")
+
+
+class Tags(HTMLParser):
+    """Every start tag with its attributes, and the text outside tags."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def hrefs(self) -> list[str]:
+        return [a["href"] or "" for tag, a in self.tags if tag == "a" and "href" in a]
+
+
+# golden files ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("part", ["html", "txt"])
+def test_the_seed_digest_matches_its_golden_file(
+    seeded: Store, renderer: Renderer, part: str, request: pytest.FixtureRequest
+) -> None:
+    content = seeded_digest(seeded)
+    rendered = renderer.html(content) if part == "html" else renderer.text(content)
+    golden = GOLDEN / f"digest.{part}"
+    if request.config.getoption("--update-golden"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(rendered, encoding="utf-8", newline="")
+    assert golden.exists(), f"{golden} is missing: run pytest --update-golden and review it"
+    expected = golden.read_text(encoding="utf-8")
+    assert rendered == expected, (
+        f"{golden.name} differs from the rendering: if the change is intended, run "
+        "`.venv/bin/pytest tests/test_render.py --update-golden` and review the diff"
+    )
+
+
+# the message: structure, encodings, headers ---------------------------------------------
+
+
+def test_a_message_is_text_then_html_both_utf8_quoted_printable(
+    seeded: Store, renderer: Renderer
+) -> None:
+    content = seeded_digest(seeded)
+    message = parsed(renderer.message(content))
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert {p.get_content_charset() for p in parts} == {"utf-8"}
+    assert {p["Content-Transfer-Encoding"] for p in parts} == {"quoted-printable"}
+    assert body(message, "plain") == renderer.text(content)
+    assert body(message, "html") == renderer.html(content)
+
+
+def test_a_message_is_7bit_with_crlf_lines_of_at_most_78_characters(
+    seeded: Store, renderer: Renderer
+) -> None:
+    data = renderer.message(seeded_digest(seeded))
+    assert data.isascii()
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    longest = max(len(line) for line in data.split(b"\r\n"))
+    assert longest <= 998
+    body_lines = data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert max(len(line) for line in body_lines) <= 78
+
+
+def test_rendering_is_deterministic(seeded: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeded)
+    assert renderer.message(content) == renderer.message(content)
+
+
+HEADERS = [
+    ("From", "Paper Digest <digest@example.org>"),
+    ("To", "Ada Lovelace <ada@example.org>"),
+    ("Subject", '10 new papers: diffusion, agents, "language model", regulari* — Nov 24'),
+    ("Date", "Tue, 24 Nov 2026 07:00:00 +0000"),
+    ("List-Id", "Paper Digest <digest.example.org>"),
+    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    ("Auto-Submitted", "auto-generated"),
+    ("Precedence", "bulk"),
+    ("MIME-Version", "1.0"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), HEADERS)
+def test_every_required_header_is_present(
+    seeded: Store, renderer: Renderer, name: str, value: str
+) -> None:
+    message = parsed(renderer.message(seeded_digest(seeded)))
+    assert message.get_all(name) == [value]
+
+
+def test_message_id_and_list_unsubscribe_come_from_the_content(
+    seeded: Store, renderer: Renderer
+) -> None:
+    content = seeded_digest(seeded)
+    message = parsed(renderer.message(content))
+    assert message["Message-ID"] == content.message_id
+    links = content.links
+    assert links.unsubscribe.startswith("https://digest.example.org/unsubscribe/7-")
+    assert links.unsubscribe_mailto.startswith("mailto:digest@example.org?subject=")
+    assert message["List-Unsubscribe"] == f"<{links.unsubscribe}>, <{links.unsubscribe_mailto}>"
+
+
+def test_a_text_only_subscriber_gets_one_plain_part_with_the_same_headers(
+    seeded: Store, renderer: Renderer
+) -> None:
+    plain = dataclasses.replace(ADA, format="text")
+    content = seeded_digest(seeded, subscriber=plain)
+    message = parsed(renderer.message(content))
+    assert message.get_content_type() == "text/plain"
+    assert str(message.get_content()).replace("\r\n", "\n") == renderer.text(content)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Subject"] == renderer.subject(content)
+
+
+def test_date_and_subject_day_are_in_utc(renderer: Renderer) -> None:
+    late_evening = datetime(2026, 11, 24, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+    content = content_for([paper(1)], created_at=late_evening)
+    message = parsed(renderer.message(content))
+    assert message["Date"] == "Wed, 25 Nov 2026 04:30:00 +0000"
+    assert message["Subject"].endswith("— Nov 25")
+
+
+ADDRESSES = [
+    ("Ada Lovelace", "ada@example.org", "Ada Lovelace <ada@example.org>"),
+    ("Lovelace, Ada", "ada@example.org", '"Lovelace, Ada" <ada@example.org>'),
+    ("Zoë Ünal", "zoe@example.org", "Zoë Ünal <zoe@example.org>"),
+    ("", "ada@example.org", "ada@example.org"),
+    ("Ada", "ada@bücher.example", "Ada <ada@xn--bcher-kva.example>"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "address", "expected"), ADDRESSES)
+def test_the_to_header_carries_the_display_name(
+    renderer: Renderer, name: str, address: str, expected: str
+) -> None:
+    person = dataclasses.replace(ADA, name=name, email=address)
+    message = parsed(renderer.message(content_for([paper(1)], subscriber=person)))
+    assert message["To"] == expected
+
+
+# what cannot get in ---------------------------------------------------------------------
+
+INJECTIONS = [
+    ("name", "Ada\r\nBcc: eve@example.org"),
+    ("name", "Ada\nBcc: eve@example.org"),
+    ("name", "Ada\rBcc: eve@example.org"),
+    ("filter", "agents\r\nBcc: eve@example.org"),
+    ("filter", "agents\nSubject: free money"),
+    ("email", "ada@example.org\r\nBcc: eve@example.org"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), INJECTIONS)
+def test_no_header_can_be_injected_through_a_subscriber_field(
+    renderer: Renderer, field: str, value: str
+) -> None:
+    plain = parsed(renderer.message(content_for([paper(1)])))
+    hostile = dataclasses.replace(ADA, **{field: value})  # type: ignore[arg-type]
+    message = parsed(renderer.message(content_for([paper(1)], subscriber=hostile)))
+    assert message["Bcc"] is None
+    assert len(message.keys()) == len(plain.keys())
+    assert len(message.get_all("Subject") or []) == 1
+    assert all("\r" not in v and "\n" not in v for v in message.values())
+
+
+def test_no_header_can_be_injected_through_a_title(renderer: Renderer) -> None:
+    plain = parsed(renderer.message(content_for([paper(1)])))
+    hostile = paper(1, title="A paper\r\nBcc: eve@example.org\r\n\r\n<b>body</b>")
+    message = parsed(renderer.message(content_for([hostile])))
+    assert message["Bcc"] is None
+    assert len(message.keys()) == len(plain.keys())
+    assert "A paper Bcc: eve@example.org &lt;b&gt;body&lt;/b&gt;" in body(message, "html")
+
+
+HOSTILE_TITLES = [
+    "<script>alert(1)</script> Agents that escape",
+    '"><img src=x onerror=alert(1)> Agents in attributes',
+    '</a></td></tr></table><a href="javascript:alert(1)">agents</a>',
+    "Agents & <b>bold</b> claims about 'quotes'",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """A crafted dump whose titles (and an abstract) try to become markup."""
+    folder = tmp_path_factory.mktemp("hostile")
+    abstract = ABSTRACT + ' <iframe src="https://evil.example/"></iframe> "><svg onload=alert(1)>'
+    entries = "".join(f"{title}\n\n{abstract}\n\n" for title in HOSTILE_TITLES)
+    dump = folder / "hostile.txt"
+    dump.write_text(f"Daily Papers\n\nNov 24\n\n{entries}", encoding="utf-8")
+    store = Store(folder / "digest.db")
+    report = ingest_files(store, [dump], NOW)
+    assert report.files[0].status == "ingested", report.files[0].error
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("title", HOSTILE_TITLES)
+def test_a_hostile_title_is_text_in_every_part_never_markup(
+    hostile_store: Store, renderer: Renderer, title: str
+) -> None:
+    person = dataclasses.replace(ADA, filter="agents")
+    message = parsed(renderer.message(seeded_digest(hostile_store, subscriber=person)))
+    html, text = body(message, "html"), body(message, "plain")
+    tags = Tags(html)
+    assert {tag for tag, _ in tags.tags} <= {
+        "html", "head", "meta", "title", "style", "body", "table", "tbody", "tr", "td",
+        "h1", "p", "span", "a", "strong",
+    }  # fmt: skip
+    assert title in "".join(tags.text)
+    assert all(href.startswith(("https://", "mailto:")) for href in tags.hrefs())
+    assert not any(name.startswith("on") for _, attrs in tags.tags for name in attrs)
+    assert title in text
+
+
+def test_a_hostile_filter_is_text_in_the_subject_and_the_html(renderer: Renderer) -> None:
+    person = dataclasses.replace(ADA, filter='"<script>alert(1)</script>" OR agents')
+    content = content_for([paper(1)], subscriber=person)
+    message = parsed(renderer.message(content))
+    assert message["Subject"] == '1 new paper: "<script>alert(1)</script>", agents — Nov 24'
+    html = body(message, "html")
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_there_are_no_images_scripts_or_remote_resources(seeded: Store, renderer: Renderer) -> None:
+    html = renderer.html(seeded_digest(seeded))
+    tags = Tags(html)
+    names = {tag for tag, _ in tags.tags}
+    assert not names & {"img", "script", "link", "iframe", "object", "embed", "video", "audio"}
+    sources = [a for _, attrs in tags.tags for k, a in attrs.items() if k in {"src", "background"}]
+    assert sources == []
+    assert "url(" not in html
+    assert "@import" not in html
+
+
+def test_css_is_inlined_and_dark_mode_rules_are_kept(seeded: Store, renderer: Renderer) -> None:
+    html = renderer.html(seeded_digest(seeded))
+    tags = Tags(html)
+    styled = {attrs.get("class"): attrs.get("style") for _, attrs in tags.tags if "class" in attrs}
+    assert "color: #1d4ed8" in (styled["title"] or "")
+    assert "padding" in (styled["paper"] or "")
+    assert "@media (prefers-color-scheme: dark)" in html
+    assert '<meta name="color-scheme" content="light dark">' in html
+    assert 'name="viewport"' in html
+
+
+# links ------------------------------------------------------------------------------------
+
+
+def paper_url(title: str) -> str:
+    return f"https://arxiv.org/search/?query={quote(title, safe='')}&searchtype=title"
+
+
+def test_every_paper_and_code_link_is_in_both_parts(seeded: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeded)
+    message = parsed(renderer.message(content))
+    hrefs, text = Tags(body(message, "html")).hrefs(), body(message, "plain")
+    code = [u for m in content.matches for u in m.paper.links if "github.com/" in u]
+    assert code, "the seed digest should show at least one code link"
+    for url in [paper_url(m.paper.title) for m in content.matches] + code:
+        assert url in hrefs
+        assert url in text
+
+
+@pytest.mark.parametrize("kind", ["manage", "unsubscribe", "feed_atom", "feed_rss"])
+def test_the_footer_links_are_in_both_parts(seeded: Store, renderer: Renderer, kind: str) -> None:
+    content = seeded_digest(seeded)
+    message = parsed(renderer.message(content))
+    url = getattr(content.links, kind)
+    assert url.startswith("https://digest.example.org/")
+    assert url in Tags(body(message, "html")).hrefs()
+    assert url in body(message, "plain")
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["Attention Is All You Need", "Q&A: what? #1 / 50% off + more", "Ünïcödé — “quotes”"],
+)
+def test_a_title_links_through_paper_url_url_encoded(renderer: Renderer, title: str) -> None:
+    html = renderer.html(content_for([paper(1, title=title)]))
+    assert paper_url(title) in Tags(html).hrefs()
+
+
+def test_paper_url_is_configurable(renderer: Renderer) -> None:
+    config = from_mapping({"digest": {"paper_url": "https://papers.example/s?q={title}"}})
+    html = Renderer(config).html(content_for([paper(1, title="A b&c")]))
+    assert "https://papers.example/s?q=A%20b%26c" in Tags(html).hrefs()
+
+
+CODE_LINKS = [
+    ("https://github.com/org/repo", "Code (github.com/org/repo)"),
+    ("https://www.github.com/org/repo/", "Code (github.com/org/repo)"),
+    ("https://gitlab.com/group/project", "Code (gitlab.com/group/project)"),
+    ("https://huggingface.co/org/model", "Code (huggingface.co/org/model)"),
+    ("http://bitbucket.org/team/repo", "Code (bitbucket.org/team/repo)"),
+    ("https://github.com", None),
+    ("https://example.org/project-page", None),
+    ("ftp://github.com/org/repo", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("url", "label"), CODE_LINKS)
+def test_a_code_link_is_shown_for_each_repository_url(
+    renderer: Renderer, url: str, label: str | None
+) -> None:
+    found = paper(1, abstract=ABSTRACT)
+    row = dataclasses.replace(found.paper, links=[url])
+    html = renderer.html(content_for([Match(row, ["agents"], 1.0)]))
+    tags = Tags(html)
+    shown = [a["href"] for tag, a in tags.tags if tag == "a" and a.get("class") == "link"]
+    if label is None:
+        assert url not in shown
+    else:
+        assert url in shown
+        assert label in "".join(tags.text)
+
+
+# content of each paper ---------------------------------------------------------------------
+
+
+BADGES = [
+    (3, 2, "Trending: seen in 3 listings, best #2"),
+    (1, 14, "New: listed once at #14"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("times_seen", "best", "badge"), BADGES)
+def test_the_trend_badge(renderer: Renderer, times_seen: int, best: int, badge: str) -> None:
+    content = content_for([paper(1, times_seen=times_seen, best_position=best)])
+    assert badge in renderer.html(content)
+    assert badge in renderer.text(content)
+
+
+def test_each_paper_says_which_terms_it_matched(seeded: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeded)
+    text = renderer.text(content)
+    for found in content.matches:
+        assert f"matched: {', '.join(found.matched)}" in text
+
+
+def test_matched_terms_are_highlighted_in_both_parts(renderer: Renderer) -> None:
+    person = dataclasses.replace(ADA, filter='agent "language model" simul*')
+    content = content_for([paper(1)], subscriber=person)
+    html, text = renderer.html(content), renderer.text(content)
+    for word in ("agents", "language model", "simulated"):
+        assert re.search(rf'<strong class="hl"[^>]*>{word}</strong>', html), word
+        assert f"*{word}*" in text
+
+
+def test_a_short_abstract_is_shown_whole_and_urls_are_never_highlighted(
+    renderer: Renderer,
+) -> None:
+    person = dataclasses.replace(ADA, filter="agents")
+    text = renderer.text(content_for([paper(1)], subscriber=person))
+    shown = ABSTRACT.replace("for agents", "for *agents*")
+    assert shown.endswith("https://github.com/example/agents.")
+    assert " ".join(shown.split()) in " ".join(text.split())
+
+
+def test_a_long_abstract_is_cut_at_a_word_boundary(renderer: Renderer) -> None:
+    long = " ".join(f"word{i}" for i in range(400))
+    html = renderer.html(content_for([paper(1, abstract=long)]))
+    [shown] = re.findall(r'<p class="abstract"[^>]*>(.*?)</p>', html)
+    assert shown.endswith("…")
+    assert 300 < len(shown) <= render.ABSTRACT_CHARS + 1
+    assert long.startswith(shown[:-1])
+    assert long[len(shown) - 1] == " "
+
+
+def test_a_late_first_match_moves_the_excerpt_to_it(renderer: Renderer) -> None:
+    long = " ".join(f"word{i}" for i in range(300)) + " agents " + "tail " * 100
+    html = renderer.html(content_for([paper(1, abstract=long)]))
+    [shown] = re.findall(r'<p class="abstract"[^>]*>(.*?)</p>', html)
+    assert shown.startswith("…word")
+    assert "<strong" in shown
+    assert shown.endswith("…")
+
+
+# subject -------------------------------------------------------------------------------------
+
+
+SUBJECTS = [
+    (1, "agents", "1 new paper: agents — Nov 24"),
+    (7, "diffusion agents", "7 new papers: diffusion, agents — Nov 24"),
+    (0, "agents", "No new papers: agents — Nov 24"),
+    (2, 'diffusion -video title:"world model"', '2 new papers: diffusion, "world model" — Nov 24'),
+    (2, "agents agents OR agents", "2 new papers: agents — Nov 24"),
+    (3, " ".join(f"term{i}" for i in range(30)), "3 new papers: term0, term1, term2, term3, term4, term5, term6, … — Nov 24"),
+    (2, "a" * 120, "2 new papers: " + "a" * 54 + "… — Nov 24"),
+    (2, "agents\r\nBcc: eve@example.org", "2 new papers: agents Bcc: eve@example.org — Nov 24"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("count", "query", "subject"), SUBJECTS)
+def test_the_subject_says_what_is_inside(
+    renderer: Renderer, count: int, query: str, subject: str
+) -> None:
+    person = dataclasses.replace(ADA, filter=query)
+    content = content_for([paper(n) for n in range(1, count + 1)], subscriber=person)
+    assert renderer.subject(content) == subject
+    assert len(subject) <= 78
+    assert parsed(renderer.message(content))["Subject"] == subject
+
+
+def test_an_empty_digest_says_so(renderer: Renderer) -> None:
+    content = content_for([])
+    fitted, data = renderer.fit(content)
+    assert fitted == content
+    message = parsed(data)
+    subject = 'No new papers: diffusion, agents, "language model", regulari* — Nov 24'
+    assert message["Subject"] == subject
+    for part in (body(message, "plain"), "".join(Tags(body(message, "html")).text)):
+        assert "Nothing new matched your filter this time." in part
+        assert "Your filter:" in part
+
+
+# footer --------------------------------------------------------------------------------------
+
+
+HEALTH_LINES = [
+    (FRESH, ["Papers as of the newest listing, ingested 2026-11-24 07:00 UTC."], 0),
+    (Health(None, False, 0), ["No listing has been ingested yet: there were no papers to match."], 1),
+    (Health("2026-11-22T06:00:00Z", True, 0), ["Warning: the newest listing was ingested 2026-11-22 06:00 UTC, over a day ago."], 1),
+    (Health("2026-11-24T07:00:00Z", False, 1), ["Papers as of the newest listing", "Warning: 1 dump was rejected since your last digest; papers may be missing."], 1),
+    (Health("2026-11-22T06:00:00Z", True, 3), ["over a day ago", "Warning: 3 dumps were rejected since your last digest"], 2),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("health", "lines", "warnings"), HEALTH_LINES)
+def test_the_health_line(
+    renderer: Renderer, health: Health, lines: list[str], warnings: int
+) -> None:
+    content = content_for([paper(1)], health=health)
+    html, text = renderer.html(content), renderer.text(content)
+    for line in lines:
+        assert line in text
+        assert line in html
+    assert len(re.findall(r'<p class="warning"', html)) == warnings
+
+
+MORE_LINES = [
+    (0, None),
+    (1, "1 more paper matches — see your feed"),
+    (12, "12 more papers match — see your feed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("more", "line"), MORE_LINES)
+def test_the_more_line_when_capped(renderer: Renderer, more: int, line: str | None) -> None:
+    content = content_for([paper(1)], more=more)
+    html, text = renderer.html(content), renderer.text(content)
+    if line is None:
+        assert "more paper" not in text
+        assert "more paper" not in html
+    else:
+        assert f"{line}: {content.links.feed_atom}" in text
+        plain = "".join(Tags(html).text)
+        assert line in plain
+
+
+def test_the_footer_shows_the_filter_and_the_address(seeded: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeded)
+    for part in (renderer.text(content), "".join(Tags(renderer.html(content)).text)):
+        assert f"Your filter: {FILTER}" in part
+        assert "Sent to ada@example.org." in part
+
+
+# size ----------------------------------------------------------------------------------------
+
+
+def test_a_25_paper_seed_digest_is_well_under_100_kb(seeded: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeded, cap=25)
+    assert len(content.matches) == 25
+    fitted, data = renderer.fit(content)
+    assert fitted == content
+    assert len(data) < MAX_BYTES
+    assert data == renderer.message(content)
+
+
+def huge_digest(count: int) -> DigestContent:
+    """Papers with 300-character titles and abstracts of 20,000 characters, many links."""
+    links = " ".join(f"https://github.com/org{i}/repository-with-a-long-name-{i}" for i in range(6))
+    matches = [
+        paper(
+            n, title=f"{n:03d} " + "Agents " * 42 + "x" * 2, abstract=(ABSTRACT + " ") * 90 + links
+        )
+        for n in range(1, 81)
+    ]
+    assert all(len(m.paper.title) <= 300 and len(m.paper.abstract) <= 20_000 for m in matches)
+    return content_for(matches, more=5)
+
+
+def test_fit_moves_the_overflow_into_more(renderer: Renderer) -> None:
+    content = huge_digest(80)
+    assert len(renderer.message(content)) > MAX_BYTES
+    fitted, data = renderer.fit(content)
+    kept = len(fitted.matches)
+    assert 0 < kept < 80
+    assert len(data) < MAX_BYTES
+    assert data == renderer.message(fitted)
+    assert fitted.matches == content.matches[:kept]
+    assert fitted.more == content.more + (80 - kept)
+    assert fitted.message_id == content.message_id
+    one_more = dataclasses.replace(content, matches=content.matches[: kept + 1])
+    assert len(renderer.message(one_more)) >= MAX_BYTES, "fit() should keep as many as fit"
+    text = body(parsed(data), "plain")
+    assert f"{fitted.more} more papers match — see your feed" in text
+
+
+# message ids -------------------------------------------------------------------------------
+
+
+def test_message_ids_are_deterministic_and_unique_per_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_dns() -> str:
+        raise AssertionError("socket.getfqdn() must not be called")
+
+    monkeypatch.setattr("socket.getfqdn", no_dns)
+    first = message_id(ADA, ["a1", "b2"], SENDER)
+    assert re.fullmatch(r"<digest\.7\.[0-9a-f]{16}@example\.org>", first)
+    assert message_id(ADA, ["b2", "a1"], SENDER) == first
+    assert message_id(ADA, ["a1", "b2", "c3"], SENDER) != first
+    assert message_id(dataclasses.replace(ADA, id=8), ["a1", "b2"], SENDER) != first
+    assert message_id(ADA, ["a1"], "News <news@Lists.Example.NET>").endswith("@lists.example.net>")
+    assert message_id(ADA, ["a1"], "not an address").endswith("@localhost>")
+
+
+# highlighting (query.highlights) -------------------------------------------------------------
+
+
+HIGHLIGHTS = [
+    ("agents", "An agent and two Agents.", "abstract", ["agent", "Agents"]),
+    ("agent", "agents, agency, agentic", "abstract", ["agents", "agentic"]),
+    ("regulari*", "Regularization, regularizer and regular", "abstract", ["Regularization", "regularizer"]),
+    ('"language model"', "large language models; a language of models", "abstract", ["language models"]),
+    ('"large language model"', "LARGE  Language-Models here", "abstract", ["LARGE  Language-Models"]),
+    ("diffusion -video", "video diffusion", "abstract", ["diffusion"]),
+    ("title:agents", "agents", "abstract", []),
+    ("title:agents", "agents", None, ["agents"]),
+    ("abstract:agents", "agents", "abstract", ["agents"]),
+    ("café", "Cafe and CAFÉ and cafés", "abstract", ["Cafe", "CAFÉ", "cafés"]),
+    ("ai", "AI-based ai, aid", "abstract", ["AI", "ai"]),
+    ("3d", "3D and 3d-aware", "abstract", ["3D", "3d"]),
+    ("agents OR agent", "agents", "abstract", ["agents"]),
+    ('"agents plan" agents', "agents plan", "abstract", ["agents plan"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("query", "text", "field", "expected"), HIGHLIGHTS)
+def test_highlights_are_the_words_the_filter_matched(
+    query: str, text: str, field: str | None, expected: list[str]
+) -> None:
+    spans = highlights(parse(query), text, Stemmer(), field)
+    assert [text[start:end] for start, end in spans] == expected
+
+
+def reference_highlights(query: str, text: str, stemmer: Stemmer) -> list[str]:
+    """A plain token-by-token scan with the Corpus' rules, for an OR of words, prefixes, phrases."""
+    node = parse(query)
+    leaves = node.children if isinstance(node, Or) else (node,)
+    tokens = [
+        (w, m.start(), m.end()) for m in re.finditer(r"[^\W_]+", text) for w in words(m.group())
+    ]
+    stems = [stemmer.stem(w) for w, _, _ in tokens]
+    found: set[tuple[int, int]] = set()
+    for leaf in leaves:
+        if isinstance(leaf, Prefix):
+            found |= {(s, e) for w, s, e in tokens if w.startswith(leaf.prefix)}
+            continue
+        assert isinstance(leaf, Term | Phrase)
+        wanted = [
+            stemmer.stem(w) for w in (leaf.words if isinstance(leaf, Phrase) else (leaf.word,))
+        ]
+        for i in range(len(tokens) - len(wanted) + 1):
+            if stems[i : i + len(wanted)] == wanted:
+                found.add((tokens[i][1], tokens[i + len(wanted) - 1][2]))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(found):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return [text[s:e] for s, e in merged]
+
+
+def test_highlights_agree_with_a_token_by_token_scan_on_the_seeds(seeded: Store) -> None:
+    stemmer = Stemmer()
+    papers = seeded.papers(limit=120)
+    for row in papers:
+        vocabulary = words(row.abstract)
+        queries = [vocabulary[7], vocabulary[-3][:3] + "*", f'"{vocabulary[10]} {vocabulary[11]}"']
+        for query in [" OR ".join(queries), "model OR learning OR ai"]:
+            spans = highlights(parse(query), row.abstract, stemmer)
+            got = [row.abstract[s:e] for s, e in spans]
+            assert got == reference_highlights(query, row.abstract, stemmer), (query, row.id)
+
+
+# packaging -----------------------------------------------------------------------------------
+
+
+def test_every_package_of_the_source_tree_is_listed_for_the_wheel() -> None:
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    listed = set(settings["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "digest").rglob("__init__.py")
+    }
+    missing = found - listed
+    assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
+    assert settings["setuptools"]["package-dir"]["digest.templates"] == "templates"
+    assert render.template_dir() == ROOT / "templates"
+
+
+RENDER_FROM_WHEEL = """
+import json, sys
+from datetime import datetime, UTC
+import digest, digest.render as render
+from digest.config import Config
+from digest.links import links_for
+from digest.match import Match
+from digest.models import Subscriber
+from digest.store import PaperRow
+person = Subscriber(1, "ada@example.org", "Ada", "agents", "daily", "html", "active", "cli",
+                    "s", 0, "", "")
+row = PaperRow(1, "00", "Agents <b>", "Agents " * 40, [], "", 1, 1, "")
+config = Config()
+content = render.DigestContent(
+    person, [Match(row, ["agents"], 1.0)], 0, links_for(person, config.web.base_url, "a@b.c"),
+    render.Health(None, False, 0), datetime(2026, 11, 24, tzinfo=UTC), "<x@b.c>")
+data = render.Renderer(config).message(content)
+print(json.dumps({"file": digest.__file__, "templates": str(render.template_dir()),
+                  "bytes": len(data), "escaped": b"Agents &lt;b&gt;" in data}))
+"""
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_renders_without_the_source_tree(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("digest", "templates"):
+        shutil.copytree(
+            ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(wheels)]
+    subprocess.run(pip, check=True, capture_output=True, timeout=300)
+    [wheel] = wheels.glob("digest-*.whl")
+    installed = tmp_path / "installed"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        archive.extractall(installed)
+    assert "digest/templates/digest.html.j2" in names
+    assert "digest/templates/_style.css.j2" in names
+    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
+    result = subprocess.run(
+        [sys.executable, "-S", "-P", "-c", RENDER_FROM_WHEEL],
+        cwd=tmp_path,
+        env={"PYTHONPATH": f"{installed}:{site_packages}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["file"] == str(installed / "digest" / "__init__.py")
+    assert report["templates"] == str(installed / "digest" / "templates")
+    assert report["escaped"]
+    assert 0 < report["bytes"] < MAX_BYTES
