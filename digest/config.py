@@ -8,7 +8,9 @@ Secrets are never in the file: it names the environment variables holding them.
 """
 
 import os
+import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
@@ -85,6 +87,12 @@ class WebConfig(Section):
     port: Port = 8080
     secret_env: str = "DIGEST_WEB_SECRET"
     confirm_hours: PositiveInt = 48
+    subscribe_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 5
+    feed_max_age_seconds: Annotated[int, Field(ge=0, le=86_400)] = 3600
+
+    def secret(self) -> str | None:
+        """The signing key from the environment, or None when unset."""
+        return os.environ.get(self.secret_env) or None
 
     @field_validator("base_url")
     @classmethod
@@ -119,6 +127,38 @@ class SubscriberTable(Section):
     format: Literal["html", "text"] = "html"
 
 
+class TopicTable(Section):
+    """A ``[[topics]]`` table: a public feed of the papers matching ``filter``."""
+
+    name: str
+    filter: str
+    slug: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        if not value.strip() or any(c in value for c in "\r\n"):
+            raise ValueError("must be a non-empty single line")
+        return value.strip()
+
+    @field_validator("slug")
+    @classmethod
+    def _slug_shape(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", value):
+            raise ValueError("must be lower-case letters, digits and single hyphens")
+        return value
+
+    @property
+    def feed_slug(self) -> str:
+        """The slug given, else one from the name: ``Diffusion & Video`` -> ``diffusion-video``."""
+        return self.slug or slugify(self.name)
+
+
+def slugify(name: str) -> str:
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", folded).strip("-") or "topic"
+
+
 class Config(Section):
     """The whole configuration; ``source`` is the file it came from, if any."""
 
@@ -130,6 +170,7 @@ class Config(Section):
     web: WebConfig = WebConfig()
     digest: DigestConfig = DigestConfig()
     subscribers: Annotated[tuple[SubscriberTable, ...], Field(strict=False)] = ()
+    topics: Annotated[tuple[TopicTable, ...], Field(strict=False)] = ()
     source: Path | None = Field(None, exclude=True)
 
 

@@ -19,7 +19,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_the_example_config_loads_and_states_every_default() -> None:
     example = config.load(ROOT / "config.example.toml", environ={})
     defaults = config.from_mapping({}, source=ROOT / "config.example.toml")
-    assert example.model_copy(update={"subscribers": ()}) == defaults
+    assert example.model_copy(update={"subscribers": (), "topics": ()}) == defaults
+    assert [(t.name, t.feed_slug) for t in example.topics] == [("Diffusion models", "diffusion")]
     assert [s.email for s in example.subscribers] == ["ada@example.org", "grace@example.org"]
 
 
@@ -157,3 +158,11 @@ def test_secrets_come_from_the_environment_named_in_the_file(
     assert loaded.smtp.password() is None
     monkeypatch.setenv("MY_SMTP_PW", "s3cret")
     assert loaded.smtp.password() == "s3cret"
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"), [("Diffusion & Video", "diffusion-video"), ("Łódź  NLP!", "odz-nlp"), ("§§", "topic")]
+)
+def test_a_topic_slug_is_made_from_its_name(name: str, slug: str) -> None:
+    loaded = config.from_mapping({"topics": [{"name": name, "filter": "x"}]})
+    assert loaded.topics[0].feed_slug == slug

@@ -128,3 +128,9 @@ def m002_subscribers_digests_deliveries(db: Database) -> None:
         ) WITHOUT ROWID""",
         "CREATE INDEX deliveries_digest ON deliveries(digest_id)",
     )
+
+
+@migrations()
+def m003_app_secrets(db: Database) -> None:
+    """Secrets the service generates for itself (e.g. the web signing key on loopback)."""
+    _run(db, "CREATE TABLE app_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)")

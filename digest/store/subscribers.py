@@ -1,7 +1,7 @@
 """Subscribers: who wants what, and their state."""
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from digest.errors import StoreError
@@ -45,3 +45,13 @@ class SubscriberStore(Base):
         self.db.execute("DELETE FROM deliveries WHERE subscriber_id = ?", [subscriber_id])
         self.db.execute("DELETE FROM digests WHERE subscriber_id = ?", [subscriber_id])
         self.db.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
+
+    def app_secret(self, name: str, make: Callable[[], str]) -> tuple[str, bool]:
+        """The stored secret ``name``, created with ``make`` on first use; True if just created."""
+        with self.write():
+            row = self.db.execute("SELECT value FROM app_secrets WHERE name = ?", [name]).fetchone()
+            if row is not None:
+                return str(row[0]), False
+            value = make()
+            self.db.execute("INSERT INTO app_secrets (name, value) VALUES (?, ?)", [name, value])
+        return value, True
