@@ -14,15 +14,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## run: install, then run the main job on the built-in defaults, the sample dumps and subscribers
+## run: install, then one full cycle on the defaults: the sample dumps and subscribers, mail to a Maildir
 run: $(STAMP)
-	$(BIN)/digest --config config.example.toml ingest examples/dumps
-	$(BIN)/digest --config config.example.toml send
+	mkdir -p var/inbox
+	cp examples/dumps/*.txt var/inbox/
+	$(BIN)/digest --config config.example.toml run --once
 	$(BIN)/digest --config config.example.toml status
 
 ## test: install with the test extras, then lint, type-check and run every test
-test: lint
+test: lint systemd-deps
 	$(BIN)/pytest -q
+
+## systemd-deps: systemd-analyze for tests/test_deploy.py (Debian's systemd package, when missing)
+.PHONY: systemd-deps
+systemd-deps:
+	command -v systemd-analyze >/dev/null || (apt-get update && apt-get install -y --no-install-recommends systemd)
 
 ## lint: ruff (lint and format check) and mypy --strict
 lint: $(STAMP)

@@ -13,10 +13,12 @@ child's own peak resident memory and CPU time (``RUSAGE_CHILDREN``).
 """
 
 import json
+import re
+import resource
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MB = 1_000_000
@@ -49,18 +51,38 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What a figure must reach: a share of its ceiling and/or a peak memory limit."""
+    """What a figure must reach: a share of its ceiling, a limit on its value, peak memory.
+
+    ``min_ratio`` is for rates (higher is better: at least that share of the
+    ceiling's rate); ``max_ratio`` and ``max_value`` are for durations (lower is
+    better: at most that multiple of the ceiling's time, at most that value).
+    """
 
     min_ratio: float | None = None
     max_peak_mb: float | None = None
+    max_ratio: float | None = None
+    max_value: float | None = None
+    unit: str = ""
 
     def describe(self) -> str:
         parts = []
         if self.min_ratio is not None:
             parts.append(f"≥{self.min_ratio:.0%} of ceiling")
+        if self.max_ratio is not None:
+            parts.append(f"≤{self.max_ratio:g}× ceiling")
+        if self.max_value is not None:
+            parts.append(f"≤{self.max_value:g} {self.unit}".rstrip())
         if self.max_peak_mb is not None:
             parts.append(f"peak <{self.max_peak_mb:,.0f} MB")
         return ", ".join(parts)
+
+    def met(self, value: float, ratio: float | None, peak_mb: float | None) -> bool:
+        return (
+            _within(ratio, self.min_ratio, above=True)
+            and _at_most(ratio, self.max_ratio)
+            and _at_most(value, self.max_value)
+            and _within(peak_mb, self.max_peak_mb, above=False)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +108,19 @@ class Figure:
         """PASS or FAIL against the target, ``-`` when the figure has none."""
         if self.target is None:
             return "-"
-        ok = _within(self.ratio, self.target.min_ratio, above=True)
-        ok = ok and _within(self.peak_mb, self.target.max_peak_mb, above=False)
-        return "PASS" if ok else "FAIL"
+        return "PASS" if self.target.met(self.value, self.ratio, self.peak_mb) else "FAIL"
+
+    @property
+    def lower_is_better(self) -> bool:
+        """Durations: the ratio is printed as a multiple of the ceiling's time."""
+        target = self.target
+        return target is not None and (target.max_ratio is not None or target.max_value is not None)
+
+    def ratio_text(self) -> str:
+        ratio = self.ratio
+        if ratio is not None and self.lower_is_better:
+            return f"{ratio:.2f}×"
+        return percent(ratio)
 
     @property
     def result(self) -> str:
@@ -101,7 +133,7 @@ class Figure:
         cells = [
             f"[{self.stage}] {self.name}: {number(self.value)} {self.unit}",
             f"ceiling {number(self.ceiling)} {self.unit}" if self.ceiling else "",
-            f"ratio {percent(self.ratio)}" if self.ceiling else "",
+            f"ratio {self.ratio_text()}" if self.ceiling else "",
             f"peak {self.peak_mb:,.1f} MB" if self.peak_mb is not None else "",
         ]
         if self.target is not None:
@@ -120,6 +152,12 @@ def _within(value: float | None, bound: float | None, *, above: bool) -> bool:
     if value is None:
         return False
     return value >= bound if above else value < bound
+
+
+def _at_most(value: float | None, bound: float | None) -> bool:
+    if bound is None:
+        return True
+    return value is not None and value <= bound
 
 
 def number(value: float | None) -> str:
@@ -187,3 +225,47 @@ def run_measured(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None =
 def _maxrss_bytes(maxrss: int) -> int:
     """``ru_maxrss`` is in KiB on Linux and in bytes on macOS."""
     return maxrss if sys.platform == "darwin" else maxrss * 1024
+
+
+class PeakMemory:
+    """This process's peak resident memory during a ``with`` block, in MB.
+
+    On Linux the high-water mark is reset on entry (``/proc/self/clear_refs``) and
+    read on exit (``VmHWM``), so ``peak_mb`` is the peak during the block; it
+    includes what the process already held (``start_mb``).  Elsewhere, or when
+    the reset is refused, it is the process's lifetime peak (``reset`` False).
+    """
+
+    def __init__(self) -> None:
+        self.start_mb = 0.0
+        self.peak_mb = 0.0
+        self.reset = False
+
+    def __enter__(self) -> "PeakMemory":
+        try:
+            Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+            self.reset = True
+        except OSError:
+            self.reset = False
+        self.start_mb = _status_mb("VmRSS") or 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        peak = _status_mb("VmHWM") if self.reset else None
+        if peak is None:
+            peak = _maxrss_bytes(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / MB
+        self.peak_mb = peak
+
+    def describe(self) -> str:
+        held = f"{self.start_mb:,.0f} MB held before" if self.reset else "lifetime peak"
+        return f"process peak RSS ({held})"
+
+
+def _status_mb(key: str) -> float | None:
+    """A ``kB`` line of ``/proc/self/status`` in MB, None where there is none."""
+    try:
+        text = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    found = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(found[1]) * 1024 / MB if found else None

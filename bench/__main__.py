@@ -19,8 +19,8 @@ from bench import (
     Figure,
     Settings,
     ingest,
+    match,
     number,
-    percent,
     progress,
 )
 
@@ -28,6 +28,7 @@ Stage = Callable[[Settings], list[Figure]]
 
 STAGES: dict[str, Stage] = {
     "ingest": ingest.run,
+    "match": match.run,
 }
 
 COLUMNS = ("stage", "figure", "value", "unit", "ceiling", "ratio", "peak MB", "result")
@@ -90,7 +91,7 @@ def _cells(figure: Figure) -> tuple[str, ...]:
         number(figure.value),
         figure.unit,
         number(figure.ceiling),
-        percent(figure.ratio),
+        figure.ratio_text(),
         peak,
         figure.result,
     )

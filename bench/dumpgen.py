@@ -18,7 +18,7 @@ normalized titles (for distinctness) is kept in memory.
 
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,9 +164,19 @@ def _fits(title: str) -> bool:
 
 def write_dump(path: Path, entries: int, seed: int, corpus: Corpus | None = None) -> DumpInfo:
     """Stream a packed-layout dump of ``entries`` generated papers to ``path``."""
+    return write_dumps([(path, entries)], seed, corpus)[0]
+
+
+def write_dumps(
+    parts: Sequence[tuple[Path, int]], seed: int, corpus: Corpus | None = None
+) -> list[DumpInfo]:
+    """Several dumps from one generator: no title repeats across them (all papers are new)."""
     generator = Generator(corpus or load_corpus(), seed)
-    with path.open("w", encoding="utf-8", newline="\n") as out:
-        out.write("\n".join(HEADER) + "\n" + PACKED_PREFIX)
-        for title, abstract in generator.entries(entries):
-            out.write(f"{title}\n{abstract}\n")
-    return DumpInfo(path, entries, path.stat().st_size)
+    found = []
+    for path, entries in parts:
+        with path.open("w", encoding="utf-8", newline="\n") as out:
+            out.write("\n".join(HEADER) + "\n" + PACKED_PREFIX)
+            for title, abstract in generator.entries(entries):
+                out.write(f"{title}\n{abstract}\n")
+        found.append(DumpInfo(path, entries, path.stat().st_size))
+    return found

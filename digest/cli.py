@@ -7,6 +7,7 @@ exit status: 2 for usage and config errors, 1 otherwise.
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +19,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from digest import config as config_module
+from digest import feeds, mailer, match, outbox, pipeline, scheduler, subscribers
 from digest import ingest as ingest_module
-from digest import mailer, match, outbox, subscribers
 from digest.config import Config
 from digest.errors import DigestError, UsageError
 from digest.models import IngestReport, Subscriber
@@ -35,6 +36,7 @@ class App:
 
     config_path: Path | None
     verbose: int
+    level_given: bool = False
     _config: Config | None = None
     _store: Store | None = field(default=None, repr=False)
 
@@ -88,11 +90,13 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, quiet: bool)
     Dumps (text copies of a trending-papers listing) are ingested into a SQLite
     store; each subscriber's keyword filter picks their papers.
     """
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
+    stamp = "" if under_journal else "%(asctime)s "
     logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=level, format=f"{stamp}%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    app = App(config_path, verbose)
+    app = App(config_path, verbose, level_given=quiet or bool(verbose))
     ctx.obj = app
     ctx.call_on_close(app.close)
 
@@ -498,7 +502,7 @@ def send_command(app: App, dry_run: bool, email: str | None, as_json: bool) -> N
         _emit_json(report.as_json())
     else:
         _print_send(report)
-        _point_at_newest(app.config, report)
+        _point_at_newest(app.config)
     if report.error:
         click.echo(f"error: {report.error}", err=True)
         sys.exit(1)
@@ -514,12 +518,60 @@ def _print_send(report: outbox.SendReport) -> None:
     click.echo(f"{counts}; {report.not_due} subscribers not due yet")
 
 
-def _point_at_newest(config: Config, report: outbox.SendReport) -> None:
-    if config.delivery.backend != "maildir" or not report.count("sent"):
+def _point_at_newest(config: Config) -> None:
+    """With the Maildir backend, say which file shows the newest digest in a browser."""
+    if config.delivery.backend != "maildir":
         return
     target = config.delivery.maildir / "latest.html"
     if mailer.latest_html(config.delivery.maildir, target):
         click.echo(f"newest digest: open file://{target}")
+
+
+# the service ---------------------------------------------------------------------
+
+
+@cli.command("run")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="One cycle (ingest the inbox, deliver what is due, build feeds), then exit.",
+)
+@click.pass_obj
+def run_command(app: App, once: bool) -> None:
+    """Run the service: poll the inbox, deliver on schedule, rebuild the feeds.
+
+    Logs one line per event to standard error. SIGTERM/SIGINT stop it after
+    the work in hand, SIGHUP reloads the config. Under systemd it uses the
+    notify protocol (READY, STOPPING, WATCHDOG). One instance per database.
+    """
+    with _errors(app):
+        if not app.level_given:
+            logging.getLogger().setLevel(app.config.log.level.upper())
+        app.store  # noqa: B018  (opens, migrates and syncs config subscribers before any job)
+        if once:
+            report = pipeline.run_once(app.config, lambda: datetime.now(app.config.schedule.zone))
+            _point_at_newest(app.config)
+            sys.exit(1 if report.failed else 0)
+        sys.exit(scheduler.Service(app.config, app.config_path).run())
+
+
+@cli.group("feeds")
+def feeds_group() -> None:
+    """Atom and RSS feeds: public, per topic and per subscriber."""
+
+
+@feeds_group.command("build")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of {path, entries}.")
+@click.pass_obj
+def feeds_build(app: App, as_json: bool) -> None:
+    """Write the public feeds (and private ones when [feeds] private_static) into [feeds] dir."""
+    with _errors(app):
+        written = feeds.build_all(app.store, app.config)
+    if as_json:
+        _emit_json([{"path": str(path), "entries": entries} for path, entries in written])
+        return
+    for path, entries in written:
+        click.echo(f"{path}  {entries} entries")
 
 
 def main() -> None:

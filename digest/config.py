@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -127,6 +128,47 @@ class SubscriberTable(Section):
     format: Literal["html", "text"] = "html"
 
 
+class ScheduleConfig(Section):
+    poll_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    deliver_at: Annotated[tuple[str, ...], Field(strict=False, min_length=1)] = ("07:00",)
+    timezone: str = "UTC"
+
+    @field_validator("deliver_at")
+    @classmethod
+    def _times(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value == ("after_ingest",):
+            return value
+        for item in value:
+            if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", item):
+                raise ValueError(
+                    f'{item!r}: each entry must be "HH:MM" (24 h), or the list ["after_ingest"]'
+                )
+        return tuple(sorted(set(value)))
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "must be an IANA time zone name such as UTC or Europe/Berlin"
+            ) from None
+        return value
+
+    @property
+    def after_ingest(self) -> bool:
+        return self.deliver_at == ("after_ingest",)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class LogConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
 class TopicTable(Section):
     """A ``[[topics]]`` table: a public feed of the papers matching ``filter``."""
 
@@ -169,6 +211,8 @@ class Config(Section):
     feeds: FeedsConfig = FeedsConfig()
     web: WebConfig = WebConfig()
     digest: DigestConfig = DigestConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    log: LogConfig = LogConfig()
     subscribers: Annotated[tuple[SubscriberTable, ...], Field(strict=False)] = ()
     topics: Annotated[tuple[TopicTable, ...], Field(strict=False)] = ()
     source: Path | None = Field(None, exclude=True)

@@ -15,6 +15,7 @@ Message-ID.
 
 import asyncio
 import os
+import threading
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -157,10 +158,15 @@ def _render(
         links=links_for(subscriber, config.web.base_url, sender),
         health=health,
         created_at=now,
-        message_id=message_id(subscriber, [m.paper.id for m in upcoming.capped], sender),
+        message_id=message_id(subscriber, _identity(upcoming, now), sender),
     )
     fitted, data = renderer.fit(content)
     return Built(subscriber, fitted, data, [m.paper.seq for m in fitted.matches])
+
+
+def _identity(upcoming: Pending, now: datetime) -> list[str]:
+    """What makes a digest unique: its papers, or the day for an (opt-in) empty one."""
+    return [m.paper.id for m in upcoming.capped] or [f"empty:{iso(now)}"]
 
 
 class _HealthCheck:
@@ -229,8 +235,11 @@ def pid_alive(pid: int) -> bool:
 class Deliverer:
     """Runs the ready digests through a transport, ``concurrency`` at a time."""
 
-    def __init__(self, store: Store, config: Config, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, config: Config, clock: Clock, stop: threading.Event | None = None
+    ) -> None:
         self.store = store
+        self.stop = stop or threading.Event()
         self.config = config
         self.clock = clock
         self.owner = os.getpid()
@@ -251,7 +260,7 @@ class Deliverer:
         return [self.reports[d.id] for d in ready if d.id in self.reports]
 
     async def _worker(self, transport: Transport, queue: "asyncio.Queue[QueuedDigest]") -> None:
-        while not queue.empty():
+        while not queue.empty() and not self.stop.is_set():
             digest = queue.get_nowait()
             await self._deliver(transport, digest)
 
@@ -290,7 +299,18 @@ class Deliverer:
             self.store.mark_deferred(
                 digest.id, outcome.error or "deferred", iso(self.clock() + delay)
             )
-            await asyncio.sleep(delay.total_seconds())
+            if self.stop.wait(0) or await self._stopped_within(delay):
+                report.status, report.error = "deferred", outcome.error
+                return
+
+    async def _stopped_within(self, delay: timedelta) -> bool:
+        """Sleep through a retry delay, waking early (True) when asked to stop."""
+        deadline = asyncio.get_running_loop().time() + delay.total_seconds()
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            if self.stop.is_set():
+                return True
+            await asyncio.sleep(min(left, 0.2))
+        return self.stop.is_set()
 
     def _backoff(self, attempt: int) -> timedelta:
         return timedelta(seconds=self.config.delivery.retry_base_seconds * 2 ** max(attempt - 1, 0))
@@ -318,14 +338,22 @@ class Deliverer:
 
 
 async def deliver(
-    store: Store, config: Config, transport: Transport, clock: Clock, only: Subscriber | None = None
+    store: Store,
+    config: Config,
+    transport: Transport,
+    clock: Clock,
+    only: Subscriber | None = None,
+    stop: threading.Event | None = None,
 ) -> list[DigestReport]:
-    """Deliver every ready digest; a transport that cannot start leaves them all queued."""
+    """Deliver every ready digest; a transport that cannot start leaves them all queued.
+
+    When ``stop`` is set, the messages in flight finish and the rest wait for the next run.
+    """
     ready = store.ready_digests(iso(clock()), only.id if only else None)
     if not ready:
         return []
     async with transport:
-        return await Deliverer(store, config, clock).run(transport, ready)
+        return await Deliverer(store, config, clock, stop).run(transport, ready)
 
 
 # the whole send ------------------------------------------------------------------------
@@ -340,6 +368,7 @@ def send(
     only: str | None = None,
     dry_run: bool = False,
     renderer: Renderer | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """``digest send``: recover, build and record what is due, then deliver what is ready."""
     now = clock()
@@ -358,7 +387,7 @@ def send(
     report.digests.extend(r for r in queued.values() if r.status == "skipped")
     subscriber = store.subscriber(only) if only else None
     try:
-        delivered = asyncio.run(deliver(store, config, transport, clock, subscriber))
+        delivered = asyncio.run(deliver(store, config, transport, clock, subscriber, stop))
     except DeliveryError as err:
         report.error = str(err)
         delivered = [r for r in queued.values() if r.status == "queued"]

@@ -277,3 +277,15 @@ def test_the_maildir_backend_files_each_digest_atomically(
     assert not list((tmp_path / "mail" / "tmp").iterdir())
     parsed = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
     assert sorted(str(m["To"]) for m in parsed) == sorted(PEOPLE)
+
+
+def test_empty_digests_on_different_days_are_different_messages(
+    store: Store, sink: Server, tmp_path: Path, now: datetime
+) -> None:
+    subscribers.add(store, subscribers.Wanted("ada@example.org", "diffusion"), now)
+    config = make_config(tmp_path, sink.port, send_empty=True)
+    first = run_send(store, config, now)
+    second = run_send(store, config, now + timedelta(days=1))
+    assert [statuses(first), statuses(second)] == [{"ada@example.org": "sent"}] * 2
+    assert first.digests[0].message_id != second.digests[0].message_id
+    sink.handler.wait_for(2)

@@ -11,10 +11,11 @@ from pathlib import Path
 from digest.store.base import Base, iso
 from digest.store.outbox import OutboxStore, QueuedDigest
 from digest.store.papers import DumpCounts, PaperRow, PaperStore
+from digest.store.runs import RunStore
 from digest.store.subscribers import SubscriberStore
 
 
-class Store(PaperStore, SubscriberStore, OutboxStore):
+class Store(PaperStore, SubscriberStore, OutboxStore, RunStore):
     """Open (creating and migrating as needed) the database at ``path``."""
 
     def __init__(self, path: Path) -> None:

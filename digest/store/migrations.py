@@ -134,3 +134,20 @@ def m002_subscribers_digests_deliveries(db: Database) -> None:
 def m003_app_secrets(db: Database) -> None:
     """Secrets the service generates for itself (e.g. the web signing key on loopback)."""
     _run(db, "CREATE TABLE app_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@migrations()
+def m004_job_runs(db: Database) -> None:
+    """When each scheduled job last ran, so missed runs are decided from the database."""
+    _run(
+        db,
+        """CREATE TABLE job_runs (
+            id INTEGER PRIMARY KEY,
+            job TEXT NOT NULL,
+            scheduled_for TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            summary TEXT
+        )""",
+        "CREATE INDEX job_runs_job ON job_runs(job, scheduled_for)",
+    )

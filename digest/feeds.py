@@ -1,0 +1,371 @@
+"""Feeds: Atom and RSS 2.0 of every paper, of each configured topic, and of each subscriber.
+
+No daily-papers site offers a *filtered* feed, so we publish three kinds, each in both
+formats and capped at ``[feeds] max_entries``:
+
+* ``all``: every paper, trending first (seen in more listings, then at a better
+  position, then newest);
+* one per ``[[topics]]`` table: the papers its filter selects, ranked as a digest is;
+* one per subscriber, addressed by their ``feed`` link token (see ``links``): all their
+  matches over the whole store, newest first, so it also holds those beyond the email cap.
+
+What feed readers need (``FIELD_NOTES.md``): an entry id that never changes for a paper
+(a tag URI of the paper id, with a fixed date, never derived from now), UTC dates (the
+first sighting), a ``rel="self"`` link, and cheap conditional GETs.  A 50-entry feed
+costs milliseconds to build with feedgen and readers poll often, so ``Feeds`` caches the
+bytes with a strong ETag.  The cache is keyed by a *version* of the store read with one
+tiny query per request, so an ingest by another process (the scheduler) is seen without
+anyone calling ``invalidate()``.  ``build_all`` writes the same bytes into
+``[feeds] dir`` atomically, for any static web server.
+
+Text from dumps and subscribers is never markup: titles are XML text (escaped by lxml),
+content is HTML built here from escaped text, and characters XML 1.0 forbids are dropped.
+"""
+
+import hashlib
+import html
+import re
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from feedgen.feed import FeedGenerator
+from feedgen.util import xml_elem
+
+from digest import links
+from digest.config import Config
+from digest.errors import ConfigError, QueryError
+from digest.match import backtest, compile_filter
+from digest.models import Subscriber
+from digest.render import _code_links, _paper_url
+from digest.store import PaperRow, Store
+
+Format = Literal["atom", "rss"]
+FORMATS: tuple[Format, ...] = ("atom", "rss")
+MEDIA_TYPES: dict[Format, str] = {"atom": "application/atom+xml", "rss": "application/rss+xml"}
+TAG_YEAR = 2026  # the date in every tag URI: fixed forever, or every id would change
+CACHE_SIZE = 512  # bodies kept (public, topics and the most recently read private feeds)
+STATIC_STATUSES = ("active", "paused")  # whose private feeds ``build_all`` writes
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_SLUG_FILE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\.(atom|rss)")
+_TOKEN_FILE = re.compile(r"\d{1,12}-[0-9a-f]{32}\.(atom|rss)")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedBody:
+    """One built feed, ready to serve with conditional GET."""
+
+    data: bytes
+    etag: str  # strong, quoted: '"<hex>"' (a hash of data)
+    last_modified: datetime  # aware UTC, whole seconds: the newest entry, or the build time
+    media_type: str  # with "; charset=utf-8"
+    entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    """What a feed is: ``path`` is its URL path under ``/feeds/`` without the suffix."""
+
+    path: str
+    tag: str  # the part of the feed id after ``feed/``
+    title: str
+    description: str
+
+
+class Feeds:
+    """Builds feeds on demand and caches the bytes until the store changes."""
+
+    def __init__(
+        self, store: Store, config: Config, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.store = store
+        self.config = config
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._base = config.web.base_url.rstrip("/")
+        self._host = urlsplit(self._base).hostname or "localhost"
+        self._topics = {topic.feed_slug: topic for topic in config.topics}
+        _check_topics(config)
+        self._cache: OrderedDict[tuple[str, ...], FeedBody] = OrderedDict()
+        self._version: tuple[int, ...] | None = None
+        self._lock = threading.Lock()
+
+    def public(self, fmt: Format) -> FeedBody:
+        """Every paper, trending first."""
+        feed = _Feed("all", "all", "Trending papers", "Trending research papers, most listed first")
+        return self._cached(("all", fmt), lambda: self._build(feed, self._trending(), fmt))
+
+    def topic(self, slug: str, fmt: Format) -> FeedBody | None:
+        """The papers of the ``[[topics]]`` table with this slug; None for an unknown slug."""
+        topic = self._topics.get(slug)
+        if topic is None:
+            return None
+        feed = _Feed(
+            f"topics/{slug}",
+            f"topic/{slug}",
+            f"Trending papers: {topic.name}",
+            f"Trending research papers matching {topic.filter}",
+        )
+        return self._cached(
+            ("topic", slug, fmt), lambda: self._build(feed, self._matching(topic.filter), fmt)
+        )
+
+    def private(self, token: str, fmt: Format) -> FeedBody | None:
+        """A subscriber's matches; None unless ``token`` is their current feed token."""
+        subscriber_id = links.parse_token(token)
+        if subscriber_id is None:
+            return None
+        subscriber = _subscriber_by_id(self.store, subscriber_id)
+        if subscriber is None or not links.verify(subscriber, token, "feed"):
+            return None
+        return self._private(subscriber, token, fmt)
+
+    def invalidate(self) -> None:
+        """Drop every cached body (after an ingest or a subscriber change in this process)."""
+        with self._lock:
+            self._cache.clear()
+            self._version = None
+
+    # building ----------------------------------------------------------------------------
+
+    def _private(self, subscriber: Subscriber, token: str, fmt: Format) -> FeedBody:
+        query = subscriber.filter
+        tag = f"subscriber/{subscriber.id}"  # not the token: stays when the secret changes
+        feed = _Feed(token, tag, f"Your papers: {query}", f"Research papers matching {query}")
+
+        def make() -> FeedBody:
+            found = self._matching(query)
+            found.sort(key=lambda p: (-p.times_seen, p.best_position, p.seq))
+            found.sort(key=lambda p: p.first_seen, reverse=True)  # stable: newest first
+            return self._build(feed, found, fmt)
+
+        return self._cached(("private", token, query, fmt), make)
+
+    def _cached(self, key: tuple[str, ...], make: Callable[[], FeedBody]) -> FeedBody:
+        """The cached body for ``key`` if the store has not changed since, else a new one.
+
+        The version is read before building: a write landing during the build only
+        makes the next request rebuild, it can never leave stale bytes in the cache.
+        """
+        version = _store_version(self.store)
+        with self._lock:
+            if version != self._version:
+                self._cache.clear()
+                self._version = version
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+                return found
+        body = make()
+        with self._lock:
+            if self._version == version:
+                self._cache[key] = body
+                if len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return body
+
+    def _trending(self) -> list[PaperRow]:
+        seqs = _trending_seqs(self.store, self.config.feeds.max_entries)
+        rank = {seq: i for i, seq in enumerate(seqs)}
+        return sorted(self.store.papers(seqs=seqs), key=lambda p: rank[p.seq]) if seqs else []
+
+    def _matching(self, query: str) -> list[PaperRow]:
+        """Every stored paper ``query`` selects, ranked as a digest ranks them."""
+        return [m.paper for m in backtest(self.store, query)]
+
+    def _build(self, feed: _Feed, papers: Sequence[PaperRow], fmt: Format) -> FeedBody:
+        papers = papers[: self.config.feeds.max_entries]
+        dates = [_utc(p.first_seen) for p in papers]
+        modified = max(dates, default=None) or self._clock().astimezone(UTC).replace(microsecond=0)
+        gen = FeedGenerator()
+        gen.id(self._tag(f"feed/{feed.tag}"))
+        gen.title(_text(feed.title))
+        gen.description(_text(feed.description))
+        gen.author(name="digest")
+        gen.link(href=f"{self._base}/feeds/{feed.path}.{fmt}", rel="self", type=MEDIA_TYPES[fmt])
+        gen.link(href=f"{self._base}/", rel="alternate")  # last: RSS takes the last link
+        gen.language("en")
+        gen.generator("digest")
+        gen.updated(modified)
+        for paper, seen in zip(papers, dates, strict=True):
+            entry = gen.add_entry(order="append")
+            entry.id(self._tag(f"paper/{paper.id}"))
+            entry.title(_text(paper.title))
+            entry.link(href=_paper_url(self.config.digest.paper_url, paper.title), rel="alternate")
+            code = _code_links(paper.links)
+            entry.register_extension("code", partial(_RelatedLinks, code), atom=True, rss=False)
+            entry.published(seen)
+            entry.updated(seen)
+            entry.content(_content(paper.abstract, code), type="html")
+        data = gen.atom_str(pretty=True) if fmt == "atom" else gen.rss_str(pretty=True)
+        return FeedBody(
+            data=data,
+            etag=f'"{hashlib.sha256(data).hexdigest()[:32]}"',
+            last_modified=modified,
+            media_type=f"{MEDIA_TYPES[fmt]}; charset=utf-8",
+            entries=len(papers),
+        )
+
+    def _tag(self, specific: str) -> str:
+        return f"tag:{self._host},{TAG_YEAR}:{specific}"
+
+
+class _RelatedLinks:
+    """An Atom ``<link rel="related">`` per code link: a feedgen entry extension.
+
+    feedgen 1.0's ``FeedEntry.link`` drops each link's ``rel`` and ``title`` in Atom (a
+    shadowed variable), which would turn code links into extra ``alternate`` links.
+    """
+
+    def __init__(self, code: Sequence[tuple[str, str]]) -> None:
+        self.code = code
+
+    def extend_ns(self) -> dict[str, str]:
+        return {}
+
+    def extend_atom(self, entry: Any) -> Any:
+        for url, label in self.code:
+            xml_elem("link", entry, href=url, rel="related", title=label)
+        return entry
+
+    def extend_rss(self, item: Any) -> Any:
+        return item
+
+
+def build_all(
+    store: Store, config: Config, *, now: datetime | None = None
+) -> list[tuple[Path, int]]:
+    """Write every public feed (and the private ones when ``[feeds] private_static``).
+
+    Each file is written to a temporary name in its folder, then renamed over the old
+    one, so a web server never serves half a file.  Files in ``topics/`` and ``private/``
+    named like ours but no longer wanted (a removed topic, a subscriber who left or
+    whose secret changed, ``private_static`` turned off) are removed: a revoked private
+    feed must not stay online.  Nothing else in the folder is touched.
+    """
+    feeds = Feeds(store, config, clock=(lambda: now) if now is not None else None)
+    root = config.feeds.dir
+    jobs: list[tuple[Path, Callable[[Format], FeedBody | None]]] = [(root / "all", feeds.public)]
+    for topic in config.topics:
+        slug = topic.feed_slug
+        jobs.append((root / "topics" / slug, partial(feeds.topic, slug)))
+    if config.feeds.private_static:
+        for person in store.subscribers(STATIC_STATUSES):
+            token = links.token(person, "feed")
+            jobs.append((root / "private" / token, partial(feeds._private, person, token)))
+    written: list[tuple[Path, int]] = []
+    for stem, make in jobs:
+        for fmt in FORMATS:
+            body = make(fmt)
+            assert body is not None
+            path = stem.parent / f"{stem.name}.{fmt}"
+            _write_atomic(path, body.data)
+            written.append((path, body.entries))
+    kept = {path for path, _ in written}
+    _prune(root / "topics", _SLUG_FILE, kept)
+    _prune(root / "private", _TOKEN_FILE, kept)
+    return written
+
+
+# helpers ---------------------------------------------------------------------------------
+
+
+def _check_topics(config: Config) -> None:
+    """Every topic filter parses and every slug is unique, or a ConfigError says which."""
+    seen: dict[str, str] = {}
+    for topic in config.topics:
+        slug = topic.feed_slug
+        if slug in seen:
+            raise ConfigError(
+                f"[[topics]] {topic.name!r} and {seen[slug]!r} share the feed slug {slug!r}",
+                "give one of them its own `slug`",
+            )
+        seen[slug] = topic.name
+        try:
+            compile_filter(topic.filter)
+        except QueryError as err:
+            raise ConfigError(f"[[topics]] {topic.name!r}: {err}") from None
+
+
+def _text(value: str) -> str:
+    """One line of XML-safe text."""
+    return " ".join(_XML_FORBIDDEN.sub(" ", value).split())
+
+
+def _xml_safe(value: str) -> str:
+    """``value`` without the characters XML 1.0 forbids (lxml refuses them)."""
+    return value if value.isprintable() else _XML_FORBIDDEN.sub(" ", value)
+
+
+def _content(abstract: str, code: Sequence[tuple[str, str]]) -> str:
+    """The abstract as escaped HTML, then one link per code repository."""
+    parts = [f"<p>{html.escape(_xml_safe(abstract), quote=False)}</p>"]
+    if code:
+        anchors = [f'<a href="{html.escape(url)}">{html.escape(label)}</a>' for url, label in code]
+        parts.append(f"<p>{' · '.join(anchors)}</p>")
+    return "\n".join(parts)
+
+
+def _utc(stamp: str) -> datetime:
+    """A stored ``2026-11-24T07:00:00Z`` as an aware UTC datetime."""
+    return datetime.fromisoformat(stamp).astimezone(UTC).replace(microsecond=0)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed before the rename
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    temporary = Path(handle.name)
+    try:
+        with handle:
+            handle.write(data)
+        temporary.chmod(0o644)  # mkstemp makes it 0600; the web server must read it
+        temporary.replace(path)  # atomic: readers see the old file or the new one
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _prune(folder: Path, ours: re.Pattern[str], kept: set[Path]) -> None:
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if ours.fullmatch(path.name) and path not in kept and path.is_file():
+                path.unlink(missing_ok=True)
+
+
+# queries: these belong in the store (digest/store/papers.py and subscribers.py) ----------
+
+
+def _store_version(store: Store) -> tuple[int, ...]:
+    """Changes whenever an ingest commits, in any process: newest paper, dump id, dumps."""
+    row = store.db.execute(
+        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM papers), "
+        "(SELECT COALESCE(MAX(id), 0) FROM dumps), (SELECT COUNT(*) FROM dumps)"
+    ).fetchone()
+    return tuple(int(value) for value in row)
+
+
+def _trending_seqs(store: Store, limit: int) -> list[int]:
+    """The ``limit`` most trending papers: most listings, best position, newest, first stored."""
+    rows = store.db.execute(
+        "SELECT t.seq FROM paper_trends t JOIN papers p ON p.seq = t.seq "
+        "ORDER BY t.times_seen DESC, t.best_position ASC, p.first_seen DESC, p.seq ASC LIMIT ?",
+        [limit],
+    )
+    return [int(row[0]) for row in rows]
+
+
+def _subscriber_by_id(store: Store, subscriber_id: int) -> Subscriber | None:
+    """One subscriber by id (sqlite-utils' ``rows_where`` costs ~70 µs here, this ~10)."""
+    columns = ", ".join(field.name for field in fields(Subscriber))
+    row = store.db.execute(
+        f"SELECT {columns} FROM subscribers WHERE id = ?", [subscriber_id]
+    ).fetchone()
+    return Subscriber(*row) if row is not None else None

@@ -1,0 +1,268 @@
+"""``digest run``: the service around the pipeline.
+
+APScheduler (3.x) runs the jobs in one worker thread: poll the inbox every
+``[schedule] poll_seconds`` (then rebuild the feeds, and deliver when
+``deliver_at = ["after_ingest"]``), and deliver at each ``"HH:MM"`` of
+``[schedule] deliver_at`` in ``[schedule] timezone``.  Whether a delivery was
+missed while the service was down is decided from the database (the
+``job_runs`` table), not from memory, and caught up once at start.
+
+One instance per database (an ``flock`` on ``<database>.lock``).  SIGTERM and
+SIGINT stop new work, let the message in flight finish (the rest stay
+queued) and exit 0; SIGHUP reloads the config, keeping the old one when the
+new one is bad.  Under systemd (``Type=notify``) it says READY=1, STOPPING=1
+and, when ``WatchdogSec`` is set, WATCHDOG=1 while the database answers.
+"""
+
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from digest import config as config_module
+from digest import pipeline
+from digest.config import Config, ScheduleConfig
+from digest.errors import DigestError
+from digest.store import Store, iso
+
+log = logging.getLogger("digest")
+DELIVER = "deliver"
+
+
+class AlreadyRunning(DigestError):
+    """Another ``digest run`` holds this database."""
+
+
+class InstanceLock:
+    """An exclusive ``flock`` beside the database, holding the owner's pid."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = database.with_name(database.name + ".lock")
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+", encoding="ascii")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise AlreadyRunning(
+                f"digest is already running (pid {owner}) on {self.path.with_suffix('')}",
+                "stop it first, or use another [storage] database",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def notify(state: str) -> bool:
+    """Tell systemd ``state`` (e.g. READY=1) over $NOTIFY_SOCKET; False when not under systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(state.encode(), address)
+        except OSError as err:
+            log.warning("systemd notify failed: %s", err)
+            return False
+    return True
+
+
+def watchdog_interval() -> float | None:
+    """Half of systemd's WatchdogSec, when it is set for this process."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2_000_000
+
+
+def last_slot(schedule: ScheduleConfig, now: datetime) -> datetime | None:
+    """The latest ``deliver_at`` time at or before ``now`` (in the schedule's zone)."""
+    if schedule.after_ingest:
+        return None
+    local = now.astimezone(schedule.zone)
+    slots = [
+        datetime.combine(local.date() - timedelta(days=back), time.fromisoformat(at), schedule.zone)
+        for back in (0, 1)
+        for at in schedule.deliver_at
+    ]
+    return max(s for s in slots if s <= local)
+
+
+def missed(store: Store, schedule: ScheduleConfig, now: datetime) -> datetime | None:
+    """The delivery slot that passed without a finished delivery run, if any."""
+    slot = last_slot(schedule, now)
+    if slot is None:
+        return None
+    done = store.last_scheduled(DELIVER)
+    return slot if done is None or done < iso(slot) else None
+
+
+class Service:
+    """The long-running process: scheduler, signals, watchdog, optional web front."""
+
+    def __init__(self, config: Config, config_path: Path | None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.stopping = threading.Event()
+        self.reload_wanted = threading.Event()
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
+        )
+        self.web: Callable[[], None] | None = None
+
+    def clock(self) -> datetime:
+        return datetime.now(self.config.schedule.zone)
+
+    def run(self) -> int:
+        lock = InstanceLock(self.config.storage.database)
+        lock.acquire()
+        try:
+            self._start()
+            self._wait()
+        finally:
+            self._stop()
+            lock.release()
+        return 0
+
+    def _start(self) -> None:
+        with pipeline.open_store(self.config):
+            pass  # migrate, and fail fast on an unusable database
+        self._schedule()
+        self.scheduler.start()
+        self._catch_up()
+        self.web = self._start_web()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        notify("READY=1")
+        log.info(
+            "started: polling %s every %d s; %s",
+            self.config.inbox.dir,
+            self.config.schedule.poll_seconds,
+            self._delivery_words(),
+        )
+
+    def _delivery_words(self) -> str:
+        schedule = self.config.schedule
+        if schedule.after_ingest:
+            return "delivering after each ingest with new papers"
+        return f"delivering at {', '.join(schedule.deliver_at)} {schedule.timezone}"
+
+    def _schedule(self) -> None:
+        schedule = self.config.schedule
+        self.scheduler.remove_all_jobs()
+        self.scheduler.add_job(
+            self._poll,
+            IntervalTrigger(seconds=schedule.poll_seconds),
+            id="poll",
+            next_run_time=datetime.now(schedule.zone),
+        )
+        for at in () if schedule.after_ingest else schedule.deliver_at:
+            hour, minute = at.split(":")
+            trigger = CronTrigger(hour=int(hour), minute=int(minute), timezone=schedule.zone)
+            self.scheduler.add_job(self._deliver, trigger, id=f"deliver-{at}")
+
+    def _catch_up(self) -> None:
+        with pipeline.open_store(self.config) as store:
+            slot = missed(store, self.config.schedule, self.clock())
+        if slot is not None:
+            log.info("catching up the delivery of %s, missed while stopped", slot.isoformat())
+            self.scheduler.add_job(self._deliver, id="catch-up", kwargs={"slot": slot})
+
+    def _poll(self) -> None:
+        if self.stopping.is_set():
+            return
+        report = pipeline.ingest(self.config, self.clock)
+        if not report.files:
+            return
+        pipeline.build_feeds(self.config)
+        if self.config.schedule.after_ingest and report.new_papers:
+            self._deliver(slot=self.clock())
+
+    def _deliver(self, slot: datetime | None = None) -> None:
+        if self.stopping.is_set():
+            return
+        slot = slot or last_slot(self.config.schedule, self.clock()) or self.clock()
+        pipeline.deliver(self.config, self.clock, slot=slot, stop=self.stopping)
+
+    def _wait(self) -> None:
+        interval = watchdog_interval()
+        while not self.stopping.wait(interval or 1.0):
+            if self.reload_wanted.is_set():
+                self.reload_wanted.clear()
+                self._reload()
+            if interval and self._healthy():
+                notify("WATCHDOG=1")
+
+    def _healthy(self) -> bool:
+        try:
+            with sqlite3.connect(f"file:{self.config.storage.database}?mode=ro", uri=True) as conn:
+                conn.execute("SELECT 1 FROM papers LIMIT 1").fetchall()
+        except sqlite3.Error as err:
+            log.error("watchdog: the database does not answer: %s", err)
+            return False
+        return True
+
+    def _reload(self) -> None:
+        notify("RELOADING=1")
+        try:
+            fresh = config_module.load(self.config_path)
+        except DigestError as err:
+            log.error("reload: keeping the running config: %s", err)
+        else:
+            self.config = fresh
+            self._schedule()
+            log.info("reload: config re-read; %s", self._delivery_words())
+        notify("READY=1")
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        log.info("%s: stopping after the work in hand", signal.Signals(signum).name)
+        self.stopping.set()
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_wanted.set()
+
+    def _start_web(self) -> Callable[[], None] | None:
+        if not self.config.web.enabled:
+            return None
+        from digest.web import start_in_thread
+
+        return start_in_thread(self.config)
+
+    def _stop(self) -> None:
+        notify("STOPPING=1")
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self.web is not None:
+            self.web()
+        log.info("stopped")

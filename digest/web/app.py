@@ -1,0 +1,111 @@
+"""The ASGI app: its state, its routes, and the pages shown for errors.
+
+Starlette on uvicorn: a small, well-kept ASGI stack -- plain functions as
+routes, a real HTTP/1.1 server, few dependencies, sync handlers run in a thread
+pool (the store is synchronous SQLite) while the feed routes stay async.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from digest.config import Config
+from digest.errors import StoreError
+from digest.mailer import Transport, transport_for
+from digest.store import Store
+from digest.web import manage, pages, subscribe, syndication
+from digest.web.feedcache import FeedRunner
+from digest.web.forms import MAX_FORM_BYTES
+from digest.web.security import ConfirmTokens, Csrf, RateLimit
+from digest.web.state import HOUR, Web, web_of
+from digest.web.views import Views
+
+log = logging.getLogger(__name__)
+TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Too large",
+}
+
+
+def create_app(
+    config: Config,
+    store_path: Path | None = None,
+    *,
+    secret: str,
+    clock: Callable[[], datetime] | None = None,
+    transport_factory: Callable[[], Transport] | None = None,
+) -> Starlette:
+    """The web front for ``config``; ``store_path`` overrides ``[storage] database``."""
+    database = store_path or config.storage.database
+    now = clock or (lambda: datetime.now(UTC))
+    web = Web(
+        config=config,
+        database=database,
+        clock=now,
+        views=Views(config),
+        confirm=ConfirmTokens(secret, config.web.confirm_hours * HOUR, now),
+        csrf=Csrf(secret, now),
+        limit=RateLimit(config.web.subscribe_per_hour, HOUR, now),
+        feeds=FeedRunner(config, lambda: Store(database)),
+        transport_factory=transport_factory
+        or (lambda: transport_for(config.delivery, config.smtp)),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        web.feeds.close()
+
+    app = Starlette(
+        routes=routes(),
+        exception_handlers={HTTPException: _http_error, StoreError: _store_error},
+        lifespan=lifespan,
+    )
+    app.state.web = web
+    return app
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/", subscribe.home),
+        _post("/subscribe", subscribe.subscribe),
+        Route("/confirm/{token}", subscribe.confirm),
+        Route("/manage/{token}", manage.manage),
+        _post("/manage/{token}", manage.manage_post),
+        Route("/unsubscribe/{token}", manage.unsubscribe),
+        _post("/unsubscribe/{token}", manage.unsubscribe_post),
+        Route("/feeds/topics/{name}", syndication.topic_feed),
+        Route("/feeds/{name}", syndication.site_feed),
+        Route("/papers/{id}", pages.paper),
+        Route("/healthz", pages.healthz),
+        Route("/readyz", pages.readyz),
+    ]
+
+
+def _post(path: str, endpoint: Callable[[Request], object]) -> Route:
+    """A form target: POST only, the body capped before anything reads it."""
+    return Route(path, endpoint, methods=["POST"], max_body_size=MAX_FORM_BYTES)
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    title = TITLES.get(exc.status_code, "Something went wrong")
+    text = "There is nothing at this address." if exc.status_code == 404 else exc.detail
+    return web_of(request).views.message(
+        title, text, status=exc.status_code, links=[("/", "Start page")], headers=exc.headers
+    )
+
+
+def _store_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return PlainTextResponse("The database is not available; try again later.\n", 503)

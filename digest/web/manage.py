@@ -1,0 +1,186 @@
+"""Manage and unsubscribe routes, addressed by the per-subscriber link tokens of ``links``.
+
+``/manage/<token>``: the settings form (filter with caret errors, name,
+frequency, format), a preview of the filter, pause/resume; every POST needs the
+CSRF token and a successful change redirects (303) back to the page.
+
+``/unsubscribe/<token>``: GET only shows a one-button page, because link
+scanners and mail previews fetch every link; POST unsubscribes.  The POST needs
+no cookie and no CSRF token: it is also the RFC 8058 one-click target of the
+``List-Unsubscribe-Post`` header, which mail providers call with a body of
+``List-Unsubscribe=One-Click`` and nothing else.  It is idempotent.
+"""
+
+from dataclasses import dataclass, replace
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from digest import links, subscribers
+from digest.errors import QueryError, UsageError
+from digest.models import FORMATS, FREQUENCIES, Subscriber
+from digest.store import Store
+from digest.web import queries
+from digest.web.forms import CsrfToken, Form, csrf_ok, read_form
+from digest.web.preview import Preview, preview
+from digest.web.state import Web, web_of
+from digest.web.subscribe import FORBIDDEN, FilterError
+
+NOTICES = {
+    "saved": "Your settings are saved.",
+    "paused": "Your digest is paused. Resume it here whenever you like.",
+    "resumed": "Your digest is on again.",
+}
+STATUS_CHANGES = {  # action: (new status, from which statuses)
+    "pause": ("paused", ("active",)),
+    "resume": ("active", ("paused", "bouncing", "unsubscribed")),
+}
+SETTINGS = ("name", "filter", "frequency", "format")
+
+
+@dataclass(frozen=True, slots=True)
+class ManageForm:
+    """What the settings form shows: typed (or stored) values and the problems found."""
+
+    values: dict[str, str]
+    filter_error: FilterError | None = None
+    error: str | None = None
+    preview: Preview | None = None
+    notice: str | None = None
+
+
+def lookup(store: Store, token: str, purpose: links.Purpose) -> Subscriber | None:
+    """The subscriber whose ``purpose`` token this is, or None (forged, revoked, unknown)."""
+    subscriber_id = links.parse_token(token)
+    if subscriber_id is None:
+        return None
+    person = queries.subscriber_by_id(store, subscriber_id)
+    return person if person is not None and links.verify(person, token, purpose) else None
+
+
+def manage(request: Request) -> Response:
+    web = web_of(request)
+    with web.store() as store:
+        person = lookup(store, request.path_params["token"], "manage")
+        if person is None:
+            return _not_found(web)
+        form = _with_preview(web, store, person.filter, _stored(person))
+    notice = NOTICES.get(request.query_params.get("done", ""))
+    return _page(web, request, person, replace(form, notice=notice))
+
+
+async def manage_post(request: Request) -> Response:
+    web = web_of(request)
+    form = await read_form(request)
+    return await run_in_threadpool(_manage_post, web, request, form)
+
+
+def _manage_post(web: Web, request: Request, form: Form) -> Response:
+    token = request.path_params["token"]
+    with web.store() as store:
+        person = lookup(store, token, "manage")
+        if person is None:
+            return _not_found(web)
+        if not csrf_ok(web, request, form):
+            return web.views.message("Please try again", *FORBIDDEN, status=403)
+        action = form.get("action", "save")
+        if action in STATUS_CHANGES:
+            return _change_status(web, store, person, token, action)
+        values = {key: form.get(key, getattr(person, key)).strip() for key in SETTINGS}
+        if action == "preview":
+            shown = _with_preview(web, store, values["filter"], ManageForm(values))
+            return _page(web, request, person, shown, 400 if shown.filter_error else 200)
+        try:
+            subscribers.update(store, person.email, values, web.now())
+        except QueryError as err:
+            return _page(web, request, person, ManageForm(values, FilterError.of(err)), 400)
+        except UsageError as err:
+            return _page(web, request, person, ManageForm(values, error=err.message), 400)
+    return _done(token, "saved")
+
+
+def _change_status(web: Web, store: Store, person: Subscriber, token: str, action: str) -> Response:
+    status, allowed_from = STATUS_CHANGES[action]
+    if person.status in allowed_from:
+        subscribers.update(store, person.email, {"status": status}, web.now())
+    return _done(token, "paused" if action == "pause" else "resumed")
+
+
+def _done(token: str, notice: str) -> Response:
+    return RedirectResponse(f"/manage/{token}?done={notice}", status_code=303)
+
+
+def _stored(person: Subscriber) -> ManageForm:
+    return ManageForm({key: str(getattr(person, key)) for key in SETTINGS})
+
+
+def _with_preview(web: Web, store: Store, query: str, form: ManageForm) -> ManageForm:
+    try:
+        shown = preview(store, query, web.now(), web.config.digest.paper_url)
+    except QueryError as err:
+        return replace(form, filter_error=FilterError.of(err))
+    return replace(form, preview=shown)
+
+
+def _page(
+    web: Web, request: Request, person: Subscriber, form: ManageForm, status: int = 200
+) -> Response:
+    csrf = CsrfToken(web, request)
+    page = web.views.page(
+        "manage",
+        status,
+        title="Your subscription",
+        person=person,
+        form=form,
+        csrf=csrf.field,
+        frequencies=FREQUENCIES,
+        formats=FORMATS,
+        feed=f"/feeds/{links.token(person, 'feed')}",
+        unsubscribe=f"/unsubscribe/{links.token(person, 'unsubscribe')}",
+    )
+    return csrf.apply(page)
+
+
+def unsubscribe(request: Request) -> Response:
+    web = web_of(request)
+    token = request.path_params["token"]
+    with web.store() as store:
+        person = lookup(store, token, "unsubscribe")
+    if person is None:
+        return _not_found(web)
+    if person.status == "unsubscribed":
+        return _unsubscribed(web, person)
+    path = request.url.path
+    return web.views.page("unsubscribe", title="Unsubscribe?", person=person, action=path)
+
+
+def unsubscribe_post(request: Request) -> Response:
+    """Unsubscribe, from the page's button or as an RFC 8058 one-click POST."""
+    web = web_of(request)
+    with web.store() as store:
+        person = lookup(store, request.path_params["token"], "unsubscribe")
+        if person is None:
+            return _not_found(web)
+        if person.status != "unsubscribed":
+            subscribers.remove(store, person.email, web.now())
+    return _unsubscribed(web, person)
+
+
+def _unsubscribed(web: Web, person: Subscriber) -> Response:
+    return web.views.message(
+        "You are unsubscribed",
+        f"{person.email} will get no more digests from us.",
+        "Changed your mind? Subscribe again from the start page, or resume from the "
+        "manage link in any digest you kept.",
+        links=[("/", "Start page")],
+    )
+
+
+def _not_found(web: Web) -> Response:
+    return web.views.message(
+        "This link is not valid",
+        "It may have been cut short when it was copied, or replaced by a newer one.",
+        "Use the link in your most recent digest.",
+        status=404,
+    )

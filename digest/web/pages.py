@@ -1,0 +1,69 @@
+"""Read-only pages: one paper with its trend history, and the health checks.
+
+``/healthz`` says whether the service can read its database and how fresh the
+papers are (``{"status", "papers", "last_ingest"}``, 503 when the database cannot
+be read); ``/readyz`` only checks that the database answers, for a load balancer
+or ``systemd`` to wait on.
+"""
+
+import logging
+import re
+import sqlite3
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from digest.errors import DigestError
+from digest.web import queries
+from digest.web.state import web_of
+from digest.web.views import paper_url
+
+PAPER_ID = re.compile(r"[0-9a-f]{16}")
+NO_CACHE = {"Cache-Control": "no-store"}
+log = logging.getLogger(__name__)
+
+
+def paper(request: Request) -> Response:
+    web = web_of(request)
+    ref = request.path_params["id"]
+    found = None
+    if PAPER_ID.fullmatch(ref):
+        with web.store() as store:
+            found = store.paper(ref)
+            history = queries.sightings(store, found.seq) if found else []
+    if found is None:
+        return web.views.message(
+            "No such paper", "We have no paper with this id.", status=404, links=[("/", "Home")]
+        )
+    return web.views.page(
+        "paper",
+        title=found.title,
+        paper=found,
+        url=paper_url(web.config.digest.paper_url, found.title),
+        sightings=history,
+        cache="public, max-age=300",
+    )
+
+
+def healthz(request: Request) -> Response:
+    web = web_of(request)
+    try:
+        with web.store() as store:
+            papers = store.count("papers")
+            last = store.last_ingest_at()
+    except (DigestError, OSError, sqlite3.Error) as err:
+        log.error("health check: %s", err)
+        body = {"status": "error", "papers": None, "last_ingest": None}
+        return JSONResponse(body, 503, headers=NO_CACHE)
+    return JSONResponse({"status": "ok", "papers": papers, "last_ingest": last}, headers=NO_CACHE)
+
+
+def readyz(request: Request) -> Response:
+    web = web_of(request)
+    try:
+        with web.store() as store:
+            store.last_ingest_at()
+    except (DigestError, OSError, sqlite3.Error) as err:
+        log.error("readiness check: %s", err)
+        return JSONResponse({"status": "error"}, 503, headers=NO_CACHE)
+    return JSONResponse({"status": "ready"}, headers=NO_CACHE)

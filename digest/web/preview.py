@@ -1,0 +1,78 @@
+"""The backtest preview: what a filter would have sent over the last days, before committing.
+
+Shown under the subscribe form and on the manage page: papers per day (every day
+of the window, zeros included, so a quiet filter looks quiet) and the top matches
+ranked as a digest ranks them.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from digest import match
+from digest.store import Store
+from digest.web.views import paper_url
+
+TOP = 10
+DAYS = 7
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewPaper:
+    id: str
+    title: str
+    url: str
+    badge: str
+    matched: str
+    first_seen: str
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    query: str
+    days: list[tuple[str, int]]  # ("Mon Nov 24", papers first seen that day), oldest first
+    top: list[PreviewPaper]
+    total: int
+
+    @property
+    def most(self) -> int:
+        return max((count for _, count in self.days), default=0)
+
+
+def preview(store: Store, query: str, now: datetime, paper_link: str) -> Preview:
+    """The backtest of ``query`` over the last ``DAYS`` UTC days; raises QueryError."""
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=DAYS - 1)
+    since = datetime.combine(first, time(), tzinfo=UTC)
+    found = match.backtest(store, query, since=since)
+    counts = dict(match.by_day(found))
+    days = [first + timedelta(days=i) for i in range(DAYS)]
+    return Preview(
+        query=query,
+        days=[(_label(day.isoformat()), counts.get(day.isoformat(), 0)) for day in days],
+        top=[_paper(m, paper_link) for m in found[:TOP]],
+        total=len(found),
+    )
+
+
+def _paper(found: match.Match, paper_link: str) -> PreviewPaper:
+    paper = found.paper
+    if paper.times_seen > 1:
+        badge = f"seen in {paper.times_seen} listings, best #{paper.best_position}"
+    else:
+        badge = f"listed once at #{paper.best_position}"
+    return PreviewPaper(
+        id=paper.id,
+        title=paper.title,
+        url=paper_url(paper_link, paper.title),
+        badge=badge,
+        matched=", ".join(found.matched),
+        first_seen=_label(paper.first_seen[:10]),
+    )
+
+
+def _label(day: str) -> str:
+    """``2026-11-24`` -> ``Tue Nov 24``, whatever the locale."""
+    moment = datetime.fromisoformat(day)
+    weekday = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[moment.weekday()]
+    return f"{weekday} {_MONTHS[moment.month - 1]} {moment.day}"

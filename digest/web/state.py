@@ -1,0 +1,60 @@
+"""The app's state: config, clock, templates, tokens, rate limit, feeds and mail, built once.
+
+Route handlers get it with ``web_of(request)``.  I/O is passed in (the clock,
+the mail transport), so tests drive time and read the mail they caused.
+
+SQLite connections belong to the thread that opened them, and sync handlers run
+in a thread pool, so a handler opens the store for the length of one request
+(``with web.store() as store``: about a millisecond) and closes it.  The feeds
+keep their own store on their own thread (``syndication.FeedRunner``).
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import cast
+
+from starlette.requests import Request
+
+from digest.config import Config
+from digest.mailer import Transport
+from digest.store import Store
+from digest.web.feedcache import FeedRunner
+from digest.web.security import Clock, ConfirmTokens, Csrf, RateLimit
+from digest.web.views import Views
+
+HOUR = 3600
+
+
+@dataclass
+class Web:
+    config: Config
+    database: Path
+    clock: Clock
+    views: Views
+    confirm: ConfirmTokens
+    csrf: Csrf
+    limit: RateLimit
+    feeds: FeedRunner
+    transport_factory: Callable[[], Transport]
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.config.web.base_url.startswith("https://")
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        opened = Store(self.database)
+        try:
+            yield opened
+        finally:
+            opened.close()
+
+
+def web_of(request: Request) -> Web:
+    return cast(Web, request.app.state.web)

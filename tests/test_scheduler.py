@@ -1,0 +1,215 @@
+"""The service: schedule slots, missed runs from the database, one instance, systemd notify, and
+the whole cycle end to end with real processes."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest import config as config_module
+from digest import subscribers
+from digest.scheduler import AlreadyRunning, InstanceLock, last_slot, missed, notify, watchdog_interval
+from digest.store import Store, iso
+
+from .smtp_servers import Server, Sink, serve
+
+DIGEST = str(Path(sys.executable).with_name("digest"))
+
+
+def schedule(**values: object) -> config_module.ScheduleConfig:
+    return config_module.from_mapping({"schedule": values}).schedule
+
+
+@pytest.mark.parametrize(
+    ("deliver_at", "zone", "now", "slot"),
+    [
+        (["07:00"], "UTC", "2026-11-24T08:00:00+00:00", "2026-11-24T07:00:00+00:00"),
+        (["07:00"], "UTC", "2026-11-24T06:59:00+00:00", "2026-11-23T07:00:00+00:00"),
+        (["07:00", "19:00"], "UTC", "2026-11-24T20:00:00+00:00", "2026-11-24T19:00:00+00:00"),
+        (["07:00"], "Europe/Berlin", "2026-11-24T06:30:00+00:00", "2026-11-24T06:00:00+00:00"),
+        (["07:00"], "America/New_York", "2026-11-24T11:00:00+00:00", "2026-11-23T12:00:00+00:00"),
+    ],
+)
+def test_the_last_slot_is_the_latest_delivery_time_not_after_now(
+    deliver_at: list[str], zone: str, now: str, slot: str
+) -> None:
+    found = last_slot(schedule(deliver_at=deliver_at, timezone=zone), datetime.fromisoformat(now))
+    assert found is not None
+    assert found == datetime.fromisoformat(slot)
+
+
+def test_after_ingest_has_no_slots() -> None:
+    assert last_slot(schedule(deliver_at=["after_ingest"]), datetime.now(UTC)) is None
+
+
+def test_a_missed_slot_is_decided_from_the_database(store: Store) -> None:
+    plan = schedule(deliver_at=["07:00"])
+    now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    today = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+    assert missed(store, plan, now) == today
+    run = store.start_run("deliver", iso(today - timedelta(days=1)), iso(today - timedelta(days=1)))
+    store.finish_run(run, iso(today - timedelta(days=1)), "ok")
+    assert missed(store, plan, now) == today
+    unfinished = store.start_run("deliver", iso(today), iso(today))
+    assert missed(store, plan, now) == today
+    store.finish_run(unfinished, iso(now), "ok")
+    assert missed(store, plan, now) is None
+
+
+def test_one_instance_per_database(tmp_path: Path) -> None:
+    first, second = InstanceLock(tmp_path / "d.db"), InstanceLock(tmp_path / "d.db")
+    first.acquire()
+    with pytest.raises(AlreadyRunning, match=rf"already running \(pid {os.getpid()}\)"):
+        second.acquire()
+    first.release()
+    second.acquire()
+    second.release()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(10)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        yield sock
+
+
+def test_notify_speaks_the_systemd_protocol(notify_socket: socket.socket) -> None:
+    assert notify("READY=1")
+    assert notify_socket.recv(100) == b"READY=1"
+
+
+def test_notify_does_nothing_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert not notify("READY=1")
+
+
+def test_the_watchdog_interval_is_half_of_watchdog_sec(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "20000000")
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    assert watchdog_interval() == 10.0
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    assert watchdog_interval() is None
+
+
+# end to end ------------------------------------------------------------------------
+
+
+def service_config(tmp_path: Path, port: int, deliver_at: list[str]) -> Path:
+    path = tmp_path / "config.toml"
+    times = ", ".join(f'"{t}"' for t in deliver_at)
+    path.write_text(
+        '[storage]\ndatabase = "var/digest.db"\n[inbox]\ndir = "inbox"\n[feeds]\ndir = "feeds"\n'
+        f'[delivery]\nbackend = "smtp"\n[smtp]\nport = {port}\n'
+        f"[schedule]\npoll_seconds = 1\ndeliver_at = [{times}]\n",
+        encoding="utf-8",
+    )
+    store = Store(tmp_path / "var" / "digest.db")
+    subscribers.add(store, subscribers.Wanted("ada@example.org", "model"), datetime.now(UTC))
+    store.close()
+    return path
+
+
+class Running:
+    """A ``digest run`` process and the notifications it sends."""
+
+    def __init__(self, config: Path, notify_path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(notify_path))
+        self.sock.settimeout(20)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
+        self.process = subprocess.Popen(
+            [DIGEST, "--config", str(config), "run"], env=env, stderr=subprocess.PIPE, text=True
+        )
+
+    def expect(self, state: str) -> None:
+        while (said := self.sock.recv(200).decode()) != state:
+            assert "=" in said, said
+
+    def stop(self) -> tuple[int, str]:
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=10)
+        self.sock.close()
+        return self.process.returncode, err
+
+
+def drop(dump: Path, inbox: Path) -> None:
+    """Write-then-rename, as the README tells operators to."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    partial = inbox / f".{dump.name}"
+    shutil.copy(dump, partial)
+    partial.rename(inbox / dump.name)
+
+
+def wait_for_file(path: Path, timeout: float = 20) -> bytes:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def sink() -> Iterator[Server]:
+    with serve(Sink()) as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_the_service_ingests_a_dropped_dump_delivers_and_rebuilds_the_feeds(
+    tmp_path: Path, seed_files: list[Path], sink: Server
+) -> None:
+    config = service_config(tmp_path, sink.port, ["after_ingest"])
+    service = Running(config, tmp_path / "n.sock")
+    service.expect("READY=1")
+    drop(seed_files[0], tmp_path / "inbox")
+    [message] = sink.handler.wait_for(1, timeout=30)
+    assert message.rcpt_tos == ("ada@example.org",)
+    first_feed = wait_for_file(tmp_path / "feeds" / "all.atom")
+    assert b"<entry>" in first_feed
+    assert (tmp_path / "inbox" / "processed" / seed_files[0].name).exists()
+    second = subprocess.run([DIGEST, "--config", str(config), "run"], capture_output=True, text=True, timeout=20, check=False)
+    assert second.returncode != 0
+    assert f"already running (pid {service.process.pid})" in second.stderr
+    drop(seed_files[3], tmp_path / "inbox")
+    deadline = time.monotonic() + 20
+    while (tmp_path / "feeds" / "all.atom").read_bytes() == first_feed:
+        assert time.monotonic() < deadline, "the feed was not rebuilt after the second ingest"
+        time.sleep(0.05)
+    code, err = service.stop()
+    assert code == 0, err
+    assert "ingest: ingested" in err
+    assert "deliver: sent ada@example.org" in err
+
+
+@pytest.mark.slow
+def test_a_delivery_missed_while_stopped_is_caught_up_once(tmp_path: Path, seed_files: list[Path], sink: Server) -> None:
+    slot = (datetime.now(UTC) - timedelta(minutes=2)).replace(second=0, microsecond=0)
+    config = service_config(tmp_path, sink.port, [slot.strftime("%H:%M")])
+    store = Store(tmp_path / "var" / "digest.db")
+    yesterday = iso(slot - timedelta(days=1))
+    store.finish_run(store.start_run("deliver", yesterday, yesterday), yesterday, "sent before the stop")
+    store.close()
+    drop(seed_files[0], tmp_path / "inbox")
+    first = Running(config, tmp_path / "n1.sock")
+    first.expect("READY=1")
+    sink.handler.wait_for(1, timeout=30)
+    code, err = first.stop()
+    assert code == 0, err
+    assert "catching up the delivery" in err
+    again = Running(config, tmp_path / "n2.sock")
+    again.expect("READY=1")
+    code, err = again.stop()
+    assert code == 0, err
+    assert "catching up" not in err
+    assert sink.handler.count == 1
