@@ -5,7 +5,7 @@ formats and capped at ``[feeds] max_entries``:
 
 * ``all``: every paper, trending first (seen in more listings, then at a better
   position, then newest);
-* one per ``[[topics]]`` table: the papers its filter selects, ranked as a digest is;
+* one per ``[[topics]]`` table: the papers its filter selects, in the same order;
 * one per subscriber, addressed by their ``feed`` link token (see ``links``): all their
   matches over the whole store, newest first, so it also holds those beyond the email cap.
 
@@ -29,7 +29,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -42,9 +42,9 @@ from feedgen.util import xml_elem
 from digest import links
 from digest.config import Config
 from digest.errors import ConfigError, QueryError
-from digest.match import backtest, compile_filter
-from digest.models import Subscriber
-from digest.render import _code_links, _paper_url
+from digest.match import compile_filter, shared_stemmer
+from digest.models import Subscriber, code_links, paper_url
+from digest.query import Corpus, to_fts5
 from digest.store import PaperRow, Store
 
 Format = Literal["atom", "rss"]
@@ -56,6 +56,8 @@ STATIC_STATUSES = ("active", "paused")  # whose private feeds ``build_all`` writ
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _SLUG_FILE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*\.(atom|rss)")
 _TOKEN_FILE = re.compile(r"\d{1,12}-[0-9a-f]{32}\.(atom|rss)")
+_Papers = Callable[[], list[PaperRow]]
+_Order = Callable[[list[PaperRow]], list[PaperRow]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,29 +101,24 @@ class Feeds:
     def public(self, fmt: Format) -> FeedBody:
         """Every paper, trending first."""
         feed = _Feed("all", "all", "Trending papers", "Trending research papers, most listed first")
-        return self._cached(("all", fmt), lambda: self._build(feed, self._trending(), fmt))
+        return self._cached(("all", fmt), feed, self._trending, fmt)
 
     def topic(self, slug: str, fmt: Format) -> FeedBody | None:
-        """The papers of the ``[[topics]]`` table with this slug; None for an unknown slug."""
+        """The papers a ``[[topics]]`` filter selects, trending first; None for an unknown slug."""
         topic = self._topics.get(slug)
         if topic is None:
             return None
-        feed = _Feed(
-            f"topics/{slug}",
-            f"topic/{slug}",
-            f"Trending papers: {topic.name}",
-            f"Trending research papers matching {topic.filter}",
-        )
-        return self._cached(
-            ("topic", slug, fmt), lambda: self._build(feed, self._matching(topic.filter), fmt)
-        )
+        title, about = f"Trending papers: {topic.name}", "Trending research papers matching"
+        feed = _Feed(f"topics/{slug}", f"topic/{slug}", title, f"{about} {topic.filter}")
+        papers = partial(self._matching, topic.filter, _by_trend)
+        return self._cached(("topic", slug, fmt), feed, papers, fmt)
 
     def private(self, token: str, fmt: Format) -> FeedBody | None:
-        """A subscriber's matches; None unless ``token`` is their current feed token."""
+        """A subscriber's matches, newest first; None unless ``token`` is their feed token."""
         subscriber_id = links.parse_token(token)
         if subscriber_id is None:
             return None
-        subscriber = _subscriber_by_id(self.store, subscriber_id)
+        subscriber = self.store.subscriber_by_id(subscriber_id)
         if subscriber is None or not links.verify(subscriber, token, "feed"):
             return None
         return self._private(subscriber, token, fmt)
@@ -138,22 +135,16 @@ class Feeds:
         query = subscriber.filter
         tag = f"subscriber/{subscriber.id}"  # not the token: stays when the secret changes
         feed = _Feed(token, tag, f"Your papers: {query}", f"Research papers matching {query}")
+        papers = partial(self._matching, query, list)  # the store lists papers newest first
+        return self._cached(("private", token, query, fmt), feed, papers, fmt)
 
-        def make() -> FeedBody:
-            found = self._matching(query)
-            found.sort(key=lambda p: (-p.times_seen, p.best_position, p.seq))
-            found.sort(key=lambda p: p.first_seen, reverse=True)  # stable: newest first
-            return self._build(feed, found, fmt)
-
-        return self._cached(("private", token, query, fmt), make)
-
-    def _cached(self, key: tuple[str, ...], make: Callable[[], FeedBody]) -> FeedBody:
+    def _cached(self, key: tuple[str, ...], feed: _Feed, papers: _Papers, fmt: Format) -> FeedBody:
         """The cached body for ``key`` if the store has not changed since, else a new one.
 
         The version is read before building: a write landing during the build only
         makes the next request rebuild, it can never leave stale bytes in the cache.
         """
-        version = _store_version(self.store)
+        version = self.store.version()
         with self._lock:
             if version != self._version:
                 self._cache.clear()
@@ -162,7 +153,7 @@ class Feeds:
             if found is not None:
                 self._cache.move_to_end(key)
                 return found
-        body = make()
+        body = self._build(feed, papers(), fmt)
         with self._lock:
             if self._version == version:
                 self._cache[key] = body
@@ -171,13 +162,29 @@ class Feeds:
         return body
 
     def _trending(self) -> list[PaperRow]:
-        seqs = _trending_seqs(self.store, self.config.feeds.max_entries)
+        seqs = self.store.trending_seqs(self.config.feeds.max_entries)
         rank = {seq: i for i, seq in enumerate(seqs)}
         return sorted(self.store.papers(seqs=seqs), key=lambda p: rank[p.seq]) if seqs else []
 
-    def _matching(self, query: str) -> list[PaperRow]:
-        """Every stored paper ``query`` selects, ranked as a digest ranks them."""
-        return [m.paper for m in backtest(self.store, query)]
+    def _matching(self, query: str, order: _Order) -> list[PaperRow]:
+        """The first ``max_entries`` papers ``query`` selects, in ``order``.
+
+        As ``match.backtest`` does, the FTS5 prefilter narrows the candidates and
+        ``Corpus`` decides; but a feed needs only the first few and no relevance, so
+        the candidates are put in order first and evaluated a growing chunk at a time
+        (a filter selects each document on its own), stopping once the feed is full.
+        """
+        node = compile_filter(query)
+        candidates = order(self.store.papers(fts=to_fts5(node)))
+        wanted = self.config.feeds.max_entries
+        found: list[PaperRow] = []
+        start, size = 0, wanted + 10
+        while start < len(candidates) and len(found) < wanted:
+            chunk = candidates[start : start + size]
+            hits = Corpus(shared_stemmer(), [(p.title, p.abstract) for p in chunk]).evaluate(node)
+            found.extend(paper for i, paper in enumerate(chunk) if hits >> i & 1)
+            start, size = start + size, size * 2
+        return found[:wanted]
 
     def _build(self, feed: _Feed, papers: Sequence[PaperRow], fmt: Format) -> FeedBody:
         papers = papers[: self.config.feeds.max_entries]
@@ -197,8 +204,8 @@ class Feeds:
             entry = gen.add_entry(order="append")
             entry.id(self._tag(f"paper/{paper.id}"))
             entry.title(_text(paper.title))
-            entry.link(href=_paper_url(self.config.digest.paper_url, paper.title), rel="alternate")
-            code = _code_links(paper.links)
+            entry.link(href=paper_url(self.config.digest.paper_url, paper.title), rel="alternate")
+            code = code_links(paper.links)
             entry.register_extension("code", partial(_RelatedLinks, code), atom=True, rss=False)
             entry.published(seen)
             entry.updated(seen)
@@ -226,16 +233,10 @@ class _RelatedLinks:
     def __init__(self, code: Sequence[tuple[str, str]]) -> None:
         self.code = code
 
-    def extend_ns(self) -> dict[str, str]:
-        return {}
-
-    def extend_atom(self, entry: Any) -> Any:
+    def extend_atom(self, entry: Any) -> Any:  # the only hook feedgen calls (rss=False)
         for url, label in self.code:
             xml_elem("link", entry, href=url, rel="related", title=label)
         return entry
-
-    def extend_rss(self, item: Any) -> Any:
-        return item
 
 
 def build_all(
@@ -293,14 +294,14 @@ def _check_topics(config: Config) -> None:
             raise ConfigError(f"[[topics]] {topic.name!r}: {err}") from None
 
 
-def _text(value: str) -> str:
-    """One line of XML-safe text."""
-    return " ".join(_XML_FORBIDDEN.sub(" ", value).split())
-
-
 def _xml_safe(value: str) -> str:
     """``value`` without the characters XML 1.0 forbids (lxml refuses them)."""
     return value if value.isprintable() else _XML_FORBIDDEN.sub(" ", value)
+
+
+def _text(value: str) -> str:
+    """One line of XML-safe text (titles)."""
+    return " ".join(_xml_safe(value).split())
 
 
 def _content(abstract: str, code: Sequence[tuple[str, str]]) -> str:
@@ -310,6 +311,14 @@ def _content(abstract: str, code: Sequence[tuple[str, str]]) -> str:
         anchors = [f'<a href="{html.escape(url)}">{html.escape(label)}</a>' for url, label in code]
         parts.append(f"<p>{' · '.join(anchors)}</p>")
     return "\n".join(parts)
+
+
+def _by_trend(papers: list[PaperRow]) -> list[PaperRow]:
+    """Most listings first, then best position, then newest (as ``_trending_seqs``)."""
+    papers = sorted(papers, key=lambda p: p.seq)
+    papers.sort(key=lambda p: p.first_seen, reverse=True)
+    papers.sort(key=lambda p: (-p.times_seen, p.best_position))
+    return papers
 
 
 def _utc(stamp: str) -> datetime:
@@ -338,34 +347,3 @@ def _prune(folder: Path, ours: re.Pattern[str], kept: set[Path]) -> None:
         for path in folder.iterdir():
             if ours.fullmatch(path.name) and path not in kept and path.is_file():
                 path.unlink(missing_ok=True)
-
-
-# queries: these belong in the store (digest/store/papers.py and subscribers.py) ----------
-
-
-def _store_version(store: Store) -> tuple[int, ...]:
-    """Changes whenever an ingest commits, in any process: newest paper, dump id, dumps."""
-    row = store.db.execute(
-        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM papers), "
-        "(SELECT COALESCE(MAX(id), 0) FROM dumps), (SELECT COUNT(*) FROM dumps)"
-    ).fetchone()
-    return tuple(int(value) for value in row)
-
-
-def _trending_seqs(store: Store, limit: int) -> list[int]:
-    """The ``limit`` most trending papers: most listings, best position, newest, first stored."""
-    rows = store.db.execute(
-        "SELECT t.seq FROM paper_trends t JOIN papers p ON p.seq = t.seq "
-        "ORDER BY t.times_seen DESC, t.best_position ASC, p.first_seen DESC, p.seq ASC LIMIT ?",
-        [limit],
-    )
-    return [int(row[0]) for row in rows]
-
-
-def _subscriber_by_id(store: Store, subscriber_id: int) -> Subscriber | None:
-    """One subscriber by id (sqlite-utils' ``rows_where`` costs ~70 µs here, this ~10)."""
-    columns = ", ".join(field.name for field in fields(Subscriber))
-    row = store.db.execute(
-        f"SELECT {columns} FROM subscribers WHERE id = ?", [subscriber_id]
-    ).fetchone()
-    return Subscriber(*row) if row is not None else None

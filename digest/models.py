@@ -3,8 +3,11 @@
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
+from urllib.parse import quote, urlsplit
 
 _SPACE = re.compile(r"\s+")
 _URL = re.compile(r"https?://[^\s{}<>\"'\\|^`\[\]]+")
@@ -35,6 +38,32 @@ def find_links(text: str) -> list[str]:
         if len(url) > len("https://x.y"):
             found.setdefault(url, None)
     return list(found)
+
+
+REPO_HOSTS = frozenset(
+    {"github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "codeberg.org"}
+)
+
+
+@lru_cache(maxsize=8192)
+def paper_url(template: str, title: str) -> str:
+    """``[digest] paper_url`` with ``{title}`` URL-encoded (cached: papers recur across digests)."""
+    return template.replace("{title}", quote(title, safe=""))
+
+
+def code_links(links: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """http(s) links to a repository host, labelled ``Code (host/path)``."""
+    found = []
+    for url in links:
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").removeprefix("www.")
+        except ValueError:
+            continue
+        path = parts.path.rstrip("/")
+        if parts.scheme in ("http", "https") and host in REPO_HOSTS and path:
+            found.append((url, f"Code ({host}{path})"))
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)

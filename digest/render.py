@@ -30,11 +30,9 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr, parseaddr
-from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 from css_inline import CSSInliner
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -43,7 +41,7 @@ from digest.config import Config
 from digest.errors import DigestError, QueryError
 from digest.links import Links
 from digest.match import Match, compile_filter
-from digest.models import Subscriber
+from digest.models import Subscriber, code_links, paper_url
 from digest.query import Node, highlights, terms
 from digest.store import PaperRow
 from digest.tokens import Stemmer
@@ -54,9 +52,6 @@ LATE_HIGHLIGHT = 300  # a first highlight ending after this moves the excerpt to
 LEAD_CHARS = 100  # ...keeping about this much context before it
 TEXT_WIDTH = 72
 SUBJECT_CHARS = 78
-REPO_HOSTS = frozenset(
-    {"github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "codeberg.org"}
-)
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -277,12 +272,12 @@ class Renderer:
         segments = _segments(abstract, spans, *_excerpt(abstract, spans))
         return PaperView(
             title=_clean(paper.title),
-            url=_paper_url(self.config.digest.paper_url, paper.title),
+            url=paper_url(self.config.digest.paper_url, paper.title),
             badge=_badge(paper),
             matched=", ".join(match.matched),
             segments=segments,
             text=_wrap("".join(f"*{text}*" if marked else text for text, marked in segments)),
-            code=_code_links(paper.links),
+            code=code_links(paper.links),
         )
 
     def _headers(self, content: DigestContent, subject: str) -> list[tuple[str, str]]:
@@ -389,12 +384,6 @@ def _fit_terms(found: list[str], room: int) -> str:
     return found[0][: max(room - 1, 1)].rstrip() + "…"
 
 
-@lru_cache(maxsize=8192)
-def _paper_url(template: str, title: str) -> str:
-    """``[digest] paper_url`` with ``{title}`` URL-encoded (cached: papers recur across digests)."""
-    return template.replace("{title}", quote(title, safe=""))
-
-
 def _badge(paper: PaperRow) -> str:
     if paper.times_seen > 1:
         return f"Trending: seen in {paper.times_seen} listings, best #{paper.best_position}"
@@ -448,21 +437,6 @@ def _segments(text: str, spans: list[tuple[int, int]], start: int, end: int) -> 
 def _wrap(text: str) -> str:
     """Lines of at most ``TEXT_WIDTH`` characters, indented by 3 (a regex: C speed)."""
     return "\n   ".join(line or word for line, word in _LINE.findall(text))
-
-
-def _code_links(links: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """http(s) links to a repository host, labelled ``Code (host/path)``."""
-    found = []
-    for url in links:
-        try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").removeprefix("www.")
-        except ValueError:
-            continue
-        path = parts.path.rstrip("/")
-        if parts.scheme in ("http", "https") and host in REPO_HOSTS and path:
-            found.append((url, f"Code ({host}{path})"))
-    return tuple(found)
 
 
 def _health(health: Health) -> list[tuple[str, bool]]:

@@ -24,8 +24,7 @@ from digest.errors import ConfigError
 from digest.feeds import FORMATS, FeedBody, Feeds, Format, build_all
 from digest.ingest import ingest_files
 from digest.links import token
-from digest.models import STATUSES, Entry, Subscriber, paper_id
-from digest.render import _paper_url
+from digest.models import STATUSES, Entry, Subscriber, paper_id, paper_url
 from digest.store import PaperRow, Store, iso
 
 from .conftest import NOW, SEED_FILES
@@ -43,9 +42,7 @@ MEDIA = {"atom": "application/atom+xml", "rss": "application/rss+xml"}
 KINDS = ["all", "topic", "private"]
 
 
-def make_config(
-    feeds_dir: Path = Path("/nonexistent/feeds"), **feeds: Any
-) -> Config:
+def make_config(feeds_dir: Path = Path("/nonexistent/feeds"), **feeds: Any) -> Config:
     return from_mapping(
         {
             "web": {"base_url": BASE},
@@ -90,11 +87,10 @@ def fresh(store: Store) -> Store:
 
 
 def get(feeds: Feeds, kind: str, fmt: Format, secret_token: str = "") -> FeedBody:
-    found = {
-        "all": lambda: feeds.public(fmt),
-        "topic": lambda: feeds.topic("diffusion-video", fmt),
-        "private": lambda: feeds.private(secret_token, fmt),
-    }[kind]()
+    if kind == "all":
+        return feeds.public(fmt)
+    topic = kind == "topic"
+    found = feeds.topic("diffusion-video", fmt) if topic else feeds.private(secret_token, fmt)
     assert found is not None
     return found
 
@@ -121,7 +117,7 @@ def expected_papers(store: Store, kind: str, query: str = FILTER) -> list[PaperR
     if kind == "all":
         return trending(store.papers())
     if kind == "topic":
-        return [m.paper for m in match.backtest(store, "diffusion")]
+        return trending([m.paper for m in match.backtest(store, "diffusion")])
     return newest_first([m.paper for m in match.backtest(store, query)])
 
 
@@ -131,6 +127,17 @@ def add_papers(store: Store, entries: list[tuple[str, str]], at: datetime) -> No
         dump = store.add_dump("test.txt", hashlib.sha256(repr(entries).encode()).hexdigest(), at)
         batch = [Entry.of(i, title, text, i) for i, (title, text) in enumerate(entries, 1)]
         store.finish_dump(dump, None, store.add_entries(dump, [batch], at))
+
+
+def entry_titles(body: FeedBody, fmt: Format) -> dict[str, str]:
+    """Entry id -> title, read with ElementTree (feedparser is slow on long feeds)."""
+    root = ElementTree.fromstring(body.data)
+    if fmt == "atom":
+        entries = root.iterfind("{http://www.w3.org/2005/Atom}entry")
+        return {e.findtext("{*}id") or "": e.findtext("{*}title") or "" for e in entries}
+    return {
+        e.findtext("guid") or "": e.findtext("title") or "" for e in root.iterfind("channel/item")
+    }
 
 
 def files_under(folder: Path) -> set[str]:
@@ -170,7 +177,13 @@ FEED_META = [
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(("kind", "title", "feed_id", "description"), FEED_META)
 def test_every_feed_has_title_id_description_language_generator_and_home_link(
-    seeded: Store, ada: Subscriber, fmt: Format, kind: str, title: str, feed_id: str, description: str
+    seeded: Store,
+    ada: Subscriber,
+    fmt: Format,
+    kind: str,
+    title: str,
+    feed_id: str,
+    description: str,
 ) -> None:
     feed = parse(get(Feeds(seeded, CONFIG), kind, fmt, token(ada, "feed"))).feed
     assert feed.title == title
@@ -186,13 +199,17 @@ def test_every_feed_has_title_id_description_language_generator_and_home_link(
 def test_an_entry_links_to_the_paper_and_to_its_code_with_the_abstract_as_content(
     seeded: Store, fmt: Format
 ) -> None:
-    with_code = [p for p in trending(seeded.papers()) if any("github.com/" in u for u in p.links)]
-    config = make_config(max_entries=1000)
-    parsed = parse(Feeds(seeded, config).public(fmt))
-    entries = {e.id: e for e in parsed.entries}
-    for paper in with_code[:10]:
-        entry = entries[f"{TAG}paper/{paper.id}"]
-        assert entry.link == _paper_url(config.digest.paper_url, paper.title)
+    config = make_config(max_entries=10).model_copy(
+        update={"topics": from_mapping({"topics": [{"name": "Code", "filter": "github"}]}).topics}
+    )
+    body = Feeds(seeded, config).topic("code", fmt)
+    assert body is not None
+    parsed = parse(body)
+    papers = {f"{TAG}paper/{p.id}": p for p in seeded.papers()}
+    assert len(parsed.entries) == 10
+    for entry in parsed.entries:
+        paper = papers[entry.id]
+        assert entry.link == paper_url(config.digest.paper_url, paper.title)
         code = [u for u in paper.links if "github.com/" in u]
         html = entry.content[0].value if fmt == "atom" else entry.description
         assert paper.abstract[:60] in html
@@ -208,7 +225,9 @@ def test_an_entry_links_to_the_paper_and_to_its_code_with_the_abstract_as_conten
 def test_a_feed_holds_at_most_max_entries(
     seeded: Store, ada: Subscriber, kind: str, max_entries: int
 ) -> None:
-    body = get(Feeds(seeded, make_config(max_entries=max_entries)), kind, "atom", token(ada, "feed"))
+    body = get(
+        Feeds(seeded, make_config(max_entries=max_entries)), kind, "atom", token(ada, "feed")
+    )
     assert body.entries == min(max_entries, len(expected_papers(seeded, kind)))
 
 
@@ -238,9 +257,9 @@ def test_entries_that_remain_after_an_ingest_keep_their_ids(
     person = subscribe(store, "ada@example.org")
     feeds = Feeds(store, make_config(max_entries=1000))
     ingest_files(store, SEED_FILES[:3], NOW - timedelta(days=1))
-    before = {e.id: e.title for e in parse(get(feeds, kind, fmt, token(person, "feed"))).entries}
+    before = entry_titles(get(feeds, kind, fmt, token(person, "feed")), fmt)
     ingest_files(store, SEED_FILES[3:], NOW)
-    after = {e.id: e.title for e in parse(get(feeds, kind, fmt, token(person, "feed"))).entries}
+    after = entry_titles(get(feeds, kind, fmt, token(person, "feed")), fmt)
     assert set(before) < set(after)
     for entry_id, title in after.items():
         assert entry_id == f"{TAG}paper/{paper_id(title)}"
@@ -254,7 +273,10 @@ HOSTILE = [
     ('Q&A: x<y, y>z, "quoted" \'apos\' ]]> agents', 'Q&A: x<y, y>z, "quoted" \'apos\' ]]> agents'),
     ("Control\x00characters\x0bin\x1fa title about agents", "Control characters in a title about agents"),
 ]  # fmt: skip
-HOSTILE_ABSTRACT = "An abstract about agents with <script>alert(2)</script> & <img src=x onerror=alert(3)>, \x0c and more text. " * 3
+HOSTILE_ABSTRACT = (
+    "An abstract about agents with <script>alert(2)</script> & <img src=x onerror=alert(3)>, \x0c and more text. "
+    * 3
+)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -269,7 +291,8 @@ def test_a_hostile_title_and_abstract_are_text_in_the_xml(
     item = "{http://www.w3.org/2005/Atom}entry" if fmt == "atom" else "channel/item"
     titles = [e.findtext("{*}title") for e in ElementTree.fromstring(body.data).iterfind(item)]
     assert titles == [shown]  # text in the XML, whatever a reader's heuristics
-    assert b"<script" not in body.data and b"<img" not in body.data
+    assert b"<script" not in body.data
+    assert b"<img" not in body.data
     if "<script>" in title:
         assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in body.data
     content = parsed.entries[0].content[0].value if fmt == "atom" else parsed.entries[0].description
@@ -286,7 +309,8 @@ def test_a_private_feed_holds_the_matches_beyond_the_email_cap_newest_first(fres
     assert body is not None
     upcoming = match.pending(fresh, person, config.digest, NOW)
     assert len(upcoming.capped) == config.digest.max_papers == 2
-    assert body.entries == len(match.backtest(fresh, FILTER)) > len(upcoming.matches) > 2
+    assert body.entries == len(match.backtest(fresh, FILTER)) > len(upcoming.capped) == 2
+    assert upcoming.more > 0
     dates = [e.published for e in parse(body).entries]
     assert dates == sorted(dates, reverse=True)
     assert dates[-1] == iso(NOW - timedelta(days=1)).replace("Z", "+00:00")
@@ -385,7 +409,8 @@ def test_a_changed_filter_rebuilds_the_private_feed(fresh: Store) -> None:
     before = feeds.private(token(person, "feed"), "atom")
     subscribers.update(fresh, person.email, {"filter": "video"}, NOW)
     after = feeds.private(token(person, "feed"), "atom")
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     assert parse(after).feed.title == "Your papers: video"
 
 
@@ -475,7 +500,8 @@ def test_build_all_renames_a_temporary_file_in_the_same_folder(
     assert [target for _, target in renames] == [path for path, _ in written]
     for source, target in renames:
         assert source.parent == target.parent
-        assert source.name.startswith(f".{target.name}.") and source.suffix == ".tmp"
+        assert source.name.startswith(f".{target.name}.")
+        assert source.suffix == ".tmp"
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(

@@ -16,7 +16,14 @@ import pytest
 
 from digest import config as config_module
 from digest import subscribers
-from digest.scheduler import AlreadyRunning, InstanceLock, last_slot, missed, notify, watchdog_interval
+from digest.scheduler import (
+    AlreadyRunning,
+    InstanceLock,
+    last_slot,
+    missed,
+    notify,
+    watchdog_interval,
+)
 from digest.store import Store, iso
 
 from .smtp_servers import Server, Sink, serve
@@ -178,7 +185,13 @@ def test_the_service_ingests_a_dropped_dump_delivers_and_rebuilds_the_feeds(
     first_feed = wait_for_file(tmp_path / "feeds" / "all.atom")
     assert b"<entry>" in first_feed
     assert (tmp_path / "inbox" / "processed" / seed_files[0].name).exists()
-    second = subprocess.run([DIGEST, "--config", str(config), "run"], capture_output=True, text=True, timeout=20, check=False)
+    second = subprocess.run(
+        [DIGEST, "--config", str(config), "run"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
     assert second.returncode != 0
     assert f"already running (pid {service.process.pid})" in second.stderr
     drop(seed_files[3], tmp_path / "inbox")
@@ -193,12 +206,16 @@ def test_the_service_ingests_a_dropped_dump_delivers_and_rebuilds_the_feeds(
 
 
 @pytest.mark.slow
-def test_a_delivery_missed_while_stopped_is_caught_up_once(tmp_path: Path, seed_files: list[Path], sink: Server) -> None:
+def test_a_delivery_missed_while_stopped_is_caught_up_once(
+    tmp_path: Path, seed_files: list[Path], sink: Server
+) -> None:
     slot = (datetime.now(UTC) - timedelta(minutes=2)).replace(second=0, microsecond=0)
     config = service_config(tmp_path, sink.port, [slot.strftime("%H:%M")])
     store = Store(tmp_path / "var" / "digest.db")
     yesterday = iso(slot - timedelta(days=1))
-    store.finish_run(store.start_run("deliver", yesterday, yesterday), yesterday, "sent before the stop")
+    store.finish_run(
+        store.start_run("deliver", yesterday, yesterday), yesterday, "sent before the stop"
+    )
     store.close()
     drop(seed_files[0], tmp_path / "inbox")
     first = Running(config, tmp_path / "n1.sock")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from digest.store.base import Base, iso
 from digest.store.outbox import OutboxStore, QueuedDigest
-from digest.store.papers import DumpCounts, PaperRow, PaperStore
+from digest.store.papers import DumpCounts, PaperRow, PaperStore, Sighting
 from digest.store.runs import RunStore
 from digest.store.subscribers import SubscriberStore
 
@@ -22,4 +22,4 @@ class Store(PaperStore, SubscriberStore, OutboxStore, RunStore):
         Base.__init__(self, path)
 
 
-__all__ = ["DumpCounts", "PaperRow", "QueuedDigest", "Store", "iso"]
+__all__ = ["DumpCounts", "PaperRow", "QueuedDigest", "Sighting", "Store", "iso"]

@@ -39,6 +39,16 @@ class PaperRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Sighting:
+    """One listing a paper appeared in: the dump, its listing date, the position, when."""
+
+    file_name: str
+    listing_date: str | None
+    position: int
+    ingested_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class DumpCounts:
     entries: int
     new: int
@@ -124,6 +134,34 @@ class PaperStore(Base):
     def max_seq(self) -> int:
         """The newest paper's seq (0 when there are none)."""
         return self._next_seq() - 1
+
+    def version(self) -> tuple[int, ...]:
+        """Changes whenever an ingest commits, in any process: newest paper, dump id, dumps."""
+        row = self.db.execute(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM papers), "
+            "(SELECT COALESCE(MAX(id), 0) FROM dumps), (SELECT COUNT(*) FROM dumps)"
+        ).fetchone()
+        return tuple(int(value) for value in row)
+
+    def trending_seqs(self, limit: int) -> list[int]:
+        """The ``limit`` most trending papers: most listings, best position, then newest."""
+        rows = self.db.execute(
+            "SELECT t.seq FROM paper_trends t JOIN papers p ON p.seq = t.seq "
+            "ORDER BY t.times_seen DESC, t.best_position ASC, p.first_seen DESC, p.seq ASC "
+            "LIMIT ?",
+            [limit],
+        )
+        return [int(row[0]) for row in rows]
+
+    def sightings(self, paper_seq: int) -> list[Sighting]:
+        """Every listing the paper was seen in, oldest ingest first."""
+        rows = self.db.execute(
+            "SELECT d.file_name, d.listing_date, s.position, d.ingested_at "
+            "FROM sightings s JOIN dumps d ON d.id = s.dump_id "
+            "WHERE s.paper_seq = ? ORDER BY d.ingested_at, d.id",
+            [paper_seq],
+        )
+        return [Sighting(str(a), b, int(c), str(d)) for a, b, c, d in rows]
 
     def rejection_times(self) -> list[str]:
         """When each dump was rejected, oldest first (for the ingest-health line)."""

@@ -2,11 +2,14 @@
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any
 
 from digest.errors import StoreError
 from digest.models import Subscriber
 from digest.store.base import Base
+
+_COLUMNS = ", ".join(field.name for field in fields(Subscriber))
 
 
 class SubscriberStore(Base):
@@ -14,6 +17,13 @@ class SubscriberStore(Base):
         """The subscriber with this address (case-insensitive), if any."""
         rows = list(self.db["subscribers"].rows_where("email = ? COLLATE NOCASE", [email], limit=1))
         return Subscriber(**rows[0]) if rows else None
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        """One subscriber by id, with a plain select (it is on every private-feed request)."""
+        row = self.db.execute(
+            f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?", [subscriber_id]
+        ).fetchone()
+        return Subscriber(*row) if row is not None else None
 
     def subscriber_by_secret(self, secret: str) -> Subscriber | None:
         rows = list(self.db["subscribers"].rows_where("secret = ?", [secret], limit=1))
