@@ -22,13 +22,18 @@ run: $(STAMP)
 	$(BIN)/digest --config config.example.toml status
 
 ## test: install with the test extras, then lint, type-check and run every test
-test: lint systemd-deps
+test: lint systemd-deps browser-deps
 	$(BIN)/pytest -q
 
 ## systemd-deps: systemd-analyze for tests/test_deploy.py (Debian's systemd package, when missing)
 .PHONY: systemd-deps
 systemd-deps:
 	command -v systemd-analyze >/dev/null || (apt-get update && apt-get install -y --no-install-recommends systemd)
+
+## browser-deps: Debian's chromium for tests/test_browser.py (Playwright drives it; no browser download)
+.PHONY: browser-deps
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 ## lint: ruff (lint and format check) and mypy --strict
 lint: $(STAMP)

@@ -23,6 +23,7 @@ from digest import feeds, mailer, match, outbox, pipeline, scheduler, subscriber
 from digest import ingest as ingest_module
 from digest.config import Config
 from digest.errors import DigestError, UsageError
+from digest.links import links_for
 from digest.models import IngestReport, Subscriber
 from digest.render import Renderer
 from digest.store import Store
@@ -301,9 +302,21 @@ def subscribers_list(app: App, statuses: tuple[str, ...], as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
 def subscribers_show(app: App, email: str, as_json: bool) -> None:
-    """Show one subscriber."""
+    """Show one subscriber, with their feed, manage and unsubscribe links."""
     with _errors(app):
-        _print_subscriber(subscribers.get(app.store, email), as_json)
+        subscriber = subscribers.get(app.store, email)
+    urls = links_for(subscriber, app.config.web.base_url, app.config.delivery.from_)
+    found = {
+        "feed_url": urls.feed_atom,
+        "manage_url": urls.manage,
+        "unsubscribe_url": urls.unsubscribe,
+    }
+    if as_json:
+        _emit_json(subscriber.as_json() | found)
+        return
+    _print_subscriber(subscriber, as_json=False)
+    for key, url in found.items():
+        click.echo(f"  {key.removesuffix('_url')}: {url}")
 
 
 @subscribers_group.command("set")
@@ -553,6 +566,23 @@ def run_command(app: App, once: bool) -> None:
             _point_at_newest(app.config)
             sys.exit(1 if report.failed else 0)
         sys.exit(scheduler.Service(app.config, app.config_path).run())
+
+
+@cli.command("serve")
+@click.option("--host", help="Address to listen on (default [web] host).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default [web] port).")
+@click.pass_obj
+def serve_command(app: App, host: str | None, port: int | None) -> None:
+    """Serve the web front: subscribe, confirm, manage, unsubscribe, feeds, /healthz.
+
+    Needs the signing key in the variable named by [web] secret_env, except on
+    a loopback address, where a key is generated once per database.
+    """
+    from digest import web  # the web stack loads only for this command
+
+    with _errors(app):
+        app.store  # noqa: B018  (migrates and syncs config subscribers before serving)
+        web.serve(app.config, host, port)
 
 
 @cli.group("feeds")

@@ -337,10 +337,11 @@ def test_a_private_feed_is_none_without_the_right_token(
 
 
 @pytest.mark.parametrize("status", STATUSES)
-def test_a_private_feed_is_served_for_any_status(seeded: Store, status: str) -> None:
+def test_a_private_feed_lasts_as_long_as_the_subscription(seeded: Store, status: str) -> None:
     person = seeded.subscriber(f"{status}@example.org")
     assert person is not None
-    assert Feeds(seeded, CONFIG).private(token(person, "feed"), "rss") is not None
+    served = Feeds(seeded, CONFIG).private(token(person, "feed"), "rss")
+    assert (served is not None) == (status != "unsubscribed")
 
 
 def test_purging_or_a_new_secret_revokes_a_private_feed(fresh: Store) -> None:

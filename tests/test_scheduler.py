@@ -1,6 +1,7 @@
 """The service: schedule slots, missed runs from the database, one instance, systemd notify, and
 the whole cycle end to end with real processes."""
 
+import json
 import os
 import shutil
 import signal
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -230,3 +232,54 @@ def test_a_delivery_missed_while_stopped_is_caught_up_once(
     assert code == 0, err
     assert "catching up" not in err
     assert sink.handler.count == 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_json(url: str, timeout: float = 20) -> dict[str, object]:
+    """Poll ``url`` until it answers (the server is starting), then return its JSON."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return json.loads(answer.read())  # type: ignore[no-any-return]
+        except OSError:
+            assert time.monotonic() < deadline, f"{url} never answered"
+            time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_the_service_serves_the_web_front_when_enabled(tmp_path: Path, sink: Server) -> None:
+    config = service_config(tmp_path, sink.port, ["07:00"])
+    port = free_port()
+    with config.open("a", encoding="utf-8") as out:
+        out.write(f"[web]\nenabled = true\nport = {port}\n")
+    service = Running(config, tmp_path / "n.sock")
+    service.expect("READY=1")
+    health = get_json(f"http://127.0.0.1:{port}/healthz")
+    assert health["status"] == "ok"
+    code, err = service.stop()
+    assert code == 0, err
+
+
+@pytest.mark.slow
+def test_digest_serve_runs_the_web_front(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [DIGEST, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "DIGEST_CONFIG": ""},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert get_json(f"http://127.0.0.1:{port}/healthz")["papers"] == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err
+    assert "using a key generated for this database" in err

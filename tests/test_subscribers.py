@@ -233,3 +233,16 @@ def test_a_bad_filter_in_the_config_names_the_file_and_the_table(
     assert (
         f"error: {config_file}: [[subscribers]] #2 filter: bad filter at column 1" in result.stderr
     )
+
+
+def test_show_json_gives_the_subscriber_links(run_cli: RunCli) -> None:
+    add(run_cli)
+    shown = run_cli("subscribers", "show", "ada@example.org", "--json").json()
+    for key, path in [
+        ("feed_url", "/feeds/"),
+        ("manage_url", "/manage/"),
+        ("unsubscribe_url", "/unsubscribe/"),
+    ]:
+        assert shown[key].startswith(f"http://127.0.0.1:8080{path}1-")
+    assert shown["feed_url"].endswith(".atom")
+    assert len({shown["feed_url"], shown["manage_url"], shown["unsubscribe_url"]}) == 3

@@ -63,8 +63,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        web.feeds.close()
+        await web.feeds.start()
+        try:
+            yield
+        finally:
+            web.feeds.close()
 
     app = Starlette(
         routes=routes(),

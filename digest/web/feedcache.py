@@ -3,7 +3,10 @@
 ``digest.feeds.Feeds`` builds and caches the bytes and notices store changes by
 itself; its store's SQLite connection must stay on the thread that opened it, so
 it runs on one dedicated thread that owns that store.  A rebuild never blocks the
-event loop, and the cache is shared by every request.  Beside each body this keeps
+event loop, and the cache is shared by every request.  The event loop remembers for
+a second what it was handed (``FRESH_SECONDS``), so a feed polled by many readers
+costs no thread hop at all; changes made through this app are seen at once
+(``forget``), changes by other processes within that second.  Beside each body this keeps
 what serving it needs, computed once: the gzip bytes (level 6, fixed mtime, with
 their own ETag ``"<etag>-gz"`` since they are another representation) and the
 header lists of the plain, gzip and 304 answers.
@@ -11,6 +14,8 @@ header lists of the plain, gzip and 304 answers.
 
 import asyncio
 import gzip
+import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +23,15 @@ from dataclasses import dataclass
 from email.utils import format_datetime
 
 from digest.config import Config
+from digest.errors import StoreError
 from digest.feeds import FeedBody, Feeds, Format
 from digest.store import Store
 
+log = logging.getLogger(__name__)
+
 GZIP_SUFFIX = '-gz"'
+FRESH_SECONDS = 1.0  # how stale a served feed may be: a change elsewhere shows within this
+RECENT_KEPT = 4096
 VARIANTS_KEPT = 512  # as many as Feeds caches; the plain bytes are shared with it
 Raw = list[tuple[bytes, bytes]]
 
@@ -48,6 +58,7 @@ class FeedRunner:
         self._store: Store | None = None
         self._feeds: Feeds | None = None
         self._variants: OrderedDict[tuple[str, bool], Variant] = OrderedDict()
+        self._recent: dict[tuple[str, str, Format], tuple[float, Variant]] = {}
         max_age = config.web.feed_max_age_seconds
         self._cache_control = {
             False: f"public, max-age={max_age}".encode(),
@@ -55,13 +66,40 @@ class FeedRunner:
         }
 
     async def get(self, kind: str, key: str, fmt: Format) -> Variant | None:
-        """The feed ``kind`` ("all", "topic", "private") named ``key``; None when unknown."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._get, kind, key, fmt)
+        """The feed ``kind`` ("all", "topic", "private") named ``key``; None when unknown.
 
-    def invalidate(self) -> None:
-        if self._feeds is not None:
-            self._pool.submit(self._feeds.invalidate).result()
+        A body handed out less than ``FRESH_SECONDS`` ago is handed out again without
+        asking the feeds thread: a hot feed then costs a dictionary lookup.
+        """
+        wanted = (kind, key, fmt)
+        now = time.monotonic()
+        recent = self._recent  # forget() replaces it: what was fetched before is dropped
+        seen = recent.get(wanted)
+        if seen is not None and now - seen[0] < FRESH_SECONDS:
+            return seen[1]
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(self._pool, self._get, kind, key, fmt)
+        if found is not None:
+            if len(recent) >= RECENT_KEPT:
+                recent.clear()
+            recent[wanted] = (now, found)
+        return found
+
+    def forget(self) -> None:
+        """Drop the recent bodies (from any thread): a filter changed here, show it at once."""
+        self._recent = {}
+
+    async def start(self) -> None:
+        """Open the store and check the topics now, so a bad ``[[topics]]`` stops the start.
+
+        A database that cannot be opened yet is only logged: each feed request retries
+        (and answers 503 meanwhile), and ``/healthz`` says what is wrong.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._pool, self._start)
+        except StoreError as err:
+            log.error("feeds: %s", err)
 
     def close(self) -> None:
         """Close the feeds' store on its own thread, then stop the thread."""
@@ -91,8 +129,13 @@ class FeedRunner:
         return found
 
     def _start(self) -> Feeds:
-        self._store = self._open()
-        self._feeds = Feeds(self._store, self._config)
+        store = self._open()
+        try:
+            self._feeds = Feeds(store, self._config)
+        except BaseException:
+            store.close()
+            raise
+        self._store = store
         return self._feeds
 
     def _close(self) -> None:

@@ -21,7 +21,6 @@ from digest import links, subscribers
 from digest.errors import QueryError, UsageError
 from digest.models import FORMATS, FREQUENCIES, Subscriber
 from digest.store import Store
-from digest.web import queries
 from digest.web.forms import CsrfToken, Form, csrf_ok, read_form
 from digest.web.preview import Preview, preview
 from digest.web.state import Web, web_of
@@ -55,7 +54,7 @@ def lookup(store: Store, token: str, purpose: links.Purpose) -> Subscriber | Non
     subscriber_id = links.parse_token(token)
     if subscriber_id is None:
         return None
-    person = queries.subscriber_by_id(store, subscriber_id)
+    person = store.subscriber_by_id(subscriber_id)
     return person if person is not None and links.verify(person, token, purpose) else None
 
 
@@ -97,6 +96,7 @@ def _manage_post(web: Web, request: Request, form: Form) -> Response:
             return _page(web, request, person, ManageForm(values, FilterError.of(err)), 400)
         except UsageError as err:
             return _page(web, request, person, ManageForm(values, error=err.message), 400)
+    web.feeds.forget()  # the private feed follows the new filter at once
     return _done(token, "saved")
 
 

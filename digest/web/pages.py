@@ -14,9 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from digest.errors import DigestError
-from digest.web import queries
+from digest.models import paper_url
 from digest.web.state import web_of
-from digest.web.views import paper_url
 
 PAPER_ID = re.compile(r"[0-9a-f]{16}")
 NO_CACHE = {"Cache-Control": "no-store"}
@@ -30,7 +29,7 @@ def paper(request: Request) -> Response:
     if PAPER_ID.fullmatch(ref):
         with web.store() as store:
             found = store.paper(ref)
-            history = queries.sightings(store, found.seq) if found else []
+            history = store.sightings(found.seq) if found else []
     if found is None:
         return web.views.message(
             "No such paper", "We have no paper with this id.", status=404, links=[("/", "Home")]

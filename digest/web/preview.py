@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from digest import match
+from digest.models import paper_url
 from digest.store import Store
-from digest.web.views import paper_url
 
 TOP = 10
 DAYS = 7

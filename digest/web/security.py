@@ -17,6 +17,7 @@ reads time from the app's clock, so expiry is testable without sleeping.
 import hmac
 import math
 import secrets
+import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
@@ -100,10 +101,14 @@ class RateLimit:
         self.window = window_seconds
         self._clock = clock
         self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()  # handlers run on a thread pool
 
     def hit(self, key: str) -> int:
         """Record a hit and return 0, or refuse it and return the seconds until one is allowed."""
-        now = self._clock().timestamp()
+        with self._lock:
+            return self._hit(key, self._clock().timestamp())
+
+    def _hit(self, key: str, now: float) -> int:
         hits = self._hits.setdefault(key, deque())
         while hits and hits[0] <= now - self.window:
             hits.popleft()

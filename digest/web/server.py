@@ -7,12 +7,15 @@ Without it the server refuses to listen on a public address; bound to loopback
 database and kept in it, and says so.
 """
 
+import contextlib
 import ipaddress
 import logging
 import secrets
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -46,8 +49,8 @@ def resolve_secret(config: Config, store: Store, host: str) -> str:
     if not is_loopback(host):
         raise UsageError(
             f"${env} is not set: the web front needs a signing key to listen on {host}",
-            f'export {env}="$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")" '
-            "(keep it stable across restarts), or listen on 127.0.0.1",
+            f"export {env}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            " and keep it across restarts, or listen on 127.0.0.1",
         )
     value, created = store.app_secret(SECRET_NAME, lambda: secrets.token_urlsafe(32))
     fresh = " (generated now)" if created else ""
@@ -58,7 +61,32 @@ def resolve_secret(config: Config, store: Store, host: str) -> str:
 def serve(config: Config, host: str | None = None, port: int | None = None) -> None:
     """Serve the web front until interrupted; raises UsageError when the key is missing."""
     server = _server(config, host or config.web.host, config.web.port if port is None else port)
-    server.run()
+    with _exit_cleanly_on(signal.SIGTERM, signal.SIGINT):
+        server.run()
+
+
+@contextlib.contextmanager
+def _exit_cleanly_on(*signals: signal.Signals) -> Iterator[None]:
+    """Exit status 0 after a stop signal, not death by that signal.
+
+    uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again
+    for the handler that was there before it; that handler is this one, which
+    exits normally.  Before uvicorn takes over (while starting) it stops at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _exit) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _exit(signum: int, frame: FrameType | None) -> None:
+    log.info("%s: stopped", signal.Signals(signum).name)
+    raise SystemExit(0)
 
 
 def start_in_thread(config: Config) -> Callable[[], None]:
@@ -67,7 +95,12 @@ def start_in_thread(config: Config) -> Callable[[], None]:
     Returns once the server listens; raises DigestError when it could not start.
     """
     server = _server(config, config.web.host, config.web.port)
-    thread = threading.Thread(target=server.run, name="digest-web", daemon=True)
+
+    def run() -> None:
+        with contextlib.suppress(SystemExit):  # a failed startup: uvicorn has logged why
+            server.run()
+
+    thread = threading.Thread(target=run, name="digest-web", daemon=True)
     thread.start()
     while not server.started:
         if not thread.is_alive():

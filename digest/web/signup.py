@@ -29,7 +29,6 @@ from digest.mailer import DeliveryError, Envelope, Outcome, Transport
 from digest.models import Subscriber
 from digest.render import sender_domain
 from digest.store import Store
-from digest.web import queries
 from digest.web.security import ConfirmTokens
 from digest.web.views import Views
 
@@ -67,7 +66,7 @@ def confirm(store: Store, subscriber_id: int, email: str, now: datetime) -> Subs
     Confirming twice is fine (the second click shows the same page); an address
     unsubscribed since it asked is not brought back by an old link.
     """
-    person = queries.subscriber_by_id(store, subscriber_id)
+    person = store.subscriber_by_id(subscriber_id)
     if person is None or person.email.casefold() != email.casefold():
         return None
     if person.status == "pending":

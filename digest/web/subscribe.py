@@ -74,10 +74,11 @@ def _subscribe(web: Web, request: Request, form: Form) -> Response:
         return _preview(web, request, form)
     wait = web.limit.hit(client_address(request))
     if wait:
+        minutes = (wait + 59) // 60
         return web.views.message(
             "Too many requests",
             "You have asked to subscribe too often from this address.",
-            f"Please try again in {(wait + 59) // 60} minutes.",
+            f"Please try again in {minutes} minute{'' if minutes == 1 else 's'}.",
             status=429,
             headers={"Retry-After": str(wait)},
         )

@@ -11,7 +11,6 @@ This is the only module of ``digest.web`` that imports jinja2.
 from collections.abc import Mapping
 from email.utils import parseaddr
 from typing import Any
-from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
@@ -85,8 +84,3 @@ class Views:
             paragraphs=paragraphs,
             links=links or [],
         )
-
-
-def paper_url(template: str, title: str) -> str:
-    """``[digest] paper_url`` with the title URL-encoded, as in the digest."""
-    return template.replace("{title}", quote(title, safe=""))
