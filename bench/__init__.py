@@ -12,13 +12,16 @@ Shared here: the run settings, the ``Figure`` record and how it prints, and
 child's own peak resident memory and CPU time (``RUSAGE_CHILDREN``).
 """
 
+import ctypes
+import gc
 import json
 import re
 import resource
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 MB = 1_000_000
@@ -41,6 +44,11 @@ class Settings:
     keep: bool = False
     profile: bool = False
     tmp_root: Path | None = None
+    repeat_given: bool = False
+
+    def rounds(self, default: int) -> int:
+        """``--repeat`` when given, else the stage's own default (long stages run fewer)."""
+        return self.repeat if self.repeat_given else default
 
     def size(self, full: int, override: int | None = None) -> int:
         """The stage's size: the override if given, else ``full`` times the scale."""
@@ -230,9 +238,10 @@ def _maxrss_bytes(maxrss: int) -> int:
 class PeakMemory:
     """This process's peak resident memory during a ``with`` block, in MB.
 
-    On Linux the high-water mark is reset on entry (``/proc/self/clear_refs``) and
-    read on exit (``VmHWM``), so ``peak_mb`` is the peak during the block; it
-    includes what the process already held (``start_mb``).  Elsewhere, or when
+    On entry garbage is collected and free heap handed back to the OS; on Linux
+    the high-water mark is then reset (``/proc/self/clear_refs``) and read on exit
+    (``VmHWM``), so ``peak_mb`` is the peak during the block; it includes what the
+    process already held (``start_mb``).  Elsewhere, or when
     the reset is refused, it is the process's lifetime peak (``reset`` False).
     """
 
@@ -242,6 +251,7 @@ class PeakMemory:
         self.reset = False
 
     def __enter__(self) -> "PeakMemory":
+        _release_free_memory()
         try:
             Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
             self.reset = True
@@ -259,6 +269,13 @@ class PeakMemory:
     def describe(self) -> str:
         held = f"{self.start_mb:,.0f} MB held before" if self.reset else "lifetime peak"
         return f"process peak RSS ({held})"
+
+
+def _release_free_memory() -> None:
+    """Collect garbage and hand free heap back to the OS (glibc), so the start is honest."""
+    gc.collect()
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _status_mb(key: str) -> float | None:

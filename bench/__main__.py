@@ -1,8 +1,11 @@
 """``python -m bench``: run each stage's benchmark, print its figures, then a summary table.
 
 Each stage is one module with ``run(settings) -> list[Figure]``, listed in
-``STAGES`` below in pipeline order; add later stages (matching, rendering,
-sending, feeds) there.  A FAIL against a target is reported, not an error:
+``STAGES`` below in pipeline order (ingest, match, render, send, then the
+whole daily cycle); add later stages (feeds) there.  Stages that would run
+long use fewer rounds unless ``--repeat`` is given (``Settings.rounds``); the
+shared data they generate is in ``bench.workload``.  A FAIL against a target
+is reported, not an error:
 the exit status is 0 unless a benchmark could not measure at all (1) or the
 arguments are wrong (2).
 """
@@ -18,10 +21,13 @@ from bench import (
     BenchError,
     Figure,
     Settings,
+    cycle,
     ingest,
     match,
     number,
     progress,
+    render,
+    send,
 )
 
 Stage = Callable[[Settings], list[Figure]]
@@ -29,6 +35,9 @@ Stage = Callable[[Settings], list[Figure]]
 STAGES: dict[str, Stage] = {
     "ingest": ingest.run,
     "match": match.run,
+    "render": render.run,
+    "send": send.run,
+    "cycle": cycle.run,
 }
 
 COLUMNS = ("stage", "figure", "value", "unit", "ceiling", "ratio", "peak MB", "result")
@@ -48,17 +57,27 @@ def parse_args(argv: Sequence[str] | None) -> tuple[list[str], Settings]:
     )
     parser.add_argument("--entries", type=int, help="ingest: entries in the generated dump")
     parser.add_argument(
-        "--repeat", type=int, default=DEFAULT_REPEAT, help="rounds per stage, best kept"
+        "--repeat",
+        type=int,
+        help=f"rounds per stage, best kept (default {DEFAULT_REPEAT}; fewer for the long stages)",
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
     parser.add_argument("--tmp", type=Path, help="where to create the temporary folders")
     args = parser.parse_args(argv)
-    if args.scale <= 0 or args.repeat < 1 or (args.entries is not None and args.entries < 1):
+    repeat = DEFAULT_REPEAT if args.repeat is None else args.repeat
+    if args.scale <= 0 or repeat < 1 or (args.entries is not None and args.entries < 1):
         parser.error("--scale, --repeat and --entries must be positive")
     settings = Settings(
-        args.scale, args.entries, args.seed, args.repeat, args.keep, args.profile, args.tmp
+        args.scale,
+        args.entries,
+        args.seed,
+        repeat,
+        args.keep,
+        args.profile,
+        args.tmp,
+        repeat_given=args.repeat is not None,
     )
     return args.only or list(STAGES), settings
 

@@ -34,12 +34,13 @@ from typing import Any
 from bench import BenchError, Settings, progress
 from bench.dumpgen import DumpInfo, load_corpus, write_dumps
 from digest.ingest import ingest_files
+from digest.models import Subscriber
+from digest.query import Corpus, parse
 from digest.store import Store, iso
-from digest.tokens import words
+from digest.tokens import Stemmer, words
 
 OLD_DAYS = 10  # older papers are ingested this long ago: outside the 7-day lookback
-STOPWORDS = frozenset(
-    """
+_STOP_TEXT = """
     about above after again against also although among another because been before being
     below between both but can could does doing down during each even every from further
     have having here however into itself just more most much must only other over same
@@ -47,8 +48,8 @@ STOPWORDS = frozenset(
     through under until upon very was were what when where which while whose with within
     without would your yours able based make makes made using used uses show shows shown
     well many while thus often first second three four five into onto across toward towards
-    """.split()
-)
+"""
+STOPWORDS = frozenset(_STOP_TEXT.split())
 TERM_COUNTS = (1, 2, 3, 4)
 TERM_COUNT_WEIGHTS = (40, 33, 18, 9)
 NEGATION_SHARE = 0.3  # of filters with two terms or more
@@ -93,9 +94,7 @@ class FilterMaker:
         limit = max(self.MAX_SHARE * len(split), 2)
         kept = {w for w, n in documents.items() if n <= limit}
         self.papers = [
-            Paper(
-                tuple(w for w in t if w in kept), tuple(w for w in a if w in kept), tuple(a)
-            )
+            Paper(tuple(w for w in t if w in kept), tuple(w for w in a if w in kept), tuple(a))
             for t, a in split
         ]
         self.papers = [p for p in self.papers if p.title or p.abstract]
@@ -286,3 +285,28 @@ def print_profile(stage: str, what: str, profile: cProfile.Profile, top: int = 2
         print(f"\n[{stage}] cProfile of {what}, top {top} by {order.value}:")
         stats = pstats.Stats(profile, stream=sys.stdout)
         stats.strip_dirs().sort_stats(order).print_stats(top)
+
+
+def matching_filters(
+    papers: Sequence[tuple[str, str]], count: int, seed: int, low: int, high: int
+) -> list[str]:
+    """``count`` generated filters that each match between ``low`` and ``high`` of ``papers``.
+
+    For the stages that need full digests (render, send): a filter matching
+    nothing gives no digest, one matching half the papers is not an interest.
+    """
+    corpus = Corpus(Stemmer(), papers)
+    maker = FilterMaker(papers, seed)
+    found: list[str] = []
+    for _ in range(count * 100):
+        query = maker.make().filter
+        if low <= corpus.evaluate(parse(query)).bit_count() <= high:
+            found.append(query)
+            if len(found) == count:
+                return found
+    raise BenchError(f"only {len(found):,} of {count:,} filters match {low}–{high} papers")
+
+
+def in_memory_subscribers(rows: Sequence[dict[str, Any]]) -> list[Subscriber]:
+    """Subscribers as the store would return them (ids from 1), without storing them."""
+    return [Subscriber(id=n, bounces=0, **row) for n, row in enumerate(rows, start=1)]

@@ -161,7 +161,8 @@ def test_secrets_come_from_the_environment_named_in_the_file(
 
 
 @pytest.mark.parametrize(
-    ("name", "slug"), [("Diffusion & Video", "diffusion-video"), ("Łódź  NLP!", "odz-nlp"), ("§§", "topic")]
+    ("name", "slug"),
+    [("Diffusion & Video", "diffusion-video"), ("Łódź  NLP!", "odz-nlp"), ("§§", "topic")],
 )
 def test_a_topic_slug_is_made_from_its_name(name: str, slug: str) -> None:
     loaded = config.from_mapping({"topics": [{"name": name, "filter": "x"}]})
