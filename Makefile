@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench clean
+.PHONY: run test lint unit bench clean systemd-deps browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,14 @@ test: lint systemd-deps browser-deps
 	$(BIN)/pytest -q
 
 ## systemd-deps: systemd-analyze for tests/test_deploy.py (Debian's systemd package, when missing)
-.PHONY: systemd-deps
 systemd-deps:
-	command -v systemd-analyze >/dev/null || (apt-get update && apt-get install -y --no-install-recommends systemd)
+	command -v systemd-analyze >/dev/null || (apt-get update && apt-get install -y --no-install-recommends systemd) \
+		|| echo "warning: systemd could not be installed: tests/test_deploy.py will skip"
 
 ## browser-deps: Debian's chromium for tests/test_browser.py (Playwright drives it; no browser download)
-.PHONY: browser-deps
 browser-deps:
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium) \
+		|| echo "warning: chromium could not be installed: tests/test_browser.py will skip"
 
 ## lint: ruff (lint and format check) and mypy --strict
 lint: $(STAMP)
