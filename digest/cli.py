@@ -488,8 +488,8 @@ def preview_command(app: App, email: str, as_text: bool) -> None:
     """Print the digest EMAIL would get now (HTML by default); records and sends nothing."""
     with _errors(app):
         subscriber = subscribers.get(app.store, email)
-        built = outbox.preview(app.store, app.config, subscriber, now())
         renderer = Renderer(app.config)
+        built = outbox.preview(app.store, app.config, renderer, subscriber, now())
         body = renderer.text(built.content) if as_text else renderer.html(built.content)
     click.echo(body)
 

@@ -140,10 +140,12 @@ def build(
     return built, skipped, max([newest, *batch.seqs])
 
 
-def preview(store: Store, config: Config, subscriber: Subscriber, now: datetime) -> Built:
+def preview(
+    store: Store, config: Config, renderer: Renderer, subscriber: Subscriber, now: datetime
+) -> Built:
     """The digest this subscriber would get now, rendered; nothing is recorded."""
     upcoming = Batch(store, config.digest, now).pending(subscriber)
-    return _render(Renderer(config), config, upcoming, _HealthCheck(store, now).of(subscriber), now)
+    return _render(renderer, config, upcoming, _HealthCheck(store, now).of(subscriber), now)
 
 
 def _render(

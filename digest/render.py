@@ -148,6 +148,19 @@ def template_dir() -> Path:
     raise RenderError(f"no {HTML_TEMPLATE} beside {here}", "reinstall digest")
 
 
+def template_environment() -> Environment:
+    """The one Jinja2 setup for email and web: autoescaped HTML, strict about undefined names."""
+    return Environment(
+        loader=FileSystemLoader(template_dir()),
+        autoescape=select_autoescape(["html.j2"], default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+
+
 def message_id(subscriber: Subscriber, paper_ids: Sequence[str], sender: str) -> str:
     """The same subscriber and papers always give the same id, so a retry reuses it.
 
@@ -171,15 +184,7 @@ class Renderer:
     def __init__(self, config: Config, *, stemmer: Stemmer | None = None) -> None:
         self.config = config
         self.stemmer = stemmer or Stemmer()
-        env = Environment(
-            loader=FileSystemLoader(template_dir()),
-            autoescape=select_autoescape(["html.j2"], default=False),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            auto_reload=False,
-        )
+        env = template_environment()
         self._html = env.get_template(HTML_TEMPLATE)
         self._text = env.get_template(TEXT_TEMPLATE)
         self._inliner = CSSInliner(load_remote_stylesheets=False)

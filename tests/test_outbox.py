@@ -16,6 +16,7 @@ from digest.ingest import ingest_files
 from digest.mailer import transport_for
 from digest.store import Store
 
+from .conftest import RunCli
 from .smtp_servers import DropMidData, Refuse421, Reject550, Server, Sink, down_port, serve
 
 PEOPLE = {
@@ -289,3 +290,20 @@ def test_empty_digests_on_different_days_are_different_messages(
     assert [statuses(first), statuses(second)] == [{"ada@example.org": "sent"}] * 2
     assert first.digests[0].message_id != second.digests[0].message_id
     sink.handler.wait_for(2)
+
+
+def test_preview_prints_the_digest_without_recording_it(
+    run_cli: RunCli, seed_files: list[Path], config_file: Path
+) -> None:
+    run_cli("ingest", *map(str, seed_files))
+    run_cli("subscribers", "add", "ada@example.org", "--filter", "diffusion -video")
+    html = run_cli("preview", "ada@example.org")
+    text = run_cli("preview", "ada@example.org", "--text")
+    assert html.exit_code == text.exit_code == 0
+    assert html.stdout.lstrip().lower().startswith("<!doctype html")
+    assert "diffusion -video" in html.stdout
+    assert "<" not in text.stdout.split("\n", 1)[0]
+    assert "diffusion" in text.stdout.lower()
+    store = Store(config_file.parent / "var" / "digest.db")
+    assert store.db["digests"].count == 0
+    store.close()

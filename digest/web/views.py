@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from email.utils import parseaddr
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
 from digest.config import Config
-from digest.render import template_dir
+from digest.render import template_environment
 
 NO_STORE = "no-store"
 SECURITY_HEADERS = {
@@ -34,15 +33,7 @@ class Views:
     """Templates compiled once per app; rendering is thread-safe (Jinja2 templates are)."""
 
     def __init__(self, config: Config) -> None:
-        self.env = Environment(
-            loader=FileSystemLoader(template_dir()),
-            autoescape=select_autoescape(["html.j2"], default=False),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            auto_reload=False,
-        )
+        self.env = template_environment()
         name = parseaddr(config.delivery.from_)[0]
         self.globals: dict[str, Any] = {
             "site": name or "Paper Digest",
