@@ -23,7 +23,7 @@ run: $(STAMP)
 
 ## test: install with the test extras, then lint, type-check and run every test
 test: lint systemd-deps browser-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 ## systemd-deps: systemd-analyze for tests/test_deploy.py (Debian's systemd package, when missing)
 systemd-deps:
@@ -43,7 +43,7 @@ lint: $(STAMP)
 
 ## unit: the fast inner loop (stops at the first failure, skips the slow end-to-end tests)
 unit: $(STAMP)
-	$(BIN)/pytest -x -q -m 'not slow'
+	$(BIN)/pytest -x -q -n 2 -m 'not slow'
 
 ## bench: throughput and memory of each stage on generated data
 bench: $(STAMP)

@@ -132,11 +132,11 @@ def service_config(tmp_path: Path, port: int, deliver_at: list[str]) -> Path:
 class Running:
     """A ``digest run`` process and the notifications it sends."""
 
-    def __init__(self, config: Path, notify_path: Path) -> None:
+    def __init__(self, config: Path, notify_path: Path, **extra_env: str) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(notify_path))
         self.sock.settimeout(20)
-        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), **extra_env}
         self.process = subprocess.Popen(
             [DIGEST, "--config", str(config), "run"], env=env, stderr=subprocess.PIPE, text=True
         )
@@ -146,7 +146,9 @@ class Running:
             assert "=" in said, said
 
     def stop(self) -> tuple[int, str]:
+        """SIGTERM, then the exit status (within the 10 s the issue allows) and the log."""
         self.process.send_signal(signal.SIGTERM)
+        self.expect("STOPPING=1")
         _, err = self.process.communicate(timeout=10)
         self.sock.close()
         return self.process.returncode, err
@@ -283,3 +285,37 @@ def test_digest_serve_runs_the_web_front(tmp_path: Path) -> None:
         _, err = process.communicate(timeout=15)
     assert process.returncode == 0, err
     assert "using a key generated for this database" in err
+
+
+@pytest.mark.slow
+def test_sighup_reloads_the_config_and_keeps_the_old_one_when_the_new_one_is_bad(
+    tmp_path: Path, sink: Server
+) -> None:
+    config = service_config(tmp_path, sink.port, ["07:00"])
+    good = config.read_text()
+    service = Running(config, tmp_path / "n.sock")
+    service.expect("READY=1")
+    config.write_text(good.replace("poll_seconds = 1", "poll_seconds = 'often'"))
+    service.process.send_signal(signal.SIGHUP)
+    service.expect("RELOADING=1")
+    service.expect("READY=1")
+    config.write_text(good.replace('deliver_at = ["07:00"]', 'deliver_at = ["08:30", "19:00"]'))
+    service.process.send_signal(signal.SIGHUP)
+    service.expect("RELOADING=1")
+    service.expect("READY=1")
+    code, err = service.stop()
+    assert code == 0, err
+    assert "reload: keeping the running config" in err
+    assert "[schedule] poll_seconds: input should be a valid integer" in err
+    assert "reload: config re-read; delivering at 08:30, 19:00 UTC" in err
+
+
+@pytest.mark.slow
+def test_the_watchdog_is_pinged_while_the_database_answers(tmp_path: Path, sink: Server) -> None:
+    config = service_config(tmp_path, sink.port, ["07:00"])
+    service = Running(config, tmp_path / "n.sock", WATCHDOG_USEC="400000")
+    service.expect("READY=1")
+    service.expect("WATCHDOG=1")
+    service.expect("WATCHDOG=1")
+    code, err = service.stop()
+    assert code == 0, err
