@@ -68,17 +68,22 @@ def code_links(links: Sequence[str]) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A title/abstract pair; ``position`` is its 1-based rank, ``line`` its title line."""
+    """A title/abstract pair; ``position`` is its 1-based rank, ``line`` its title line.
+
+    The paper id and the links are derived once, where the entry is parsed (on
+    ingest that is a reader thread, overlapping the store's indexing).
+    """
 
     position: int
     title: str
     abstract: str
     line: int
     paper_id: str
+    links: tuple[str, ...]
 
     @classmethod
     def of(cls, position: int, title: str, abstract: str, line: int) -> "Entry":
-        return cls(position, title, abstract, line, paper_id(title))
+        return cls(position, title, abstract, line, paper_id(title), tuple(find_links(abstract)))
 
 
 FileStatus = Literal["ingested", "duplicate", "rejected"]

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from digest.models import Entry, find_links, paper_id
+from digest.models import Entry, paper_id
 from digest.store.base import Base, iso
 
 
@@ -89,7 +89,7 @@ class PaperStore(Base):
                 if seq is None:
                     seq = known[entry.paper_id] = next_seq
                     next_seq += 1
-                    links = json.dumps(find_links(entry.abstract))
+                    links = json.dumps(entry.links)
                     papers.append(
                         (seq, entry.paper_id, entry.title, entry.abstract, links, stamp, dump_id)
                     )
