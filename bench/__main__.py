@@ -11,8 +11,11 @@ arguments are wrong (2).
 """
 
 import argparse
+import multiprocessing
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from bench import (
@@ -22,6 +25,7 @@ from bench import (
     Figure,
     Settings,
     cycle,
+    feeds,
     ingest,
     match,
     number,
@@ -38,6 +42,7 @@ STAGES: dict[str, Stage] = {
     "render": render.run,
     "send": send.run,
     "cycle": cycle.run,
+    "feeds": feeds.run,
 }
 
 COLUMNS = ("stage", "figure", "value", "unit", "ceiling", "ratio", "peak MB", "result")
@@ -83,11 +88,21 @@ def parse_args(argv: Sequence[str] | None) -> tuple[list[str], Settings]:
 
 
 def run_stage(name: str, settings: Settings) -> list[Figure] | None:
-    """The stage's figures, each printed as it arrives; None when it could not measure."""
+    """The stage's figures, each printed as it arrives; None when it could not measure.
+
+    Each stage runs in a freshly spawned process of its own, so that what one
+    stage leaves behind (heap, caches, objects for the garbage collector to
+    walk) changes neither the next one's timings nor its peak memory.
+    """
+    spawn = multiprocessing.get_context("spawn")
     try:
-        found = STAGES[name](settings)
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            found = pool.submit(STAGES[name], settings).result()
     except BenchError as err:
         progress(f"[{name}] ERROR: {err}")
+        return None
+    except BrokenProcessPool:
+        progress(f"[{name}] ERROR: the stage's process died")
         return None
     for figure in found:
         print(figure.line(), flush=True)

@@ -279,11 +279,12 @@ def workdir(settings: Settings, stage: str) -> Iterator[Path]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def print_profile(stage: str, what: str, profile: cProfile.Profile, top: int = 25) -> None:
-    """The top functions of a cProfile run, by cumulative and by own time."""
+def print_profile(stage: str, what: str, profile: cProfile.Profile | Path, top: int = 25) -> None:
+    """The top functions of a cProfile run (or of its saved stats), by cumulative and own time."""
     for order in (pstats.SortKey.CUMULATIVE, pstats.SortKey.TIME):
         print(f"\n[{stage}] cProfile of {what}, top {top} by {order.value}:")
-        stats = pstats.Stats(profile, stream=sys.stdout)
+        source = str(profile) if isinstance(profile, Path) else profile
+        stats = pstats.Stats(source, stream=sys.stdout)
         stats.strip_dirs().sort_stats(order).print_stats(top)
 
 
