@@ -13,7 +13,7 @@ are the matches first stored after their last digest (or within
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -110,16 +110,21 @@ def by_day(matches: Sequence[Match]) -> list[tuple[str, int]]:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A subscriber's next digest: the papers in it and how many more matched."""
+    """A subscriber's next digest: the papers in it and how many more matched.
+
+    ``matches`` is ranked; from ``Batch`` it holds only the head of the ranking
+    that can reach the cap (``total`` counts them all).
+    """
 
     subscriber: Subscriber
     window: str
     matches: list[Match]
     capped: list[Match]
+    total: int
 
     @property
     def more(self) -> int:
-        return len(self.matches) - len(self.capped)
+        return self.total - len(self.capped)
 
 
 def pending(
@@ -136,7 +141,7 @@ def pending(
         since=since, after_seq=after_seq, undelivered_to=subscriber.id, fts=to_fts5(node)
     )
     matches = select(node, candidates, stemmer or shared_stemmer())
-    return Pending(subscriber, window, matches, matches[: settings.max_papers])
+    return Pending(subscriber, window, matches, matches[: settings.max_papers], len(matches))
 
 
 def _window(
@@ -196,13 +201,19 @@ class Batch:
         return self.corpus.all & ~((1 << bisect_right(self.seqs, last)) - 1)
 
     def pending(self, subscriber: Subscriber) -> Pending:
-        """The subscriber's next digest, ranked and capped."""
+        """The subscriber's next digest, ranked and capped.
+
+        Terms and relevance are worked out only for the papers that can reach
+        the cap: those trending ahead of the cut and those tied with it.
+        """
         node = compile_filter(subscriber.filter)
-        bits = self.bits(subscriber)
-        found = ranked(
+        papers = self.papers
+        found = sorted(members(self.bits(subscriber)), key=lambda i: _trend(papers[i]))
+        head = _contenders(found, self.settings.max_papers, lambda i: _trend(papers[i]))
+        matches = ranked(
             [
-                Match(self.papers[i], self.corpus.matched(node, i), self.corpus.relevance(node, i))
-                for i in members(bits)
+                Match(papers[i], self.corpus.matched(node, i), self.corpus.relevance(node, i))
+                for i in head
             ]
         )
         last = self.last_seqs.get(subscriber.id)
@@ -211,7 +222,23 @@ class Batch:
             if last is not None
             else f"the last {self.settings.lookback_days} days (no digest yet)"
         )
-        return Pending(subscriber, window, found, found[: self.settings.max_papers])
+        return Pending(subscriber, window, matches, matches[: self.settings.max_papers], len(found))
+
+
+def _trend(paper: PaperRow) -> tuple[int, int]:
+    """The trend part of the ranking: more listings first, then the better position."""
+    return -paper.times_seen, paper.best_position
+
+
+def _contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, int]]) -> list[int]:
+    """The items ahead of the cap's cut in trend order, and those tied with the last one in."""
+    if len(by_trend) <= cap:
+        return by_trend
+    cut = key(by_trend[cap - 1])
+    end = cap
+    while end < len(by_trend) and key(by_trend[end]) == cut:
+        end += 1
+    return by_trend[:end]
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,13 +26,14 @@ from typing import Literal
 from digest.config import Config
 from digest.links import links_for
 from digest.mailer import DeliveryError, Envelope, Outcome, Transport
-from digest.match import Batch, Pending
+from digest.match import Batch, Pending, shared_stemmer
 from digest.models import Subscriber
 from digest.render import DigestContent, Health, Renderer, message_id
 from digest.store import QueuedDigest, Store, iso
 
 Clock = Callable[[], datetime]
 DAILY_GAP = timedelta(hours=20)
+RECORD_CHUNK = 250
 WEEKLY_GAP = timedelta(days=6)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Status = Literal["queued", "sent", "deferred", "failed", "skipped", "dry-run"]
@@ -117,27 +118,40 @@ class Built:
     seqs: list[int]
 
 
+class Builder:
+    """Renders the digests of due subscribers against one batch of candidate papers."""
+
+    def __init__(self, store: Store, config: Config, renderer: Renderer, now: datetime) -> None:
+        self.config = config
+        self.renderer = renderer
+        self.now = now
+        newest = store.max_seq()
+        self.batch = Batch(store, config.digest, now)
+        self.health = _HealthCheck(store, now)
+        self.max_seq = max([newest, *self.batch.seqs])  # the next digests start after it
+
+    def build(self, subscriber: Subscriber) -> Built | DigestReport:
+        """The rendered digest, or the report of a subscriber skipped for having nothing new."""
+        upcoming = self.batch.pending(subscriber)
+        if not upcoming.capped and not self.config.digest.send_empty:
+            return DigestReport(subscriber.email, "skipped", 0, error="no new matching papers")
+        health = self.health.of(subscriber)
+        return _render(self.renderer, self.config, upcoming, health, self.now)
+
+
 def build(
     store: Store, config: Config, renderer: Renderer, due: Sequence[Subscriber], now: datetime
 ) -> tuple[list[Built], list[DigestReport], int]:
-    """Render the digest of each due subscriber; empty ones are skipped unless configured.
+    """Render the digest of each due subscriber at once (``send`` does it in chunks).
 
     Returns the digests, the skipped subscribers' reports and the seq of the
-    newest paper considered (the next digests start after it).
+    newest paper considered.
     """
-    newest = store.max_seq()
-    batch = Batch(store, config.digest, now)
-    health = _HealthCheck(store, now)
-    built, skipped = [], []
-    for subscriber in due:
-        upcoming = batch.pending(subscriber)
-        if not upcoming.capped and not config.digest.send_empty:
-            skipped.append(
-                DigestReport(subscriber.email, "skipped", 0, error="no new matching papers")
-            )
-            continue
-        built.append(_render(renderer, config, upcoming, health.of(subscriber), now))
-    return built, skipped, max([newest, *batch.seqs])
+    builder = Builder(store, config, renderer, now)
+    results = [builder.build(subscriber) for subscriber in due]
+    built = [r for r in results if isinstance(r, Built)]
+    skipped = [r for r in results if isinstance(r, DigestReport)]
+    return built, skipped, builder.max_seq
 
 
 def preview(
@@ -372,26 +386,41 @@ def send(
     renderer: Renderer | None = None,
     stop: threading.Event | None = None,
 ) -> SendReport:
-    """``digest send``: recover, build and record what is due, then deliver what is ready."""
+    """``digest send``: recover, build and record what is due, then deliver what is ready.
+
+    Digests are rendered and recorded ``RECORD_CHUNK`` at a time, so memory
+    stays flat whatever the number of subscribers; each chunk is one
+    transaction, and a crash between chunks leaves the rest due for the next run.
+    """
     now = clock()
     report = SendReport()
     due, report.not_due = due_subscribers(store, config, now, only)
-    built, skipped, max_seq = build(store, config, renderer or Renderer(config), due, now)
-    report.digests.extend(skipped)
+    builder = Builder(store, config, renderer or Renderer(config, stemmer=shared_stemmer()), now)
+    if not dry_run:
+        recover(store, pid_alive)
+    queued: list[DigestReport] = []
+    for start in range(0, len(due), RECORD_CHUNK):
+        results = [builder.build(s) for s in due[start : start + RECORD_CHUNK]]
+        report.digests.extend(r for r in results if isinstance(r, DigestReport))
+        built = [r for r in results if isinstance(r, Built)]
+        if dry_run:
+            report.digests.extend(_dry_run(b) for b in built)
+            continue
+        for recorded in record(store, built, builder.max_seq):
+            (queued if recorded.status == "queued" else report.digests).append(recorded)
     if dry_run:
-        report.digests.extend(
-            DigestReport(b.subscriber.email, "dry-run", len(b.seqs), b.content.message_id)
-            for b in built
-        )
         return report
-    recover(store, pid_alive)
-    queued = {r.message_id: r for r in record(store, built, max_seq)}
-    report.digests.extend(r for r in queued.values() if r.status == "skipped")
     subscriber = store.subscriber(only) if only else None
     try:
         delivered = asyncio.run(deliver(store, config, transport, clock, subscriber, stop))
     except DeliveryError as err:
         report.error = str(err)
-        delivered = [r for r in queued.values() if r.status == "queued"]
+        delivered = queued
     report.digests.extend(delivered)
     return report
+
+
+def _dry_run(built: Built) -> DigestReport:
+    return DigestReport(
+        built.subscriber.email, "dry-run", len(built.seqs), built.content.message_id
+    )

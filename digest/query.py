@@ -21,7 +21,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import Literal, NamedTuple
 
 from digest.errors import QueryError
@@ -376,7 +376,12 @@ class Explanation:
 
 
 class _FieldIndex:
-    """One field of every document: stem -> bits, word -> bits, and stem -> positions."""
+    """One field of every document: stem -> bits, word -> bits, adjacent stem pair -> bits,
+    and stem -> positions (built per document on demand).
+
+    The pair index makes a two-word phrase one lookup and narrows longer ones to
+    the documents holding every pair, so positions are checked only there.
+    """
 
     def __init__(self, analyses: list[Analysis]) -> None:
         self.analyses = analyses
@@ -385,13 +390,18 @@ class _FieldIndex:
         self._positions: dict[int, dict[str, list[int]]] = {}
         stem_docs: dict[str, list[int]] = {}
         word_docs: dict[str, list[int]] = {}
+        pair_docs: dict[tuple[str, str], list[int]] = {}
         for i, analysis in enumerate(analyses):
-            for stem in set(analysis.stems):
+            stems = analysis.stems
+            for stem in set(stems):
                 stem_docs.setdefault(stem, []).append(i)
             for word in set(analysis.words):
                 word_docs.setdefault(word, []).append(i)
+            for pair in set(pairwise(stems)):
+                pair_docs.setdefault(pair, []).append(i)
         self.stems = {stem: _bits(docs) for stem, docs in stem_docs.items()}
         self.words = {word: _bits(docs) for word, docs in word_docs.items()}
+        self.pairs = {pair: _bits(docs) for pair, docs in pair_docs.items()}
         self.sorted_words = sorted(self.words)
 
     def positions(self, i: int) -> dict[str, list[int]]:
@@ -412,10 +422,16 @@ class _FieldIndex:
         return bits
 
     def phrase(self, stems: tuple[str, ...]) -> int:
-        """Documents holding every stem, kept if some start position lines them all up."""
+        """Documents holding every adjacent pair, kept if some start position lines all up."""
+        if len(stems) == 1:
+            return self.stems.get(stems[0], 0)
         candidates = -1
-        for stem in stems:
-            candidates &= self.stems.get(stem, 0)
+        for pair in pairwise(stems):
+            candidates &= self.pairs.get(pair, 0)
+            if not candidates:
+                return 0
+        if len(stems) == 2:
+            return candidates
         bits = 0
         for i in members(candidates):
             if self.starts(stems, i):
