@@ -202,3 +202,12 @@ LINES = st.sampled_from(
 @given(st.lists(LINES, max_size=12))
 def test_arbitrary_line_mixes_give_entries_or_a_dump_error(lines: list[str]) -> None:
     _check_total("\n".join(lines))
+
+
+def test_the_shipped_sample_dumps_are_the_real_seeds(seed_files: list[Path]) -> None:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+    if not shared.is_dir():
+        pytest.skip(f"no {shared} beside the checkout to compare with")
+    assert {p.name: p.read_bytes() for p in seed_files} == {
+        p.name: p.read_bytes() for p in sorted(shared.glob("*.txt"))
+    }
