@@ -1,6 +1,7 @@
 """The service: schedule slots, missed runs from the database, one instance, systemd notify, and
 the whole cycle end to end with real processes."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -148,9 +149,19 @@ class Running:
     def stop(self) -> tuple[int, str]:
         """SIGTERM, then the exit status (within the 10 s the issue allows) and the log."""
         self.process.send_signal(signal.SIGTERM)
-        self.expect("STOPPING=1")
-        _, err = self.process.communicate(timeout=10)
+        try:
+            _, err = self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, err = self.process.communicate()
+            raise AssertionError(f"still running 10 s after SIGTERM:\n{err}") from None
+        self.sock.settimeout(0)
+        said = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                said.append(self.sock.recv(200).decode())
         self.sock.close()
+        assert "STOPPING=1" in said, err
         return self.process.returncode, err
 
 
