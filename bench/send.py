@@ -145,7 +145,7 @@ def prepare(folder: Path, count: int, seed: int) -> Path:
         config = config_for(database)
         due, _ = outbox.due_subscribers(store, config, now)
         built, skipped, max_seq = outbox.build(store, config, Renderer(config), due, now)
-        reports = outbox.record(store, built, max_seq)
+        reports = outbox.record(store, built, max_seq, store.last_digest_times())
     finally:
         store.close()
     queued = sum(1 for r in reports if r.status == "queued")

@@ -17,7 +17,7 @@ import asyncio
 import os
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -94,10 +94,17 @@ def is_due(subscriber: Subscriber, last_built: str | None, config: Config, now: 
 
 
 def due_subscribers(
-    store: Store, config: Config, now: datetime, only: str | None = None
+    store: Store,
+    config: Config,
+    now: datetime,
+    only: str | None = None,
+    last: Mapping[int, str] | None = None,
 ) -> tuple[list[Subscriber], int]:
-    """The active subscribers due a digest now, and how many active ones are not."""
-    last = store.last_digest_times()
+    """The active subscribers due a digest now, and how many active ones are not.
+
+    ``last`` is the snapshot of last-digest times to decide by (read now when None).
+    """
+    last = store.last_digest_times() if last is None else last
     active = [
         s for s in store.subscribers(["active"]) if only is None or s.email.lower() == only.lower()
     ]
@@ -125,6 +132,7 @@ class Builder:
         self.config = config
         self.renderer = renderer
         self.now = now
+        self.last_built = store.last_digest_times()  # read before the batch: see record()
         newest = store.max_seq()
         self.batch = Batch(store, config.digest, now)
         self.health = _HealthCheck(store, now)
@@ -200,11 +208,18 @@ class _HealthCheck:
         return Health(self.last_ingest, self.stale, rejected)
 
 
-def record(store: Store, built: Sequence[Built], max_seq: int) -> list[DigestReport]:
-    """Queue the digests in one transaction; one whose papers another run took is skipped."""
+def record(
+    store: Store, built: Sequence[Built], max_seq: int, last_built: Mapping[int, str]
+) -> list[DigestReport]:
+    """Queue the digests in one transaction, skipping any subscriber who got a digest from
+    another run since ``last_built`` was read (their due-ness was decided on stale data),
+    and any digest whose papers another run took."""
     reports = []
     with store.write():
         for item in built:
+            if store.last_digest_time(item.subscriber.id) != last_built.get(item.subscriber.id):
+                reports.append(_taken(item))
+                continue
             digest_id = store.record_digest(
                 item.subscriber.id,
                 item.content.message_id,
@@ -222,6 +237,11 @@ def record(store: Store, built: Sequence[Built], max_seq: int) -> list[DigestRep
                 )
             )
     return reports
+
+
+def _taken(item: Built) -> DigestReport:
+    message = "already sent a digest by another run"
+    return DigestReport(item.subscriber.email, "skipped", 0, item.content.message_id, message)
 
 
 # deliver -----------------------------------------------------------------------------
@@ -394,8 +414,8 @@ def send(
     """
     now = clock()
     report = SendReport()
-    due, report.not_due = due_subscribers(store, config, now, only)
     builder = Builder(store, config, renderer or Renderer(config, stemmer=shared_stemmer()), now)
+    due, report.not_due = due_subscribers(store, config, now, only, builder.last_built)
     if not dry_run:
         recover(store, pid_alive)
     queued: list[DigestReport] = []
@@ -406,7 +426,7 @@ def send(
         if dry_run:
             report.digests.extend(_dry_run(b) for b in built)
             continue
-        for recorded in record(store, built, builder.max_seq):
+        for recorded in record(store, built, builder.max_seq, builder.last_built):
             (queued if recorded.status == "queued" else report.digests).append(recorded)
     if dry_run:
         return report

@@ -170,6 +170,12 @@ class OutboxStore(Base):
         )
         return {row[0]: row[1] for row in rows}
 
+    def last_digest_time(self, subscriber_id: int) -> str | None:
+        row = self.db.execute(
+            "SELECT MAX(created_at) FROM digests WHERE subscriber_id = ?", [subscriber_id]
+        ).fetchone()
+        return row[0] if row else None
+
     def digest_counts(self) -> dict[str, int]:
         rows = self.db.execute("SELECT status, COUNT(*) FROM digests GROUP BY status")
         return {row[0]: row[1] for row in rows}
