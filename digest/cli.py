@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import click
 
@@ -27,8 +27,6 @@ from digest.links import links_for
 from digest.models import IngestReport, Subscriber
 from digest.render import Renderer
 from digest.store import Store
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass

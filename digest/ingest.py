@@ -17,7 +17,7 @@ from queue import Full, Queue
 from typing import BinaryIO
 
 from digest.dumps import MAX_LINE_BYTES, DumpParser
-from digest.errors import DigestError, DumpError, UsageError
+from digest.errors import DigestError, UsageError
 from digest.models import Entry, FileResult, IngestReport
 from digest.store import Store
 
@@ -209,6 +209,3 @@ def _free_name(target: Path) -> Path:
         candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
         n += 1
     return candidate
-
-
-__all__ = ["DumpError", "collect", "ingest_file", "ingest_files", "ingest_inbox"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.errors import ConfigError, DigestError, QueryError, StoreError, UsageError
+from digest.errors import ConfigError, DigestError, QueryError, UsageError
 from digest.models import FORMATS, FREQUENCIES, STATUSES, Source, Subscriber
 from digest.query import parse
 from digest.store import Store, iso
@@ -237,16 +237,3 @@ def _apply_declared(store: Store, wanted: Wanted, now: datetime) -> None:
         fields["status"] = "active"
     if any(getattr(current, k) != v for k, v in fields.items()):
         store.update_subscriber(current.id, {**fields, "updated_at": iso(now)})
-
-
-__all__ = [
-    "StoreError",
-    "Wanted",
-    "add",
-    "export_csv",
-    "get",
-    "import_csv",
-    "remove",
-    "sync_config",
-    "update",
-]
