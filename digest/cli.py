@@ -1,5 +1,9 @@
 """The ``digest`` command: parse arguments, call one core function, print the result.
 
+Modules that pull in heavy libraries (mail, templates, feeds, the scheduler,
+the web stack) are imported inside the commands that use them, so that
+``digest ingest`` and the other quick commands start fast.
+
 No SQL, SMTP or template code here.  Errors from the core (``DigestError``)
 are printed on one line without a traceback (``-v`` shows it) and set the
 exit status: 2 for usage and config errors, 1 otherwise.
@@ -14,19 +18,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from digest import config as config_module
-from digest import feeds, mailer, match, outbox, pipeline, scheduler, subscribers
 from digest import ingest as ingest_module
+from digest import match, subscribers
 from digest.config import Config
 from digest.errors import DigestError, UsageError
 from digest.links import links_for
 from digest.models import IngestReport, Subscriber
-from digest.render import Renderer
 from digest.store import Store
+
+if TYPE_CHECKING:
+    from digest.outbox import SendReport
 
 
 @dataclass
@@ -486,6 +492,9 @@ def preview_command(app: App, email: str, as_text: bool) -> None:
     """Print the digest EMAIL would get now (HTML by default); records and sends nothing."""
     with _errors(app):
         subscriber = subscribers.get(app.store, email)
+        from digest import outbox
+        from digest.render import Renderer
+
         renderer = Renderer(app.config)
         built = outbox.preview(app.store, app.config, renderer, subscriber, now())
         body = renderer.text(built.content) if as_text else renderer.html(built.content)
@@ -507,6 +516,8 @@ def send_command(app: App, dry_run: bool, email: str | None, as_json: bool) -> N
     with _errors(app):
         if email is not None:
             subscribers.get(app.store, email)
+        from digest import mailer, outbox
+
         transport = mailer.transport_for(app.config.delivery, app.config.smtp)
         report = outbox.send(app.store, app.config, transport, now, only=email, dry_run=dry_run)
     if as_json:
@@ -519,7 +530,7 @@ def send_command(app: App, dry_run: bool, email: str | None, as_json: bool) -> N
         sys.exit(1)
 
 
-def _print_send(report: outbox.SendReport) -> None:
+def _print_send(report: "SendReport") -> None:
     for d in report.digests:
         line = f"{d.status:<9} {d.email}: {d.papers} papers"
         click.echo(
@@ -534,7 +545,9 @@ def _point_at_newest(config: Config) -> None:
     if config.delivery.backend != "maildir":
         return
     target = config.delivery.maildir / "latest.html"
-    if mailer.latest_html(config.delivery.maildir, target):
+    from digest.mailer import latest_html
+
+    if latest_html(config.delivery.maildir, target):
         click.echo(f"newest digest: open file://{target}")
 
 
@@ -560,10 +573,14 @@ def run_command(app: App, once: bool) -> None:
             logging.getLogger().setLevel(app.config.log.level.upper())
         app.store  # noqa: B018  (opens, migrates and syncs config subscribers before any job)
         if once:
+            from digest import pipeline
+
             report = pipeline.run_once(app.config, lambda: datetime.now(app.config.schedule.zone))
             _point_at_newest(app.config)
             sys.exit(1 if report.failed else 0)
-        sys.exit(scheduler.Service(app.config, app.config_path).run())
+        from digest.scheduler import Service
+
+        sys.exit(Service(app.config, app.config_path).run())
 
 
 @cli.command("serve")
@@ -594,7 +611,9 @@ def feeds_group() -> None:
 def feeds_build(app: App, as_json: bool) -> None:
     """Write the public feeds (and private ones when [feeds] private_static) into [feeds] dir."""
     with _errors(app):
-        written = feeds.build_all(app.store, app.config)
+        from digest.feeds import build_all
+
+        written = build_all(app.store, app.config)
     if as_json:
         _emit_json([{"path": str(path), "entries": entries} for path, entries in written])
         return

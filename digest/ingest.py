@@ -9,11 +9,9 @@ between the two leaves a file that the next run recognises as a duplicate.
 """
 
 import hashlib
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from queue import Full, Queue
 from typing import BinaryIO
 
 from digest.dumps import MAX_LINE_BYTES, DumpParser
@@ -26,7 +24,6 @@ PROCESSED = "processed"
 FAILED = "failed"
 _CHUNK = 1 << 20
 BATCH = 900
-READ_AHEAD = 4
 
 
 def collect(paths: list[Path]) -> list[Path]:
@@ -106,7 +103,7 @@ def _store_dump(
     with store.write(), path.open("rb") as handle:
         dump_id = store.add_dump(path.name, sha256, now)
         entries = parser.parse(_lines(handle, progress))
-        counts = store.add_entries(dump_id, _read_ahead(_batches(entries)), now)
+        counts = store.add_entries(dump_id, _batches(entries), now)
         store.finish_dump(dump_id, parser.listing_date, counts)
     return FileResult(
         str(path), "ingested", counts.entries, counts.new, counts.seen, dump_id=dump_id
@@ -122,53 +119,6 @@ def _batches(entries: Iterator[Entry]) -> Iterator[list[Entry]]:
             batch = []
     if batch:
         yield batch
-
-
-def _read_ahead(batches: Iterator[list[Entry]]) -> Iterator[list[Entry]]:
-    """Parse the next batches in a thread while the store indexes this one.
-
-    FTS5 tokenising, the bulk of the cost, runs in SQLite without Python's
-    lock, so on a second core parsing is nearly free.  Errors (a rejected
-    line) reach the caller in order, at the batch where they happened.
-    """
-    queue: Queue[list[Entry] | BaseException | None] = Queue(maxsize=READ_AHEAD)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not _offer(queue, batch, stop):
-                    return
-        except BaseException as err:  # handed to the consumer, which re-raises it
-            _offer(queue, err, stop)
-            return
-        _offer(queue, None, stop)
-
-    worker = threading.Thread(target=produce, name="dump-reader", daemon=True)
-    worker.start()
-    try:
-        while (item := queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
-def _offer(
-    queue: "Queue[list[Entry] | BaseException | None]",
-    item: list[Entry] | BaseException | None,
-    stop: threading.Event,
-) -> bool:
-    """Put unless the consumer has gone away; False when it has."""
-    while not stop.is_set():
-        try:
-            queue.put(item, timeout=0.1)
-            return True
-        except Full:
-            continue
-    return False
 
 
 def file_hash(path: Path) -> str:

@@ -70,8 +70,7 @@ def code_links(links: Sequence[str]) -> tuple[tuple[str, str], ...]:
 class Entry:
     """A title/abstract pair; ``position`` is its 1-based rank, ``line`` its title line.
 
-    The paper id and the links are derived once, where the entry is parsed (on
-    ingest that is a reader thread, overlapping the store's indexing).
+    The paper id and the links are derived once, where the entry is parsed.
     """
 
     position: int

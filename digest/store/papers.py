@@ -75,8 +75,8 @@ class PaperStore(Base):
     ) -> DumpCounts:
         """Record each entry as a sighting, creating (and indexing) papers not seen before.
 
-        Each batch is indexed as it comes, so a caller that prepares the next
-        batch in another thread overlaps that work with FTS5 tokenising here.
+        Each batch is indexed as it comes (FTS5 from the rows just written), so
+        memory stays flat however long the dump.
         """
         stamp = iso(now)
         next_seq = self._next_seq()
