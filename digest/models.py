@@ -9,7 +9,6 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
-_SPACE = re.compile(r"\s+")
 _URL = re.compile(r"https?://[^\s{}<>\"'\\|^`\[\]]+")
 _URL_TAIL = ".,;:!?)'\""
 
@@ -18,7 +17,7 @@ def normalize_title(title: str) -> str:
     """The identity of a paper: NFKC, case-folded, whitespace collapsed."""
     if not title.isascii():
         title = unicodedata.normalize("NFKC", title)
-    return _SPACE.sub(" ", title.casefold()).strip()
+    return " ".join(title.casefold().split())
 
 
 def paper_id(title: str) -> str:

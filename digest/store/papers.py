@@ -89,7 +89,7 @@ class PaperStore(Base):
                 if seq is None:
                     seq = known[entry.paper_id] = next_seq
                     next_seq += 1
-                    links = json.dumps(entry.links)
+                    links = json.dumps(entry.links) if entry.links else "[]"
                     papers.append(
                         (seq, entry.paper_id, entry.title, entry.abstract, links, stamp, dump_id)
                     )
