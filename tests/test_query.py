@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from digest.dumps import parse as parse_dump
 from digest.errors import QueryError
 from digest.query import (
     And,
@@ -28,30 +29,14 @@ from digest.query import (
 from digest.tokens import FTS_TOKENIZE, Analysis, Stemmer
 
 DUMPS = Path(__file__).resolve().parent.parent / "examples" / "dumps"
-HEADERS = {
-    "new",
-    "Get trending papers in your email inbox!",
-    "Get trending papers in your email inbox once a day!",
-    "Subscribe",
-    "Daily Papers",
-    "byAK and the research community",
-}
-DATE = re.compile(r"[A-Z][a-z]{2} \d{1,2}")
 
 
 def seed_papers() -> list[tuple[str, str]]:
     """Distinct (title, abstract) pairs of the seed dumps, in first-seen order."""
     papers: dict[str, str] = {}
     for path in sorted(DUMPS.glob("*.txt")):
-        body: list[str] = []
-        for line in filter(None, map(str.strip, path.read_text(encoding="utf-8").splitlines())):
-            if not body and (line in HEADERS or DATE.fullmatch(line)):
-                continue
-            if not body and line.startswith("Subscribe"):
-                line = line.removeprefix("Subscribe")
-            body.append(line)
-        for title, abstract in zip(body[::2], body[1::2], strict=True):
-            papers.setdefault(title, abstract)
+        for entry in parse_dump(path.read_bytes(), path.name).entries:
+            papers.setdefault(entry.title, entry.abstract)
     return list(papers.items())
 
 
