@@ -57,9 +57,9 @@ from bench.workload import (
     write_papers,
 )
 from digest.config import Config, DigestConfig
-from digest.links import links_for
 from digest.match import Batch
-from digest.render import MAX_BYTES, DigestContent, Health, Renderer, message_id
+from digest.outbox import digest_content
+from digest.render import MAX_BYTES, DigestContent, Health, Renderer
 
 STAGE = "render"
 FULL_MESSAGES = 10_000
@@ -129,7 +129,7 @@ def run(settings: Settings) -> list[Figure]:
 
 
 def prepare(folder: Path, config: Config, count: int, settings: Settings) -> list[DigestContent]:
-    """``count`` digests of 10 papers for varied subscribers, as ``outbox.build`` makes them."""
+    """``count`` digests of 10 papers for varied subscribers, as the outbox makes them."""
     start = time.perf_counter()
     now = utc_now()
     window = min(WINDOW_PAPERS, max(count, 4 * PAPERS))
@@ -142,23 +142,12 @@ def prepare(folder: Path, config: Config, count: int, settings: Settings) -> lis
         health = Health(store.last_ingest_at(), stale=False, rejected_since_last=0)
     finally:
         store.close()
-    sender = config.delivery.from_
     contents = []
     for subscriber in subscribers:
         upcoming = batch.pending(subscriber)
         if len(upcoming.capped) != PAPERS:
             raise BenchError(f"{subscriber.filter!r} gives {len(upcoming.capped)} papers")
-        contents.append(
-            DigestContent(
-                subscriber=subscriber,
-                matches=upcoming.capped,
-                more=upcoming.more,
-                links=links_for(subscriber, config.web.base_url, sender),
-                health=health,
-                created_at=now,
-                message_id=message_id(subscriber, [m.paper.id for m in upcoming.capped], sender),
-            )
-        )
+        contents.append(digest_content(config, upcoming, health, now))
     note(
         STAGE,
         f"{len(contents):,} digests of {PAPERS} papers from {window:,} new papers, "

@@ -170,12 +170,13 @@ def preview(
     return _render(renderer, config, upcoming, _HealthCheck(store, now).of(subscriber), now)
 
 
-def _render(
-    renderer: Renderer, config: Config, upcoming: Pending, health: Health, now: datetime
-) -> Built:
+def digest_content(
+    config: Config, upcoming: Pending, health: Health, now: datetime
+) -> DigestContent:
+    """What goes into one subscriber's digest, before rendering."""
     subscriber = upcoming.subscriber
     sender = config.delivery.from_
-    content = DigestContent(
+    return DigestContent(
         subscriber=subscriber,
         matches=upcoming.capped,
         more=upcoming.more,
@@ -184,8 +185,13 @@ def _render(
         created_at=now,
         message_id=message_id(subscriber, _identity(upcoming, now), sender),
     )
-    fitted, data = renderer.fit(content)
-    return Built(subscriber, fitted, data, [m.paper.seq for m in fitted.matches])
+
+
+def _render(
+    renderer: Renderer, config: Config, upcoming: Pending, health: Health, now: datetime
+) -> Built:
+    fitted, data = renderer.fit(digest_content(config, upcoming, health, now))
+    return Built(upcoming.subscriber, fitted, data, [m.paper.seq for m in fitted.matches])
 
 
 def _identity(upcoming: Pending, now: datetime) -> list[str]:
