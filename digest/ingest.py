@@ -1,29 +1,27 @@
 """Ingest: dump files and folders into the store, one transaction per file.
 
 A file is hashed first (same content, same dump: recognised and skipped), then
-streamed line by line through the parser into the store; any error rolls the
-whole file back and is recorded as a rejection.  The inbox mode moves each
+streamed in batches from the parser into the store (``dump_reader``: a big file
+is parsed by a worker process, in parallel with the store's writes); any error
+in the file rolls the whole of it back and is recorded as a rejection.  The inbox mode moves each
 file to ``processed/`` or, when rejected, to ``failed/`` with the error in a
 ``.error`` file beside it, after the database has committed, so a crash
 between the two leaves a file that the next run recognises as a duplicate.
 """
 
 import hashlib
-from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
-from digest.dumps import MAX_LINE_BYTES, DumpParser
+from digest.dump_reader import Batches, Progress, WorkerError, read_batches
 from digest.errors import DigestError, UsageError
-from digest.models import Entry, FileResult, IngestReport
+from digest.models import FileResult, IngestReport
 from digest.store import Store
 
-Progress = Callable[[int], None]
 PROCESSED = "processed"
 FAILED = "failed"
 _CHUNK = 1 << 20
-BATCH = 900
 
 
 def collect(paths: list[Path]) -> list[Path]:
@@ -76,49 +74,45 @@ def ingest_inbox(
 def ingest_file(
     store: Store, path: Path, now: datetime, progress: Progress | None = None
 ) -> FileResult:
-    """Store one dump whole, or record why not."""
+    """Store one dump whole, or record why not.
+
+    The batches are opened before the file is hashed, so that a big file's
+    parser process starts up while this one reads the file for its hash.
+    """
+    sha256 = ""
     try:
-        sha256 = file_hash(path)
-    except OSError as err:
-        return FileResult(str(path), "rejected", error=f"{path}: cannot read: {err.strerror}")
-    known = store.dump_by_hash(sha256)
-    if known is not None:
-        _advance(progress, path)
-        entries = int(known["entries"])
-        return FileResult(str(path), "duplicate", entries, 0, entries, dump_id=int(known["id"]))
-    try:
-        result = _store_dump(store, path, sha256, now, progress)
+        with read_batches(path, progress) as batches:
+            sha256 = file_hash(path)
+            known = store.dump_by_hash(sha256)
+            if known is not None:
+                return _duplicate(path, known, progress)
+            return _store_dump(store, path, sha256, batches, now)
+    except WorkerError:
+        raise
     except DigestError as err:
         store.add_rejection(path.name, sha256, str(err), now)
         return FileResult(str(path), "rejected", error=str(err))
     except OSError as err:
         return FileResult(str(path), "rejected", error=f"{path}: cannot read: {err.strerror}")
-    return result
+
+
+def _duplicate(path: Path, known: dict[str, Any], progress: Progress | None) -> FileResult:
+    if progress is not None:
+        progress(path.stat().st_size)
+    entries = int(known["entries"])
+    return FileResult(str(path), "duplicate", entries, 0, entries, dump_id=int(known["id"]))
 
 
 def _store_dump(
-    store: Store, path: Path, sha256: str, now: datetime, progress: Progress | None
+    store: Store, path: Path, sha256: str, batches: Batches, now: datetime
 ) -> FileResult:
-    parser = DumpParser(str(path))
-    with store.write(), path.open("rb") as handle:
+    with store.write():
         dump_id = store.add_dump(path.name, sha256, now)
-        entries = parser.parse(_lines(handle, progress))
-        counts = store.add_entries(dump_id, _batches(entries), now)
-        store.finish_dump(dump_id, parser.listing_date, counts)
+        counts = store.add_entries(dump_id, batches, now)
+        store.finish_dump(dump_id, batches.listing_date, counts)
     return FileResult(
         str(path), "ingested", counts.entries, counts.new, counts.seen, dump_id=dump_id
     )
-
-
-def _batches(entries: Iterator[Entry]) -> Iterator[list[Entry]]:
-    batch: list[Entry] = []
-    for entry in entries:
-        batch.append(entry)
-        if len(batch) == BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def file_hash(path: Path) -> str:
@@ -127,19 +121,6 @@ def file_hash(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _lines(handle: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
-    """Lines of at most MAX_LINE_BYTES, so one huge line cannot exhaust memory."""
-    while line := handle.readline(MAX_LINE_BYTES):
-        if progress is not None:
-            progress(len(line))
-        yield line
-
-
-def _advance(progress: Progress | None, path: Path) -> None:
-    if progress is not None:
-        progress(path.stat().st_size)
 
 
 def _file_away(path: Path, inbox: Path, result: FileResult) -> Path:

@@ -76,45 +76,48 @@ class PaperStore(Base):
         """Record each entry as a sighting, creating (and indexing) papers not seen before.
 
         Each batch is indexed as it comes (FTS5 from the rows just written), so
-        memory stays flat however long the dump.
+        memory stays flat however long the dump.  Papers are inserted first and
+        looked up only when some of them were already stored, which in a big
+        dump of new papers saves a query per batch.
         """
         stamp = iso(now)
         next_seq = self._next_seq()
         total = new = 0
         for batch in batches:
-            known = self._seqs_of({e.paper_id for e in batch})
-            papers, sightings = [], []
-            for entry in batch:
-                seq = known.get(entry.paper_id)
-                if seq is None:
-                    seq = known[entry.paper_id] = next_seq
+            seqs: dict[str, int] = {}
+            papers: list[tuple[Any, ...]] = []
+            for _position, title, abstract, _line, pid, links in batch:
+                if pid not in seqs:
+                    seqs[pid] = next_seq
+                    links_json = json.dumps(links) if links else "[]"
+                    papers.append((next_seq, pid, title, abstract, links_json, stamp, dump_id))
                     next_seq += 1
-                    links = json.dumps(entry.links) if entry.links else "[]"
-                    papers.append(
-                        (seq, entry.paper_id, entry.title, entry.abstract, links, stamp, dump_id)
-                    )
-                sightings.append((dump_id, entry.position, seq))
-            self._insert(papers, sightings)
+            added = self._insert_papers(papers)
+            if added < len(papers):
+                seqs = self._seqs_of(set(seqs))
+            sightings = [(dump_id, entry.position, seqs[entry.paper_id]) for entry in batch]
+            self.db.conn.executemany(
+                "INSERT INTO sightings (dump_id, position, paper_seq) VALUES (?, ?, ?)", sightings
+            )
             total += len(batch)
-            new += len(papers)
+            new += added
         return DumpCounts(total, new, total - new)
 
-    def _insert(self, papers: list[tuple[Any, ...]], sightings: list[tuple[int, int, int]]) -> None:
+    def _insert_papers(self, papers: list[tuple[Any, ...]]) -> int:
+        """Insert the papers whose id is not stored yet, and index them; how many that was."""
         conn = self.db.conn
-        conn.executemany(
+        added = conn.executemany(
             "INSERT INTO papers (seq, id, title, abstract, links, first_seen, first_dump) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
             papers,
-        )
-        if papers:
+        ).rowcount
+        if added:
             conn.execute(
                 "INSERT INTO papers_fts (rowid, title, abstract) "
                 "SELECT seq, title, abstract FROM papers WHERE seq BETWEEN ? AND ?",
                 [papers[0][0], papers[-1][0]],
             )
-        conn.executemany(
-            "INSERT INTO sightings (dump_id, position, paper_seq) VALUES (?, ?, ?)", sightings
-        )
+        return added
 
     def finish_dump(self, dump_id: int, listing_date: str | None, counts: DumpCounts) -> None:
         self.db.execute(
