@@ -1,13 +1,15 @@
 """The dump parser: every rule of DUMP_FORMAT.md, on the real seeds and on crafted input."""
 
+import io
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.dumps import ABSTRACT_MIN, MAX_LINE_BYTES, TITLE_MAX, Dump, parse
+from digest.dumps import ABSTRACT_MIN, MAX_LINE_BYTES, TITLE_MAX, Dump, DumpParser, parse
 from digest.errors import DumpError
+from digest.models import Entry
 
 ABSTRACT = (
     "We study how trending papers are listed and propose a parser that keeps every entry "
@@ -211,3 +213,20 @@ def test_the_shipped_sample_dumps_are_the_real_seeds(seed_files: list[Path]) -> 
     assert {p.name: p.read_bytes() for p in seed_files} == {
         p.name: p.read_bytes() for p in sorted(shared.glob("*.txt"))
     }
+
+
+def _outcome(lines: list[bytes] | list[str]) -> list[Entry] | str:
+    try:
+        return list(DumpParser("dump.txt").parse(lines))
+    except DumpError as err:
+        return str(err)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(LINES, st.text(max_size=30)), max_size=12))
+def test_lines_as_bytes_and_lines_as_text_are_judged_alike(lines: list[str]) -> None:
+    """Bytes lines take the parser's fast path, text lines the careful one: same verdict."""
+    text = "\n".join(lines) + "\n"
+    as_bytes = io.BytesIO(text.encode()).readlines()
+    as_text = [line + "\n" for line in text.split("\n")[:-1]]
+    assert _outcome(as_bytes) == _outcome(as_text)

@@ -1,0 +1,136 @@
+"""Reading a dump in batches: here for a small file, in a parser process for a big one, alike."""
+
+import os
+import signal
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from digest.dump_reader import BATCH, WORKER_MIN_BYTES, WorkerError, read_batches
+from digest.dumps import parse
+from digest.errors import DumpError
+from digest.ingest import ingest_file
+from digest.models import Entry
+from digest.store import Store
+
+from .test_dumps import ABSTRACT, REJECTED
+from .test_ingest import table_counts
+
+HERE = 1 << 40
+IN_WORKER = 0
+BOTH = pytest.mark.parametrize("worker_min_bytes", [HERE, IN_WORKER], ids=["here", "worker"])
+LONG_ABSTRACT = " ".join([ABSTRACT] * 4)
+
+
+def read_all(path: Path, worker_min_bytes: int) -> tuple[list[Entry], str | None]:
+    with read_batches(path, worker_min_bytes=worker_min_bytes) as batches:
+        entries = [entry for batch in batches for entry in batch]
+        return entries, batches.listing_date
+
+
+def write_dump(path: Path, entries: int) -> Path:
+    lines = (f"Paper number {i}\n{LONG_ABSTRACT}\n" for i in range(entries))
+    path.write_text("Daily Papers\nNov 24\n" + "".join(lines), encoding="utf-8")
+    return path
+
+
+def worker_pids() -> list[int]:
+    """Parser processes started by this test process, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"digest.dump_reader" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_every_seed_reads_the_same_here_and_in_the_parser_process(seed_files: list[Path]) -> None:
+    for path in seed_files:
+        parsed = parse(path.read_bytes(), str(path))
+        expected = (parsed.entries, parsed.listing_date)
+        assert read_all(path, HERE) == expected
+        assert read_all(path, IN_WORKER) == expected
+
+
+@BOTH
+def test_batches_are_full_but_the_last_and_progress_adds_up_to_the_file_size(
+    tmp_path: Path, worker_min_bytes: int
+) -> None:
+    path = write_dump(tmp_path / "big.txt", 2 * BATCH + 100)
+    progress: list[int] = []
+    with read_batches(path, progress.append, worker_min_bytes=worker_min_bytes) as batches:
+        sizes = [len(batch) for batch in batches]
+        assert batches.listing_date == "Nov 24"
+    assert sizes == [BATCH, BATCH, 100]
+    assert sum(progress) == path.stat().st_size
+
+
+@pytest.mark.parametrize(("content", "line", "reason"), REJECTED.values(), ids=REJECTED.keys())
+def test_a_bad_dump_gets_the_same_error_from_the_parser_process(
+    tmp_path: Path, content: str | bytes, line: int, reason: str
+) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DumpError) as here:
+        read_all(path, HERE)
+    with pytest.raises(DumpError) as there:
+        read_all(path, IN_WORKER)
+    assert str(there.value) == str(here.value)
+    assert (there.value.line, there.value.source) == (line, str(path))
+    assert reason in str(there.value)
+
+
+@BOTH
+def test_an_unreadable_file_is_an_os_error(tmp_path: Path, worker_min_bytes: int) -> None:
+    folder = tmp_path / "a-folder.txt"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        read_all(folder, worker_min_bytes)
+
+
+def test_the_parser_process_is_gone_when_reading_stops_early(tmp_path: Path) -> None:
+    path = write_dump(tmp_path / "big.txt", 3 * BATCH)
+    with read_batches(path, worker_min_bytes=IN_WORKER) as batches:
+        next(iter(batches))
+        assert len(worker_pids()) == 1
+    assert worker_pids() == []
+
+
+def test_a_dump_big_enough_for_the_parser_process_is_stored_whole(
+    store: Store, tmp_path: Path, now: datetime
+) -> None:
+    path = write_dump(tmp_path / "big.txt", 5_000)
+    assert path.stat().st_size >= WORKER_MIN_BYTES
+    result = ingest_file(store, path, now)
+    assert (result.status, result.entries, result.new) == ("ingested", 5_000, 5_000)
+    assert table_counts(store) == {"papers": 5_000, "dumps": 1, "sightings": 5_000, "fts": 5_000}
+    listing = store.db.execute("SELECT listing_date FROM dumps WHERE id = ?", [result.dump_id])
+    assert listing.fetchone() == ("Nov 24",)
+
+
+def test_a_parser_process_killed_mid_ingest_stores_nothing_and_says_so(
+    store: Store, tmp_path: Path, now: datetime
+) -> None:
+    path = write_dump(tmp_path / "big.txt", 5_000)
+    before = table_counts(store)
+    killed: list[int] = []
+
+    def kill_the_worker_after_the_first_batch(_bytes: int) -> None:
+        if not killed:
+            killed.extend(worker_pids())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    with pytest.raises(WorkerError) as caught:
+        ingest_file(store, path, now, kill_the_worker_after_the_first_batch)
+    assert len(killed) == 1
+    assert f"{path}: the parser process stopped (exit status -9" in str(caught.value)
+    assert "nothing was stored" in str(caught.value)
+    assert table_counts(store) == before
+    assert store.db["rejections"].count == 0
+    assert worker_pids() == []
