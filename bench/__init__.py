@@ -15,6 +15,7 @@ child's own peak resident memory and CPU time (``RUSAGE_CHILDREN``).
 import ctypes
 import gc
 import json
+import os
 import re
 import resource
 import subprocess
@@ -210,11 +211,23 @@ with open(sys.argv[1], "w") as out:
 """
 
 
-def run_measured(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None) -> ChildRun:
-    """Run ``argv`` in a fresh process: its wall time, peak RSS and CPU time, and its output."""
+def run_measured(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    keep_stdout: bool = True,
+) -> ChildRun:
+    """Run ``argv`` in a fresh process: its wall time, peak RSS and CPU time, and its output.
+
+    The peak is that of the largest process among it and its own children;
+    the CPU time is theirs all together.  ``keep_stdout=False`` sends a large
+    binary output to /dev/null.
+    """
     report, out_path, err_path = (cwd / f".bench-{n}" for n in ("usage", "stdout", "stderr"))
     wrapper = [sys.executable, "-S", "-c", _WRAPPER, str(report), *argv]
-    with out_path.open("wb") as out, err_path.open("wb") as err:
+    target = out_path if keep_stdout else Path(os.devnull)
+    with target.open("wb") as out, err_path.open("wb") as err:
         subprocess.run(wrapper, cwd=cwd, env=env, stdout=out, stderr=err, check=True)
     code, seconds, maxrss, cpu = json.loads(report.read_text(encoding="utf-8"))
     run = ChildRun(
@@ -222,11 +235,11 @@ def run_measured(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None =
         peak_mb=_maxrss_bytes(maxrss) / MB,
         cpu_seconds=cpu,
         exit_code=code,
-        stdout=out_path.read_text(encoding="utf-8", errors="replace"),
+        stdout=out_path.read_text(encoding="utf-8", errors="replace") if keep_stdout else "",
         stderr=err_path.read_text(encoding="utf-8", errors="replace"),
     )
     for path in (report, out_path, err_path):
-        path.unlink()
+        path.unlink(missing_ok=True)
     return run
 
 
