@@ -17,6 +17,7 @@ import fcntl
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -212,12 +213,19 @@ def serve(path: str, out: BinaryIO) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """The worker's entry point.  It ignores SIGTERM and SIGINT: systemd signals
+    the whole service and a terminal the whole process group, and the ingest in
+    hand should still finish.  It ends at the end of the file, when its reader
+    goes away (a broken pipe), or when its parent kills it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if len(argv) != 1:
         print(f"usage: python -m {__name__} DUMP_FILE  (writes frames for ingest)", file=sys.stderr)
         return 2
     try:
         serve(argv[0], sys.stdout.buffer)
-    except (BrokenPipeError, KeyboardInterrupt):
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 1
     return 0
 

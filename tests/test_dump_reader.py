@@ -134,3 +134,21 @@ def test_a_parser_process_killed_mid_ingest_stores_nothing_and_says_so(
     assert table_counts(store) == before
     assert store.db["rejections"].count == 0
     assert worker_pids() == []
+
+
+def test_sigterm_to_the_parser_process_lets_the_ingest_in_hand_finish(
+    store: Store, tmp_path: Path, now: datetime
+) -> None:
+    """systemd sends SIGTERM to every process of the service; the service finishes its work."""
+    path = write_dump(tmp_path / "big.txt", 5_000)
+    signalled: list[int] = []
+
+    def terminate_the_worker_after_the_first_batch(_bytes: int) -> None:
+        if not signalled:
+            signalled.extend(worker_pids())
+            for pid in signalled:
+                os.kill(pid, signal.SIGTERM)
+
+    result = ingest_file(store, path, now, terminate_the_worker_after_the_first_batch)
+    assert len(signalled) == 1
+    assert (result.status, result.new) == ("ingested", 5_000)
