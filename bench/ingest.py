@@ -48,6 +48,7 @@ from pathlib import Path
 
 from bench import BenchError, ChildRun, Figure, Settings, Target, progress, run_measured
 from bench.dumpgen import DumpInfo, load_corpus, write_dump
+from digest.dump_reader import WORKER_MIN_BYTES, worker_argv
 from digest.dumps import DumpParser
 from digest.models import find_links, paper_id
 from digest.tokens import FTS_TOKENIZE
@@ -128,8 +129,13 @@ def measure_rounds(folder: Path, dump: DumpInfo, settings: Settings) -> Rounds:
 
 
 def measure_worker_peak(folder: Path, dump: DumpInfo) -> float:
-    """The parser process on its own, its frames thrown away: its peak resident memory."""
-    argv = [sys.executable, "-m", "digest.dump_reader", str(dump.path)]
+    """The parser process on its own, its frames thrown away: its peak resident memory.
+
+    Zero when the dump is too small for digest to start one.
+    """
+    if dump.path.stat().st_size < WORKER_MIN_BYTES:
+        return 0.0
+    argv = worker_argv(dump.path, sys.stdout.fileno())
     child = run_measured(argv, folder, child_env(), keep_stdout=False)
     if child.exit_code != 0:
         raise BenchError(f"the parser process exited {child.exit_code}: {child.stderr[-2000:]}")

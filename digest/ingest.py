@@ -10,15 +10,24 @@ between the two leaves a file that the next run recognises as a duplicate.
 """
 
 import hashlib
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from digest.dump_reader import Batches, Progress, WorkerError, read_batches
+from digest.dump_reader import (
+    NO_WORKER,
+    WORKER_MIN_BYTES,
+    Batches,
+    Progress,
+    WorkerError,
+    read_batches,
+)
 from digest.errors import DigestError, UsageError
 from digest.models import FileResult, IngestReport
 from digest.store import Store
 
+log = logging.getLogger(__name__)
 PROCESSED = "processed"
 FAILED = "failed"
 _CHUNK = 1 << 20
@@ -76,12 +85,24 @@ def ingest_file(
 ) -> FileResult:
     """Store one dump whole, or record why not.
 
-    The batches are opened before the file is hashed, so that a big file's
-    parser process starts up while this one reads the file for its hash.
+    Should a big file's parser process die (killed, out of memory), the
+    transaction is rolled back and the file parsed again in this process.
     """
+    try:
+        return _ingest_file(store, path, now, progress, WORKER_MIN_BYTES)
+    except WorkerError as err:
+        log.warning("%s; parsing the file in this process instead", err)
+        return _ingest_file(store, path, now, progress, NO_WORKER)
+
+
+def _ingest_file(
+    store: Store, path: Path, now: datetime, progress: Progress | None, worker_min_bytes: int
+) -> FileResult:
+    """The batches are opened before the file is hashed, so that a big file's
+    parser process starts up while this one reads the file for its hash."""
     sha256 = ""
     try:
-        with read_batches(path, progress) as batches:
+        with read_batches(path, progress, worker_min_bytes=worker_min_bytes) as batches:
             sha256 = file_hash(path)
             known = store.dump_by_hash(sha256)
             if known is not None:

@@ -2,6 +2,8 @@
 
 import os
 import signal
+import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -44,7 +46,7 @@ def worker_pids() -> list[int]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and b"digest.dump_reader" in cmdline:
+        if int(fields[1]) == os.getpid() and b"digest.dump_reader import main" in cmdline:
             found.append(int(stat.parent.name))
     return found
 
@@ -113,42 +115,90 @@ def test_a_dump_big_enough_for_the_parser_process_is_stored_whole(
     assert listing.fetchone() == ("Nov 24",)
 
 
-def test_a_parser_process_killed_mid_ingest_stores_nothing_and_says_so(
-    store: Store, tmp_path: Path, now: datetime
-) -> None:
-    path = write_dump(tmp_path / "big.txt", 5_000)
-    before = table_counts(store)
-    killed: list[int] = []
-
-    def kill_the_worker_after_the_first_batch(_bytes: int) -> None:
-        if not killed:
-            killed.extend(worker_pids())
-            for pid in killed:
-                os.kill(pid, signal.SIGKILL)
-
-    with pytest.raises(WorkerError) as caught:
-        ingest_file(store, path, now, kill_the_worker_after_the_first_batch)
-    assert len(killed) == 1
-    assert f"{path}: the parser process stopped (exit status -9" in str(caught.value)
-    assert "nothing was stored" in str(caught.value)
-    assert table_counts(store) == before
-    assert store.db["rejections"].count == 0
-    assert worker_pids() == []
-
-
-def test_sigterm_to_the_parser_process_lets_the_ingest_in_hand_finish(
-    store: Store, tmp_path: Path, now: datetime
-) -> None:
-    """systemd sends SIGTERM to every process of the service; the service finishes its work."""
-    path = write_dump(tmp_path / "big.txt", 5_000)
+def kill_the_worker_once(signum: int = signal.SIGKILL) -> tuple[list[int], Callable[[int], None]]:
+    """A progress callback that sends ``signum`` to the parser process at the first batch."""
     signalled: list[int] = []
 
-    def terminate_the_worker_after_the_first_batch(_bytes: int) -> None:
+    def progress(_bytes: int) -> None:
         if not signalled:
             signalled.extend(worker_pids())
             for pid in signalled:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, signum)
 
-    result = ingest_file(store, path, now, terminate_the_worker_after_the_first_batch)
+    return signalled, progress
+
+
+def test_a_killed_parser_process_is_a_worker_error_naming_the_file(tmp_path: Path) -> None:
+    path = write_dump(tmp_path / "big.txt", 5_000)
+    killed, progress = kill_the_worker_once()
+    with (
+        pytest.raises(WorkerError) as caught,
+        read_batches(path, progress, worker_min_bytes=IN_WORKER) as batches,
+    ):
+        for _batch in batches:
+            pass
+    assert len(killed) == 1
+    assert f"{path}: the parser process stopped (exit status -9: no message)" in str(caught.value)
+    assert worker_pids() == []
+
+
+def test_a_parser_process_killed_mid_ingest_leaves_the_file_parsed_here_and_stored_once(
+    store: Store, tmp_path: Path, now: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_dump(tmp_path / "big.txt", 5_000)
+    killed, progress = kill_the_worker_once()
+    result = ingest_file(store, path, now, progress)
+    assert len(killed) == 1
+    assert (result.status, result.entries, result.new) == ("ingested", 5_000, 5_000)
+    assert table_counts(store) == {"papers": 5_000, "dumps": 1, "sightings": 5_000, "fts": 5_000}
+    assert "the parser process stopped (exit status -9" in caplog.text
+    assert "parsing the file in this process instead" in caplog.text
+
+
+def test_a_parser_process_that_cannot_start_leaves_the_file_parsed_here(
+    seed_files: list[Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = seed_files[0]
+    expected = read_all(path, HERE)
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    assert read_all(path, IN_WORKER) == expected
+    assert "cannot start the parser process" in caplog.text
+
+
+def test_a_parser_process_that_fails_at_start_says_why(
+    tmp_path: Path, seed_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\necho 'python: cannot import encodings' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(broken))
+    with pytest.raises(WorkerError) as caught:
+        read_all(seed_files[0], IN_WORKER)
+    assert "(exit status 3: python: cannot import encodings)" in str(caught.value)
+
+
+def test_the_parser_process_ignores_the_environment_and_what_it_prints(
+    tmp_path: Path, seed_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its frames have their own pipe: a sitecustomize that prints, unbuffered output or a
+    verbose interpreter in the environment cannot garble them or fill a pipe."""
+    noisy = tmp_path / "site"
+    noisy.mkdir()
+    (noisy / "sitecustomize.py").write_text(
+        "import sys\nprint('hello')\nsys.stderr.write('x' * 200_000)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(noisy))
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    monkeypatch.setenv("PYTHONVERBOSE", "2")
+    path = seed_files[1]
+    assert read_all(path, IN_WORKER) == read_all(path, HERE)
+
+
+def test_sigterm_to_the_parser_process_lets_the_ingest_in_hand_finish(tmp_path: Path) -> None:
+    """systemd sends SIGTERM to every process of the service; the service finishes its work."""
+    path = write_dump(tmp_path / "big.txt", 5_000)
+    signalled, progress = kill_the_worker_once(signal.SIGTERM)
+    with read_batches(path, progress, worker_min_bytes=IN_WORKER) as batches:
+        entries = sum(len(batch) for batch in batches)
     assert len(signalled) == 1
-    assert (result.status, result.new) == ("ingested", 5_000)
+    assert entries == 5_000
