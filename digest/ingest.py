@@ -1,12 +1,13 @@
 """Ingest: dump files and folders into the store, one transaction per file.
 
 A file is hashed first (same content, same dump: recognised and skipped), then
-streamed in batches from the parser into the store (``dump_reader``: a big file
-is parsed by a worker process, in parallel with the store's writes); any error
-in the file rolls the whole of it back and is recorded as a rejection.  The inbox mode moves each
-file to ``processed/`` or, when rejected, to ``failed/`` with the error in a
-``.error`` file beside it, after the database has committed, so a crash
-between the two leaves a file that the next run recognises as a duplicate.
+streamed in batches from the parser into the store (``dump_reader``: a big
+file is parsed by a worker process, in parallel with the store's writes); any
+error in the file rolls the whole of it back and is recorded as a rejection.
+The inbox mode moves each file to ``processed/`` or, when rejected, to
+``failed/`` with the error in a ``.error`` file beside it, after the database
+has committed, so a crash between the two leaves a file that the next run
+recognises as a duplicate.
 """
 
 import hashlib
