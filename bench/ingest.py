@@ -50,7 +50,6 @@ from bench import BenchError, ChildRun, Figure, Settings, Target, progress, run_
 from bench.dumpgen import DumpInfo, load_corpus, write_dump
 from digest.dump_reader import WORKER_MIN_BYTES, worker_argv
 from digest.dumps import DumpParser
-from digest.models import find_links, paper_id
 from digest.tokens import FTS_TOKENIZE
 
 STAGE = "ingest"
@@ -240,16 +239,12 @@ def load_rows(dump: DumpInfo) -> list[Row]:
     """The rows digest stores for each entry: seq, id, title, abstract, links, first_seen."""
     with dump.path.open("rb") as handle:
         rows = [
-            (e.position, paper_id(e.title), e.title, e.abstract, links_json(e.abstract), FIRST_SEEN)
+            (e.position, e.paper_id, e.title, e.abstract, json.dumps(e.links), FIRST_SEEN)
             for e in DumpParser(str(dump.path)).parse(handle)
         ]
     if len(rows) != dump.entries:
         raise BenchError(f"the dump parsed into {len(rows):,} rows, expected {dump.entries:,}")
     return rows
-
-
-def links_json(abstract: str) -> str:
-    return json.dumps(find_links(abstract))
 
 
 def bare_sqlite(database: Path, rows: list[Row]) -> CeilingTimes:
