@@ -28,10 +28,11 @@ from digest import match, subscribers
 from digest.config import Config
 from digest.errors import DigestError, UsageError
 from digest.links import links_for
-from digest.models import IngestReport, Subscriber
+from digest.models import STATUSES, IngestReport, Subscriber
 from digest.store import Store
 
 if TYPE_CHECKING:
+    from digest import lifecycle
     from digest.outbox import SendReport
 
 
@@ -53,13 +54,31 @@ class App:
 
     @property
     def store(self) -> Store:
-        """The store, opened on first use, with the config's subscribers synced into it."""
+        """The existing database, opened on first use; opening it writes nothing.
+
+        Only ``run``, ``ingest`` and ``migrate`` create or migrate it (``writable_store``).
+        """
+        if self._store is None:
+            database = self.config.storage.database
+            self._store = Store(database, create=False, named_by=self._named_by())
+        return self._store
+
+    @property
+    def writable_store(self) -> Store:
+        """The database, created and migrated as needed."""
         if self._store is None:
             self._store = Store(self.config.storage.database)
-            declared = [subscribers.Wanted(**t.model_dump()) for t in self.config.subscribers]
-            source = str(self.config.source or "<defaults>")
-            subscribers.sync_config(self._store, declared, source, now())
         return self._store
+
+    def _named_by(self) -> str:
+        source = self.config.source
+        return f"[storage] database in {source}" if source else "built-in default, no config file"
+
+    def sync_subscribers(self, *, dry_run: bool = False) -> "list[lifecycle.SyncStep]":
+        """The config's ``[[subscribers]]`` into the database (skipped without a config file)."""
+        from digest import lifecycle
+
+        return lifecycle.sync_declared(self.store, self.config, now(), dry_run=dry_run)
 
     def close(self) -> None:
         if self._store is not None:
@@ -147,10 +166,10 @@ def ingest(app: App, paths: tuple[Path, ...], inbox: bool, as_json: bool) -> Non
         with _progress(files, enabled=not as_json) as progress:
             if inbox:
                 report = ingest_module.ingest_inbox(
-                    app.store, app.config.inbox.dir, now(), progress
+                    app.writable_store, app.config.inbox.dir, now(), progress
                 )
             else:
-                report = ingest_module.ingest_files(app.store, files, now(), progress)
+                report = ingest_module.ingest_files(app.writable_store, files, now(), progress)
     if as_json:
         _emit_json({"files": [f.as_json() for f in report.files]})
     else:
@@ -250,7 +269,8 @@ def status(app: App, as_json: bool) -> None:
 
 FREQUENCY = click.Choice(["daily", "weekly"])
 FORMAT = click.Choice(["html", "text"])
-STATUS = click.Choice(["pending", "active", "paused", "unsubscribed", "bouncing"])
+STATUS = click.Choice(STATUSES)
+SETTABLE_STATUS = click.Choice(["active", "paused", "unsubscribed"])
 
 
 @cli.group("subscribers")
@@ -281,8 +301,10 @@ def subscribers_add(
 ) -> None:
     """Add an active subscriber with a filter query."""
     with _errors(app):
+        from digest import lifecycle
+
         wanted = subscribers.Wanted(email, query, name, frequency, fmt)
-        _print_subscriber(subscribers.add(app.store, wanted, now()), as_json)
+        _print_subscriber(lifecycle.add(app.store, wanted, "operator", now()), as_json)
 
 
 @subscribers_group.command("list")
@@ -315,12 +337,28 @@ def subscribers_show(app: App, email: str, as_json: bool) -> None:
         "manage_url": urls.manage,
         "unsubscribe_url": urls.unsubscribe,
     }
+    with _errors(app):
+        history = app.store.events(subscriber.id)
     if as_json:
-        _emit_json(subscriber.as_json() | found)
+        _emit_json(subscriber.as_json() | found | {"history": history})
         return
     _print_subscriber(subscriber, as_json=False)
+    click.echo(f"  settings owned by: {subscriber.settings_owner}")
     for key, url in found.items():
         click.echo(f"  {key.removesuffix('_url')}: {url}")
+    click.echo("  history:" if history else "  history: none recorded")
+    for event in history:
+        click.echo(f"    {_event_line(event)}")
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    """``2026-11-24 07:00  unsubscribe by subscriber: active -> unsubscribed  (detail)``."""
+    when = f"{event['at'][:10]} {event['at'][11:16]}"
+    moved = event["to_status"]
+    if event["from_status"] not in (None, moved):
+        moved = f"{event['from_status']} -> {moved}"
+    detail = f"  ({event['detail']})" if event["detail"] else ""
+    return f"{when}  {event['action']} by {event['channel']}: {moved}{detail}"
 
 
 @subscribers_group.command("set")
@@ -329,7 +367,11 @@ def subscribers_show(app: App, email: str, as_json: bool) -> None:
 @click.option("--name", help="A new display name.")
 @click.option("--frequency", type=FREQUENCY)
 @click.option("--format", "fmt", type=FORMAT)
-@click.option("--status", type=STATUS)
+@click.option(
+    "--status",
+    type=SETTABLE_STATUS,
+    help="Pause, resume or unsubscribe (an unsubscribed address comes back only by itself).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def subscribers_set(
@@ -350,7 +392,9 @@ def subscribers_set(
             raise UsageError(
                 "nothing to change: give --filter, --name, --frequency, --format or --status"
             )
-        _print_subscriber(subscribers.update(app.store, email, changes, now()), as_json)
+        from digest import lifecycle
+
+        _print_subscriber(lifecycle.set_by_operator(app.store, email, changes, now()), as_json)
 
 
 @subscribers_group.command("remove")
@@ -362,7 +406,9 @@ def subscribers_set(
 def subscribers_remove(app: App, email: str, purge: bool) -> None:
     """Unsubscribe someone (history kept), or --purge to delete them entirely."""
     with _errors(app):
-        gone = subscribers.remove(app.store, email, now(), purge=purge)
+        from digest import lifecycle
+
+        gone = lifecycle.remove(app.store, email, now(), purge=purge)
     click.echo(f"{gone.email}: {'purged' if purge else 'unsubscribed'}")
 
 
@@ -373,7 +419,9 @@ def subscribers_remove(app: App, email: str, purge: bool) -> None:
 def subscribers_import(app: App, file: Path, as_json: bool) -> None:
     """Import a CSV with header email,filter[,name,frequency,format]: every row or none."""
     with _errors(app):
-        added = subscribers.import_csv(app.store, file, now())
+        from digest import lifecycle
+
+        added = lifecycle.add_many(app.store, subscribers.checked_csv(app.store, file), now())
     if as_json:
         _emit_json([s.as_json() for s in added])
     else:
@@ -392,6 +440,26 @@ def subscribers_export(app: App, file: Path | None) -> None:
     else:
         file.write_text(text, encoding="utf-8")
         click.echo(f"exported to {file}", err=True)
+
+
+@subscribers_group.command("sync")
+@click.option("--dry-run", is_flag=True, help="Say what would change, and change nothing.")
+@click.pass_obj
+def subscribers_sync(app: App, dry_run: bool) -> None:
+    """Bring the config's [[subscribers]] into the database now.
+
+    Adds the declared ones, updates the settings the config owns, and
+    unsubscribes those no longer declared. Never brings back anyone who
+    unsubscribed, and never reverts what subscribers changed themselves.
+    The service does this at start and on SIGHUP.
+    """
+    with _errors(app):
+        steps = app.sync_subscribers(dry_run=dry_run)
+    for step in steps:
+        click.echo(str(step))
+    verb = "would change" if dry_run else "changed"
+    changed = sum(1 for s in steps if not s.what.startswith("keep"))
+    click.echo(f"{verb} {changed} subscribers", err=True)
 
 
 # match and explain ---------------------------------------------------------------
@@ -571,7 +639,8 @@ def run_command(app: App, once: bool) -> None:
     with _errors(app):
         if not app.level_given:
             logging.getLogger().setLevel(app.config.log.level.upper())
-        app.store  # noqa: B018  (opens, migrates and syncs config subscribers before any job)
+        app.writable_store  # noqa: B018  (creates and migrates the database before any job)
+        app.sync_subscribers()
         if once:
             from digest import pipeline
 
@@ -596,8 +665,21 @@ def serve_command(app: App, host: str | None, port: int | None) -> None:
     from digest import web  # the web stack loads only for this command
 
     with _errors(app):
-        app.store  # noqa: B018  (migrates and syncs config subscribers before serving)
+        app.sync_subscribers()
         web.serve(app.config, host, port)
+
+
+@cli.command("migrate")
+@click.pass_obj
+def migrate_command(app: App) -> None:
+    """Create the database, or bring its schema up to this version of digest.
+
+    `digest run` and `digest ingest` do this too; every other command needs an
+    existing, migrated database and never creates one.
+    """
+    with _errors(app):
+        store = app.writable_store
+    click.echo(f"database {store.path} is ready")
 
 
 @cli.group("feeds")

@@ -45,6 +45,12 @@ class StoreError(DigestError):
     """The database is missing, locked, or newer than this program."""
 
 
+class MissingDatabase(StoreError):
+    """The database named by the config does not exist (and this command never creates one)."""
+
+    exit_code = 2
+
+
 class QueryError(UsageError):
     """A filter query that does not parse; ``column`` is 0-based into ``query``."""
 

@@ -129,6 +129,7 @@ Frequency = Literal["daily", "weekly"]
 Format = Literal["html", "text"]
 Status = Literal["pending", "active", "paused", "unsubscribed", "bouncing"]
 Source = Literal["cli", "config", "import", "web"]
+SettingsOwner = Literal["operator", "config", "subscriber"]
 FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly")
 FORMATS: tuple[Format, ...] = ("html", "text")
 STATUSES: tuple[Status, ...] = ("pending", "active", "paused", "unsubscribed", "bouncing")
@@ -150,6 +151,7 @@ class Subscriber:
     bounces: int
     created_at: str
     updated_at: str
+    settings_owner: SettingsOwner = "operator"
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -160,5 +162,6 @@ class Subscriber:
             "format": self.format,
             "status": self.status,
             "source": self.source,
+            "settings_owner": self.settings_owner,
             "created_at": self.created_at,
         }

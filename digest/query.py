@@ -311,6 +311,15 @@ def parse(query: str) -> Node:
     return node
 
 
+def leaf_count(node: Node) -> int:
+    """How many terms, phrases and prefixes the tree holds, negated ones included."""
+    if isinstance(node, And | Or):
+        return sum(leaf_count(child) for child in node.children)
+    if isinstance(node, Not):
+        return leaf_count(node.child)
+    return 1
+
+
 def _walk(node: Node) -> Iterator[Leaf | Not]:
     """Leaves not under a negation, and the outermost negations, in query order."""
     if isinstance(node, And | Or):

@@ -22,6 +22,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from types import FrameType
@@ -33,7 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import config as config_module
-from digest import pipeline
+from digest import lifecycle, pipeline
 from digest.config import Config, ScheduleConfig
 from digest.errors import DigestError
 from digest.store import Store, iso
@@ -236,6 +237,7 @@ class Service:
         notify("RELOADING=1")
         try:
             fresh = config_module.load(self.config_path)
+            self._sync_subscribers(fresh)
         except DigestError as err:
             log.error("reload: keeping the running config: %s", err)
         else:
@@ -243,6 +245,12 @@ class Service:
             self._schedule()
             log.info("reload: config re-read; %s", self._delivery_words())
         notify("READY=1")
+
+    def _sync_subscribers(self, config: Config) -> None:
+        """``[[subscribers]]`` of ``config`` into the database; a bad table raises ConfigError
+        before anything is written, so the reload keeps the running config."""
+        with closing(Store(config.storage.database, create=False)) as store:
+            lifecycle.sync_declared(store, config, self.clock())
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         log.info("%s: stopping after the work in hand", signal.Signals(signum).name)

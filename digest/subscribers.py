@@ -1,28 +1,31 @@
-"""Subscribers: validated, normalised, and kept in step with the config and CSV files.
+"""What a subscriber is: a validated, normalised record, and the CSV form of many.
 
 Addresses are checked with ``email-validator`` (syntax only, no DNS) and
-compared case-insensitively; filters are parsed before anything is stored,
-so a bad one never lands in the database.
+compared case-insensitively; filters are parsed before anything is stored, so
+a bad one never lands in the database.  Everything a person types is bounded
+here, in the core, whatever the form in front of it says: ``MAX_FILTER_CHARS``,
+``MAX_FILTER_TERMS`` and ``MAX_NAME_CHARS`` keep every digest small enough to
+render and every preview cheap.  Changes of state live in ``lifecycle``.
 """
 
 import csv
 import io
-import secrets
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.errors import ConfigError, DigestError, QueryError, UsageError
-from digest.models import FORMATS, FREQUENCIES, STATUSES, Source, Subscriber
-from digest.query import parse
-from digest.store import Store, iso
+from digest.errors import DigestError, QueryError, UsageError
+from digest.models import FORMATS, FREQUENCIES, Subscriber
+from digest.query import leaf_count, parse
+from digest.store import Store
 
-SECRET_BYTES = 24
 CSV_FIELDS = ("email", "filter", "name", "frequency", "format")
+MAX_FILTER_CHARS = 500
+MAX_FILTER_TERMS = 24
+MAX_NAME_CHARS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +49,10 @@ def normalize_email(text: str) -> str:
 
 def check(wanted: Wanted) -> Wanted:
     """Validate every field; the returned copy holds the normalised address."""
-    parse(wanted.filter)
+    check_filter(wanted.filter)
     _choice("frequency", wanted.frequency, FREQUENCIES)
     _choice("format", wanted.format, FORMATS)
-    if any(c in wanted.name for c in "\r\n"):
-        raise UsageError("a name cannot contain line breaks")
+    check_name(wanted.name)
     return Wanted(
         normalize_email(wanted.email),
         wanted.filter.strip(),
@@ -60,78 +62,50 @@ def check(wanted: Wanted) -> Wanted:
     )
 
 
+def check_filter(query: str) -> None:
+    """A filter a subscriber may store: it parses, and stays within the limits; QueryError."""
+    text = query.strip()
+    if len(text) > MAX_FILTER_CHARS:
+        raise QueryError(
+            f"a filter can be at most {MAX_FILTER_CHARS} characters (this one has {len(text)})",
+            query=text,
+            column=MAX_FILTER_CHARS,
+        )
+    count = leaf_count(parse(text))
+    if count > MAX_FILTER_TERMS:
+        raise QueryError(
+            f"a filter can have at most {MAX_FILTER_TERMS} terms (this one has {count})",
+            query=text,
+            column=0,
+        )
+
+
+def check_name(name: str) -> None:
+    """A display name: one line of at most ``MAX_NAME_CHARS`` characters; UsageError."""
+    if any(c in name for c in "\r\n"):
+        raise UsageError("a name cannot contain line breaks")
+    if len(name.strip()) > MAX_NAME_CHARS:
+        raise UsageError(f"a name can be at most {MAX_NAME_CHARS} characters long")
+
+
 def _choice(key: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise UsageError(f"{key} must be one of {', '.join(allowed)} (got {value!r})")
 
 
-def add(
-    store: Store, wanted: Wanted, now: datetime, *, status: str = "active", source: Source = "cli"
-) -> Subscriber:
-    """Store a new subscriber; a known address is an error."""
-    wanted = check(wanted)
-    if store.subscriber(wanted.email) is not None:
-        raise UsageError(
-            f"{wanted.email} is already subscribed", "use `digest subscribers set` to change it"
-        )
-    with store.write():
-        return store.insert_subscriber(_new_row(wanted, now, status, source))
-
-
-def _new_row(wanted: Wanted, now: datetime, status: str, source: Source) -> dict[str, Any]:
-    stamp = iso(now)
-    return {
-        "email": wanted.email,
-        "name": wanted.name,
-        "filter": wanted.filter,
-        "frequency": wanted.frequency,
-        "format": wanted.format,
-        "status": status,
-        "source": source,
-        "secret": secrets.token_urlsafe(SECRET_BYTES),
-        "created_at": stamp,
-        "updated_at": stamp,
-    }
-
-
 def get(store: Store, email: str) -> Subscriber:
+    """The subscriber with this address (as typed, or normalised); UsageError if none."""
     found = store.subscriber(email.strip())
+    if found is None:
+        with suppress(UsageError):
+            found = store.subscriber(normalize_email(email))
     if found is None:
         raise UsageError(f"no subscriber {email}", "see `digest subscribers list`")
     return found
 
 
-def update(store: Store, email: str, changes: dict[str, str], now: datetime) -> Subscriber:
-    """Change some fields of a subscriber, each validated as on add."""
-    current = get(store, email)
-    if "status" in changes:
-        _choice("status", changes["status"], STATUSES)
-    merged = Wanted(
-        current.email,
-        changes.get("filter", current.filter),
-        changes.get("name", current.name),
-        changes.get("frequency", current.frequency),
-        changes.get("format", current.format),
-    )
-    check(merged)
-    with store.write():
-        store.update_subscriber(current.id, {**changes, "updated_at": iso(now)})
-    return get(store, current.email)
-
-
-def remove(store: Store, email: str, now: datetime, *, purge: bool = False) -> Subscriber:
-    """Unsubscribe (history kept), or with ``purge`` delete everything about them."""
-    current = get(store, email)
-    with store.write():
-        if purge:
-            store.delete_subscriber(current.id)
-        else:
-            store.update_subscriber(current.id, {"status": "unsubscribed", "updated_at": iso(now)})
-    return current
-
-
-def import_csv(store: Store, path: Path, now: datetime) -> list[Subscriber]:
-    """Import every row or none: all rows are checked first and each bad one is listed."""
+def checked_csv(store: Store, path: Path) -> list[Wanted]:
+    """Every row of a CSV checked before any is imported; each bad one is listed."""
     rows = _read_csv(path)
     problems: list[str] = []
     checked: list[Wanted] = []
@@ -151,8 +125,7 @@ def import_csv(store: Store, path: Path, now: datetime) -> list[Subscriber]:
         checked.append(wanted)
     if problems:
         raise UsageError("nothing imported; fix these rows:\n" + "\n".join(problems))
-    with store.write():
-        return [store.insert_subscriber(_new_row(w, now, "active", "import")) for w in checked]
+    return checked
 
 
 def _read_csv(path: Path) -> list[tuple[int, Wanted]]:
@@ -195,45 +168,3 @@ def export_csv(subscribers: Iterable[Subscriber]) -> str:
     for s in subscribers:
         writer.writerow([s.email, s.filter, s.name, s.frequency, s.format])
     return out.getvalue()
-
-
-def sync_config(store: Store, declared: Sequence[Wanted], source: str, now: datetime) -> None:
-    """Make the database agree with the config's ``[[subscribers]]``: add, update, retire."""
-    checked = [_check_declared(w, i, source) for i, w in enumerate(declared, start=1)]
-    wanted_by_email = {w.email.lower(): w for w in checked}
-    with store.write():
-        for current in store.subscribers():
-            retired = current.source == "config" and current.email.lower() not in wanted_by_email
-            if retired and current.status != "unsubscribed":
-                store.update_subscriber(
-                    current.id, {"status": "unsubscribed", "updated_at": iso(now)}
-                )
-        for wanted in checked:
-            _apply_declared(store, wanted, now)
-
-
-def _check_declared(wanted: Wanted, index: int, source: str) -> Wanted:
-    try:
-        return check(wanted)
-    except QueryError as err:
-        raise ConfigError(f"{source}: [[subscribers]] #{index} filter: {err}") from None
-    except DigestError as err:
-        raise ConfigError(f"{source}: [[subscribers]] #{index}: {err.message}") from None
-
-
-def _apply_declared(store: Store, wanted: Wanted, now: datetime) -> None:
-    current = store.subscriber(wanted.email)
-    if current is None:
-        store.insert_subscriber(_new_row(wanted, now, "active", "config"))
-        return
-    fields = {
-        "name": wanted.name,
-        "filter": wanted.filter,
-        "frequency": wanted.frequency,
-        "format": wanted.format,
-        "source": "config",
-    }
-    if current.status == "unsubscribed" and current.source == "config":
-        fields["status"] = "active"
-    if any(getattr(current, k) != v for k, v in fields.items()):
-        store.update_subscriber(current.id, {**fields, "updated_at": iso(now)})

@@ -51,13 +51,14 @@ RunCli = Callable[..., Result]
 
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
-    """A config whose data all lives in tmp_path."""
+    """A config whose data all lives in tmp_path, with its database created (``migrate``)."""
     path = tmp_path / "config.toml"
     path.write_text(
         '[storage]\ndatabase = "var/digest.db"\n[inbox]\ndir = "inbox"\n'
         '[delivery]\nmaildir = "mail"\n[feeds]\ndir = "feeds"\n',
         encoding="utf-8",
     )
+    Store(tmp_path / "var" / "digest.db").close()
     return path
 
 

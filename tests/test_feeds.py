@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 import feedparser
 import pytest
 
-from digest import match, subscribers
+from digest import lifecycle, match, subscribers
 from digest.config import Config, from_mapping
 from digest.errors import ConfigError
 from digest.feeds import FORMATS, FeedBody, Feeds, Format, build_all
@@ -57,7 +57,11 @@ CONFIG = make_config()
 
 
 def subscribe(store: Store, email: str, status: str = "active", query: str = FILTER) -> Subscriber:
-    return subscribers.add(store, subscribers.Wanted(email, query), NOW, status=status)
+    person = lifecycle.add(store, subscribers.Wanted(email, query), "operator", NOW)
+    if status != "active":
+        with store.write():
+            store.update_subscriber(person.id, {"status": status})
+    return person
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +353,7 @@ def test_purging_or_a_new_secret_revokes_a_private_feed(fresh: Store) -> None:
     feeds = Feeds(fresh, CONFIG)
     assert feeds.private(token(ada, "feed"), "atom") is not None
     assert feeds.private(token(bob, "feed"), "atom") is not None
-    subscribers.remove(fresh, "ada@example.org", NOW, purge=True)
+    lifecycle.remove(fresh, "ada@example.org", NOW, purge=True)
     with fresh.write():
         fresh.update_subscriber(bob.id, {"secret": "a-new-secret"})
     assert feeds.private(token(ada, "feed"), "atom") is None
@@ -408,7 +412,7 @@ def test_a_changed_filter_rebuilds_the_private_feed(fresh: Store) -> None:
     person = subscribe(fresh, "ada@example.org")
     feeds = Feeds(fresh, CONFIG)
     before = feeds.private(token(person, "feed"), "atom")
-    subscribers.update(fresh, person.email, {"filter": "video"}, NOW)
+    lifecycle.set_by_operator(fresh, person.email, {"filter": "video"}, NOW)
     after = feeds.private(token(person, "feed"), "atom")
     assert before is not None
     assert after is not None

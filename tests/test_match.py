@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import match, subscribers
+from digest import lifecycle, match, subscribers
 from digest.config import DigestConfig
 from digest.ingest import ingest_files
 from digest.models import Subscriber
@@ -27,7 +27,7 @@ def seeded(store: Store, seed_files: list[Path], now: datetime) -> Store:
 def subscribe(
     store: Store, query: str, now: datetime, email: str = "ada@example.org"
 ) -> Subscriber:
-    return subscribers.add(store, subscribers.Wanted(email, query), now)
+    return lifecycle.add(store, subscribers.Wanted(email, query), "operator", now)
 
 
 def record_digest(store: Store, subscriber: Subscriber, seqs: list[int], now: datetime) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from digest import config as config_module
-from digest import outbox, subscribers
+from digest import lifecycle, outbox, subscribers
 from digest.config import Config
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
@@ -46,7 +46,7 @@ def make_config(tmp_path: Path, port: int | None = None, **digest: Any) -> Confi
 def seeded(store: Store, seed_files: list[Path], now: datetime) -> Store:
     ingest_files(store, seed_files, now)
     for email_address, query in PEOPLE.items():
-        subscribers.add(store, subscribers.Wanted(email_address, query), now)
+        lifecycle.add(store, subscribers.Wanted(email_address, query), "operator", now)
     return store
 
 
@@ -115,7 +115,7 @@ def test_new_papers_go_out_the_next_day_without_repeating_old_ones(
 ) -> None:
     config = make_config(tmp_path, sink.port, max_papers=200)
     ingest_files(store, seed_files[:2], now)
-    subscribers.add(store, subscribers.Wanted("ada@example.org", "model"), now)
+    lifecycle.add(store, subscribers.Wanted("ada@example.org", "model"), "operator", now)
     run_send(store, config, now)
     ingest_files(store, seed_files[2:], now + timedelta(days=1))
     run_send(store, config, now + timedelta(days=1))
@@ -127,7 +127,7 @@ def test_new_papers_go_out_the_next_day_without_repeating_old_ones(
 def test_an_empty_digest_is_only_sent_when_asked(
     store: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
-    subscribers.add(store, subscribers.Wanted("ada@example.org", "diffusion"), now)
+    lifecycle.add(store, subscribers.Wanted("ada@example.org", "diffusion"), "operator", now)
     quiet = run_send(store, make_config(tmp_path, sink.port), now)
     assert statuses(quiet) == {"ada@example.org": "skipped"}
     assert quiet.digests[0].error == "no new matching papers"
@@ -191,7 +191,7 @@ def test_a_550_fails_that_recipient_only_and_bounces_count(
     store: Store, seed_files: list[Path], tmp_path: Path, now: datetime
 ) -> None:
     for email_address in ("ada@example.org", "alan@example.org"):
-        subscribers.add(store, subscribers.Wanted(email_address, "model"), now)
+        lifecycle.add(store, subscribers.Wanted(email_address, "model"), "operator", now)
     with serve(Reject550("alan@example.org")) as server:
         config = make_config(tmp_path, server.port)
         for day, files in enumerate([seed_files[:2], seed_files[2:4], seed_files[4:]]):
@@ -242,7 +242,7 @@ def test_a_subscriber_who_left_before_delivery_gets_nothing(
 ) -> None:
     down = make_config(tmp_path, down_port())
     run_send(seeded, down, now)
-    subscribers.remove(seeded, "ada@example.org", now)
+    lifecycle.remove(seeded, "ada@example.org", now)
     with serve(Sink()) as good:
         report = run_send(seeded, make_config(tmp_path, good.port), now)
         good.handler.wait_for(2)
@@ -262,7 +262,9 @@ def test_weekly_subscribers_get_their_digest_on_the_weekly_day(
 ) -> None:
     monday = now - timedelta(days=now.weekday()) + timedelta(days=day)
     ingest_files(store, seed_files, monday)
-    subscribers.add(store, subscribers.Wanted("w@example.org", "model", frequency="weekly"), monday)
+    lifecycle.add(
+        store, subscribers.Wanted("w@example.org", "model", frequency="weekly"), "operator", monday
+    )
     report = run_send(store, make_config(tmp_path, sink.port, weekly_day="mon"), monday)
     assert statuses(report) == ({"w@example.org": "sent"} if due else {})
 
@@ -283,7 +285,7 @@ def test_the_maildir_backend_files_each_digest_atomically(
 def test_empty_digests_on_different_days_are_different_messages(
     store: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
-    subscribers.add(store, subscribers.Wanted("ada@example.org", "diffusion"), now)
+    lifecycle.add(store, subscribers.Wanted("ada@example.org", "diffusion"), "operator", now)
     config = make_config(tmp_path, sink.port, send_empty=True)
     first = run_send(store, config, now)
     second = run_send(store, config, now + timedelta(days=1))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import subscribers
+from digest import lifecycle, subscribers
 from digest.ingest import ingest_files
 from digest.store import Store
 
@@ -35,7 +35,9 @@ def setup(tmp_path: Path, seed_files: list[Path], port: int, people: int, concur
     now = datetime.now(UTC)
     ingest_files(store, seed_files, now)
     for i in range(people):
-        subscribers.add(store, subscribers.Wanted(f"reader{i:03d}@example.org", "model"), now)
+        lifecycle.add(
+            store, subscribers.Wanted(f"reader{i:03d}@example.org", "model"), "operator", now
+        )
     store.close()
     return config
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from digest import config as config_module
-from digest import subscribers
+from digest import lifecycle, subscribers
 from digest.scheduler import (
     AlreadyRunning,
     InstanceLock,
@@ -125,7 +125,9 @@ def service_config(tmp_path: Path, port: int, deliver_at: list[str]) -> Path:
         encoding="utf-8",
     )
     store = Store(tmp_path / "var" / "digest.db")
-    subscribers.add(store, subscribers.Wanted("ada@example.org", "model"), datetime.now(UTC))
+    lifecycle.add(
+        store, subscribers.Wanted("ada@example.org", "model"), "operator", datetime.now(UTC)
+    )
     store.close()
     return path
 

@@ -31,7 +31,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from digest import links, subscribers
+from digest import lifecycle, links
 from digest.config import Config, from_mapping
 from digest.errors import UsageError
 from digest.ingest import ingest_files
@@ -366,7 +366,7 @@ def test_an_old_confirm_link_does_not_bring_back_an_unsubscribed_address(site: S
     person = site.subscriber("ada@example.org")
     assert person is not None
     with closing(Store(site.config.storage.database)) as store:
-        subscribers.remove(store, person.email, NOW)
+        lifecycle.remove(store, person.email, NOW)
     assert site.client.get(link).status_code == 404
     person = site.subscriber("ada@example.org")
     assert person is not None

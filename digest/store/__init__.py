@@ -16,10 +16,11 @@ from digest.store.subscribers import SubscriberStore
 
 
 class Store(PaperStore, SubscriberStore, OutboxStore, RunStore):
-    """Open (creating and migrating as needed) the database at ``path``."""
+    """Open the database at ``path``: creating and migrating it, or (``create=False``)
+    only an existing, up-to-date one (see ``Base``)."""
 
-    def __init__(self, path: Path) -> None:
-        Base.__init__(self, path)
+    def __init__(self, path: Path, *, create: bool = True, named_by: str = "") -> None:
+        Base.__init__(self, path, create=create, named_by=named_by)
 
 
 __all__ = ["DumpCounts", "PaperRow", "QueuedDigest", "Sighting", "Store", "iso"]

@@ -5,14 +5,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from digest.errors import StoreError
+from digest.errors import MissingDatabase, StoreError
 from digest.store.migrations import migrations
 
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 16 * 1024
+
+
+def _existing(path: Path, named_by: str) -> sqlite3.Connection:
+    """A connection to ``path`` that never creates the file (SQLite's ``mode=rw``)."""
+    if not path.is_file():
+        raise MissingDatabase(
+            f"no database at {path} ({named_by or 'the configured path'})",
+            "check [storage] database, or create it with `digest migrate`",
+        )
+    try:
+        return sqlite3.connect(f"file:{quote(str(path.absolute()))}?mode=rw", uri=True)
+    except sqlite3.OperationalError as err:
+        raise MissingDatabase(f"cannot open the database {path}: {err}") from None
 
 
 def iso(moment: datetime) -> str:
@@ -23,36 +37,60 @@ def iso(moment: datetime) -> str:
 
 
 class Base:
-    """The connection, its pragmas, migrations and write transactions."""
+    """The connection, its pragmas, migrations and write transactions.
 
-    def __init__(self, path: Path) -> None:
+    ``create=True`` (``digest run``, ``ingest``, ``migrate`` and tests) makes the
+    file if needed and applies pending migrations under the write lock.  Every
+    other opening (``create=False``) takes an existing, up-to-date database as it
+    is: no file is made, no lock is taken, nothing is written by opening it.
+    """
+
+    def __init__(self, path: Path, *, create: bool = True, named_by: str = "") -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = Database(path)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = Database(path)
+            else:
+                self.db = Database(_existing(path, named_by))
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA foreign_keys = ON")
             # 16 MB rather than 2: the papers id index outgrows 2 MB at about 50,000
             # papers, and a big ingest then fetches it from the OS at every insert.
             self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            self.db.enable_wal()
-            self._migrate()
+            if create:
+                self.db.enable_wal()
+                self._migrate()
+            else:
+                self._check_schema()
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{path}: cannot open the database: {err}") from None
         except OSError as err:
             raise StoreError(f"{path}: cannot create the database folder: {err.strerror}") from None
 
+    def _check_schema(self) -> None:
+        """Refuse a database this code does not know, or one that needs migrating first."""
+        self._refuse_newer()
+        if migrations.pending(self.db):
+            raise StoreError(
+                f"{self.path}: the database needs migrating to this version of digest",
+                "run `digest migrate` (or restart the service)",
+            )
+
+    def _refuse_newer(self) -> None:
+        known = {m.name for m in migrations._migrations}
+        unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
+        if unknown:
+            raise StoreError(
+                f"{self.path}: the database was written by a newer digest "
+                f"(unknown migrations: {', '.join(unknown)})",
+                "upgrade digest before using this database",
+            )
+
     def _migrate(self) -> None:
         """Apply pending migrations under the write lock; refuse a schema newer than this code."""
         with self._immediate():
-            known = {m.name for m in migrations._migrations}
-            unknown = [m.name for m in migrations.applied(self.db) if m.name not in known]
-            if unknown:
-                raise StoreError(
-                    f"{self.path}: the database was written by a newer digest "
-                    f"(unknown migrations: {', '.join(unknown)})",
-                    "upgrade digest before using this database",
-                )
+            self._refuse_newer()
             if migrations.pending(self.db):
                 migrations.apply(self.db)
 

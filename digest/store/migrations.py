@@ -151,3 +151,26 @@ def m004_job_runs(db: Database) -> None:
         )""",
         "CREATE INDEX job_runs_job ON job_runs(job, scheduled_for)",
     )
+
+
+@migrations()
+def m005_subscription_events(db: Database) -> None:
+    """Who owns a subscriber's settings, and the history of every subscription change."""
+    _run(
+        db,
+        "ALTER TABLE subscribers ADD COLUMN settings_owner TEXT NOT NULL DEFAULT 'operator' "
+        "CHECK (settings_owner IN ('operator', 'config', 'subscriber'))",
+        "UPDATE subscribers SET settings_owner = 'config' WHERE source = 'config'",
+        "UPDATE subscribers SET settings_owner = 'subscriber' WHERE source = 'web'",
+        """CREATE TABLE subscription_events (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            action TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            from_status TEXT,
+            to_status TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX subscription_events_subscriber ON subscription_events(subscriber_id, id)",
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from digest.store.base import Base
+from digest.store.subscribers import insert_event
 
 READY = ("queued", "deferred")
 
@@ -138,7 +139,13 @@ class OutboxStore(Base):
                 "WHERE id = ? AND bounces >= ? AND status = 'active'",
                 [subscriber_id, bounce_limit],
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            detail = error[:200]
+            insert_event(
+                self.db, subscriber_id, "bounce", "delivery", "active", "bouncing", detail, None
+            )
+            return True
 
     def release(self, digest_id: int) -> None:
         """Give a claimed digest back untouched (the transport could not even start)."""

@@ -5,11 +5,32 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
+from sqlite_utils import Database
+
 from digest.errors import StoreError
 from digest.models import Subscriber
 from digest.store.base import Base
 
 _COLUMNS = ", ".join(field.name for field in fields(Subscriber))
+
+
+def insert_event(
+    db: Database,
+    subscriber_id: int,
+    action: str,
+    channel: str,
+    from_status: str | None,
+    to_status: str,
+    detail: str,
+    at: str | None,
+) -> None:
+    """The one INSERT of ``subscription_events`` (the outbox records bounces with it too)."""
+    db.execute(
+        "INSERT INTO subscription_events "
+        "(subscriber_id, at, action, channel, from_status, to_status, detail) "
+        "VALUES (?, COALESCE(?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')), ?, ?, ?, ?, ?)",
+        [subscriber_id, at, action, channel, from_status, to_status, detail],
+    )
 
 
 class SubscriberStore(Base):
@@ -55,6 +76,42 @@ class SubscriberStore(Base):
         self.db.execute("DELETE FROM deliveries WHERE subscriber_id = ?", [subscriber_id])
         self.db.execute("DELETE FROM digests WHERE subscriber_id = ?", [subscriber_id])
         self.db.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
+
+    def add_event(
+        self,
+        subscriber_id: int,
+        action: str,
+        channel: str,
+        from_status: str | None,
+        to_status: str,
+        detail: str = "",
+        *,
+        at: str | None,
+    ) -> None:
+        """One line of a subscriber's history (inside the caller's write transaction).
+
+        ``at`` None stamps the database's clock (for the delivery path, which has none).
+        """
+        insert_event(self.db, subscriber_id, action, channel, from_status, to_status, detail, at)
+
+    def events(self, subscriber_id: int) -> list[dict[str, Any]]:
+        """A subscriber's history, oldest first."""
+        rows = self.db.execute(
+            "SELECT at, action, channel, from_status, to_status, detail "
+            "FROM subscription_events WHERE subscriber_id = ? ORDER BY id",
+            [subscriber_id],
+        )
+        keys = ("at", "action", "channel", "from_status", "to_status", "detail")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def last_event_at(self, subscriber_id: int, to_status: str) -> str | None:
+        """When the subscriber last entered ``to_status`` (None if never recorded)."""
+        row = self.db.execute(
+            "SELECT MAX(at) FROM subscription_events "
+            "WHERE subscriber_id = ? AND to_status = ? AND from_status IS NOT ?",
+            [subscriber_id, to_status, to_status],
+        ).fetchone()
+        return str(row[0]) if row and row[0] is not None else None
 
     def app_secret(self, name: str, make: Callable[[], str]) -> tuple[str, bool]:
         """The stored secret ``name``, created with ``make`` on first use; True if just created."""

@@ -56,7 +56,7 @@ def create_app(
         confirm=ConfirmTokens(secret, config.web.confirm_hours * HOUR, now),
         csrf=Csrf(secret, now),
         limit=RateLimit(config.web.subscribe_per_hour, HOUR, now),
-        feeds=FeedRunner(config, lambda: Store(database)),
+        feeds=FeedRunner(config, lambda: Store(database, create=False)),
         transport_factory=transport_factory
         or (lambda: transport_for(config.delivery, config.smtp)),
     )

@@ -17,8 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from digest import links, subscribers
+from digest import lifecycle, links
 from digest.errors import QueryError, UsageError
+from digest.lifecycle import SETTINGS
 from digest.models import FORMATS, FREQUENCIES, Subscriber
 from digest.store import Store
 from digest.web.forms import CsrfToken, Form, csrf_ok, read_form
@@ -30,12 +31,10 @@ NOTICES = {
     "saved": "Your settings are saved.",
     "paused": "Your digest is paused. Resume it here whenever you like.",
     "resumed": "Your digest is on again.",
+    "unchanged": "Nothing changed: an unsubscribed or bouncing address comes back by "
+    "subscribing again from the start page.",
 }
-STATUS_CHANGES = {  # action: (new status, from which statuses)
-    "pause": ("paused", ("active",)),
-    "resume": ("active", ("paused", "bouncing", "unsubscribed")),
-}
-SETTINGS = ("name", "filter", "frequency", "format")
+STATUS_ACTIONS: dict[str, lifecycle.Action] = {"pause": "pause", "resume": "resume"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +83,14 @@ def _manage_post(web: Web, request: Request, form: Form) -> Response:
         if not csrf_ok(web, request, form):
             return web.views.message("Please try again", *FORBIDDEN, status=403)
         action = form.get("action", "save")
-        if action in STATUS_CHANGES:
-            return _change_status(web, store, person, token, action)
+        if action in STATUS_ACTIONS:
+            return _change_status(web, store, person, token, STATUS_ACTIONS[action])
         values = {key: form.get(key, getattr(person, key)).strip() for key in SETTINGS}
         if action == "preview":
             shown = _with_preview(web, store, values["filter"], ManageForm(values))
             return _page(web, request, person, shown, 400 if shown.filter_error else 200)
         try:
-            subscribers.update(store, person.email, values, web.now())
+            lifecycle.change_settings(store, person, values, "subscriber", web.now())
         except QueryError as err:
             return _page(web, request, person, ManageForm(values, FilterError.of(err)), 400)
         except UsageError as err:
@@ -100,10 +99,14 @@ def _manage_post(web: Web, request: Request, form: Form) -> Response:
     return _done(token, "saved")
 
 
-def _change_status(web: Web, store: Store, person: Subscriber, token: str, action: str) -> Response:
-    status, allowed_from = STATUS_CHANGES[action]
-    if person.status in allowed_from:
-        subscribers.update(store, person.email, {"status": status}, web.now())
+def _change_status(
+    web: Web, store: Store, person: Subscriber, token: str, action: lifecycle.Action
+) -> Response:
+    """Pause or resume; a state the action does not apply to is shown as it is."""
+    try:
+        lifecycle.change_status(store, person, action, "subscriber", web.now())
+    except lifecycle.Refused:
+        return _done(token, "unchanged")
     return _done(token, "paused" if action == "pause" else "resumed")
 
 
@@ -162,8 +165,7 @@ def unsubscribe_post(request: Request) -> Response:
         person = lookup(store, request.path_params["token"], "unsubscribe")
         if person is None:
             return _not_found(web)
-        if person.status != "unsubscribed":
-            subscribers.remove(store, person.email, web.now())
+        lifecycle.unsubscribe(store, person, web.now())
     return _unsubscribed(web, person)
 
 

@@ -4,8 +4,9 @@ Everything here is keyed by the one web signing key (``[web] secret_env``) and
 reads time from the app's clock, so expiry is testable without sleeping.
 
 * Confirm tokens (double opt-in) are itsdangerous timed signatures over the
-  subscriber id and address: nothing is stored, they expire after
-  ``[web] confirm_hours``, and a token for one address never confirms another.
+  subscriber id, the address and the filter asked for: nothing is stored, they
+  expire after ``[web] confirm_hours``, a token for one address never confirms
+  another, and a later request never changes what an earlier link confirms.
 * CSRF: a random value in an HttpOnly, SameSite=Lax ``csrftoken`` cookie, and a
   signature of that value in a hidden form field.  A cross-site form can neither
   read the cookie nor forge the signature.
@@ -20,6 +21,7 @@ import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
@@ -45,6 +47,16 @@ def _signer_for(clock: Clock) -> type[TimestampSigner]:
     return ClockedSigner
 
 
+@dataclass(frozen=True, slots=True)
+class ConfirmRequest:
+    """What a confirmation link says: this address asked, at this time, for this filter."""
+
+    subscriber_id: int
+    email: str
+    filter: str
+    requested_at: datetime
+
+
 class ConfirmTokens:
     """Signed, expiring tokens that say "this address asked to subscribe as this id"."""
 
@@ -52,20 +64,22 @@ class ConfirmTokens:
         self._serializer = URLSafeTimedSerializer(secret, salt="confirm", signer=_signer_for(clock))
         self._max_age = max_age_seconds
 
-    def make(self, subscriber_id: int, email: str) -> str:
-        return self._serializer.dumps([subscriber_id, email])
+    def make(self, subscriber_id: int, email: str, query: str) -> str:
+        return self._serializer.dumps([subscriber_id, email, query])
 
-    def read(self, token: str) -> tuple[int, str] | None:
-        """The (id, email) a token was made for; None if forged; TokenExpired if too old."""
+    def read(self, token: str) -> ConfirmRequest | None:
+        """The request a token was made for; None if forged; TokenExpired if too old."""
         try:
-            found = self._serializer.loads(token, max_age=self._max_age)
+            found, signed_at = self._serializer.loads(
+                token, max_age=self._max_age, return_timestamp=True
+            )
         except SignatureExpired:
             raise TokenExpired from None
         except BadSignature:
             return None
         match found:
-            case [int() as subscriber_id, str() as email]:
-                return subscriber_id, email
+            case [int() as subscriber_id, str() as email, str() as query]:
+                return ConfirmRequest(subscriber_id, email, query, signed_at)
         return None
 
 

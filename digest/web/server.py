@@ -116,7 +116,7 @@ def start_in_thread(config: Config) -> Callable[[], None]:
 
 
 def _server(config: Config, host: str, port: int) -> uvicorn.Server:
-    store = Store(config.storage.database)
+    store = Store(config.storage.database, create=False)
     try:
         secret = resolve_secret(config, store, host)
     finally:

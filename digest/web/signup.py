@@ -4,10 +4,11 @@ Every request for an address ends in exactly one email to that address and the
 same page, whatever the address's state, so the page cannot be used to find out
 who subscribes (no enumeration):
 
-* unknown, pending or unsubscribed: the subscriber is (re)stored as ``pending``
-  with the filter asked for, and gets a confirmation link (signed, expiring);
-* active, paused or bouncing: nothing changes, and they get a note with their
-  manage link ("you are already subscribed").
+* unknown: stored as ``pending``; pending, unsubscribed or bouncing: nothing
+  changes.  Each gets a confirmation link (signed, expiring) that carries the
+  filter asked for, applied only when the link is confirmed (``lifecycle``);
+* active or paused: nothing changes, and they get a note with their manage
+  link ("you are already subscribed").
 
 The messages are tiny (text + HTML from ``templates/web/confirm_email.*``) and go
 through the configured transport, in the request, on its own event loop.
@@ -20,58 +21,21 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, make_msgid, parseaddr
-from typing import Literal
 
-from digest import links, subscribers
+from digest import links
 from digest.config import Config
-from digest.errors import StoreError, UsageError
+from digest.lifecycle import Kind
 from digest.mailer import DeliveryError, Envelope, Outcome, Transport
 from digest.models import Subscriber
 from digest.render import sender_domain
-from digest.store import Store
 from digest.web.security import ConfirmTokens
 from digest.web.views import Views
 
-Kind = Literal["confirm", "known"]
 SUBJECTS: dict[Kind, str] = {
     "confirm": "Confirm your subscription to Paper Digest",
     "known": "You are already subscribed to Paper Digest",
 }
-KNOWN = ("active", "paused", "bouncing")
 log = logging.getLogger(__name__)
-
-
-def request_subscription(
-    store: Store, wanted: subscribers.Wanted, now: datetime
-) -> tuple[Subscriber, Kind]:
-    """Store the request (see the module docstring) and say which email it calls for."""
-    wanted = subscribers.check(wanted)
-    current = store.subscriber(wanted.email)
-    if current is None:
-        try:
-            return subscribers.add(store, wanted, now, status="pending", source="web"), "confirm"
-        except (UsageError, StoreError):  # the same address, posted twice at once
-            current = store.subscriber(wanted.email)
-            if current is None:
-                raise
-    if current.status in KNOWN:
-        return current, "known"
-    changes = {"filter": wanted.filter, "status": "pending"}
-    return subscribers.update(store, current.email, changes, now), "confirm"
-
-
-def confirm(store: Store, subscriber_id: int, email: str, now: datetime) -> Subscriber | None:
-    """Activate a pending subscriber; None when the token no longer names one who may be.
-
-    Confirming twice is fine (the second click shows the same page); an address
-    unsubscribed since it asked is not brought back by an old link.
-    """
-    person = store.subscriber_by_id(subscriber_id)
-    if person is None or person.email.casefold() != email.casefold():
-        return None
-    if person.status == "pending":
-        return subscribers.update(store, person.email, {"status": "active"}, now)
-    return None if person.status == "unsubscribed" else person
 
 
 def message(
@@ -104,11 +68,13 @@ def message(
     )
 
 
-def link_for(config: Config, person: Subscriber, kind: Kind, tokens: ConfirmTokens) -> str:
+def link_for(
+    config: Config, person: Subscriber, kind: Kind, tokens: ConfirmTokens, query: str
+) -> str:
     """The link the email is for: confirm the subscription, or manage the one there is."""
     base = config.web.base_url
     if kind == "confirm":
-        return f"{base}/confirm/{tokens.make(person.id, person.email)}"
+        return f"{base}/confirm/{tokens.make(person.id, person.email, query)}"
     return f"{base}/manage/{links.token(person, 'manage')}"
 
 

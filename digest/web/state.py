@@ -49,7 +49,7 @@ class Web:
 
     @contextmanager
     def store(self) -> Iterator[Store]:
-        opened = Store(self.database)
+        opened = Store(self.database, create=False)
         try:
             yield opened
         finally:

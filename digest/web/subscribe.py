@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from digest import links, subscribers
+from digest import lifecycle, links, subscribers
 from digest.errors import QueryError, UsageError
 from digest.query import parse
 from digest.web import signup
@@ -108,8 +108,8 @@ def _checked(form: Form) -> HomeForm:
 def _request(web: Web, wanted: subscribers.Wanted) -> Response:
     now = web.now()
     with web.store() as store:
-        person, kind = signup.request_subscription(store, wanted, now)
-    link = signup.link_for(web.config, person, kind, web.confirm)
+        person, kind = lifecycle.request(store, wanted, now)
+    link = signup.link_for(web.config, person, kind, web.confirm, wanted.filter)
     envelope = signup.message(web.config, web.views, person, kind, link, now)
     if not signup.deliver(web.transport_factory, envelope):
         return web.views.message(
@@ -155,7 +155,9 @@ def confirm(request: Request) -> Response:
     person = None
     if claim is not None:
         with web.store() as store:
-            person = signup.confirm(store, *claim, web.now())
+            person = lifecycle.confirm(
+                store, claim.subscriber_id, claim.email, claim.filter, claim.requested_at, web.now()
+            )
     if person is None:
         return web.views.message(
             "This link is not valid",

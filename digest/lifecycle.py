@@ -1,0 +1,431 @@
+"""The subscriber lifecycle: every change of state or settings, who may make it, and its history.
+
+The CLI, the web front, the config sync and the delivery path only call this
+module; none of them writes a subscriber's status or settings on its own.
+
+States: ``pending`` (asked on the web, not confirmed) → ``active`` ⇄ ``paused``;
+any state → ``unsubscribed``; ``active`` → ``bouncing`` (the delivery path, after
+``bounce_limit`` permanent failures).  ``TRANSITIONS`` is the whole table: for an
+action through a channel, the state each current state moves to.  What it does
+not list is refused.  Two rules shape it:
+
+* **Only the subscriber brings an address back.**  Nothing moves an
+  ``unsubscribed`` subscriber but their own confirmed request (double opt-in),
+  whoever declared them: not the config, not the operator.
+* **Consent and deliverability differ.**  ``bouncing`` is the delivery path's
+  judgement, so the operator may overrule it (``resume``) once the address or
+  the relay is fixed; a confirmed request does too.
+
+Settings (filter, name, frequency, format) have one owner at a time, kept in
+``settings_owner``: the ``config`` for subscribers declared in
+``[[subscribers]]``, the ``operator`` for those added with the CLI or a CSV,
+and the ``subscriber`` for web sign-ups and anyone who saved the manage page.
+A subscriber's own change makes them the owner for good: the config sync never
+reverts it (it says so in the log and in ``subscribers sync --dry-run``), and
+the operator changes a config-owned subscriber in the config, not with
+``subscribers set``.
+
+Every change appends a row to ``subscription_events`` (when, what, from what,
+through which channel), shown by ``digest subscribers show``.
+"""
+
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from digest.config import Config
+from digest.errors import ConfigError, DigestError, QueryError, UsageError
+from digest.models import STATUSES, SettingsOwner, Source, Status, Subscriber
+from digest.store import Store, iso
+from digest.subscribers import Wanted, check, get
+
+Channel = Literal["subscriber", "operator", "config", "delivery"]
+Action = Literal["create", "confirm", "pause", "resume", "unsubscribe", "bounce"]
+CHANNELS: tuple[Channel, ...] = ("subscriber", "operator", "config", "delivery")
+ACTIONS: tuple[Action, ...] = ("create", "confirm", "pause", "resume", "unsubscribe", "bounce")
+SETTINGS = ("name", "filter", "frequency", "format")
+SECRET_BYTES = 24
+_ANY_BUT_UNSUBSCRIBED: dict[Status | None, Status] = {
+    s: "unsubscribed" for s in STATUSES if s != "unsubscribed"
+}
+
+TRANSITIONS: Mapping[tuple[Action, Channel], Mapping[Status | None, Status]] = {
+    ("create", "subscriber"): {None: "pending"},
+    ("create", "operator"): {None: "active"},
+    ("create", "config"): {None: "active"},
+    ("confirm", "subscriber"): {
+        "pending": "active",
+        "unsubscribed": "active",
+        "bouncing": "active",
+        "active": "active",
+        "paused": "paused",
+    },
+    ("pause", "subscriber"): {"active": "paused", "paused": "paused"},
+    ("pause", "operator"): {"active": "paused", "paused": "paused"},
+    ("resume", "subscriber"): {"paused": "active", "active": "active"},
+    ("resume", "operator"): {"paused": "active", "bouncing": "active", "active": "active"},
+    ("unsubscribe", "subscriber"): {**_ANY_BUT_UNSUBSCRIBED, "unsubscribed": "unsubscribed"},
+    ("unsubscribe", "operator"): {**_ANY_BUT_UNSUBSCRIBED, "unsubscribed": "unsubscribed"},
+    ("unsubscribe", "config"): {**_ANY_BUT_UNSUBSCRIBED, "unsubscribed": "unsubscribed"},
+    ("bounce", "delivery"): {"active": "bouncing", "bouncing": "bouncing"},
+}
+OWNER_OF: dict[Channel, SettingsOwner] = {
+    "subscriber": "subscriber",
+    "operator": "operator",
+    "config": "config",
+}
+SOURCE_OF: dict[Channel, Source] = {"subscriber": "web", "operator": "cli", "config": "config"}
+log = logging.getLogger(__name__)
+
+
+class Refused(UsageError):
+    """A change the lifecycle does not allow (see ``TRANSITIONS``)."""
+
+
+def next_status(current: Status | None, action: Action, channel: Channel) -> Status:
+    """The state ``action`` through ``channel`` leads to from ``current``; Refused if none."""
+    found = TRANSITIONS.get((action, channel), {}).get(current)
+    if found is None:
+        raise Refused(*_refusal(current, action, channel))
+    return found
+
+
+def _refusal(current: Status | None, action: Action, channel: Channel) -> tuple[str, str]:
+    if current == "unsubscribed" and action in ("resume", "confirm", "create"):
+        return (
+            "this subscriber unsubscribed: only they can subscribe again",
+            "they sign up again on the web front and confirm the email",
+        )
+    if current is None:
+        return f"{action} is not possible before the subscriber exists", "add them first"
+    allowed = sorted(str(s) for s in TRANSITIONS.get((action, channel), {}))
+    return (
+        f"cannot {action} a subscriber who is {current} (through the {channel})",
+        f"{action} applies to: {', '.join(allowed) or 'nobody through this channel'}",
+    )
+
+
+# status changes --------------------------------------------------------------------------
+
+
+def change_status(
+    store: Store,
+    person: Subscriber,
+    action: Action,
+    channel: Channel,
+    now: datetime,
+    detail: str = "",
+) -> Subscriber:
+    """Apply ``action``; a change that leaves the state as it is records nothing."""
+    new = next_status(person.status, action, channel)
+    if new == person.status:
+        return person
+    with store.write():
+        changes: dict[str, Any] = {"status": new, "updated_at": iso(now)}
+        if new == "active":
+            changes["bounces"] = 0
+        store.update_subscriber(person.id, changes)
+        store.add_event(person.id, action, channel, person.status, new, detail, at=iso(now))
+    return _fresh(store, person)
+
+
+def add(store: Store, wanted: Wanted, channel: Channel, now: datetime) -> Subscriber:
+    """A new subscriber (``pending`` from the web, ``active`` otherwise); a known address
+    is an error."""
+    checked = check(wanted)
+    if store.subscriber(checked.email) is not None:
+        raise UsageError(
+            f"{checked.email} is already subscribed", "use `digest subscribers set` to change it"
+        )
+    with store.write():
+        return _insert(store, checked, channel, now)
+
+
+def add_many(
+    store: Store, checked: Sequence[Wanted], now: datetime, source: Source = "import"
+) -> list[Subscriber]:
+    """Insert already-checked subscribers in one transaction (the CSV import)."""
+    with store.write():
+        return [_insert(store, wanted, "operator", now, source) for wanted in checked]
+
+
+def _insert(
+    store: Store, wanted: Wanted, channel: Channel, now: datetime, source: Source | None = None
+) -> Subscriber:
+    status = next_status(None, "create", channel)
+    stamp = iso(now)
+    person = store.insert_subscriber(
+        {
+            "email": wanted.email,
+            "name": wanted.name,
+            "filter": wanted.filter,
+            "frequency": wanted.frequency,
+            "format": wanted.format,
+            "status": status,
+            "source": source or SOURCE_OF[channel],
+            "settings_owner": OWNER_OF[channel],
+            "secret": secrets.token_urlsafe(SECRET_BYTES),
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+    )
+    store.add_event(person.id, "create", channel, None, status, source or "", at=stamp)
+    return person
+
+
+def remove(store: Store, email: str, now: datetime, *, purge: bool = False) -> Subscriber:
+    """The operator unsubscribes someone (history kept), or with ``purge`` deletes them."""
+    current = get(store, email)
+    if purge:
+        with store.write():
+            store.delete_subscriber(current.id)
+        return current
+    return change_status(store, current, "unsubscribe", "operator", now)
+
+
+def unsubscribe(store: Store, person: Subscriber, now: datetime) -> Subscriber:
+    """The subscriber's own unsubscribe (the page's button or RFC 8058 one-click)."""
+    return change_status(store, person, "unsubscribe", "subscriber", now)
+
+
+# settings ------------------------------------------------------------------------------------
+
+
+def change_settings(
+    store: Store, person: Subscriber, changes: Mapping[str, str], channel: Channel, now: datetime
+) -> Subscriber:
+    """Change some of name, filter, frequency, format, each checked as on add.
+
+    The subscriber's own change makes them the owner of their settings; the
+    operator cannot change settings the config owns (the next sync would undo it).
+    """
+    unknown = set(changes) - set(SETTINGS)
+    if unknown:
+        raise UsageError(f"not a setting: {', '.join(sorted(unknown))}")
+    if channel == "operator" and person.settings_owner == "config":
+        raise Refused(
+            f"{person.email} is declared in the config's [[subscribers]]",
+            "change their settings there, then run `digest subscribers sync`",
+        )
+    values = {k: changes.get(k, getattr(person, k)) for k in SETTINGS}
+    merged = check(Wanted(person.email, **values))
+    fields = {k: getattr(merged, k) for k in SETTINGS if getattr(merged, k) != getattr(person, k)}
+    owner = "subscriber" if channel == "subscriber" else person.settings_owner
+    if not fields and owner == person.settings_owner:
+        return person
+    with store.write():
+        store.update_subscriber(
+            person.id, {**fields, "settings_owner": owner, "updated_at": iso(now)}
+        )
+        detail = ", ".join(sorted(fields)) or "no change"
+        store.add_event(
+            person.id, "settings", channel, person.status, person.status, detail, at=iso(now)
+        )
+    return _fresh(store, person)
+
+
+def set_by_operator(
+    store: Store, email: str, changes: Mapping[str, str], now: datetime
+) -> Subscriber:
+    """``digest subscribers set``: settings, and a status among active, paused, unsubscribed."""
+    person = get(store, email)
+    settings = {k: v for k, v in changes.items() if k != "status"}
+    if settings:
+        person = change_settings(store, person, settings, "operator", now)
+    if "status" in changes:
+        person = change_status(store, person, _action_for(changes["status"]), "operator", now)
+    return person
+
+
+def _action_for(status: str) -> Action:
+    actions: dict[str, Action] = {
+        "active": "resume",
+        "paused": "pause",
+        "unsubscribed": "unsubscribe",
+    }
+    if status not in actions:
+        raise Refused(
+            f"the operator cannot make a subscriber {status}",
+            "pending comes from a web sign-up, bouncing from the delivery path",
+        )
+    return actions[status]
+
+
+# the web sign-up ----------------------------------------------------------------------------
+
+Kind = Literal["confirm", "known"]
+
+
+def request(store: Store, wanted: Wanted, now: datetime) -> tuple[Subscriber, Kind]:
+    """A sign-up request from the web: which email it calls for, changing no existing row.
+
+    An unknown address is stored ``pending``; any other keeps its state and
+    settings (the filter asked for travels in the signed confirmation link).
+    Active and paused subscribers get a note instead of a link.
+    """
+    checked = check(wanted)
+    current = store.subscriber(checked.email)
+    if current is None:
+        try:
+            return add(store, checked, "subscriber", now), "confirm"
+        except (UsageError, DigestError):  # the same address, posted twice at once
+            current = store.subscriber(checked.email)
+            if current is None:
+                raise
+    return current, "known" if current.status in ("active", "paused") else "confirm"
+
+
+def confirm(
+    store: Store,
+    subscriber_id: int,
+    email: str,
+    query: str,
+    requested_at: datetime,
+    now: datetime,
+) -> Subscriber | None:
+    """Confirm a signed request for (id, address, filter) made at ``requested_at``.
+
+    Returns the subscriber, or None when the link names nobody who may confirm.
+    An active or paused subscription is left exactly as it is (confirming twice
+    is fine); an unsubscribe made after the request is never undone by it.
+    """
+    person = store.subscriber_by_id(subscriber_id)
+    if person is None or person.email.casefold() != email.casefold():
+        return None
+    if person.status in ("active", "paused"):
+        return person
+    if person.status == "unsubscribed":
+        left = store.last_event_at(person.id, "unsubscribed") or person.updated_at
+        if iso(requested_at) <= left:
+            return None
+    person = change_settings(store, person, {"filter": query}, "subscriber", now)
+    return change_status(store, person, "confirm", "subscriber", now)
+
+
+# the config's [[subscribers]] ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep:
+    """One thing the config sync does (or, with ``changes`` empty, declines to do)."""
+
+    email: str
+    what: Literal["add", "update", "retire", "keep-unsubscribed", "keep-own-settings"]
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.what:<18} {self.email}" + (f"  ({self.detail})" if self.detail else "")
+
+
+def sync_config(
+    store: Store, declared: Sequence[Wanted], source: str, now: datetime, *, dry_run: bool = False
+) -> list[SyncStep]:
+    """Make the database agree with ``[[subscribers]]``, within the rules above.
+
+    Declared and missing: added.  Declared with config-owned settings: updated.
+    No longer declared: unsubscribed.  Never touched: anyone who unsubscribed,
+    and the settings of anyone who owns them.  Each step is logged once.
+    """
+    checked = [_check_declared(w, i, source) for i, w in enumerate(declared, start=1)]
+    plan = _plan(store, checked)
+    for step in plan:
+        log.info("config sync: %s", step)
+    if dry_run:
+        return plan
+    wanted = {w.email.casefold(): w for w in checked}
+    for step in plan:
+        _apply(store, step, wanted, now)
+    return plan
+
+
+def sync_declared(
+    store: Store, config: Config, now: datetime, *, dry_run: bool = False
+) -> list[SyncStep]:
+    """``sync_config`` with the ``[[subscribers]]`` of ``config``; nothing without a file.
+
+    Built-in defaults declare nobody, and must not retire anyone a real config declared.
+    """
+    if config.source is None:
+        log.info("config sync: no config file, so no [[subscribers]] to sync")
+        return []
+    declared = [Wanted(**table.model_dump()) for table in config.subscribers]
+    return sync_config(store, declared, str(config.source), now, dry_run=dry_run)
+
+
+def _check_declared(wanted: Wanted, index: int, source: str) -> Wanted:
+    try:
+        return check(wanted)
+    except QueryError as err:
+        raise ConfigError(f"{source}: [[subscribers]] #{index} filter: {err}") from None
+    except DigestError as err:
+        raise ConfigError(f"{source}: [[subscribers]] #{index}: {err.message}") from None
+
+
+def _plan(store: Store, checked: Sequence[Wanted]) -> list[SyncStep]:
+    steps: list[SyncStep] = []
+    declared = {w.email.casefold() for w in checked}
+    for wanted in checked:
+        current = store.subscriber(wanted.email)
+        step = _step_for(wanted, current)
+        if step is not None:
+            steps.append(step)
+    for current in store.subscribers():
+        gone = current.source == "config" and current.email.casefold() not in declared
+        if gone and current.status != "unsubscribed":
+            steps.append(SyncStep(current.email, "retire", "no longer in [[subscribers]]"))
+    return steps
+
+
+def _step_for(wanted: Wanted, current: Subscriber | None) -> SyncStep | None:
+    if current is None:
+        return SyncStep(wanted.email, "add")
+    differs = [k for k in SETTINGS if getattr(wanted, k) != getattr(current, k)]
+    if current.status == "unsubscribed":
+        return SyncStep(
+            wanted.email,
+            "keep-unsubscribed",
+            f"unsubscribed {current.updated_at[:10]}; only they can subscribe again",
+        )
+    if current.settings_owner == "subscriber":
+        if not differs:
+            return None
+        return SyncStep(
+            wanted.email, "keep-own-settings", f"they changed {', '.join(differs)} themselves"
+        )
+    if differs or current.source != "config" or current.settings_owner != "config":
+        return SyncStep(wanted.email, "update", ", ".join(differs) or "now declared here")
+    return None
+
+
+def _apply(store: Store, step: SyncStep, wanted: Mapping[str, Wanted], now: datetime) -> None:
+    if step.what == "add":
+        with store.write():
+            _insert(store, wanted[step.email.casefold()], "config", now)
+    elif step.what == "update":
+        person = get(store, step.email)
+        fields = {k: getattr(wanted[step.email.casefold()], k) for k in SETTINGS}
+        with store.write():
+            store.update_subscriber(
+                person.id,
+                {**fields, "source": "config", "settings_owner": "config", "updated_at": iso(now)},
+            )
+            store.add_event(
+                person.id,
+                "settings",
+                "config",
+                person.status,
+                person.status,
+                step.detail,
+                at=iso(now),
+            )
+    elif step.what == "retire":
+        change_status(store, get(store, step.email), "unsubscribe", "config", now, step.detail)
+
+
+def _fresh(store: Store, person: Subscriber) -> Subscriber:
+    found = store.subscriber_by_id(person.id)
+    assert found is not None
+    return found
