@@ -119,7 +119,7 @@ class DigestConfig(Section):
 
 
 class SubscriberTable(Section):
-    """A ``[[subscribers]]`` table: synced into the database by every command."""
+    """A ``[[subscribers]]`` table: synced by the service at start and on SIGHUP (``lifecycle``)."""
 
     email: str
     filter: str

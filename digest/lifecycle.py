@@ -11,7 +11,9 @@ not list is refused.  Two rules shape it:
 
 * **Only the subscriber brings an address back.**  Nothing moves an
   ``unsubscribed`` subscriber but their own confirmed request (double opt-in),
-  whoever declared them: not the config, not the operator.
+  whoever declared them: not the config, not the operator.  The one exception
+  undoes the config's own act: a subscriber the config retired (dropped from
+  ``[[subscribers]]``) is restored when the config declares them again.
 * **Consent and deliverability differ.**  ``bouncing`` is the delivery path's
   judgement, so the operator may overrule it (``resume``) once the address or
   the relay is fixed; a confirmed request does too.
@@ -43,9 +45,17 @@ from digest.store import Store, iso
 from digest.subscribers import Wanted, check, get
 
 Channel = Literal["subscriber", "operator", "config", "delivery"]
-Action = Literal["create", "confirm", "pause", "resume", "unsubscribe", "bounce"]
+Action = Literal["create", "confirm", "pause", "resume", "unsubscribe", "restore", "bounce"]
 CHANNELS: tuple[Channel, ...] = ("subscriber", "operator", "config", "delivery")
-ACTIONS: tuple[Action, ...] = ("create", "confirm", "pause", "resume", "unsubscribe", "bounce")
+ACTIONS: tuple[Action, ...] = (
+    "create",
+    "confirm",
+    "pause",
+    "resume",
+    "unsubscribe",
+    "restore",
+    "bounce",
+)
 SETTINGS = ("name", "filter", "frequency", "format")
 SECRET_BYTES = 24
 _ANY_BUT_UNSUBSCRIBED: dict[Status | None, Status] = {
@@ -70,6 +80,7 @@ TRANSITIONS: Mapping[tuple[Action, Channel], Mapping[Status | None, Status]] = {
     ("unsubscribe", "subscriber"): {**_ANY_BUT_UNSUBSCRIBED, "unsubscribed": "unsubscribed"},
     ("unsubscribe", "operator"): {**_ANY_BUT_UNSUBSCRIBED, "unsubscribed": "unsubscribed"},
     ("unsubscribe", "config"): {**_ANY_BUT_UNSUBSCRIBED, "unsubscribed": "unsubscribed"},
+    ("restore", "config"): {"unsubscribed": "active"},  # only after a retire: see _step_for
     ("bounce", "delivery"): {"active": "bouncing", "bouncing": "bouncing"},
 }
 OWNER_OF: dict[Channel, SettingsOwner] = {
@@ -298,7 +309,7 @@ def confirm(
     if person.status in ("active", "paused"):
         return person
     if person.status == "unsubscribed":
-        left = store.last_event_at(person.id, "unsubscribed") or person.updated_at
+        left, _ = store.entered(person.id, "unsubscribed") or (person.updated_at, "")
         if iso(requested_at) <= left:
             return None
     person = change_settings(store, person, {"filter": query}, "subscriber", now)
@@ -313,7 +324,7 @@ class SyncStep:
     """One thing the config sync does (or, with ``changes`` empty, declines to do)."""
 
     email: str
-    what: Literal["add", "update", "retire", "keep-unsubscribed", "keep-own-settings"]
+    what: Literal["add", "update", "retire", "restore", "keep-unsubscribed", "keep-own-settings"]
     detail: str = ""
 
     def __str__(self) -> str:
@@ -369,7 +380,8 @@ def _plan(store: Store, checked: Sequence[Wanted]) -> list[SyncStep]:
     declared = {w.email.casefold() for w in checked}
     for wanted in checked:
         current = store.subscriber(wanted.email)
-        step = _step_for(wanted, current)
+        retired = current is not None and _retired_by_config(store, current)
+        step = _step_for(wanted, current, retired)
         if step is not None:
             steps.append(step)
     for current in store.subscribers():
@@ -379,10 +391,20 @@ def _plan(store: Store, checked: Sequence[Wanted]) -> list[SyncStep]:
     return steps
 
 
-def _step_for(wanted: Wanted, current: Subscriber | None) -> SyncStep | None:
+def _retired_by_config(store: Store, person: Subscriber) -> bool:
+    """Whether the config itself unsubscribed this person (and so may restore them)."""
+    if person.status != "unsubscribed":
+        return False
+    entered = store.entered(person.id, "unsubscribed")
+    return entered is not None and entered[1] == "config"
+
+
+def _step_for(wanted: Wanted, current: Subscriber | None, retired: bool) -> SyncStep | None:
     if current is None:
         return SyncStep(wanted.email, "add")
     differs = [k for k in SETTINGS if getattr(wanted, k) != getattr(current, k)]
+    if retired:
+        return SyncStep(wanted.email, "restore", "declared again after the config dropped them")
     if current.status == "unsubscribed":
         return SyncStep(
             wanted.email,
@@ -423,6 +445,10 @@ def _apply(store: Store, step: SyncStep, wanted: Mapping[str, Wanted], now: date
             )
     elif step.what == "retire":
         change_status(store, get(store, step.email), "unsubscribe", "config", now, step.detail)
+    elif step.what == "restore":
+        person = change_status(store, get(store, step.email), "restore", "config", now)
+        if person.settings_owner == "config":
+            _apply(store, SyncStep(step.email, "update", "declared again"), wanted, now)
 
 
 def _fresh(store: Store, person: Subscriber) -> Subscriber:

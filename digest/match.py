@@ -270,7 +270,10 @@ def explain(
             f"({delivered['status']})"
         )
     in_window = _in_window(store, subscriber, paper, settings, now, reasons)
-    if why.matches and delivered is None and in_window:
+    receiving = subscriber.status == "active"
+    if not receiving:
+        reasons.append(f"the subscriber is {subscriber.status}: no digest is sent to them")
+    if why.matches and delivered is None and in_window and receiving:
         position = _rank_in_pending(store, subscriber, paper, settings, now, stemmer)
         reasons.append(position)
         included = "beyond the cap" not in position

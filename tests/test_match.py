@@ -140,6 +140,15 @@ def test_explain_says_which_terms_matched_and_the_position(seeded: Store, now: d
     assert "in the next digest at position 1 of" in verdict.reasons[-1]
 
 
+def test_explain_says_a_paused_subscriber_gets_no_digest(seeded: Store, now: datetime) -> None:
+    person = subscribe(seeded, "diffusion -video", now)
+    top = match.pending(seeded, person, SETTINGS, now).capped[0]
+    paused = lifecycle.change_status(seeded, person, "pause", "subscriber", now)
+    verdict = match.explain(seeded, paused, top.paper, SETTINGS, now)
+    assert not verdict.included
+    assert "the subscriber is paused: no digest is sent to them" in verdict.reasons
+
+
 def test_explain_names_the_excluding_term(seeded: Store, now: datetime) -> None:
     person = subscribe(seeded, "diffusion -video", now)
     [paper] = [

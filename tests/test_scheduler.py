@@ -284,6 +284,8 @@ def test_the_service_serves_the_web_front_when_enabled(tmp_path: Path, sink: Ser
 @pytest.mark.slow
 def test_digest_serve_runs_the_web_front(tmp_path: Path) -> None:
     port = free_port()
+    env = {**os.environ, "DIGEST_CONFIG": ""}
+    subprocess.run([DIGEST, "migrate"], cwd=tmp_path, env=env, check=True, capture_output=True)
     process = subprocess.Popen(
         [DIGEST, "serve", "--port", str(port)],
         cwd=tmp_path,

@@ -1,6 +1,7 @@
 """Subscribers: the CLI commands, validation, CSV import/export and config sync."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,7 @@ def test_an_added_subscriber_is_active_with_what_they_asked_for(run_cli: RunCli)
         "format": "text",
         "status": "active",
         "source": "cli",
+        "settings_owner": "operator",
         "created_at": result.json()["created_at"],
     }
     assert [s["email"] for s in listed(run_cli)] == ["Ada@example.org"]
@@ -205,34 +207,42 @@ def config_with(config_file: Path, *people: tuple[str, str]) -> None:
     config_file.write_text(base + tables)
 
 
-def test_config_declared_subscribers_appear_and_disappear(
+def synced(run_cli: RunCli) -> list[dict[str, Any]]:
+    result = run_cli("subscribers", "sync")
+    assert result.exit_code == 0, result.stderr
+    return listed(run_cli)
+
+
+def test_config_declared_subscribers_appear_and_disappear_on_sync(
     run_cli: RunCli, config_file: Path
 ) -> None:
     config_with(config_file, ("a@example.org", "diffusion"), ("b@example.org", '"language model"'))
-    assert [(s["email"], s["status"], s["source"]) for s in listed(run_cli)] == [
+    assert listed(run_cli) == [], "a read-only command does not sync"
+    assert [(s["email"], s["status"], s["source"]) for s in synced(run_cli)] == [
         ("a@example.org", "active", "config"),
         ("b@example.org", "active", "config"),
     ]
     config_with(config_file, ("a@example.org", "diffusion -video"))
-    assert [(s["email"], s["status"], s["filter"]) for s in listed(run_cli)] == [
+    assert [(s["email"], s["status"], s["filter"]) for s in synced(run_cli)] == [
         ("a@example.org", "active", "diffusion -video"),
         ("b@example.org", "unsubscribed", '"language model"'),
     ]
     config_with(
         config_file, ("a@example.org", "diffusion -video"), ("b@example.org", '"language model"')
     )
-    assert {s["status"] for s in listed(run_cli)} == {"active"}
+    assert {s["status"] for s in synced(run_cli)} == {"active"}, "the config undoes its own retire"
 
 
 def test_a_bad_filter_in_the_config_names_the_file_and_the_table(
     run_cli: RunCli, config_file: Path
 ) -> None:
     config_with(config_file, ("a@example.org", "diffusion"), ("b@example.org", "NEAR(a b)"))
-    result = run_cli("subscribers", "list")
+    result = run_cli("subscribers", "sync")
     assert result.exit_code == 2
     assert (
         f"error: {config_file}: [[subscribers]] #2 filter: bad filter at column 1" in result.stderr
     )
+    assert listed(run_cli) == [], "nothing is synced when any table is bad"
 
 
 def test_show_json_gives_the_subscriber_links(run_cli: RunCli) -> None:

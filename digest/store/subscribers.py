@@ -104,14 +104,15 @@ class SubscriberStore(Base):
         keys = ("at", "action", "channel", "from_status", "to_status", "detail")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def last_event_at(self, subscriber_id: int, to_status: str) -> str | None:
-        """When the subscriber last entered ``to_status`` (None if never recorded)."""
+    def entered(self, subscriber_id: int, to_status: str) -> tuple[str, str] | None:
+        """When and through which channel the subscriber last entered ``to_status``."""
         row = self.db.execute(
-            "SELECT MAX(at) FROM subscription_events "
-            "WHERE subscriber_id = ? AND to_status = ? AND from_status IS NOT ?",
+            "SELECT at, channel FROM subscription_events "
+            "WHERE subscriber_id = ? AND to_status = ? AND from_status IS NOT ? "
+            "ORDER BY id DESC LIMIT 1",
             [subscriber_id, to_status, to_status],
         ).fetchone()
-        return str(row[0]) if row and row[0] is not None else None
+        return (str(row[0]), str(row[1])) if row else None
 
     def app_secret(self, name: str, make: Callable[[], str]) -> tuple[str, bool]:
         """The stored secret ``name``, created with ``make`` on first use; True if just created."""
