@@ -10,9 +10,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Literal
-from urllib.parse import quote
 
 from digest.models import Subscriber
 
@@ -45,21 +43,17 @@ class Links:
 
     manage: str
     unsubscribe: str
-    unsubscribe_mailto: str
     feed_atom: str
     feed_rss: str
 
 
-def links_for(subscriber: Subscriber, base_url: str, sender: str) -> Links:
+def links_for(subscriber: Subscriber, base_url: str) -> Links:
     """Every link of one subscriber, under the web front's ``base_url``."""
     base = base_url.rstrip("/")
-    unsubscribe = token(subscriber, "unsubscribe")
     feed = token(subscriber, "feed")
-    _, address = parseaddr(sender)
     return Links(
         manage=f"{base}/manage/{token(subscriber, 'manage')}",
-        unsubscribe=f"{base}/unsubscribe/{unsubscribe}",
-        unsubscribe_mailto=f"mailto:{address}?subject={quote('unsubscribe ' + unsubscribe)}",
+        unsubscribe=f"{base}/unsubscribe/{token(subscriber, 'unsubscribe')}",
         feed_atom=f"{base}/feeds/{feed}.atom",
         feed_rss=f"{base}/feeds/{feed}.rss",
     )

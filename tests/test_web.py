@@ -31,11 +31,11 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from digest import links, subscribers
+from digest import links, outbox, subscribers
 from digest.config import Config, from_mapping
 from digest.errors import UsageError
 from digest.ingest import ingest_files
-from digest.mailer import Envelope, Outcome, Transport
+from digest.mailer import Envelope, Outcome, Transport, transport_for
 from digest.models import Subscriber
 from digest.store import Store
 from digest.web import create_app, resolve_secret, start_in_thread
@@ -148,6 +148,13 @@ class Site:
     def subscriber(self, email: str) -> Subscriber | None:
         with closing(Store(self.config.storage.database)) as store:
             return store.subscriber(email)
+
+    def send_digests(self) -> list[EmailMessage]:
+        """``digest send`` on the site's database at its clock; the digests it mailed."""
+        transport = transport_for(self.config.delivery, self.config.smtp)
+        with closing(Store(self.config.storage.database)) as store:
+            outbox.send(store, self.config, transport, self.clock)
+        return self.new_mail()
 
     def active(self, email: str, query: str = "diffusion") -> Subscriber:
         """A subscriber made through the web: subscribe, then open the confirm link."""
@@ -645,6 +652,22 @@ def test_one_click_post_unsubscribes_without_cookie_or_csrf_token(
     assert changed.status == "unsubscribed"
 
 
+def test_list_unsubscribe_is_one_url_whose_one_click_post_unsubscribes(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [mail] = site.send_digests()
+    header = str(mail["List-Unsubscribe"])
+    assert "mailto:" not in header
+    [url] = re.findall(r"<([^>]*)>", header)
+    assert url == site.url + link_path(person, "unsubscribe")
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    with httpx.Client() as provider:  # what a mail provider sends, no cookie
+        response = provider.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    changed = site.subscriber("ada@example.org")
+    assert changed is not None
+    assert changed.status == "unsubscribed"
+
+
 def test_the_unsubscribe_page_button_unsubscribes(site: Site) -> None:
     person = site.active("ada@example.org")
     page = site.client.get(link_path(person, "unsubscribe")).text
@@ -815,6 +838,18 @@ def test_a_paper_page_shows_its_trend_history(site: Site) -> None:
     assert "<td>#" in html
 
 
+def test_a_paper_page_shows_listing_dates_and_positions_but_no_file_names(site: Site) -> None:
+    with closing(Store(site.config.storage.database)) as store:
+        paper = max(store.papers(), key=lambda p: p.times_seen)
+        files = [row[0] for row in store.db.execute("SELECT file_name FROM dumps")]
+        seen = [(s.listing_date or "undated", str(s.position)) for s in store.sightings(paper.seq)]
+    assert {date == "undated" for date, _ in seen} == {True, False}  # dated and undated ones
+    html = site.client.get(f"/papers/{paper.id}").text
+    assert re.findall(r"<tr><td>([^<]*)</td><td>#(\d+)</td>", html) == seen
+    for name in files:
+        assert name.removesuffix(".txt") not in html
+
+
 @pytest.mark.parametrize("ref", ["0000000000000000", "not-an-id", "A" * 16])
 def test_an_unknown_paper_is_404(site: Site, ref: str) -> None:
     assert site.client.get(f"/papers/{ref}").status_code == 404
@@ -823,8 +858,25 @@ def test_an_unknown_paper_is_404(site: Site, ref: str) -> None:
 def test_healthz_and_readyz(site: Site) -> None:
     health = site.client.get("/healthz")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "papers": 689, "last_ingest": "2026-11-24T07:00:00Z"}
+    assert health.json() == {
+        "status": "ok",
+        "papers": 689,
+        "last_ingest": "2026-11-24T07:00:00Z",
+        "rejected_dumps": 0,
+        "last_rejection": None,
+    }
     assert site.client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_healthz_shows_the_operator_the_rejected_dumps(site: Site, tmp_path: Path) -> None:
+    with closing(Store(site.config.storage.database)) as store:
+        for n, hours in enumerate([1, 3]):
+            bad = tmp_path / f"bad-{n}.txt"
+            bad.write_text(f"Lonely Title {n}\n")
+            assert ingest_files(store, [bad], NOW + timedelta(hours=hours)).rejected == 1
+    health = site.client.get("/healthz").json()
+    assert health["rejected_dumps"] == 2
+    assert health["last_rejection"] == "2026-11-24T10:00:00Z"
 
 
 def test_healthz_is_503_when_the_database_cannot_be_read(tmp_path: Path) -> None:
@@ -836,7 +888,13 @@ def test_healthz_is_503_when_the_database_cannot_be_read(tmp_path: Path) -> None
     with running(app, sock) as url, httpx.Client(base_url=url) as client:
         health = client.get("/healthz")
         assert health.status_code == 503
-        assert health.json() == {"status": "error", "papers": None, "last_ingest": None}
+        assert health.json() == {
+            "status": "error",
+            "papers": None,
+            "last_ingest": None,
+            "rejected_dumps": None,
+            "last_rejection": None,
+        }
         assert client.get("/readyz").status_code == 503
         assert client.get("/papers/0000000000000000").status_code == 503
 

@@ -1,8 +1,10 @@
 """Read-only pages: one paper with its trend history, and the health checks.
 
-``/healthz`` says whether the service can read its database and how fresh the
-papers are (``{"status", "papers", "last_ingest"}``, 503 when the database cannot
-be read); ``/readyz`` only checks that the database answers, for a load balancer
+``/healthz`` says whether the service can read its database, how fresh the
+papers are and how many dumps were rejected (``{"status", "papers", "last_ingest",
+"rejected_dumps", "last_rejection"}``, 503 when the database cannot be read): the
+operator's view, where rejections belong (readers' digests never mention them);
+``/readyz`` only checks that the database answers, for a load balancer
 or ``systemd`` to wait on.
 """
 
@@ -50,11 +52,19 @@ def healthz(request: Request) -> Response:
         with web.store() as store:
             papers = store.count("papers")
             last = store.last_ingest_at()
+            rejected, last_rejection = store.rejections_summary()
     except (DigestError, OSError, sqlite3.Error) as err:
         log.error("health check: %s", err)
-        body = {"status": "error", "papers": None, "last_ingest": None}
-        return JSONResponse(body, 503, headers=NO_CACHE)
-    return JSONResponse({"status": "ok", "papers": papers, "last_ingest": last}, headers=NO_CACHE)
+        unknown = dict.fromkeys(["papers", "last_ingest", "rejected_dumps", "last_rejection"])
+        return JSONResponse({"status": "error", **unknown}, 503, headers=NO_CACHE)
+    body = {
+        "status": "ok",
+        "papers": papers,
+        "last_ingest": last,
+        "rejected_dumps": rejected,
+        "last_rejection": last_rejection,
+    }
+    return JSONResponse(body, headers=NO_CACHE)
 
 
 def readyz(request: Request) -> Response:
