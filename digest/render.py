@@ -264,6 +264,7 @@ class Renderer:
             "filter": _clean(subscriber.filter),
             "papers": [self._paper(m, node) for m in content.matches],
             "more": f"{more} more paper{' matches' if more == 1 else 's match'}" if more else "",
+            "more_url": content.links.more(content.message_id),
             "links": content.links,
             "health": _health(content.health),
         }

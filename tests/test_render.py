@@ -581,8 +581,8 @@ def test_the_health_line(
 
 MORE_LINES = [
     (0, None),
-    (1, "1 more paper matches — see your feed"),
-    (12, "12 more papers match — see your feed"),
+    (1, "1 more paper matches — see them all"),
+    (12, "12 more papers match — see them all"),
 ]  # fmt: skip
 
 
@@ -594,9 +594,14 @@ def test_the_more_line_when_capped(renderer: Renderer, more: int, line: str | No
         assert "more paper" not in text
         assert "more paper" not in html
     else:
-        assert f"{line}: {content.links.feed_atom}" in text
+        url = content.links.more(content.message_id)
+        mark = content.message_id.split(".")[2].split("@")[0]
+        assert url == f"{content.links.matches}/{mark}"
+        assert url.startswith("https://digest.example.org/matches/7-")
+        assert f"{line}: {url}" in text
         plain = "".join(Tags(html).text)
         assert line in plain
+        assert url in Tags(html).hrefs()
 
 
 def test_the_footer_shows_the_filter_and_the_address(seeded: Store, renderer: Renderer) -> None:
@@ -645,7 +650,7 @@ def test_fit_moves_the_overflow_into_more(renderer: Renderer) -> None:
     one_more = dataclasses.replace(content, matches=content.matches[: kept + 1])
     assert len(renderer.message(one_more)) >= MAX_BYTES, "fit() should keep as many as fit"
     text = body(parsed(data), "plain")
-    assert f"{fitted.more} more papers match — see your feed" in text
+    assert f"{fitted.more} more papers match — see them all" in text
 
 
 # message ids -------------------------------------------------------------------------------

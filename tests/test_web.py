@@ -31,7 +31,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from digest import links, outbox, subscribers
+from digest import links, match, outbox, subscribers
 from digest.config import Config, from_mapping
 from digest.errors import UsageError
 from digest.ingest import ingest_files
@@ -43,12 +43,15 @@ from digest.web.server import is_loopback
 from tests.smtp_servers import Sink, serve
 
 from .conftest import NOW, SEED_FILES
+from .test_dumps import ABSTRACT
 
 SECRET = "test-signing-key-" + "x" * 24
 TOPIC = {"name": "Diffusion & Video", "filter": "diffusion"}
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _CONFIRM = re.compile(r"http://\S+/confirm/\S+")
 _MANAGE = re.compile(r"http://\S+(/manage/\S+)")
+_MORE = re.compile(r"(\d+) more papers? match(?:es)? — see them all: (http://\S+)")
+_LISTED = re.compile(r'<li><a class="link" href="/papers/([0-9a-f]{16})">')
 
 
 # -- the server and its helpers ----------------------------------------------------------
@@ -821,6 +824,90 @@ def test_a_private_feed_follows_a_changed_filter(site: Site) -> None:
     after = site.client.get(path, headers={"if-none-match": before.headers["etag"]})
     assert after.status_code == 200
     assert after.headers["etag"] != before.headers["etag"]
+
+
+# -- the papers a digest had no room for ------------------------------------------------
+
+
+def more_line(mail: EmailMessage) -> tuple[int, str]:
+    """The count and the link of a digest's "N more papers match" line."""
+    found = _MORE.search(text_of(mail))
+    assert found, text_of(mail)
+    return int(found.group(1)), found.group(2)
+
+
+def delivered_ids(site: Site, person: Subscriber) -> set[str]:
+    with closing(Store(site.config.storage.database)) as store:
+        rows = store.db.execute(
+            "SELECT p.id FROM deliveries d JOIN papers p ON p.seq = d.paper_seq "
+            "WHERE d.subscriber_id = ?",
+            [person.id],
+        )
+        return {row[0] for row in rows}
+
+
+def test_n_more_papers_leads_to_a_page_that_lists_exactly_those_n(make_site: MakeSite) -> None:
+    site = make_site(digest={"max_papers": 5})
+    person = site.active("ada@example.org", "diffusion OR model")
+    [mail] = site.send_digests()
+    count, url = more_line(mail)
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None
+    assert f'href="{url}"' in str(html.get_content())
+    page = site.client.get(url)
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    listed = _LISTED.findall(page.text)
+    assert len(listed) == count > 50  # more than the private feed could ever hold
+    sent = delivered_ids(site, person)
+    assert len(sent) == 5
+    with closing(Store(site.config.storage.database)) as store:
+        since = site.clock.now - timedelta(days=site.config.digest.lookback_days)
+        window = {m.paper.id for m in match.backtest(store, person.filter, since=since)}
+    assert set(listed) | sent == window
+    assert not set(listed) & sent
+
+
+def test_an_old_digest_link_keeps_its_own_papers_after_the_next_digest(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    site = make_site(digest={"max_papers": 5})
+    site.active("ada@example.org", "diffusion")
+    [first] = site.send_digests()
+    count, url = more_line(first)
+    before = _LISTED.findall(site.client.get(url).text)
+    assert len(before) == count
+    site.clock.advance(days=1)
+    dump = tmp_path / "later.txt"
+    dump.write_text("".join(f"Diffusion Paper {n}\n{ABSTRACT} diffusion\n" for n in range(8)))
+    with closing(Store(site.config.storage.database)) as store:
+        assert ingest_files(store, [dump], site.clock.now).files[0].new == 8
+    [second] = site.send_digests()
+    assert more_line(second)[0] == 3
+    assert _LISTED.findall(site.client.get(url).text) == before
+    assert len(_LISTED.findall(site.client.get(more_line(second)[1]).text)) == 3
+
+
+def test_a_more_link_is_404_with_a_wrong_token_or_mark_or_after_unsubscribing(
+    make_site: MakeSite,
+) -> None:
+    site = make_site(digest={"max_papers": 5})
+    person = site.active("ada@example.org", "diffusion")
+    [mail] = site.send_digests()
+    url = more_line(mail)[1]
+    path = url.removeprefix(site.url)
+    mark = path.rsplit("/", 1)[1]
+    wrong = [
+        f"/matches/{links.token(person, 'manage')}/{mark}",
+        f"/matches/{links.token(person, 'feed')}/{'0' * 16}",
+        f"/matches/{links.token(person, 'feed')}/not-a-mark",
+        f"/matches/not-a-token/{mark}",
+    ]
+    for other in wrong:
+        assert site.client.get(other).status_code == 404, other
+    assert site.client.get(path).status_code == 200
+    site.client.post(link_path(person, "unsubscribe"))
+    assert site.client.get(path).status_code == 404
 
 
 # -- papers, health ----------------------------------------------------------------------
