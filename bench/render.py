@@ -139,7 +139,7 @@ def prepare(folder: Path, config: Config, count: int, settings: Settings) -> lis
         filters = matching_filters(new_papers(store, now), count, settings.seed, *MATCHES)
         subscribers = in_memory_subscribers(subscriber_rows(filters, now, seed=settings.seed))
         batch = Batch(store, DigestConfig(max_papers=PAPERS), now)
-        health = Health(store.last_ingest_at(), stale=False, rejected_since_last=0)
+        health = Health(store.last_ingest_at(), stale=False)
     finally:
         store.close()
     contents = []
@@ -190,7 +190,7 @@ def bare_item(config: Config, renderer: Renderer, content: DigestContent) -> Bar
         ("Date", format_datetime(content.created_at)),
         ("Message-ID", content.message_id),
         ("List-Id", "Paper Digest <digest.example.org>"),
-        ("List-Unsubscribe", f"<{links.unsubscribe}>, <{links.unsubscribe_mailto}>"),
+        ("List-Unsubscribe", f"<{links.unsubscribe}>"),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("Auto-Submitted", "auto-generated"),
         ("Precedence", "bulk"),

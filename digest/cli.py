@@ -331,7 +331,7 @@ def subscribers_show(app: App, email: str, as_json: bool) -> None:
     """Show one subscriber, with their feed, manage and unsubscribe links."""
     with _errors(app):
         subscriber = subscribers.get(app.store, email)
-    urls = links_for(subscriber, app.config.web.base_url, app.config.delivery.from_)
+    urls = links_for(subscriber, app.config.web.base_url)
     found = {
         "feed_url": urls.feed_atom,
         "manage_url": urls.manage,

@@ -6,8 +6,9 @@ formats and capped at ``[feeds] max_entries``:
 * ``all``: every paper, trending first (seen in more listings, then at a better
   position, then newest);
 * one per ``[[topics]]`` table: the papers its filter selects, in the same order;
-* one per subscriber, addressed by their ``feed`` link token (see ``links``): all their
-  matches over the whole store, newest first, so it also holds those beyond the email cap.
+* one per subscriber, addressed by their ``feed`` link token (see ``links``): their
+  newest matches over the whole store (a digest's further matches are on its ``/matches``
+  page, since a feed this short cannot hold them all).
 
 What feed readers need (``FIELD_NOTES.md``): an entry id that never changes for a paper
 (a tag URI of the paper id, with a fixed date, never derived from now), UTC dates (the

@@ -1,4 +1,5 @@
-"""Per-subscriber links: manage, unsubscribe and private feed, without accounts or passwords.
+"""Per-subscriber links: manage, unsubscribe, private feed and the papers a digest had no
+room for, without accounts or passwords.
 
 A link token is ``<subscriber id>-<HMAC of a purpose under the subscriber's
 secret>``: unguessable, different per purpose (a leaked feed URL cannot
@@ -10,14 +11,13 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Literal
-from urllib.parse import quote
 
 from digest.models import Subscriber
 
 Purpose = Literal["manage", "unsubscribe", "feed"]
 _TOKEN = re.compile(r"(\d{1,12})-([0-9a-f]{32})")
+_DIGEST_MARK = re.compile(r"<digest\.\d+\.([0-9a-f]{16})@")
 
 
 def token(subscriber: Subscriber, purpose: Purpose) -> str:
@@ -45,21 +45,28 @@ class Links:
 
     manage: str
     unsubscribe: str
-    unsubscribe_mailto: str
     feed_atom: str
     feed_rss: str
+    matches: str  # ``<base>/matches/<feed token>``: a digest's mark completes it (``more``)
+
+    def more(self, message_id: str) -> str:
+        """The page listing the matches a digest counted but had no room for.
+
+        Keyed by the digest's own Message-ID mark, so an old mail keeps pointing at
+        its own papers, and by the feed token: the page shows what the feed shows.
+        """
+        found = _DIGEST_MARK.match(message_id)
+        return f"{self.matches}/{found.group(1) if found else 'none'}"
 
 
-def links_for(subscriber: Subscriber, base_url: str, sender: str) -> Links:
+def links_for(subscriber: Subscriber, base_url: str) -> Links:
     """Every link of one subscriber, under the web front's ``base_url``."""
     base = base_url.rstrip("/")
-    unsubscribe = token(subscriber, "unsubscribe")
     feed = token(subscriber, "feed")
-    _, address = parseaddr(sender)
     return Links(
         manage=f"{base}/manage/{token(subscriber, 'manage')}",
-        unsubscribe=f"{base}/unsubscribe/{unsubscribe}",
-        unsubscribe_mailto=f"mailto:{address}?subject={quote('unsubscribe ' + unsubscribe)}",
+        unsubscribe=f"{base}/unsubscribe/{token(subscriber, 'unsubscribe')}",
         feed_atom=f"{base}/feeds/{feed}.atom",
         feed_rss=f"{base}/feeds/{feed}.rss",
+        matches=f"{base}/matches/{feed}",
     )

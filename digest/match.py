@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from digest.config import DigestConfig
 from digest.models import Subscriber
@@ -142,6 +143,32 @@ def pending(
     )
     matches = select(node, candidates, stemmer or shared_stemmer())
     return Pending(subscriber, window, matches, matches[: settings.max_papers], len(matches))
+
+
+def beyond(
+    store: Store,
+    subscriber: Subscriber,
+    digest: dict[str, Any],
+    settings: DigestConfig,
+    stemmer: Stemmer | None = None,
+) -> list[Match]:
+    """The papers a recorded digest counted in its "more", ranked: the matches of its
+    window (from ``store.digest_by_mark``) that went in no digest.
+
+    A window is never matched again once its digest is built, so these reach the
+    reader nowhere else; the private feed holds only the newest ``max_entries``.
+    """
+    node = compile_filter(subscriber.filter)
+    after_seq = digest["after_seq"]
+    since = None
+    if after_seq is None:  # a first digest: the lookback days before it, as Batch does
+        built = datetime.fromisoformat(digest["created_at"])
+        since = built - timedelta(days=settings.lookback_days)
+    candidates = store.papers(
+        since=since, after_seq=after_seq, undelivered_to=subscriber.id, fts=to_fts5(node)
+    )
+    inside = [paper for paper in candidates if paper.seq <= digest["max_seq"]]
+    return select(node, inside, stemmer or shared_stemmer())
 
 
 def _window(
@@ -324,5 +351,6 @@ def _rank_in_pending(
     rank = next(i for i, m in enumerate(upcoming.matches, start=1) if m.paper.seq == paper.seq)
     if rank > settings.max_papers:
         cap = settings.max_papers
-        return f"ranked {rank} of {len(upcoming.matches)}: beyond the cap of {cap} (feed only)"
+        place = f"beyond the cap of {cap} (on the digest's more page)"
+        return f"ranked {rank} of {len(upcoming.matches)}: {place}"
     return f"in the next digest at position {rank} of {len(upcoming.capped)}"

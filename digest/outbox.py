@@ -16,7 +16,6 @@ Message-ID.
 import asyncio
 import os
 import threading
-from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -180,7 +179,7 @@ def digest_content(
         subscriber=subscriber,
         matches=upcoming.capped,
         more=upcoming.more,
-        links=links_for(subscriber, config.web.base_url, sender),
+        links=links_for(subscriber, config.web.base_url),
         health=health,
         created_at=now,
         message_id=message_id(subscriber, _identity(upcoming, now), sender),
@@ -200,18 +199,15 @@ def _identity(upcoming: Pending, now: datetime) -> list[str]:
 
 
 class _HealthCheck:
-    """The ingest-health line: last ingest, staleness, rejections since each one's last digest."""
+    """The ingest-health line: last ingest and staleness (rejected dumps are for operators)."""
 
     def __init__(self, store: Store, now: datetime) -> None:
         self.last_ingest = store.last_ingest_at()
         self.stale = self.last_ingest is None or self.last_ingest < iso(now - timedelta(days=1))
-        self.rejections = store.rejection_times()
-        self.last_built = store.last_digest_times()
 
     def of(self, subscriber: Subscriber) -> Health:
-        since = self.last_built.get(subscriber.id, "")
-        rejected = len(self.rejections) - bisect_right(self.rejections, since)
-        return Health(self.last_ingest, self.stale, rejected)
+        """The same for every reader: what they are told depends only on the papers' freshness."""
+        return Health(self.last_ingest, self.stale)
 
 
 def record(

@@ -106,11 +106,13 @@ class RenderError(DigestError):
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """How fresh the papers are, for the footer."""
+    """How fresh the papers are, for the footer: only what affects what the reader got.
+
+    Rejected dumps are the operator's business (``digest status``, the log, ``/healthz``).
+    """
 
     last_ingest_at: str | None  # ISO UTC of the newest ingested dump, None if never
     stale: bool  # the newest ingest is older than a day
-    rejected_since_last: int  # dumps rejected since this subscriber's last digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +264,7 @@ class Renderer:
             "filter": _clean(subscriber.filter),
             "papers": [self._paper(m, node) for m in content.matches],
             "more": f"{more} more paper{' matches' if more == 1 else 's match'}" if more else "",
+            "more_url": content.links.more(content.message_id),
             "links": content.links,
             "health": _health(content.health),
         }
@@ -287,7 +290,7 @@ class Renderer:
 
     def _headers(self, content: DigestContent, subject: str) -> list[tuple[str, str]]:
         subscriber, links = content.subscriber, content.links
-        unsubscribe = f"<{_url(links.unsubscribe)}>, <{_url(links.unsubscribe_mailto)}>"
+        unsubscribe = f"<{_url(links.unsubscribe)}>"  # RFC 8058 one-click: https only
         return [
             ("From", self._from),
             ("To", _mailbox(subscriber.name, subscriber.email)),
@@ -448,17 +451,10 @@ def _health(health: Health) -> list[tuple[str, bool]]:
     """Footer lines about ingest freshness; True marks a warning."""
     when = _when(health.last_ingest_at or "")
     if health.last_ingest_at is None:
-        lines = [("No listing has been ingested yet: there were no papers to match.", True)]
-    elif health.stale:
-        lines = [(f"Warning: the newest listing was ingested {when}, over a day ago.", True)]
-    else:
-        lines = [(f"Papers as of the newest listing, ingested {when}.", False)]
-    rejected = health.rejected_since_last
-    if rejected:
-        were = "dump was" if rejected == 1 else "dumps were"
-        text = f"Warning: {rejected} {were} rejected since your last digest; papers may be missing."
-        lines.append((text, True))
-    return lines
+        return [("No listing has been ingested yet: there were no papers to match.", True)]
+    if health.stale:
+        return [(f"No new listing has arrived since {when}.", True)]
+    return [(f"Papers as of the newest listing, ingested {when}.", False)]
 
 
 def _when(iso: str) -> str:

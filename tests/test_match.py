@@ -189,7 +189,7 @@ def test_explain_says_when_a_paper_is_beyond_the_cap(seeded: Store, now: datetim
     last = match.pending(seeded, person, SETTINGS, now).matches[-1].paper
     verdict = match.explain(seeded, person, last, SETTINGS, now)
     assert not verdict.included
-    assert "beyond the cap of 25 (feed only)" in verdict.reasons[-1]
+    assert "beyond the cap of 25 (on the digest's more page)" in verdict.reasons[-1]
 
 
 # the CLI ---------------------------------------------------------------------------

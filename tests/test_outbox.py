@@ -309,3 +309,43 @@ def test_preview_prints_the_digest_without_recording_it(
     store = Store(config_file.parent / "var" / "digest.db")
     assert store.db["digests"].count == 0
     store.close()
+
+
+def mailed_parts(tmp_path: Path) -> list[str]:
+    """The text and HTML parts of every message in the test Maildir."""
+    found = []
+    for path in (tmp_path / "mail" / "new").iterdir():
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
+        for kind in ("plain", "html"):
+            part = message.get_body(preferencelist=(kind,))
+            assert part is not None
+            found.append(str(part.get_content()))
+    return found
+
+
+def test_a_first_digest_after_rejected_dumps_does_not_mention_them(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    for n in range(5):
+        bad = tmp_path / f"bad-{n}.txt"
+        bad.write_text(f"Lonely Title {n}\n")
+        assert ingest_files(seeded, [bad], now).rejected == 1
+    assert run_send(seeded, make_config(tmp_path), now).count("sent") == len(PEOPLE)
+    parts = mailed_parts(tmp_path)
+    assert len(parts) == 2 * len(PEOPLE)
+    for part in parts:
+        assert "Papers as of the newest listing, ingested 2026-11-24 07:00 UTC." in part
+        assert "reject" not in part.lower()
+        assert "bad-" not in part
+
+
+def test_a_stale_store_says_no_new_listing_has_arrived_since_the_last(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    later = now + timedelta(days=2)
+    report = run_send(seeded, make_config(tmp_path, send_empty=True), later)
+    assert report.count("sent") == len(PEOPLE)
+    for part in mailed_parts(tmp_path):
+        assert "No new listing has arrived since 2026-11-24 07:00 UTC." in part
+        assert "Papers as of" not in part

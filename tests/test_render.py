@@ -60,7 +60,7 @@ ADA = Subscriber(
     created_at="2026-11-20T07:00:00Z",
     updated_at="2026-11-20T07:00:00Z",
 )
-FRESH = Health("2026-11-24T07:00:00Z", stale=False, rejected_since_last=0)
+FRESH = Health("2026-11-24T07:00:00Z", stale=False)
 ABSTRACT = (
     "We propose a method for agents that plan with a language model and act in a simulated "
     "world, with a benchmark of long tasks and an analysis of failures. "
@@ -94,7 +94,7 @@ def content_for(
         subscriber=subscriber,
         matches=matches,
         more=more,
-        links=links_for(subscriber, CONFIG.web.base_url, sender),
+        links=links_for(subscriber, CONFIG.web.base_url),
         health=health,
         created_at=created_at,
         message_id=message_id(subscriber, [m.paper.id for m in matches], sender),
@@ -238,8 +238,8 @@ def test_message_id_and_list_unsubscribe_come_from_the_content(
     assert message["Message-ID"] == content.message_id
     links = content.links
     assert links.unsubscribe.startswith("https://digest.example.org/unsubscribe/7-")
-    assert links.unsubscribe_mailto.startswith("mailto:digest@example.org?subject=")
-    assert message["List-Unsubscribe"] == f"<{links.unsubscribe}>, <{links.unsubscribe_mailto}>"
+    assert message["List-Unsubscribe"] == f"<{links.unsubscribe}>"  # one https URL, no mailto
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
 def test_a_text_only_subscriber_gets_one_plain_part_with_the_same_headers(
@@ -350,7 +350,7 @@ def test_a_hostile_title_is_text_in_every_part_never_markup(
         "h1", "p", "span", "a", "strong",
     }  # fmt: skip
     assert title in "".join(tags.text)
-    assert all(href.startswith(("https://", "mailto:")) for href in tags.hrefs())
+    assert all(href.startswith("https://") for href in tags.hrefs())
     assert not any(name.startswith("on") for _, attrs in tags.tags for name in attrs)
     assert title in text
 
@@ -562,10 +562,8 @@ def test_an_empty_digest_says_so(renderer: Renderer) -> None:
 
 HEALTH_LINES = [
     (FRESH, ["Papers as of the newest listing, ingested 2026-11-24 07:00 UTC."], 0),
-    (Health(None, False, 0), ["No listing has been ingested yet: there were no papers to match."], 1),
-    (Health("2026-11-22T06:00:00Z", True, 0), ["Warning: the newest listing was ingested 2026-11-22 06:00 UTC, over a day ago."], 1),
-    (Health("2026-11-24T07:00:00Z", False, 1), ["Papers as of the newest listing", "Warning: 1 dump was rejected since your last digest; papers may be missing."], 1),
-    (Health("2026-11-22T06:00:00Z", True, 3), ["over a day ago", "Warning: 3 dumps were rejected since your last digest"], 2),
+    (Health(None, False), ["No listing has been ingested yet: there were no papers to match."], 1),
+    (Health("2026-11-22T06:00:00Z", True), ["No new listing has arrived since 2026-11-22 06:00 UTC."], 1),
 ]  # fmt: skip
 
 
@@ -583,8 +581,8 @@ def test_the_health_line(
 
 MORE_LINES = [
     (0, None),
-    (1, "1 more paper matches — see your feed"),
-    (12, "12 more papers match — see your feed"),
+    (1, "1 more paper matches — see them all"),
+    (12, "12 more papers match — see them all"),
 ]  # fmt: skip
 
 
@@ -596,9 +594,14 @@ def test_the_more_line_when_capped(renderer: Renderer, more: int, line: str | No
         assert "more paper" not in text
         assert "more paper" not in html
     else:
-        assert f"{line}: {content.links.feed_atom}" in text
+        url = content.links.more(content.message_id)
+        mark = content.message_id.split(".")[2].split("@")[0]
+        assert url == f"{content.links.matches}/{mark}"
+        assert url.startswith("https://digest.example.org/matches/7-")
+        assert f"{line}: {url}" in text
         plain = "".join(Tags(html).text)
         assert line in plain
+        assert url in Tags(html).hrefs()
 
 
 def test_the_footer_shows_the_filter_and_the_address(seeded: Store, renderer: Renderer) -> None:
@@ -647,7 +650,7 @@ def test_fit_moves_the_overflow_into_more(renderer: Renderer) -> None:
     one_more = dataclasses.replace(content, matches=content.matches[: kept + 1])
     assert len(renderer.message(one_more)) >= MAX_BYTES, "fit() should keep as many as fit"
     text = body(parsed(data), "plain")
-    assert f"{fitted.more} more papers match — see your feed" in text
+    assert f"{fitted.more} more papers match — see them all" in text
 
 
 # message ids -------------------------------------------------------------------------------
@@ -769,8 +772,8 @@ person = Subscriber(1, "ada@example.org", "Ada", "agents", "daily", "html", "act
 row = PaperRow(1, "00", "Agents <b>", "Agents " * 40, [], "", 1, 1, "")
 config = Config()
 content = render.DigestContent(
-    person, [Match(row, ["agents"], 1.0)], 0, links_for(person, config.web.base_url, "a@b.c"),
-    render.Health(None, False, 0), datetime(2026, 11, 24, tzinfo=UTC), "<x@b.c>")
+    person, [Match(row, ["agents"], 1.0)], 0, links_for(person, config.web.base_url),
+    render.Health(None, False), datetime(2026, 11, 24, tzinfo=UTC), "<x@b.c>")
 data = render.Renderer(config).message(content)
 print(json.dumps({"file": digest.__file__, "templates": str(render.template_dir()),
                   "bytes": len(data), "escaped": b"Agents &lt;b&gt;" in data}))

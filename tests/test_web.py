@@ -31,11 +31,11 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from digest import lifecycle, links
+from digest import lifecycle, links, match, outbox
 from digest.config import Config, from_mapping
 from digest.errors import UsageError
 from digest.ingest import ingest_files
-from digest.mailer import Envelope, Outcome, Transport
+from digest.mailer import Envelope, Outcome, Transport, transport_for
 from digest.models import Subscriber
 from digest.store import Store
 from digest.web import create_app, resolve_secret, start_in_thread
@@ -43,12 +43,15 @@ from digest.web.server import is_loopback
 from tests.smtp_servers import Sink, serve
 
 from .conftest import NOW, SEED_FILES
+from .test_dumps import ABSTRACT
 
 SECRET = "test-signing-key-" + "x" * 24
 TOPIC = {"name": "Diffusion & Video", "filter": "diffusion"}
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _CONFIRM = re.compile(r"http://\S+/confirm/\S+")
 _MANAGE = re.compile(r"http://\S+(/manage/\S+)")
+_MORE = re.compile(r"(\d+) more papers? match(?:es)? — see them all: (http://\S+)")
+_LISTED = re.compile(r'<li><a class="link" href="/papers/([0-9a-f]{16})">')
 
 
 # -- the server and its helpers ----------------------------------------------------------
@@ -148,6 +151,13 @@ class Site:
     def subscriber(self, email: str) -> Subscriber | None:
         with closing(Store(self.config.storage.database)) as store:
             return store.subscriber(email)
+
+    def send_digests(self) -> list[EmailMessage]:
+        """``digest send`` on the site's database at its clock; the digests it mailed."""
+        transport = transport_for(self.config.delivery, self.config.smtp)
+        with closing(Store(self.config.storage.database)) as store:
+            outbox.send(store, self.config, transport, self.clock)
+        return self.new_mail()
 
     def active(self, email: str, query: str = "diffusion") -> Subscriber:
         """A subscriber made through the web: subscribe, then open the confirm link."""
@@ -645,6 +655,22 @@ def test_one_click_post_unsubscribes_without_cookie_or_csrf_token(
     assert changed.status == "unsubscribed"
 
 
+def test_list_unsubscribe_is_one_url_whose_one_click_post_unsubscribes(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [mail] = site.send_digests()
+    header = str(mail["List-Unsubscribe"])
+    assert "mailto:" not in header
+    [url] = re.findall(r"<([^>]*)>", header)
+    assert url == site.url + link_path(person, "unsubscribe")
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    with httpx.Client() as provider:  # what a mail provider sends, no cookie
+        response = provider.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    changed = site.subscriber("ada@example.org")
+    assert changed is not None
+    assert changed.status == "unsubscribed"
+
+
 def test_the_unsubscribe_page_button_unsubscribes(site: Site) -> None:
     person = site.active("ada@example.org")
     page = site.client.get(link_path(person, "unsubscribe")).text
@@ -800,6 +826,90 @@ def test_a_private_feed_follows_a_changed_filter(site: Site) -> None:
     assert after.headers["etag"] != before.headers["etag"]
 
 
+# -- the papers a digest had no room for ------------------------------------------------
+
+
+def more_line(mail: EmailMessage) -> tuple[int, str]:
+    """The count and the link of a digest's "N more papers match" line."""
+    found = _MORE.search(text_of(mail))
+    assert found, text_of(mail)
+    return int(found.group(1)), found.group(2)
+
+
+def delivered_ids(site: Site, person: Subscriber) -> set[str]:
+    with closing(Store(site.config.storage.database)) as store:
+        rows = store.db.execute(
+            "SELECT p.id FROM deliveries d JOIN papers p ON p.seq = d.paper_seq "
+            "WHERE d.subscriber_id = ?",
+            [person.id],
+        )
+        return {row[0] for row in rows}
+
+
+def test_n_more_papers_leads_to_a_page_that_lists_exactly_those_n(make_site: MakeSite) -> None:
+    site = make_site(digest={"max_papers": 5})
+    person = site.active("ada@example.org", "diffusion OR model")
+    [mail] = site.send_digests()
+    count, url = more_line(mail)
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None
+    assert f'href="{url}"' in str(html.get_content())
+    page = site.client.get(url)
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    listed = _LISTED.findall(page.text)
+    assert len(listed) == count > 50  # more than the private feed could ever hold
+    sent = delivered_ids(site, person)
+    assert len(sent) == 5
+    with closing(Store(site.config.storage.database)) as store:
+        since = site.clock.now - timedelta(days=site.config.digest.lookback_days)
+        window = {m.paper.id for m in match.backtest(store, person.filter, since=since)}
+    assert set(listed) | sent == window
+    assert not set(listed) & sent
+
+
+def test_an_old_digest_link_keeps_its_own_papers_after_the_next_digest(
+    make_site: MakeSite, tmp_path: Path
+) -> None:
+    site = make_site(digest={"max_papers": 5})
+    site.active("ada@example.org", "diffusion")
+    [first] = site.send_digests()
+    count, url = more_line(first)
+    before = _LISTED.findall(site.client.get(url).text)
+    assert len(before) == count
+    site.clock.advance(days=1)
+    dump = tmp_path / "later.txt"
+    dump.write_text("".join(f"Diffusion Paper {n}\n{ABSTRACT} diffusion\n" for n in range(8)))
+    with closing(Store(site.config.storage.database)) as store:
+        assert ingest_files(store, [dump], site.clock.now).files[0].new == 8
+    [second] = site.send_digests()
+    assert more_line(second)[0] == 3
+    assert _LISTED.findall(site.client.get(url).text) == before
+    assert len(_LISTED.findall(site.client.get(more_line(second)[1]).text)) == 3
+
+
+def test_a_more_link_is_404_with_a_wrong_token_or_mark_or_after_unsubscribing(
+    make_site: MakeSite,
+) -> None:
+    site = make_site(digest={"max_papers": 5})
+    person = site.active("ada@example.org", "diffusion")
+    [mail] = site.send_digests()
+    url = more_line(mail)[1]
+    path = url.removeprefix(site.url)
+    mark = path.rsplit("/", 1)[1]
+    wrong = [
+        f"/matches/{links.token(person, 'manage')}/{mark}",
+        f"/matches/{links.token(person, 'feed')}/{'0' * 16}",
+        f"/matches/{links.token(person, 'feed')}/not-a-mark",
+        f"/matches/not-a-token/{mark}",
+    ]
+    for other in wrong:
+        assert site.client.get(other).status_code == 404, other
+    assert site.client.get(path).status_code == 200
+    site.client.post(link_path(person, "unsubscribe"))
+    assert site.client.get(path).status_code == 404
+
+
 # -- papers, health ----------------------------------------------------------------------
 
 
@@ -815,6 +925,18 @@ def test_a_paper_page_shows_its_trend_history(site: Site) -> None:
     assert "<td>#" in html
 
 
+def test_a_paper_page_shows_listing_dates_and_positions_but_no_file_names(site: Site) -> None:
+    with closing(Store(site.config.storage.database)) as store:
+        paper = max(store.papers(), key=lambda p: p.times_seen)
+        files = [row[0] for row in store.db.execute("SELECT file_name FROM dumps")]
+        seen = [(s.listing_date or "undated", str(s.position)) for s in store.sightings(paper.seq)]
+    assert {date == "undated" for date, _ in seen} == {True, False}  # dated and undated ones
+    html = site.client.get(f"/papers/{paper.id}").text
+    assert re.findall(r"<tr><td>([^<]*)</td><td>#(\d+)</td>", html) == seen
+    for name in files:
+        assert name.removesuffix(".txt") not in html
+
+
 @pytest.mark.parametrize("ref", ["0000000000000000", "not-an-id", "A" * 16])
 def test_an_unknown_paper_is_404(site: Site, ref: str) -> None:
     assert site.client.get(f"/papers/{ref}").status_code == 404
@@ -823,8 +945,25 @@ def test_an_unknown_paper_is_404(site: Site, ref: str) -> None:
 def test_healthz_and_readyz(site: Site) -> None:
     health = site.client.get("/healthz")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "papers": 689, "last_ingest": "2026-11-24T07:00:00Z"}
+    assert health.json() == {
+        "status": "ok",
+        "papers": 689,
+        "last_ingest": "2026-11-24T07:00:00Z",
+        "rejected_dumps": 0,
+        "last_rejection": None,
+    }
     assert site.client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_healthz_shows_the_operator_the_rejected_dumps(site: Site, tmp_path: Path) -> None:
+    with closing(Store(site.config.storage.database)) as store:
+        for n, hours in enumerate([1, 3]):
+            bad = tmp_path / f"bad-{n}.txt"
+            bad.write_text(f"Lonely Title {n}\n")
+            assert ingest_files(store, [bad], NOW + timedelta(hours=hours)).rejected == 1
+    health = site.client.get("/healthz").json()
+    assert health["rejected_dumps"] == 2
+    assert health["last_rejection"] == "2026-11-24T10:00:00Z"
 
 
 def test_healthz_is_503_when_the_database_cannot_be_read(tmp_path: Path) -> None:
@@ -836,7 +975,13 @@ def test_healthz_is_503_when_the_database_cannot_be_read(tmp_path: Path) -> None
     with running(app, sock) as url, httpx.Client(base_url=url) as client:
         health = client.get("/healthz")
         assert health.status_code == 503
-        assert health.json() == {"status": "error", "papers": None, "last_ingest": None}
+        assert health.json() == {
+            "status": "error",
+            "papers": None,
+            "last_ingest": None,
+            "rejected_dumps": None,
+            "last_rejection": None,
+        }
         assert client.get("/readyz").status_code == 503
         assert client.get("/papers/0000000000000000").status_code == 503
 

@@ -223,3 +223,22 @@ class OutboxStore(Base):
         if row is None:
             return None
         return {"digest_id": row[0], "created_at": row[1], "status": row[2], "sent_at": row[3]}
+
+    def digest_by_mark(self, subscriber_id: int, mark: str) -> dict[str, Any] | None:
+        """A subscriber's digest by the 16 hex digits of its Message-ID, with its window.
+
+        ``after_seq`` is the newest paper seq the digest before it considered (None for
+        a first digest): the digest's window is the papers after it up to ``max_seq``.
+        """
+        row = self.db.execute(
+            "SELECT g.id, g.max_seq, g.papers, g.more, g.created_at, "
+            "(SELECT MAX(p.max_seq) FROM digests p "
+            "WHERE p.subscriber_id = g.subscriber_id AND p.id < g.id) "
+            "FROM digests g WHERE g.subscriber_id = ? AND g.message_id LIKE ? "
+            "ORDER BY g.id DESC LIMIT 1",
+            [subscriber_id, f"<digest.{subscriber_id}.{mark}@%"],
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "max_seq", "papers", "more", "created_at", "after_seq")
+        return dict(zip(keys, row, strict=True))

@@ -40,9 +40,11 @@ class PaperRow:
 
 @dataclass(frozen=True, slots=True)
 class Sighting:
-    """One listing a paper appeared in: the dump, its listing date, the position, when."""
+    """One listing a paper appeared in: its date, the position, when it was ingested.
 
-    file_name: str
+    No file name: sightings are shown to readers, and dump files are the operator's business.
+    """
+
     listing_date: str | None
     position: int
     ingested_at: str
@@ -159,17 +161,17 @@ class PaperStore(Base):
     def sightings(self, paper_seq: int) -> list[Sighting]:
         """Every listing the paper was seen in, oldest ingest first."""
         rows = self.db.execute(
-            "SELECT d.file_name, d.listing_date, s.position, d.ingested_at "
+            "SELECT d.listing_date, s.position, d.ingested_at "
             "FROM sightings s JOIN dumps d ON d.id = s.dump_id "
             "WHERE s.paper_seq = ? ORDER BY d.ingested_at, d.id",
             [paper_seq],
         )
-        return [Sighting(str(a), b, int(c), str(d)) for a, b, c, d in rows]
+        return [Sighting(a, int(b), str(c)) for a, b, c in rows]
 
-    def rejection_times(self) -> list[str]:
-        """When each dump was rejected, oldest first (for the ingest-health line)."""
-        rows = self.db.execute("SELECT rejected_at FROM rejections ORDER BY rejected_at")
-        return [row[0] for row in rows]
+    def rejections_summary(self) -> tuple[int, str | None]:
+        """How many dumps were rejected and when the last one was: for operators (``/healthz``)."""
+        row = self.db.execute("SELECT COUNT(*), MAX(rejected_at) FROM rejections").fetchone()
+        return int(row[0]), row[1]
 
     def last_ingest_at(self) -> str | None:
         row = self.db.execute("SELECT MAX(ingested_at) FROM dumps").fetchone()

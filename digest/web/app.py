@@ -90,6 +90,7 @@ def routes() -> list[Route]:
         Route("/feeds/topics/{name}", syndication.topic_feed),
         Route("/feeds/{name}", syndication.site_feed),
         Route("/papers/{id}", pages.paper),
+        Route("/matches/{token}/{mark}", pages.matches),
         Route("/healthz", pages.healthz),
         Route("/readyz", pages.readyz),
     ]

@@ -1,8 +1,16 @@
-"""Read-only pages: one paper with its trend history, and the health checks.
+"""Read-only pages: one paper with its trend history, the papers a digest had no room
+for, and the health checks.
 
-``/healthz`` says whether the service can read its database and how fresh the
-papers are (``{"status", "papers", "last_ingest"}``, 503 when the database cannot
-be read); ``/readyz`` only checks that the database answers, for a load balancer
+``/matches/<feed token>/<digest mark>`` is where a digest's "N more papers match"
+leads: the matches of that digest's window that it did not carry, which reach the
+reader nowhere else (the next digest starts after them; the feed holds only the
+newest few).  Who may read a private feed may read it, as long as they subscribe.
+
+``/healthz`` says whether the service can read its database, how fresh the
+papers are and how many dumps were rejected (``{"status", "papers", "last_ingest",
+"rejected_dumps", "last_rejection"}``, 503 when the database cannot be read): the
+operator's view, where rejections belong (readers' digests never mention them);
+``/readyz`` only checks that the database answers, for a load balancer
 or ``systemd`` to wait on.
 """
 
@@ -13,11 +21,14 @@ import sqlite3
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from digest import links, match
 from digest.errors import DigestError
-from digest.models import paper_url
+from digest.models import Subscriber, paper_url
+from digest.store import Store
 from digest.web.state import web_of
 
 PAPER_ID = re.compile(r"[0-9a-f]{16}")
+DIGEST_MARK = re.compile(r"[0-9a-f]{16}")
 NO_CACHE = {"Cache-Control": "no-store"}
 log = logging.getLogger(__name__)
 
@@ -44,17 +55,57 @@ def paper(request: Request) -> Response:
     )
 
 
+def matches(request: Request) -> Response:
+    web = web_of(request)
+    mark = request.path_params["mark"]
+    with web.store() as store:
+        reader = _feed_reader(store, request.path_params["token"])
+        digest = reader and DIGEST_MARK.fullmatch(mark) and store.digest_by_mark(reader.id, mark)
+        if reader is None or not digest:
+            return web.views.message(
+                "No such digest",
+                "This link does not lead to a digest of a current subscription.",
+                status=404,
+                links=[("/", "Home")],
+            )
+        found = match.beyond(store, reader, digest, web.config.digest)
+    return web.views.page(
+        "matches",
+        title=f"{len(found)} more paper{'' if len(found) == 1 else 's'} from your digest",
+        papers=found,
+        digest=digest,
+        filter=reader.filter,
+    )
+
+
+def _feed_reader(store: Store, token: str) -> Subscriber | None:
+    """The subscriber whose feed token this is, unless they have unsubscribed."""
+    subscriber_id = links.parse_token(token)
+    found = store.subscriber_by_id(subscriber_id) if subscriber_id is not None else None
+    if found is None or not links.verify(found, token, "feed") or found.status == "unsubscribed":
+        return None
+    return found
+
+
 def healthz(request: Request) -> Response:
     web = web_of(request)
     try:
         with web.store() as store:
             papers = store.count("papers")
             last = store.last_ingest_at()
+            rejected, last_rejection = store.rejections_summary()
     except (DigestError, OSError, sqlite3.Error) as err:
         log.error("health check: %s", err)
-        body = {"status": "error", "papers": None, "last_ingest": None}
-        return JSONResponse(body, 503, headers=NO_CACHE)
-    return JSONResponse({"status": "ok", "papers": papers, "last_ingest": last}, headers=NO_CACHE)
+        unknown = dict.fromkeys(["papers", "last_ingest", "rejected_dumps", "last_rejection"])
+        return JSONResponse({"status": "error", **unknown}, 503, headers=NO_CACHE)
+    body = {
+        "status": "ok",
+        "papers": papers,
+        "last_ingest": last,
+        "rejected_dumps": rejected,
+        "last_rejection": last_rejection,
+    }
+    return JSONResponse(body, headers=NO_CACHE)
 
 
 def readyz(request: Request) -> Response:
