@@ -579,7 +579,8 @@ def send_command(app: App, dry_run: bool, email: str | None, as_json: bool) -> N
 
     Daily subscribers are due when their last digest is 20 hours old, weekly
     ones on [digest] weekly_day. Delivery goes through [delivery] backend.
-    Exit status 1 when the mail server cannot be used (the digests stay queued).
+    Exit status 1 when the mail server cannot be used (the digests stay queued)
+    or when any digest failed (each is listed with its reason; the others went on).
     """
     with _errors(app):
         if email is not None:
@@ -595,6 +596,7 @@ def send_command(app: App, dry_run: bool, email: str | None, as_json: bool) -> N
         _point_at_newest(app.config)
     if report.error:
         click.echo(f"error: {report.error}", err=True)
+    if report.error or report.count("failed"):
         sys.exit(1)
 
 

@@ -41,6 +41,10 @@ class DumpError(DigestError):
         self.reason = message
 
 
+class BuildError(DigestError):
+    """One subscriber's digest could not be built (matched, rendered or recorded)."""
+
+
 class StoreError(DigestError):
     """The database is missing, locked, or newer than this program."""
 

@@ -11,9 +11,23 @@ counts a bounce; ``bounce_limit`` of them in a row make the subscriber
 ``bouncing``).  A digest left ``sending`` by a dead process is queued again, so
 at most the messages in flight at a crash are sent twice, with the same
 Message-ID.
+
+One subscriber can never stop the others: whatever goes wrong while matching,
+rendering, recording or sending one digest (a stored filter that no longer
+parses or renders too big, a stored address that cannot go on the wire, ...) is
+logged once and recorded as that digest ``failed`` with the reason, and the run
+goes on.  A digest that could not be built has no message: its row has status
+``failed``, no papers, and a Message-ID derived from the subscriber and the run's
+time.  It counts as their latest digest, like any other: they are next due in 20
+hours (a week when weekly), not at every poll, and the papers of that window are
+not offered again by email (they stay in the feeds), as after a digest that
+bounced.  A failure in sending that is not the transport's ``DeliveryError``
+fails that digest without counting a bounce (it says nothing about the mailbox).
+Only ``DeliveryError`` ("cannot use the server at all") stops the run.
 """
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +36,9 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Literal
 
+from digest.addresses import wire
 from digest.config import Config
+from digest.errors import BuildError, DigestError
 from digest.links import links_for
 from digest.mailer import DeliveryError, Envelope, Outcome, Transport
 from digest.match import Batch, Pending, shared_stemmer
@@ -36,6 +52,7 @@ RECORD_CHUNK = 250
 WEEKLY_GAP = timedelta(days=6)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Status = Literal["queued", "sent", "deferred", "failed", "skipped", "dry-run"]
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -123,12 +140,27 @@ class Built:
     data: bytes
     seqs: list[int]
 
+    @property
+    def message_id(self) -> str:
+        return self.content.message_id
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A digest that could not be built: recorded as failed, with no message."""
+
+    subscriber: Subscriber
+    message_id: str
+    error: str
+    created_at: datetime
+
 
 class Builder:
     """Renders the digests of due subscribers against one batch of candidate papers."""
 
     def __init__(self, store: Store, config: Config, renderer: Renderer, now: datetime) -> None:
         self.config = config
+        self.sender = config.delivery.from_
         self.renderer = renderer
         self.now = now
         self.last_built = store.last_digest_times()  # read before the batch: see record()
@@ -137,8 +169,16 @@ class Builder:
         self.health = _HealthCheck(store, now)
         self.max_seq = max([newest, *self.batch.seqs])  # the next digests start after it
 
-    def build(self, subscriber: Subscriber) -> Built | DigestReport:
-        """The rendered digest, or the report of a subscriber skipped for having nothing new."""
+    def build(self, subscriber: Subscriber) -> Built | Failed | DigestReport:
+        """The rendered digest, the failure (logged) of this one subscriber's digest, or the
+        report of a subscriber skipped for having nothing new."""
+        try:
+            return self._build(subscriber)
+        except Exception as err:  # one subscriber's digest, whatever the cause: see the docstring
+            identity = message_id(subscriber, [f"failed:{iso(self.now)}"], self.sender)
+            return failed("build", subscriber, err, identity, self.now)
+
+    def _build(self, subscriber: Subscriber) -> Built | DigestReport:
         upcoming = self.batch.pending(subscriber)
         if not upcoming.capped and not self.config.digest.send_empty:
             return DigestReport(subscriber.email, "skipped", 0, error="no new matching papers")
@@ -146,17 +186,36 @@ class Builder:
         return _render(self.renderer, self.config, upcoming, health, self.now)
 
 
+def failed(
+    doing: str, subscriber: Subscriber, err: Exception, identity: str, now: datetime
+) -> Failed:
+    """The failure of one subscriber's digest, logged on one line (a traceback with -v).
+
+    ``identity`` is its Message-ID: the same subscriber and run time give the same one.
+    """
+    reason = failure_reason(err)
+    trace = log.isEnabledFor(logging.DEBUG)
+    log.error("cannot %s the digest for %s: %s", doing, subscriber.email, reason, exc_info=trace)
+    return Failed(subscriber, identity, reason, now)
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line: a DigestError's own words, else the exception's type and message."""
+    text = err.message if isinstance(err, DigestError) else f"{type(err).__name__}: {err}"
+    return " ".join(text.split())
+
+
 def build(
     store: Store, config: Config, renderer: Renderer, due: Sequence[Subscriber], now: datetime
-) -> tuple[list[Built], list[DigestReport], int]:
+) -> tuple[list[Built | Failed], list[DigestReport], int]:
     """Render the digest of each due subscriber at once (``send`` does it in chunks).
 
-    Returns the digests, the skipped subscribers' reports and the seq of the
-    newest paper considered.
+    Returns the digests (and failures, for ``record``), the skipped subscribers'
+    reports and the seq of the newest paper considered.
     """
     builder = Builder(store, config, renderer, now)
     results = [builder.build(subscriber) for subscriber in due]
-    built = [r for r in results if isinstance(r, Built)]
+    built = [r for r in results if isinstance(r, Built | Failed)]
     skipped = [r for r in results if isinstance(r, DigestReport)]
     return built, skipped, builder.max_seq
 
@@ -164,9 +223,16 @@ def build(
 def preview(
     store: Store, config: Config, renderer: Renderer, subscriber: Subscriber, now: datetime
 ) -> Built:
-    """The digest this subscriber would get now, rendered; nothing is recorded."""
-    upcoming = Batch(store, config.digest, now).pending(subscriber)
-    return _render(renderer, config, upcoming, _HealthCheck(store, now).of(subscriber), now)
+    """The digest this subscriber would get now, rendered; nothing is recorded.
+
+    Raises BuildError, one line, whatever stops this subscriber's digest.
+    """
+    try:
+        upcoming = Batch(store, config.digest, now).pending(subscriber)
+        return _render(renderer, config, upcoming, _HealthCheck(store, now).of(subscriber), now)
+    except Exception as err:
+        why = failure_reason(err)
+        raise BuildError(f"cannot build the digest for {subscriber.email}: {why}") from err
 
 
 def digest_content(
@@ -211,39 +277,64 @@ class _HealthCheck:
 
 
 def record(
-    store: Store, built: Sequence[Built], max_seq: int, last_built: Mapping[int, str]
+    store: Store,
+    built: Sequence[Built | Failed],
+    max_seq: int,
+    last_built: Mapping[int, str],
 ) -> list[DigestReport]:
-    """Queue the digests in one transaction, skipping any subscriber who got a digest from
-    another run since ``last_built`` was read (their due-ness was decided on stale data),
-    and any digest whose papers another run took."""
+    """Queue the digests (and record the failed ones) in one transaction, skipping any
+    subscriber who got a digest from another run since ``last_built`` was read (their
+    due-ness was decided on stale data), and any digest whose papers another run took.
+
+    A digest that cannot be recorded is recorded as failed instead, with its own Message-ID.
+    """
     reports = []
     with store.write():
         for item in built:
             if store.last_digest_time(item.subscriber.id) != last_built.get(item.subscriber.id):
                 reports.append(_taken(item))
-                continue
-            digest_id = store.record_digest(
-                item.subscriber.id,
-                item.content.message_id,
-                max_seq,
-                item.seqs,
-                item.content.more,
-                item.data,
-                iso(item.content.created_at),
-            )
-            status: Status = "queued" if digest_id is not None else "skipped"
-            error = None if digest_id is not None else "already in a digest built by another run"
-            reports.append(
-                DigestReport(
-                    item.subscriber.email, status, len(item.seqs), item.content.message_id, error
-                )
-            )
+            elif isinstance(item, Failed):
+                reports.append(_record_failed(store, item, max_seq))
+            else:
+                reports.append(_record_built(store, item, max_seq))
     return reports
 
 
-def _taken(item: Built) -> DigestReport:
+def _record_built(store: Store, item: Built, max_seq: int) -> DigestReport:
+    try:
+        digest_id = store.record_digest(
+            item.subscriber.id,
+            item.content.message_id,
+            max_seq,
+            item.seqs,
+            item.content.more,
+            item.data,
+            iso(item.content.created_at),
+        )
+    except Exception as err:  # this one digest; a broken database fails the next write too
+        content = item.content
+        gone = failed("record", item.subscriber, err, content.message_id, content.created_at)
+        return _record_failed(store, gone, max_seq)
+    status: Status = "queued" if digest_id is not None else "skipped"
+    error = None if digest_id is not None else "already in a digest built by another run"
+    return DigestReport(
+        item.subscriber.email, status, len(item.seqs), item.content.message_id, error
+    )
+
+
+def _record_failed(store: Store, item: Failed, max_seq: int) -> DigestReport:
+    """The failed row that makes the subscriber next due in 20 hours, not at the next poll."""
+    digest_id = store.record_failed_digest(
+        item.subscriber.id, item.message_id, max_seq, item.error, iso(item.created_at)
+    )
+    if digest_id is None:
+        return _taken(item)
+    return DigestReport(item.subscriber.email, "failed", 0, item.message_id, item.error)
+
+
+def _taken(item: Built | Failed) -> DigestReport:
     message = "already sent a digest by another run"
-    return DigestReport(item.subscriber.email, "skipped", 0, item.content.message_id, message)
+    return DigestReport(item.subscriber.email, "skipped", 0, item.message_id, message)
 
 
 # deliver -----------------------------------------------------------------------------
@@ -320,11 +411,14 @@ class Deliverer:
             if not self.store.claim(digest.id, self.owner):
                 report.status, report.error = "skipped", "taken by another run"
                 return
-            envelope = Envelope(
-                self.sender, digest.email, self.store.message(digest.id), digest.message_id
-            )
             try:
-                outcome = await transport.send(envelope)
+                outcome = await self._send(transport, digest)
+            except DeliveryError:
+                self.store.release(digest.id)
+                raise
+            except Exception as err:  # this digest alone: see the module docstring
+                self._fail_alone(digest, err, report)
+                return
             except BaseException:
                 self.store.release(digest.id)
                 raise
@@ -340,6 +434,19 @@ class Deliverer:
             if self.stop.wait(0) or await self._stopped_within(delay):
                 report.status, report.error = "deferred", outcome.error
                 return
+
+    async def _send(self, transport: Transport, digest: QueuedDigest) -> Outcome:
+        recipient = wire(digest.email)  # an IDN domain stored by an older version: IDNA
+        data = self.store.message(digest.id)
+        return await transport.send(Envelope(self.sender, recipient, data, digest.message_id))
+
+    def _fail_alone(self, digest: QueuedDigest, err: Exception, report: DigestReport) -> None:
+        """Fail this digest, logged once, without a bounce: it says nothing of the mailbox."""
+        reason = failure_reason(err)
+        trace = log.isEnabledFor(logging.DEBUG)
+        log.error("cannot send the digest for %s: %s", digest.email, reason, exc_info=trace)
+        self.store.mark_failed(digest.id, digest.subscriber_id, reason, bounce_limit=None)
+        report.status, report.error = "failed", reason
 
     async def _stopped_within(self, delay: timedelta) -> bool:
         """Sleep through a retry delay, waking early (True) when asked to stop."""
@@ -417,6 +524,8 @@ def send(
     now = clock()
     report = SendReport()
     builder = Builder(store, config, renderer or Renderer(config, stemmer=shared_stemmer()), now)
+    subscriber = store.subscriber(only) if only else None
+    only = subscriber.email if subscriber else only  # the stored spelling (an IDN domain)
     due, report.not_due = due_subscribers(store, config, now, only, builder.last_built)
     if not dry_run:
         recover(store, pid_alive)
@@ -424,7 +533,7 @@ def send(
     for start in range(0, len(due), RECORD_CHUNK):
         results = [builder.build(s) for s in due[start : start + RECORD_CHUNK]]
         report.digests.extend(r for r in results if isinstance(r, DigestReport))
-        built = [r for r in results if isinstance(r, Built)]
+        built = [r for r in results if isinstance(r, Built | Failed)]
         if dry_run:
             report.digests.extend(_dry_run(b) for b in built)
             continue
@@ -432,7 +541,6 @@ def send(
             (queued if recorded.status == "queued" else report.digests).append(recorded)
     if dry_run:
         return report
-    subscriber = store.subscriber(only) if only else None
     try:
         delivered = asyncio.run(deliver(store, config, transport, clock, subscriber, stop))
     except DeliveryError as err:
@@ -442,7 +550,9 @@ def send(
     return report
 
 
-def _dry_run(built: Built) -> DigestReport:
+def _dry_run(built: Built | Failed) -> DigestReport:
+    if isinstance(built, Failed):
+        return DigestReport(built.subscriber.email, "failed", 0, built.message_id, built.error)
     return DigestReport(
         built.subscriber.email, "dry-run", len(built.seqs), built.content.message_id
     )

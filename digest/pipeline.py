@@ -31,9 +31,11 @@ class CycleReport:
 
     @property
     def failed(self) -> bool:
-        """A rejected dump or an unusable mail server: worth a non-zero exit status."""
+        """A rejected dump, an unusable mail server or a failed digest: a non-zero exit status."""
         rejected = self.ingest is not None and self.ingest.rejected > 0
-        return rejected or (self.send is not None and self.send.error is not None)
+        send = self.send
+        undelivered = send is not None and (send.error is not None or send.count("failed") > 0)
+        return rejected or undelivered
 
 
 def ingest(config: Config, clock: Clock) -> IngestReport:

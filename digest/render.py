@@ -17,19 +17,17 @@ why each paper is in it, and arrive once.  Hence:
 * ``fit`` keeps every message under 100 KB, where common webmail clips a message.
 """
 
-import base64
 import binascii
 import hashlib
 import re
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.generator import BytesGenerator
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,8 @@ from typing import Any
 from css_inline import CSSInliner
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from digest.addresses import b_words as _b_words
+from digest.addresses import mailbox as _mailbox
 from digest.config import Config
 from digest.errors import DigestError, QueryError
 from digest.links import Links
@@ -313,18 +313,6 @@ def _clean(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
-def _mailbox(name: str, address: str) -> str:
-    """``Name <address>`` in ASCII: the name quoted or encoded, an IDN domain in IDNA form."""
-    name, address = _clean(name), _clean(address)
-    local, at, domain = address.rpartition("@")
-    if at and not domain.isascii():
-        with suppress(UnicodeError):
-            address = f"{local}@{domain.encode('idna').decode('ascii')}"
-    if name.isascii():
-        return formataddr((name, address))
-    return f"{' '.join(_b_words(name))} <{address}>"
-
-
 def _encoded_words(text: str) -> str:
     """RFC 2047: each run of words that are not plain ASCII becomes UTF-8 encoded words."""
     found: list[str] = []
@@ -338,16 +326,6 @@ def _encoded_words(text: str) -> str:
         else:
             run.append(word)
     return " ".join(found[:-1])
-
-
-def _b_words(text: str) -> list[str]:
-    """``=?utf-8?b?...?=`` words of at most 45 bytes (60 characters) each, split at characters."""
-    chunks = [""]
-    for char in text:
-        if len(chunks[-1].encode()) + len(char.encode()) > 45:
-            chunks.append("")
-        chunks[-1] += char
-    return [f"=?utf-8?b?{base64.b64encode(chunk.encode()).decode()}?=" for chunk in chunks]
 
 
 def _url(value: str) -> str:

@@ -15,8 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from email_validator import EmailNotValidError, validate_email
-
+from digest import addresses
 from digest.errors import DigestError, QueryError, UsageError
 from digest.models import FORMATS, FREQUENCIES, Subscriber
 from digest.query import leaf_count, parse
@@ -40,11 +39,8 @@ class Wanted:
 
 
 def normalize_email(text: str) -> str:
-    """The address as stored: syntax-checked, domain lower-cased; raises UsageError."""
-    try:
-        return validate_email(text.strip(), check_deliverability=False).normalized
-    except EmailNotValidError as err:
-        raise UsageError(f"{text!r} is not a valid email address: {err}") from None
+    """The address as stored (see ``digest.addresses``); raises UsageError."""
+    return addresses.normalize(text)
 
 
 def check(wanted: Wanted) -> Wanted:

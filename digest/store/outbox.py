@@ -74,6 +74,24 @@ class OutboxStore(Base):
             return None
         return digest_id
 
+    def record_failed_digest(
+        self, subscriber_id: int, message_id: str, max_seq: int, error: str, created_at: str
+    ) -> int | None:
+        """Record a digest that could not be built: ``failed``, no papers, no message.
+
+        Inside ``write()``.  None, recording nothing, when the Message-ID is taken
+        (another run recorded the same failure).
+        """
+        try:
+            cursor = self.db.execute(
+                "INSERT INTO digests (subscriber_id, message_id, status, max_seq, papers, "
+                "created_at, error) VALUES (?, ?, 'failed', ?, 0, ?, ?)",
+                [subscriber_id, message_id, max_seq, created_at, error],
+            )
+        except sqlite3.IntegrityError:
+            return None
+        return int(cursor.lastrowid or 0)
+
     def ready_digests(self, now: str, subscriber_id: int | None = None) -> list[QueuedDigest]:
         """Digests to deliver now: queued ones, and deferred ones whose retry time has come."""
         sql = (

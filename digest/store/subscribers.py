@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from digest.addresses import lookup_forms
 from digest.errors import StoreError
 from digest.models import Subscriber
 from digest.store.base import Base
@@ -35,8 +36,10 @@ def insert_event(
 
 class SubscriberStore(Base):
     def subscriber(self, email: str) -> Subscriber | None:
-        """The subscriber with this address (case-insensitive), if any."""
-        rows = list(self.db["subscribers"].rows_where("email = ? COLLATE NOCASE", [email], limit=1))
+        """The subscriber with this address (case-insensitive, an IDN domain in either form)."""
+        forms = lookup_forms(email)
+        where = f"email COLLATE NOCASE IN ({', '.join('?' * len(forms))})"
+        rows = list(self.db["subscribers"].rows_where(where, forms, limit=1))
         return Subscriber(**rows[0]) if rows else None
 
     def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:

@@ -19,10 +19,10 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
+from email.policy import SMTP
 from email.utils import format_datetime, make_msgid, parseaddr
 
-from digest import links
+from digest import addresses, links
 from digest.config import Config
 from digest.lifecycle import Kind
 from digest.mailer import DeliveryError, Envelope, Outcome, Transport
@@ -51,9 +51,9 @@ def message(
         "home": config.web.base_url + "/",
     }
     sender = config.delivery.from_
-    msg = EmailMessage(policy=SMTP if person.email.isascii() else SMTPUTF8)
+    msg = EmailMessage(policy=SMTP)  # the addresses are ASCII: see digest.addresses
     msg["From"] = sender
-    msg["To"] = person.email
+    msg["To"] = addresses.mailbox(person.name, person.email)
     msg["Subject"] = SUBJECTS[kind]
     msg["Date"] = format_datetime(now.astimezone(UTC))
     msg["Message-ID"] = make_msgid("confirm", domain=sender_domain(sender))
@@ -62,7 +62,7 @@ def message(
     msg.add_alternative(views.render("web/confirm_email.html.j2", **context), subtype="html")
     return Envelope(
         sender=parseaddr(sender)[1],
-        recipient=person.email,
+        recipient=addresses.wire(person.email),
         data=msg.as_bytes(),
         message_id=str(msg["Message-ID"]),
     )
