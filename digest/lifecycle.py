@@ -42,7 +42,7 @@ from digest.config import Config
 from digest.errors import ConfigError, DigestError, QueryError, UsageError
 from digest.models import STATUSES, SettingsOwner, Source, Status, Subscriber
 from digest.store import Store, iso
-from digest.subscribers import Wanted, check, get
+from digest.subscribers import Wanted, check, check_settings, get
 
 Channel = Literal["subscriber", "operator", "config", "delivery"]
 Action = Literal["create", "confirm", "pause", "resume", "unsubscribe", "restore", "bounce"]
@@ -222,7 +222,7 @@ def change_settings(
             "change their settings there, then run `digest subscribers sync`",
         )
     values = {k: changes.get(k, getattr(person, k)) for k in SETTINGS}
-    merged = check(Wanted(person.email, **values))
+    merged = check_settings(Wanted(person.email, **values))
     fields = {k: getattr(merged, k) for k in SETTINGS if getattr(merged, k) != getattr(person, k)}
     owner = "subscriber" if channel == "subscriber" else person.settings_owner
     if not fields and owner == person.settings_owner:

@@ -45,16 +45,24 @@ def normalize_email(text: str) -> str:
 
 def check(wanted: Wanted) -> Wanted:
     """Validate every field; the returned copy holds the normalised address."""
+    settled = check_settings(wanted)
+    return Wanted(
+        normalize_email(wanted.email),
+        settled.filter,
+        settled.name,
+        settled.frequency,
+        settled.format,
+    )
+
+
+def check_settings(wanted: Wanted) -> Wanted:
+    """Validate the settings, not the address (a stored one is not re-judged on each change)."""
     check_filter(wanted.filter)
     _choice("frequency", wanted.frequency, FREQUENCIES)
     _choice("format", wanted.format, FORMATS)
     check_name(wanted.name)
     return Wanted(
-        normalize_email(wanted.email),
-        wanted.filter.strip(),
-        wanted.name.strip(),
-        wanted.frequency,
-        wanted.format,
+        wanted.email, wanted.filter.strip(), wanted.name.strip(), wanted.frequency, wanted.format
     )
 
 

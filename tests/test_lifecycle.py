@@ -3,6 +3,7 @@ the promise that an unsubscribe sticks and that reading never writes."""
 
 import hashlib
 import json
+import re
 import signal
 import subprocess
 import urllib.request
@@ -300,7 +301,7 @@ def test_a_one_click_unsubscribe_of_a_declared_subscriber_sticks(
     service.expect("READY=1")
     code, err = service.stop()
     assert code == 0, err
-    assert "config sync: keep-unsubscribed     bo@example.org" in err
+    assert re.search(r"config sync: keep-unsubscribed +bo@example\.org", err), err
     restarted = Running(config, tmp_path / "n2.sock")
     restarted.expect("READY=1")
     code, err = restarted.stop()
@@ -324,3 +325,21 @@ def test_built_in_defaults_sync_nobody_and_retire_nobody(
     assert lifecycle.sync_declared(store, defaults, datetime.now(UTC)) == []
     assert [s.status for s in store.subscribers()] == ["active"]
     store.close()
+
+
+def test_a_stored_address_is_not_judged_again_when_settings_change(store: Store) -> None:
+    """A row an older version stored (``josé@``) can still be paused and changed."""
+    with store.write():
+        store.insert_subscriber(
+            {
+                "email": "josé@example.org",
+                "filter": "diffusion",
+                "secret": "s" * 32,
+                "created_at": "2026-11-01T00:00:00Z",
+                "updated_at": "2026-11-01T00:00:00Z",
+            }
+        )
+    person = subscribers.get(store, "josé@example.org")
+    person = lifecycle.change_settings(store, person, {"filter": "robots"}, "subscriber", NOW)
+    person = lifecycle.change_status(store, person, "pause", "subscriber", NOW)
+    assert (person.filter, person.status) == ("robots", "paused")
