@@ -89,6 +89,8 @@ class WebConfig(Section):
     secret_env: str = "DIGEST_WEB_SECRET"
     confirm_hours: PositiveInt = 48
     subscribe_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 5
+    subscribe_per_address_per_hour: Annotated[int, Field(ge=1, le=100)] = 3
+    preview_per_10_minutes: Annotated[int, Field(ge=1, le=10_000)] = 30
     feed_max_age_seconds: Annotated[int, Field(ge=0, le=86_400)] = 3600
 
     def secret(self) -> str | None:

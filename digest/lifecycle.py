@@ -289,6 +289,26 @@ def request(store: Store, wanted: Wanted, now: datetime) -> tuple[Subscriber, Ki
     return current, "known" if current.status in ("active", "paused") else "confirm"
 
 
+def confirmable(
+    store: Store, subscriber_id: int, email: str, requested_at: datetime
+) -> Subscriber | None:
+    """Who a signed request made at ``requested_at`` may confirm, changing nothing.
+
+    None when the link names nobody who may confirm: an unknown id, another
+    address, or an address unsubscribed after the request (a link mailed before
+    an unsubscribe never undoes it).  The page behind a confirm link asks this
+    before it shows its button; ``confirm`` asks it again before it acts.
+    """
+    person = store.subscriber_by_id(subscriber_id)
+    if person is None or person.email.casefold() != email.casefold():
+        return None
+    if person.status == "unsubscribed":
+        left, _ = store.entered(person.id, "unsubscribed") or (person.updated_at, "")
+        if iso(requested_at) <= left:
+            return None
+    return person
+
+
 def confirm(
     store: Store,
     subscriber_id: int,
@@ -299,19 +319,13 @@ def confirm(
 ) -> Subscriber | None:
     """Confirm a signed request for (id, address, filter) made at ``requested_at``.
 
-    Returns the subscriber, or None when the link names nobody who may confirm.
-    An active or paused subscription is left exactly as it is (confirming twice
-    is fine); an unsubscribe made after the request is never undone by it.
+    Returns the subscriber, or None when the link names nobody who may confirm
+    (``confirmable``).  An active or paused subscription is left exactly as it
+    is (confirming twice is fine, and an old link never changes a live filter).
     """
-    person = store.subscriber_by_id(subscriber_id)
-    if person is None or person.email.casefold() != email.casefold():
-        return None
-    if person.status in ("active", "paused"):
+    person = confirmable(store, subscriber_id, email, requested_at)
+    if person is None or person.status in ("active", "paused"):
         return person
-    if person.status == "unsubscribed":
-        left, _ = store.entered(person.id, "unsubscribed") or (person.updated_at, "")
-        if iso(requested_at) <= left:
-            return None
     person = change_settings(store, person, {"filter": query}, "subscriber", now)
     return change_status(store, person, "confirm", "subscriber", now)
 

@@ -1,5 +1,10 @@
 """Rendering: one subscriber's digest as HTML, as plain text and as a whole MIME message.
 
+Every mail digest sends is assembled here, on one path: the digests, and the web
+front's confirmation (or "already subscribed") mails (``Renderer.confirmation``),
+with the same headers' rules (sanitised values, UTC Date, Message-ID at the
+sender's domain, Auto-Submitted) and the same MIME parts.
+
 The email is what most users see, so every digest must look right in any client, say
 why each paper is in it, and arrive once.  Hence:
 
@@ -20,6 +25,7 @@ why each paper is in it, and arrive once.  Hence:
 import binascii
 import hashlib
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -30,7 +36,7 @@ from email.policy import Compat32
 from email.utils import format_datetime, parseaddr
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from css_inline import CSSInliner
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -54,6 +60,13 @@ TEXT_WIDTH = 72
 SUBJECT_CHARS = 78
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
+CONFIRM_HTML_TEMPLATE = "web/confirm_email.html.j2"
+CONFIRM_TEXT_TEMPLATE = "web/confirm_email.txt.j2"
+ConfirmKind = Literal["confirm", "known"]
+CONFIRM_SUBJECTS: dict[ConfirmKind, str] = {
+    "confirm": "Confirm your subscription to Paper Digest",
+    "known": "You are already subscribed to Paper Digest",
+}
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HOST = re.compile(r"[^a-z0-9.-]")
@@ -174,6 +187,11 @@ def message_id(subscriber: Subscriber, paper_ids: Sequence[str], sender: str) ->
     return f"<digest.{subscriber.id}.{mark}@{sender_domain(sender)}>"
 
 
+def confirmation_id(sender: str) -> str:
+    """A fresh Message-ID for a confirmation mail (each request is its own message)."""
+    return f"<confirm.{secrets.token_hex(8)}@{sender_domain(sender)}>"
+
+
 def sender_domain(sender: str) -> str:
     """The domain of a ``Name <address>`` sender, reduced to host-name characters."""
     _, at, domain = parseaddr(sender)[1].rpartition("@")
@@ -189,6 +207,8 @@ class Renderer:
         env = template_environment()
         self._html = env.get_template(HTML_TEMPLATE)
         self._text = env.get_template(TEXT_TEMPLATE)
+        self._confirm_html = env.get_template(CONFIRM_HTML_TEMPLATE)
+        self._confirm_text = env.get_template(CONFIRM_TEXT_TEMPLATE)
         self._inliner = CSSInliner(load_remote_stylesheets=False)
         name, address = parseaddr(config.delivery.from_)
         self._from = _mailbox(name, address)
@@ -219,9 +239,46 @@ class Renderer:
             message.attach(_part(self._render_html(context), "html"))
         for name, value in self._headers(content, context["subject"]):
             message[name] = value
-        out = BytesIO()
-        _Generator(out, mangle_from_=False, policy=_POLICY).flatten(message)
-        return out.getvalue()
+        return _flatten(message)
+
+    def confirmation(
+        self,
+        kind: ConfirmKind,
+        email: str,
+        query: str,
+        link: str,
+        created_at: datetime,
+        message_id: str,
+    ) -> bytes:
+        """The web front's mail for a sign-up: ``link`` confirms ``query``, or manages.
+
+        Text and HTML from ``templates/web/confirm_email.*``.  Uses only the
+        compiled templates, so the web front's threads may share one renderer.
+        """
+        name = parseaddr(self.config.delivery.from_)[0]
+        context = {
+            "kind": kind,
+            "link": _url(link),
+            "email": _clean(email),
+            "filter": _clean(query),
+            "hours": self.config.web.confirm_hours,
+            "home": self.config.web.base_url + "/",
+            "site": _clean(name) or "Paper Digest",
+        }
+        boundary = "=_confirm_" + hashlib.sha256(message_id.encode()).hexdigest()[:24]
+        message = MIMEMultipart("alternative", boundary=boundary, policy=_POLICY)
+        message.attach(_part(self._confirm_text.render(context), "plain"))
+        message.attach(_part(self._confirm_html.render(context), "html"))
+        for header, value in (
+            ("From", self._from),
+            ("To", _mailbox("", email)),
+            ("Subject", _encoded_words(_clean(CONFIRM_SUBJECTS[kind]))),
+            ("Date", format_datetime(created_at.astimezone(UTC))),
+            ("Message-ID", _clean(message_id)),
+            ("Auto-Submitted", "auto-generated"),
+        ):
+            message[header] = value
+        return _flatten(message)
 
     def fit(self, content: DigestContent) -> tuple[DigestContent, bytes]:
         """The message under ``MAX_BYTES``: papers move from the end of ``matches`` to ``more``.
@@ -448,6 +505,12 @@ def _keep(content: DigestContent, count: int) -> DigestContent:
 def _boundary(content: DigestContent) -> str:
     """Deterministic, and safe: quoted-printable bodies never contain ``=_``."""
     return "=_digest_" + hashlib.sha256(content.message_id.encode()).hexdigest()[:24]
+
+
+def _flatten(message: MIMENonMultipart | MIMEMultipart) -> bytes:
+    out = BytesIO()
+    _Generator(out, mangle_from_=False, policy=_POLICY).flatten(message)
+    return out.getvalue()
 
 
 def _part(body: str, subtype: str) -> MIMENonMultipart:

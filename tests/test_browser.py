@@ -3,8 +3,8 @@
 Headless Chromium (Debian's ``chromium``, installed by ``make browser-deps``) driven by
 Playwright through ``executable_path`` -- Playwright's own browser download is never
 used.  The walk: start page -> preview -> subscribe -> the confirmation mail (read
-from the Maildir) -> confirm -> manage: a bad filter shows the caret, a good one is
-saved -> unsubscribe (the GET page changes nothing, its button does).  Each page is
+from the Maildir) -> confirm (the GET page changes nothing, its button does) ->
+manage: a bad filter shows the caret, a good one is saved -> unsubscribe (likewise).  Each page is
 saved as ``tests/artifacts/<step>.png`` (git-ignored) for a human to look at.
 """
 
@@ -84,6 +84,9 @@ def test_subscribe_confirm_manage_and_unsubscribe_in_a_browser(
         shot(page, "03-check-your-inbox")
 
         page.goto(site.confirm_link())
+        page.wait_for_selector("h1:has-text('Confirm your subscription')")
+        assert status(site, "ada@example.org") == "pending"  # the GET changed nothing
+        page.click("button:has-text('Confirm my subscription')")
         page.wait_for_selector("text=You are subscribed")
         assert status(site, "ada@example.org") == "active"
         shot(page, "04-confirmed")

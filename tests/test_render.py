@@ -314,6 +314,57 @@ def test_no_header_can_be_injected_through_a_title(renderer: Renderer) -> None:
     assert "A paper Bcc: eve@example.org &lt;b&gt;body&lt;/b&gt;" in body(message, "html")
 
 
+CONFIRM_LINK = "https://digest.example.org/confirm/eyJ0b2tlbiI.abc"
+
+
+@pytest.mark.parametrize(
+    ("kind", "subject"),
+    [
+        ("confirm", "Confirm your subscription to Paper Digest"),
+        ("known", "You are already subscribed to Paper Digest"),
+    ],
+)
+def test_a_confirmation_mail_takes_the_digests_path(
+    renderer: Renderer, kind: render.ConfirmKind, subject: str
+) -> None:
+    data = renderer.confirmation(
+        kind, "ada@example.org", 'agents -"<b>x</b>"', CONFIRM_LINK, NOW, "<confirm.1@example.org>"
+    )
+    assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF, like every mail we send
+    assert data.isascii()
+    message = parsed(data)
+    assert [part.defects for part in message.walk()] == [[], [], []]
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert [(name, message[name]) for name in ("From", "To", "Subject", "Date")] == [
+        ("From", SENDER),
+        ("To", "ada@example.org"),
+        ("Subject", subject),
+        ("Date", "Tue, 24 Nov 2026 07:00:00 +0000"),
+    ]
+    assert message["Message-ID"] == "<confirm.1@example.org>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert CONFIRM_LINK in body(message, "plain")
+    assert f'href="{CONFIRM_LINK}"' in body(message, "html")
+    if kind == "confirm":
+        assert 'agents -"<b>x</b>"' in body(message, "plain")
+        assert "agents -&#34;&lt;b&gt;x&lt;/b&gt;&#34;" in body(message, "html")
+
+
+def test_no_header_can_be_injected_through_a_confirmation(renderer: Renderer) -> None:
+    data = renderer.confirmation(
+        "confirm", "ada@example.org\r\nBcc: eve@example.org", "agents", CONFIRM_LINK, NOW, "<c@x>"
+    )
+    message = parsed(data)
+    assert message["Bcc"] is None
+    assert all("\r" not in v and "\n" not in v for v in message.values())
+
+
+def test_confirmation_ids_are_fresh_and_at_the_senders_domain() -> None:
+    first, second = render.confirmation_id(SENDER), render.confirmation_id(SENDER)
+    assert first != second
+    assert re.fullmatch(r"<confirm\.[0-9a-f]{16}@example\.org>", first)
+
+
 HOSTILE_TITLES = [
     "<script>alert(1)</script> Agents that escape",
     '"><img src=x onerror=alert(1)> Agents in attributes',

@@ -1,8 +1,9 @@
 """The web front against the real app under uvicorn on a free loopback port, driven by httpx.
 
 Every route, the conditional GETs (304) and gzip of the feeds, 404s, CSRF refusals,
-the rate limit, expired confirm tokens, GET-does-not-unsubscribe, the RFC 8058
-one-click POST, no address enumeration, and the signing-key rule of ``digest serve``.
+the rate limits, expired confirm tokens, GET-does-not-confirm, GET-does-not-unsubscribe,
+the RFC 8058 one-click POST, no address enumeration, what a third party's sign-up
+cannot change, and the signing-key rules of ``digest serve``.
 Confirmation mails are read from the Maildir the app delivers to (and once from a
 real aiosmtpd server).  Time is the app's injected clock.
 """
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from starlette.applications import Starlette
 
 from digest import lifecycle, links, match, outbox
 from digest.config import Config, from_mapping
-from digest.errors import UsageError
+from digest.errors import ConfigError, UsageError
 from digest.ingest import ingest_files
 from digest.mailer import Envelope, Outcome, Transport, transport_for
 from digest.models import Subscriber
@@ -42,7 +43,7 @@ from digest.web import create_app, resolve_secret, start_in_thread
 from digest.web.server import is_loopback
 from tests.smtp_servers import Sink, serve
 
-from .conftest import NOW, SEED_FILES
+from .conftest import NOW, ROOT, SEED_FILES
 from .test_dumps import ABSTRACT
 
 SECRET = "test-signing-key-" + "x" * 24
@@ -128,9 +129,17 @@ class Site:
         assert found, "no CSRF field on the page"
         return found.group(1)
 
-    def subscribe(self, email: str, query: str = "diffusion", **extra: str) -> httpx.Response:
+    def subscribe(
+        self,
+        email: str,
+        query: str = "diffusion",
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: str,
+    ) -> httpx.Response:
+        """Send the start page's form (``extra`` fields, e.g. action="preview")."""
         form = {"csrf": self.csrf(), "email": email, "filter": query, **extra}
-        return self.client.post("/subscribe", data=form)
+        return self.client.post("/subscribe", data=form, headers=headers)
 
     def new_mail(self) -> list[EmailMessage]:
         """The messages delivered since the last call, oldest first."""
@@ -148,6 +157,10 @@ class Site:
         assert found, text_of(mail)
         return found.group(0)
 
+    def confirm(self, link: str) -> httpx.Response:
+        """Press the button behind a confirm link (a POST to the link itself)."""
+        return self.client.post(link)
+
     def subscriber(self, email: str) -> Subscriber | None:
         with closing(Store(self.config.storage.database)) as store:
             return store.subscriber(email)
@@ -162,7 +175,7 @@ class Site:
     def active(self, email: str, query: str = "diffusion") -> Subscriber:
         """A subscriber made through the web: subscribe, then open the confirm link."""
         assert self.subscribe(email, query).status_code == 200
-        assert self.client.get(self.confirm_link()).status_code == 200
+        assert self.confirm(self.confirm_link()).status_code == 200
         found = self.subscriber(email)
         assert found is not None
         assert found.status == "active"
@@ -319,11 +332,34 @@ def test_subscribing_stores_a_pending_subscriber_and_mails_a_confirm_link(site: 
     assert f"{site.url}/confirm/" in html.get_content()
 
 
-def test_the_confirm_link_activates_and_shows_the_manage_link(site: Site) -> None:
+def test_the_confirm_link_shows_one_button_and_changes_nothing(site: Site) -> None:
+    site.subscribe("ada@example.org", 'diffusion -"<b>video</b>"')
+    link = site.confirm_link()
+    path = "/confirm/" + link.rsplit("/", 1)[1]
+    for _ in range(3):  # link scanners, previews, a curious click
+        response = site.client.get(link)
+        assert response.status_code == 200
+    html = response.text
+    assert '<h1 class="heading">Confirm your subscription</h1>' in html
+    assert f'<form method="post" action="{path}">' in html
+    assert html.count("<button") == 1
+    assert "<strong>ada@example.org</strong>" in html
+    assert '<span class="filter">diffusion -&#34;&lt;b&gt;video&lt;/b&gt;&#34;</span>' in html
+    assert "<b>" not in html
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    person = site.subscriber("ada@example.org")
+    assert person is not None
+    assert person.status == "pending"
+
+
+def test_the_button_behind_the_confirm_link_activates_and_shows_the_manage_link(
+    site: Site,
+) -> None:
     site.subscribe("ada@example.org")
     link = site.confirm_link()
     for _ in range(2):  # a second click shows the same page
-        response = site.client.get(link)
+        response = site.confirm(link)
         assert response.status_code == 200
         assert "You are subscribed" in response.text
     person = site.subscriber("ada@example.org")
@@ -337,9 +373,10 @@ def test_an_expired_confirm_link_is_refused(site: Site) -> None:
     site.subscribe("ada@example.org")
     link = site.confirm_link()
     site.clock.advance(hours=48, seconds=1)
-    response = site.client.get(link)
-    assert response.status_code == 410
-    assert "This link has expired" in response.text
+    for method in ("GET", "POST"):
+        response = site.client.request(method, link)
+        assert response.status_code == 410
+        assert "This link has expired" in response.text
     person = site.subscriber("ada@example.org")
     assert person is not None
     assert person.status == "pending"
@@ -349,7 +386,7 @@ def test_a_confirm_link_within_its_hours_still_works(site: Site) -> None:
     site.subscribe("ada@example.org")
     link = site.confirm_link()
     site.clock.advance(hours=47, minutes=59)
-    assert site.client.get(link).status_code == 200
+    assert site.confirm(link).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -363,8 +400,10 @@ def test_a_confirm_link_within_its_hours_still_works(site: Site) -> None:
 )
 def test_a_forged_confirm_link_is_404(site: Site, mangle: Callable[[str], str]) -> None:
     site.subscribe("ada@example.org")
-    response = site.client.get(mangle(site.confirm_link()))
-    assert response.status_code == 404
+    link = mangle(site.confirm_link())
+    for method in ("GET", "POST"):
+        response = site.client.request(method, link)
+        assert response.status_code == 404
     person = site.subscriber("ada@example.org")
     assert person is not None
     assert person.status == "pending"
@@ -375,9 +414,13 @@ def test_an_old_confirm_link_does_not_bring_back_an_unsubscribed_address(site: S
     link = site.confirm_link()
     person = site.subscriber("ada@example.org")
     assert person is not None
+    site.clock.advance(minutes=5)  # unsubscribed after asking
     with closing(Store(site.config.storage.database)) as store:
-        lifecycle.remove(store, person.email, NOW)
-    assert site.client.get(link).status_code == 404
+        lifecycle.remove(store, person.email, site.clock())
+    for method in ("GET", "POST"):
+        response = site.client.request(method, link)
+        assert response.status_code == 404
+        assert "the address was unsubscribed since" in response.text
     person = site.subscriber("ada@example.org")
     assert person is not None
     assert person.status == "unsubscribed"
@@ -394,7 +437,7 @@ def test_the_answer_is_the_same_whoever_the_address_belongs_to(site: Site) -> No
         [mail] = site.new_mail()
         subjects.append(mail["Subject"])
         if "Confirm" in mail["Subject"]:
-            site.client.get(_CONFIRM.search(text_of(mail)).group(0))  # type: ignore[union-attr]
+            site.confirm(_CONFIRM.search(text_of(mail)).group(0))  # type: ignore[union-attr]
 
     ask()  # new: confirm link (then confirmed)
     ask()  # active: "already subscribed" with the manage link
@@ -415,7 +458,7 @@ def test_a_pending_address_gets_a_fresh_confirm_link(site: Site) -> None:
     site.confirm_link()
     second = site.subscribe("ada@example.org", "video")
     assert _CSRF.sub("", first.text) == _CSRF.sub("", second.text)
-    assert site.client.get(site.confirm_link()).status_code == 200
+    assert site.confirm(site.confirm_link()).status_code == 200
     person = site.subscriber("ada@example.org")
     assert person is not None
     assert (person.status, person.filter) == ("active", "video")
@@ -429,6 +472,92 @@ def test_the_already_subscribed_mail_carries_the_manage_link(site: Site) -> None
     assert found
     assert found.group(1) == link_path(person, "manage")
     assert site.subscriber("ada@example.org") == person  # nothing changed
+
+
+def test_a_third_partys_request_does_not_change_what_a_pending_link_confirms(
+    site: Site,
+) -> None:
+    site.subscribe("ada@example.org", "diffusion")
+    victims = site.confirm_link()
+    assert site.subscribe("ada@example.org", "crypto giveaway").status_code == 200
+    [mail] = site.new_mail()  # the victim's mailbox gets it; it says what it would confirm
+    assert "crypto giveaway" in text_of(mail)
+    pending = site.subscriber("ada@example.org")
+    assert pending is not None
+    assert (pending.status, pending.filter) == ("pending", "diffusion")
+    assert "diffusion" in site.client.get(victims).text
+    assert site.confirm(victims).status_code == 200
+    person = site.subscriber("ada@example.org")
+    assert person is not None
+    assert (person.status, person.filter) == ("active", "diffusion")
+
+
+def test_a_third_partys_request_never_revives_an_unsubscribed_address_or_its_feed(
+    site: Site,
+) -> None:
+    site.subscribe("ada@example.org", "diffusion")
+    old = site.confirm_link()
+    site.confirm(old)
+    person = site.subscriber("ada@example.org")
+    assert person is not None
+    feed = link_path(person, "feed") + ".atom"
+    assert site.client.get(feed).status_code == 200
+    site.client.post(link_path(person, "unsubscribe"))
+    assert site.client.get(feed).status_code == 404
+    site.clock.advance(minutes=1)
+    assert site.subscribe("ada@example.org", "crypto giveaway").status_code == 200
+    new = site.confirm_link()  # went to the victim's mailbox, not to the third party
+    assert site.client.get(new).status_code == 200  # a scanner opening it changes nothing
+    for method in ("GET", "POST"):
+        assert site.client.request(method, old).status_code == 404
+    assert site.client.get(feed).status_code == 404
+    after = site.subscriber("ada@example.org")
+    assert after is not None
+    assert (after.status, after.filter) == ("unsubscribed", "diffusion")
+
+
+@pytest.mark.parametrize("status", ["active", "paused"])
+def test_a_third_partys_request_never_touches_a_live_subscription(site: Site, status: str) -> None:
+    site.subscribe("ada@example.org", "diffusion")
+    link = site.confirm_link()
+    site.confirm(link)
+    person = site.subscriber("ada@example.org")
+    assert person is not None
+    path = link_path(person, "manage")
+    form = {"csrf": site.csrf(path), "action": "save", "filter": "agents"}
+    assert site.client.post(path, data=form).status_code == 303
+    if status == "paused":
+        site.client.post(path, data={"csrf": site.csrf(path), "action": "pause"})
+    before = site.subscriber("ada@example.org")
+    assert before is not None
+    assert (before.status, before.filter) == (status, "agents")
+    assert site.subscribe("ada@example.org", "crypto giveaway").status_code == 200
+    [mail] = site.new_mail()
+    assert mail["Subject"] == "You are already subscribed to Paper Digest"
+    assert not _CONFIRM.search(text_of(mail))
+    assert site.subscriber("ada@example.org") == before
+    for method in ("GET", "POST"):  # the old confirm link, opened again
+        assert site.client.request(method, link).status_code == 200
+    assert site.subscriber("ada@example.org") == before
+
+
+def test_the_confirmation_mails_are_well_formed(site: Site) -> None:
+    site.subscribe("ada@example.org", "diffusion -video")
+    [confirm] = site.new_mail()
+    site.confirm(_CONFIRM.search(text_of(confirm)).group(0))  # type: ignore[union-attr]
+    site.subscribe("ada@example.org")
+    [known] = site.new_mail()
+    for mail in (confirm, known):
+        assert [part.defects for part in mail.walk()] == [[], [], []]
+        assert mail.get_content_type() == "multipart/alternative"
+        types = [part.get_content_type() for part in mail.iter_parts()]
+        assert types == ["text/plain", "text/html"]
+        assert parsedate_to_datetime(mail["Date"]) == site.clock.now
+        assert re.fullmatch(r"<confirm\.[0-9a-f]{16}@example\.org>", mail["Message-ID"])
+        assert mail["Auto-Submitted"] == "auto-generated"
+        assert mail["From"] == site.config.delivery.from_
+    assert "your filter: diffusion -video" in text_of(confirm)
+    assert confirm["Message-ID"] != known["Message-ID"]
 
 
 def test_the_confirmation_goes_through_a_real_smtp_server(make_site: MakeSite) -> None:
@@ -511,9 +640,113 @@ def test_subscribing_is_rate_limited_per_client_address(make_site: MakeSite) -> 
     assert refused.status_code == 429
     assert 0 < int(refused.headers["retry-after"]) <= 3600
     assert "Too many requests" in refused.text
+    assert '<a class="link" href="/">Back to the start page</a>' in refused.text
     assert site.subscriber("user3@example.org") is None
+    assert site.subscribe("user3@example.org", **FROM(9)).status_code == 200  # another client
     site.clock.advance(hours=1)
-    assert site.subscribe("user3@example.org").status_code == 200
+    assert site.subscribe("user4@example.org").status_code == 200
+
+
+def FROM(client: int) -> dict[str, Any]:
+    """Send as another client: uvicorn trusts X-Forwarded-For from loopback (a local proxy)."""
+    return {"headers": {"X-Forwarded-For": f"203.0.113.{client}"}}
+
+
+def test_one_address_gets_at_most_its_limit_of_mails_from_any_number_of_clients(
+    make_site: MakeSite,
+) -> None:
+    site = make_site(web={"subscribe_per_hour": 5, "subscribe_per_address_per_hour": 3})
+    statuses = [site.subscribe("victim@example.org", **FROM(i)).status_code for i in range(7)]
+    assert statuses == [200, 200, 200, 429, 429, 429, 429]
+    assert len(site.new_mail()) == 3
+    refused = site.subscribe("victim@example.org", **FROM(8))
+    assert 0 < int(refused.headers["retry-after"]) <= 3600
+    assert '<a class="link" href="/">Back to the start page</a>' in refused.text
+    assert site.subscribe("grace@example.org", **FROM(0)).status_code == 200  # others still can
+    site.clock.advance(hours=1)
+    assert site.subscribe("Victim@Example.org", **FROM(0)).status_code == 200
+    assert len(site.new_mail()) == 2
+
+
+def test_only_accepted_requests_count_against_the_limits(make_site: MakeSite) -> None:
+    site = make_site(web={"subscribe_per_hour": 5, "subscribe_per_address_per_hour": 1})
+    typos = [
+        site.subscribe("ada@", "diffusion"),
+        site.subscribe("ada example.org", "diffusion"),
+        site.subscribe("ada@example.org", 'diffusion "video'),
+        site.subscribe("ada@example.org", "diffusion AND"),
+        site.client.post("/subscribe", data={"email": "ada@example.org", "filter": "x"}),
+    ]
+    assert [r.status_code for r in typos] == [400, 400, 400, 400, 403]
+    assert site.subscribe("ada@example.org").status_code == 200
+    assert len(site.new_mail()) == 1
+    assert site.subscribe("ada@example.org").status_code == 429  # the address's one mail
+    for i in range(4):  # ...did not use up this client's places
+        assert site.subscribe(f"user{i}@example.org").status_code == 200
+    assert site.subscribe("user4@example.org").status_code == 429
+
+
+def test_previews_are_rate_limited_per_client_with_a_way_back(make_site: MakeSite) -> None:
+    site = make_site(web={"preview_per_10_minutes": 2})
+    person = site.active("ada@example.org")
+    path = link_path(person, "manage")
+    assert site.subscribe("grace@example.org", "agents", action="preview").status_code == 200
+    form = {"csrf": site.csrf(path), "action": "preview", "filter": "video"}
+    assert site.client.post(path, data=form).status_code == 200
+    for refused in (
+        site.subscribe("grace@example.org", "agents", action="preview"),
+        site.client.post(path, data=form),
+    ):
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["retry-after"]) <= 600
+        assert "previews too often" in refused.text
+        assert '<a class="link" href="/">Back to the start page</a>' in refused.text
+    other = site.subscribe("grace@example.org", "agents", action="preview", **FROM(1))
+    assert other.status_code == 200
+    assert site.subscribe("grace@example.org", "agents").status_code == 200  # not a preview
+    site.clock.advance(minutes=10)
+    assert site.client.post(path, data=form).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        (" OR ".join(f"word{i}" for i in range(1300)), "Column 501: a filter can be at most 500"),
+        (" OR ".join(f"w{i}" for i in range(25)), "Column 1: a filter can have at most 24 terms"),
+    ],
+    ids=["13-kB", "25-terms"],
+)
+def test_a_filter_beyond_the_core_limits_is_refused_before_any_search(
+    site: Site, monkeypatch: pytest.MonkeyPatch, query: str, error: str
+) -> None:
+    person = site.active("grace@example.org", "agents")
+    site.new_mail()
+
+    def no_search(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a backtest ran")
+
+    path = link_path(person, "manage")
+    csrf = site.csrf(path)  # the manage page itself shows a backtest of the stored filter
+    monkeypatch.setattr(match, "backtest", no_search)
+    answers = [site.subscribe("ada@example.org", query, action=a) for a in ("preview", "subscribe")]
+    for action in ("preview", "save"):
+        answers.append(
+            site.client.post(path, data={"csrf": csrf, "action": action, "filter": query})
+        )
+    for response in answers:
+        assert response.status_code == 400
+        assert error in response.text
+        assert '<pre class="caret">' in response.text
+    assert site.subscriber("ada@example.org") is None
+    assert site.subscriber("grace@example.org") == person
+    assert site.new_mail() == []
+
+
+def test_the_preview_covers_the_configured_lookback_days(make_site: MakeSite) -> None:
+    site = make_site(digest={"lookback_days": 3})
+    html = site.subscribe("ada@example.org", "diffusion", action="preview").text
+    assert "Preview: the last 3 days" in html
+    assert re.findall(r"<tr><td>([^<]+)</td>", html) == ["Sun Nov 22", "Mon Nov 23", "Tue Nov 24"]
 
 
 # -- manage ------------------------------------------------------------------------------
@@ -683,15 +916,24 @@ def test_the_unsubscribe_page_button_unsubscribes(site: Site) -> None:
     assert "You are unsubscribed" in site.client.get(action).text
 
 
-def test_the_manage_link_can_bring_an_unsubscribed_address_back(site: Site) -> None:
+def test_only_a_new_confirmed_sign_up_brings_an_unsubscribed_address_back(site: Site) -> None:
     person = site.active("ada@example.org")
     site.client.post(link_path(person, "unsubscribe"))
     path = link_path(person, "manage")
     response = site.client.post(path, data={"csrf": site.csrf(path), "action": "resume"})
     assert response.status_code == 303
+    assert response.headers["location"] == f"{path}?done=unchanged"
+    notice = site.client.get(response.headers["location"]).text
+    assert "subscribing again from the start page" in notice
     changed = site.subscriber("ada@example.org")
     assert changed is not None
-    assert changed.status == "active"
+    assert changed.status == "unsubscribed"
+    site.clock.advance(minutes=1)
+    assert site.subscribe("ada@example.org", "agents").status_code == 200
+    assert site.confirm(site.confirm_link()).status_code == 200
+    back = site.subscriber("ada@example.org")
+    assert back is not None
+    assert (back.status, back.filter) == ("active", "agents")
 
 
 # -- feeds -------------------------------------------------------------------------------
@@ -993,6 +1235,7 @@ def test_a_topic_whose_filter_does_not_parse_stops_the_start(tmp_path: Path) -> 
             "topics": [{"name": "Broken", "filter": "agents AND"}],
         }
     )
+    Store(config.storage.database).close()  # the web front never creates the database
     with closing(loopback_socket()) as sock:
         server, thread = start(create_app(config, secret=SECRET), sock)
         thread.join(timeout=10)
@@ -1082,10 +1325,46 @@ def test_without_the_secret_loopback_uses_a_key_kept_per_database(
 def test_the_secret_from_the_environment_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DIGEST_WEB_SECRET", "from-the-environment")
+    monkeypatch.setenv("DIGEST_WEB_SECRET", SECRET)
     config = make_config(tmp_path, "https://digest.example.org")
     with closing(Store(config.storage.database)) as store:
-        assert resolve_secret(config, store, "0.0.0.0") == "from-the-environment"
+        assert resolve_secret(config, store, "0.0.0.0") == SECRET
+
+
+def placeholder_key() -> str:
+    """The signing key deploy/secrets.env.example ships with."""
+    example = (ROOT / "deploy" / "secrets.env.example").read_text(encoding="utf-8")
+    found = re.search(r"^DIGEST_WEB_SECRET=(.*)$", example, re.MULTILINE)
+    assert found
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("placeholder", "is still the placeholder from deploy/secrets.env.example"),
+        ("x" * 31, "is too short (31 bytes; at least 32 needed)"),
+        ("from-the-environment", "is too short (20 bytes; at least 32 needed)"),
+    ],
+)
+def test_a_short_or_placeholder_key_stops_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, problem: str
+) -> None:
+    monkeypatch.setenv("DIGEST_WEB_SECRET", placeholder_key() if key == "placeholder" else key)
+    with closing(loopback_socket()) as probe:
+        port = probe.getsockname()[1]
+    config = make_config(tmp_path, f"http://127.0.0.1:{port}", web={"port": port})
+    Store(config.storage.database).close()
+    for host in ("127.0.0.1", "0.0.0.0"):
+        with closing(Store(config.storage.database)) as store, pytest.raises(ConfigError) as err:
+            resolve_secret(config, store, host)
+        assert str(err.value).startswith(f"$DIGEST_WEB_SECRET {problem}")
+        assert "secrets.token_urlsafe(32)" in str(err.value)
+    with pytest.raises(ConfigError):
+        start_in_thread(config)
+    monkeypatch.setenv("DIGEST_WEB_SECRET", "y" * 32)  # 32 bytes will do
+    stop = start_in_thread(config)
+    stop()
 
 
 def test_start_in_thread_serves_until_stopped(
@@ -1095,6 +1374,7 @@ def test_start_in_thread_serves_until_stopped(
     with closing(loopback_socket()) as probe:
         port = probe.getsockname()[1]
     config = make_config(tmp_path, f"http://127.0.0.1:{port}", web={"port": port})
+    Store(config.storage.database).close()  # the web front never creates the database
     stop = start_in_thread(config)
     try:
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"

@@ -20,12 +20,13 @@ from starlette.routing import Route
 from digest.config import Config
 from digest.errors import StoreError
 from digest.mailer import Transport, transport_for
+from digest.render import Renderer
 from digest.store import Store
 from digest.web import manage, pages, subscribe, syndication
 from digest.web.feedcache import FeedRunner
 from digest.web.forms import MAX_FORM_BYTES
 from digest.web.security import ConfirmTokens, Csrf, RateLimit
-from digest.web.state import HOUR, Web, web_of
+from digest.web.state import HOUR, PREVIEW_WINDOW, Web, web_of
 from digest.web.views import Views
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,10 @@ def create_app(
         confirm=ConfirmTokens(secret, config.web.confirm_hours * HOUR, now),
         csrf=Csrf(secret, now),
         limit=RateLimit(config.web.subscribe_per_hour, HOUR, now),
+        address_limit=RateLimit(config.web.subscribe_per_address_per_hour, HOUR, now),
+        preview_limit=RateLimit(config.web.preview_per_10_minutes, PREVIEW_WINDOW, now),
         feeds=FeedRunner(config, lambda: Store(database, create=False)),
+        renderer=Renderer(config),
         transport_factory=transport_factory
         or (lambda: transport_for(config.delivery, config.smtp)),
     )
@@ -82,7 +86,8 @@ def routes() -> list[Route]:
     return [
         Route("/", subscribe.home),
         _post("/subscribe", subscribe.subscribe),
-        Route("/confirm/{token}", subscribe.confirm),
+        Route("/confirm/{token}", subscribe.confirm_page),
+        _post("/confirm/{token}", subscribe.confirm),
         Route("/manage/{token}", manage.manage),
         _post("/manage/{token}", manage.manage_post),
         Route("/unsubscribe/{token}", manage.unsubscribe),

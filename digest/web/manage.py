@@ -2,7 +2,10 @@
 
 ``/manage/<token>``: the settings form (filter with caret errors, name,
 frequency, format), a preview of the filter, pause/resume; every POST needs the
-CSRF token and a successful change redirects (303) back to the page.
+CSRF token and a successful change redirects (303) back to the page.  The
+*Preview* button shares the start page's preview limit (``run_preview``).  No
+action here brings an unsubscribed address back: only a new sign-up, confirmed
+from the mailbox, does (``lifecycle``).
 
 ``/unsubscribe/<token>``: GET only shows a one-button page, because link
 scanners and mail previews fetch every link; POST unsubscribes.  The POST needs
@@ -25,7 +28,7 @@ from digest.store import Store
 from digest.web.forms import CsrfToken, Form, csrf_ok, read_form
 from digest.web.preview import Preview, preview
 from digest.web.state import Web, web_of
-from digest.web.subscribe import FORBIDDEN, FilterError
+from digest.web.subscribe import FORBIDDEN, FilterError, run_preview, too_many
 
 NOTICES = {
     "saved": "Your settings are saved.",
@@ -87,8 +90,7 @@ def _manage_post(web: Web, request: Request, form: Form) -> Response:
             return _change_status(web, store, person, token, STATUS_ACTIONS[action])
         values = {key: form.get(key, getattr(person, key)).strip() for key in SETTINGS}
         if action == "preview":
-            shown = _with_preview(web, store, values["filter"], ManageForm(values))
-            return _page(web, request, person, shown, 400 if shown.filter_error else 200)
+            return _preview(web, request, store, person, values)
         try:
             lifecycle.change_settings(store, person, values, "subscriber", web.now())
         except QueryError as err:
@@ -97,6 +99,18 @@ def _manage_post(web: Web, request: Request, form: Form) -> Response:
             return _page(web, request, person, ManageForm(values, error=err.message), 400)
     web.feeds.forget()  # the private feed follows the new filter at once
     return _done(token, "saved")
+
+
+def _preview(
+    web: Web, request: Request, store: Store, person: Subscriber, values: dict[str, str]
+) -> Response:
+    try:
+        shown = run_preview(web, request, store, values["filter"])
+    except QueryError as err:
+        return _page(web, request, person, ManageForm(values, FilterError.of(err)), 400)
+    if isinstance(shown, int):
+        return too_many(web, "You have asked for previews too often from this address.", shown)
+    return _page(web, request, person, ManageForm(values, preview=shown))
 
 
 def _change_status(
@@ -120,7 +134,8 @@ def _stored(person: Subscriber) -> ManageForm:
 
 def _with_preview(web: Web, store: Store, query: str, form: ManageForm) -> ManageForm:
     try:
-        shown = preview(store, query, web.now(), web.config.digest.paper_url)
+        digest = web.config.digest
+        shown = preview(store, query, web.now(), digest.paper_url, digest.lookback_days)
     except QueryError as err:
         return replace(form, filter_error=FilterError.of(err))
     return replace(form, preview=shown)
@@ -166,6 +181,7 @@ def unsubscribe_post(request: Request) -> Response:
         if person is None:
             return _not_found(web)
         lifecycle.unsubscribe(store, person, web.now())
+    web.feeds.forget()  # the private feed stops at once, not a second later
     return _unsubscribed(web, person)
 
 

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, time, timedelta
 from digest import match
 from digest.models import paper_url
 from digest.store import Store
+from digest.subscribers import check_filter
 
 TOP = 10
-DAYS = 7
+DAYS = 7  # when no [digest] lookback_days is given
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -39,17 +40,22 @@ class Preview:
         return max((count for _, count in self.days), default=0)
 
 
-def preview(store: Store, query: str, now: datetime, paper_link: str) -> Preview:
-    """The backtest of ``query`` over the last ``DAYS`` UTC days; raises QueryError."""
+def preview(store: Store, query: str, now: datetime, paper_link: str, days: int = DAYS) -> Preview:
+    """The backtest of ``query`` over the last ``days`` UTC days; raises QueryError.
+
+    The filter must be one a subscriber may store (``check_filter``): its limits
+    bound what a search costs, whoever asks for one.
+    """
+    check_filter(query)
     today = now.astimezone(UTC).date()
-    first = today - timedelta(days=DAYS - 1)
+    first = today - timedelta(days=days - 1)
     since = datetime.combine(first, time(), tzinfo=UTC)
     found = match.backtest(store, query, since=since)
     counts = dict(match.by_day(found))
-    days = [first + timedelta(days=i) for i in range(DAYS)]
+    shown = [first + timedelta(days=i) for i in range(days)]
     return Preview(
         query=query,
-        days=[(_label(day.isoformat()), counts.get(day.isoformat(), 0)) for day in days],
+        days=[(_label(day.isoformat()), counts.get(day.isoformat(), 0)) for day in shown],
         top=[_paper(m, paper_link) for m in found[:TOP]],
         total=len(found),
     )

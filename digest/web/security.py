@@ -1,4 +1,4 @@
-"""Web security: expiring confirm tokens, CSRF double-submit tokens, a per-address rate limit.
+"""Web security: the signing key, expiring confirm tokens, CSRF tokens, rate limits.
 
 Everything here is keyed by the one web signing key (``[web] secret_env``) and
 reads time from the app's clock, so expiry is testable without sleeping.
@@ -10,11 +10,17 @@ reads time from the app's clock, so expiry is testable without sleeping.
 * CSRF: a random value in an HttpOnly, SameSite=Lax ``csrftoken`` cookie, and a
   signature of that value in a hidden form field.  A cross-site form can neither
   read the cookie nor forge the signature.
-* The rate limit is an in-memory sliding window per client address: simple,
-  exact, and enough for one process (it resets on restart, which is fine for
-  an anti-abuse limit).
+* The signing key must be at least ``MIN_KEY_BYTES`` long and not the
+  placeholder of ``deploy/secrets.env.example``: a key anyone can read or guess
+  lets anyone forge confirm links for any address.
+* Rate limits are in-memory sliding windows keyed by a string (a client
+  address, a recipient address): simple, exact, and enough for one process
+  (they reset on restart, which is fine for an anti-abuse limit).  ``admit``
+  counts one request against several limits at once, or against none, so a
+  request refused by one limit does not use up another.
 """
 
+import contextlib
 import hmac
 import math
 import secrets
@@ -26,11 +32,30 @@ from datetime import datetime
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
+from digest.errors import ConfigError
+
 Clock = Callable[[], datetime]
+MIN_KEY_BYTES = 32
+PLACEHOLDER_KEYS = frozenset({"change-me-too", "change-me"})  # deploy/secrets.env.example
+KEY_RECIPE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 CSRF_COOKIE = "csrftoken"
 CSRF_FIELD = "csrf"
 CSRF_MAX_AGE = 7 * 24 * 3600  # a form left open for a week still posts
 MAX_TRACKED_ADDRESSES = 100_000
+
+
+def check_signing_key(key: str, variable: str) -> str:
+    """``key`` if it is fit to sign links; ConfigError naming ``variable`` otherwise."""
+    if key.strip() in PLACEHOLDER_KEYS:
+        problem = "is still the placeholder from deploy/secrets.env.example"
+    elif len(key.encode()) < MIN_KEY_BYTES:
+        problem = f"is too short ({len(key.encode())} bytes; at least {MIN_KEY_BYTES} needed)"
+    else:
+        return key
+    raise ConfigError(
+        f"${variable} {problem}: it signs confirmation links and forms",
+        f"generate one with {KEY_RECIPE} and keep it across restarts",
+    )
 
 
 class TokenExpired(Exception):
@@ -119,21 +144,44 @@ class RateLimit:
 
     def hit(self, key: str) -> int:
         """Record a hit and return 0, or refuse it and return the seconds until one is allowed."""
-        with self._lock:
-            return self._hit(key, self._clock().timestamp())
+        return admit((self, key))
 
-    def _hit(self, key: str, now: float) -> int:
-        hits = self._hits.setdefault(key, deque())
+    def _wait(self, key: str, now: float) -> int:
+        """Seconds until ``key`` may have another hit (0: now); drops hits out of the window."""
+        hits = self._hits.get(key)
         while hits and hits[0] <= now - self.window:
             hits.popleft()
-        if len(hits) >= self.limit:
-            return max(1, math.ceil(hits[0] + self.window - now))
-        hits.append(now)
+        if hits is None or len(hits) < self.limit:
+            return 0
+        return max(1, math.ceil(hits[0] + self.window - now))
+
+    def _record(self, key: str, now: float) -> None:
+        self._hits.setdefault(key, deque()).append(now)
         if len(self._hits) > MAX_TRACKED_ADDRESSES:
             self._forget_idle(now)
-        return 0
 
     def _forget_idle(self, now: float) -> None:
-        """Drop addresses with no hit inside the window (bounded memory under a flood)."""
-        for key in [k for k, hits in self._hits.items() if hits[-1] <= now - self.window]:
+        """Drop keys with no hit inside the window (bounded memory under a flood)."""
+        for key in [
+            k for k, hits in self._hits.items() if not hits or hits[-1] <= now - self.window
+        ]:
             del self._hits[key]
+
+
+def admit(*checks: tuple[RateLimit, str]) -> int:
+    """Count one request against every (limit, key), or against none of them.
+
+    Returns 0 when every limit had room (each has recorded the hit), else the
+    longest wait in seconds (nothing recorded).  Locks are taken in a fixed
+    order, so two requests never deadlock and never both take the last place.
+    """
+    limits = sorted({id(limit): limit for limit, _ in checks}.values(), key=id)
+    with contextlib.ExitStack() as held:
+        for limit in limits:
+            held.enter_context(limit._lock)
+        moments = {id(limit): limit._clock().timestamp() for limit in limits}
+        wait = max(limit._wait(key, moments[id(limit)]) for limit, key in checks)
+        if wait == 0:
+            for limit, key in checks:
+                limit._record(key, moments[id(limit)])
+        return wait

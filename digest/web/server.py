@@ -1,10 +1,12 @@
 """``digest serve``: resolve the signing key, then run the app under uvicorn.
 
 The key signs confirm and CSRF tokens, so it must survive restarts and stay
-secret.  It comes from the environment variable named by ``[web] secret_env``.
-Without it the server refuses to listen on a public address; bound to loopback
-(a laptop, or behind a local reverse proxy) it uses a key generated once per
-database and kept in it, and says so.
+secret.  It comes from the environment variable named by ``[web] secret_env``,
+and must be at least 32 bytes and not the placeholder of
+``deploy/secrets.env.example`` (``security.check_signing_key``): the server
+refuses to start otherwise.  Without it the server refuses to listen on a public
+address; bound to loopback (a laptop, or behind a local reverse proxy) it uses a
+key generated once per database and kept in it, and says so.
 """
 
 import contextlib
@@ -23,6 +25,7 @@ from digest.config import Config
 from digest.errors import DigestError, UsageError
 from digest.store import Store
 from digest.web.app import create_app
+from digest.web.security import KEY_RECIPE, check_signing_key
 
 log = logging.getLogger(__name__)
 SECRET_NAME = "web"
@@ -41,16 +44,18 @@ def is_loopback(host: str) -> bool:
 
 
 def resolve_secret(config: Config, store: Store, host: str) -> str:
-    """The signing key: from the environment, else (loopback only) one kept in the database."""
+    """The signing key: from the environment, else (loopback only) one kept in the database.
+
+    A key from the environment that is short or the placeholder is a ConfigError.
+    """
     found = config.web.secret()
-    if found:
-        return found
     env = config.web.secret_env
+    if found:
+        return check_signing_key(found, env)
     if not is_loopback(host):
         raise UsageError(
             f"${env} is not set: the web front needs a signing key to listen on {host}",
-            f"export {env}=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-            " and keep it across restarts, or listen on 127.0.0.1",
+            f"export {env}=$({KEY_RECIPE}) and keep it across restarts, or listen on 127.0.0.1",
         )
     value, created = store.app_secret(SECRET_NAME, lambda: secrets.token_urlsafe(32))
     fresh = " (generated now)" if created else ""

@@ -10,61 +10,40 @@ who subscribes (no enumeration):
 * active or paused: nothing changes, and they get a note with their manage
   link ("you are already subscribed").
 
-The messages are tiny (text + HTML from ``templates/web/confirm_email.*``) and go
-through the configured transport, in the request, on its own event loop.
+The messages are tiny; the renderer builds them like every other mail
+(``Renderer.confirmation``), and they go through the configured transport, in
+the request, on its own event loop.  The email shows the filter its link
+confirms, which is the one asked for, not the one stored.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid, parseaddr
+from datetime import datetime
+from email.utils import parseaddr
 
 from digest import addresses, links
 from digest.config import Config
 from digest.lifecycle import Kind
 from digest.mailer import DeliveryError, Envelope, Outcome, Transport
 from digest.models import Subscriber
-from digest.render import sender_domain
+from digest.render import Renderer, confirmation_id
 from digest.web.security import ConfirmTokens
-from digest.web.views import Views
 
-SUBJECTS: dict[Kind, str] = {
-    "confirm": "Confirm your subscription to Paper Digest",
-    "known": "You are already subscribed to Paper Digest",
-}
 log = logging.getLogger(__name__)
 
 
 def message(
-    config: Config, views: Views, person: Subscriber, kind: Kind, link: str, now: datetime
+    renderer: Renderer, person: Subscriber, kind: Kind, link: str, query: str, now: datetime
 ) -> Envelope:
-    """The confirmation (or already-subscribed) email as an envelope for the transport."""
-    context = {
-        "kind": kind,
-        "link": link,
-        "email": person.email,
-        "filter": person.filter,
-        "hours": config.web.confirm_hours,
-        "home": config.web.base_url + "/",
-    }
-    sender = config.delivery.from_
-    msg = EmailMessage(policy=SMTP)  # the addresses are ASCII: see digest.addresses
-    msg["From"] = sender
-    msg["To"] = addresses.mailbox(person.name, person.email)
-    msg["Subject"] = SUBJECTS[kind]
-    msg["Date"] = format_datetime(now.astimezone(UTC))
-    msg["Message-ID"] = make_msgid("confirm", domain=sender_domain(sender))
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(views.render("web/confirm_email.txt.j2", **context))
-    msg.add_alternative(views.render("web/confirm_email.html.j2", **context), subtype="html")
+    """The confirmation (or already-subscribed) email for ``link``, as an envelope."""
+    sender = renderer.config.delivery.from_
+    message_id = confirmation_id(sender)
     return Envelope(
         sender=parseaddr(sender)[1],
         recipient=addresses.wire(person.email),
-        data=msg.as_bytes(),
-        message_id=str(msg["Message-ID"]),
+        data=renderer.confirmation(kind, person.email, query, link, now, message_id),
+        message_id=message_id,
     )
 
 

@@ -1,4 +1,4 @@
-"""The app's state: config, clock, templates, tokens, rate limit, feeds and mail, built once.
+"""The app's state: config, clock, templates, tokens, rate limits, feeds and mail, built once.
 
 Route handlers get it with ``web_of(request)``.  I/O is passed in (the clock,
 the mail transport), so tests drive time and read the mail they caused.
@@ -20,12 +20,14 @@ from starlette.requests import Request
 
 from digest.config import Config
 from digest.mailer import Transport
+from digest.render import Renderer
 from digest.store import Store
 from digest.web.feedcache import FeedRunner
 from digest.web.security import Clock, ConfirmTokens, Csrf, RateLimit
 from digest.web.views import Views
 
 HOUR = 3600
+PREVIEW_WINDOW = 600  # [web] preview_per_10_minutes
 
 
 @dataclass
@@ -36,8 +38,11 @@ class Web:
     views: Views
     confirm: ConfirmTokens
     csrf: Csrf
-    limit: RateLimit
+    limit: RateLimit  # subscription requests per client address
+    address_limit: RateLimit  # confirmation mails per recipient address
+    preview_limit: RateLimit  # previews (backtests) per client address
     feeds: FeedRunner
+    renderer: Renderer  # builds the confirmation mails
     transport_factory: Callable[[], Transport]
 
     @property
