@@ -25,7 +25,7 @@ from email.utils import formataddr
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.errors import UsageError
+from digest.errors import UndeliverableAddress, UsageError
 
 NAME_CHARS = 200  # longer display names are cut: a To: header is not the place for an essay
 ENCODED_WORD_BYTES = 45  # UTF-8 bytes per encoded word: 60 base64 characters, a 72-char word
@@ -92,7 +92,7 @@ def _ascii_form(address: str) -> str:
 def _require_ascii_local(address: str) -> None:
     local, at, _ = address.rpartition("@")
     if at and not local.isascii():
-        raise UsageError(
+        raise UndeliverableAddress(
             f"{address}: addresses with non-ASCII characters before the @ cannot be delivered "
             "by this service; use an ASCII address"
         )

@@ -26,6 +26,10 @@ class UsageError(DigestError):
     exit_code = 2
 
 
+class UndeliverableAddress(UsageError):
+    """A well-formed address this service cannot deliver to (a non-ASCII local part)."""
+
+
 class ConfigError(UsageError):
     """The configuration file is unreadable or invalid."""
 

@@ -311,6 +311,14 @@ def test_a_bad_address_is_refused_and_everything_typed_is_escaped(site: Site) ->
     assert site.new_mail() == []
 
 
+def test_an_address_that_cannot_be_delivered_is_refused_at_the_door(site: Site) -> None:
+    response = site.subscribe("josé@example.org", "diffusion")
+    assert response.status_code == 400
+    assert "non-ASCII letters before the @" in response.text
+    assert site.subscriber("josé@example.org") is None
+    assert site.new_mail() == []
+
+
 # -- subscribe, confirm ------------------------------------------------------------------
 
 

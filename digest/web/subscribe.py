@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from digest import lifecycle, links, subscribers
-from digest.errors import QueryError, UsageError
+from digest.errors import QueryError, UndeliverableAddress, UsageError
 from digest.models import Subscriber
 from digest.store import Store
 from digest.web import signup
@@ -123,6 +123,11 @@ def _checked(form: Form) -> HomeForm:
     email_error = filter_error = None
     try:
         email = subscribers.normalize_email(email)
+    except UndeliverableAddress:
+        email_error = (
+            "We cannot deliver to addresses with accents or other non-ASCII letters "
+            "before the @. Please use another address."
+        )
     except UsageError:
         email_error = "Please enter a valid email address, such as ada@example.org."
     try:
