@@ -29,6 +29,7 @@ from bench import (
     ingest,
     match,
     number,
+    preview,
     progress,
     render,
     send,
@@ -43,6 +44,7 @@ STAGES: dict[str, Stage] = {
     "send": send.run,
     "cycle": cycle.run,
     "feeds": feeds.run,
+    "preview": preview.run,
 }
 
 COLUMNS = ("stage", "figure", "value", "unit", "ceiling", "ratio", "peak MB", "result")

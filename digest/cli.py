@@ -486,7 +486,7 @@ def match_command(
         if query is not None:
             found = match.backtest(app.store, query, since=parse_since(since, now()))
             if by_day:
-                _print_by_day(match.by_day(found), as_json)
+                _print_by_day(match.by_day([m.paper for m in found]), as_json)
                 return
             _print_matches(found, as_json)
             return

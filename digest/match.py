@@ -21,7 +21,7 @@ from typing import Any
 
 from digest.config import DigestConfig
 from digest.models import Subscriber
-from digest.query import Corpus, Explanation, Node, members, parse, to_fts5
+from digest.query import Corpus, Explanation, Focus, Node, members, parse, to_fts5
 from digest.store import PaperRow, Store, iso
 from digest.tokens import Stemmer
 
@@ -68,15 +68,43 @@ def ranked(matches: Sequence[Match]) -> list[Match]:
 
 def select(node: Node, papers: Sequence[PaperRow], stemmer: Stemmer) -> list[Match]:
     """The papers that ``node`` matches, ranked."""
-    corpus = Corpus(stemmer, [(p.title, p.abstract) for p in papers])
-    hits = corpus.evaluate(node)
-    return ranked(
-        [
-            Match(paper, corpus.matched(node, i), corpus.relevance(node, i))
-            for i, paper in enumerate(papers)
-            if hits >> i & 1
-        ]
+    return top_matches(node, papers, stemmer, None).top
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    """What a filter selects: every matching paper (unranked), and the head of the ranking."""
+
+    papers: list[PaperRow]
+    top: list[Match]
+
+
+def top_matches(
+    node: Node, papers: Sequence[PaperRow], stemmer: Stemmer, limit: int | None
+) -> Backtest:
+    """The papers ``node`` matches, and the first ``limit`` of them ranked (all when None).
+
+    Trend decides before relevance, so only the papers whose trend can reach the
+    first ``limit`` places get their relevance and matched terms computed: a
+    preview of a filter matching thousands of papers costs what its head costs.
+    """
+    corpus = Corpus(stemmer, [(p.title, p.abstract) for p in papers], Focus.of(node, stemmer))
+    hits = list(members(corpus.evaluate(node)))
+    contenders = _trend_head(hits, papers, limit)
+    head = ranked(
+        [Match(papers[i], corpus.matched(node, i), corpus.relevance(node, i)) for i in contenders]
     )
+    return Backtest([papers[i] for i in hits], head[:limit] if limit is not None else head)
+
+
+def _trend_head(hits: list[int], papers: Sequence[PaperRow], limit: int | None) -> list[int]:
+    """The hits whose trend key is at least as good as that of the ``limit``-th best."""
+    if limit is None or len(hits) <= limit:
+        return hits
+    key = {i: (-papers[i].times_seen, papers[i].best_position) for i in hits}
+    order = sorted(hits, key=key.__getitem__)
+    cutoff = key[order[limit - 1]]
+    return [i for i in order if key[i] <= cutoff]
 
 
 def search(
@@ -98,14 +126,26 @@ def backtest(
     store: Store, query: str, *, since: datetime | None = None, stemmer: Stemmer | None = None
 ) -> list[Match]:
     """What ``query`` selects among the stored papers, ranked."""
+    return backtest_head(store, query, since=since, limit=None, stemmer=stemmer).top
+
+
+def backtest_head(
+    store: Store,
+    query: str,
+    *,
+    since: datetime | None,
+    limit: int | None,
+    stemmer: Stemmer | None = None,
+) -> Backtest:
+    """What ``query`` selects among the stored papers: all of them, and the ranked head."""
     node = parse(query)
     candidates = store.papers(since=since, fts=to_fts5(node))
-    return select(node, candidates, stemmer or shared_stemmer())
+    return top_matches(node, candidates, stemmer or shared_stemmer(), limit)
 
 
-def by_day(matches: Sequence[Match]) -> list[tuple[str, int]]:
+def by_day(papers: Sequence[PaperRow]) -> list[tuple[str, int]]:
     """How many papers per ingest day (UTC date of first sighting), oldest day first."""
-    days = Counter(m.paper.first_seen[:10] for m in matches)
+    days = Counter(paper.first_seen[:10] for paper in papers)
     return sorted(days.items())
 
 

@@ -25,7 +25,7 @@ from itertools import accumulate, pairwise
 from typing import Literal, NamedTuple
 
 from digest.errors import QueryError
-from digest.tokens import Analysis, Stemmer, fold, words
+from digest.tokens import Stemmer, fold, words
 
 FieldName = Literal["title", "abstract"]
 FIELDS: tuple[FieldName, ...] = ("title", "abstract")
@@ -313,11 +313,7 @@ def parse(query: str) -> Node:
 
 def leaf_count(node: Node) -> int:
     """How many terms, phrases and prefixes the tree holds, negated ones included."""
-    if isinstance(node, And | Or):
-        return sum(leaf_count(child) for child in node.children)
-    if isinstance(node, Not):
-        return leaf_count(node.child)
-    return 1
+    return sum(1 for _ in _leaves(node))
 
 
 def _walk(node: Node) -> Iterator[Leaf | Not]:
@@ -392,33 +388,68 @@ class _FieldIndex:
     the documents holding every pair, so positions are checked only there.
     """
 
-    def __init__(self, analyses: list[Analysis]) -> None:
-        self.analyses = analyses
-        self.lengths = [len(analysis.stems) for analysis in analyses]
-        self.average = sum(self.lengths) / len(analyses) if analyses else 0.0
+    def __init__(self, texts: Sequence[str], stemmer: Stemmer, focus: "Focus | None") -> None:
+        split = [words(text) for text in texts]
+        self._words = split
+        self.lengths = [len(found) for found in split]
+        self.average = sum(self.lengths) / len(split) if split else 0.0
         self._positions: dict[int, dict[str, list[int]]] = {}
+        self._table = stemmer.stems(set().union(*split))
+        docs = self._index_all(split) if focus is None else self._index_focus(split, focus)
+        self.stems = {stem: _bits(found) for stem, found in docs[0].items()}
+        self.words = {word: _bits(found) for word, found in docs[1].items()}
+        self.pairs = {pair: _bits(found) for pair, found in docs[2].items()}
+        self.sorted_words = sorted(self.words)
+
+    def _index_all(self, split: list[list[str]]) -> "_Postings":
+        """Every stem, word and adjacent stem pair of every document (many filters to come)."""
         stem_docs: dict[str, list[int]] = {}
         word_docs: dict[str, list[int]] = {}
         pair_docs: dict[tuple[str, str], list[int]] = {}
-        for i, analysis in enumerate(analyses):
-            stems = analysis.stems
+        for i, found in enumerate(split):
+            stems = self.stems_of(i)
             for stem in set(stems):
                 stem_docs.setdefault(stem, []).append(i)
-            for word in set(analysis.words):
+            for word in set(found):
                 word_docs.setdefault(word, []).append(i)
             for pair in set(pairwise(stems)):
                 pair_docs.setdefault(pair, []).append(i)
-        self.stems = {stem: _bits(docs) for stem, docs in stem_docs.items()}
-        self.words = {word: _bits(docs) for word, docs in word_docs.items()}
-        self.pairs = {pair: _bits(docs) for pair, docs in pair_docs.items()}
-        self.sorted_words = sorted(self.words)
+        return stem_docs, word_docs, pair_docs
+
+    def _index_focus(self, split: list[list[str]], focus: "Focus") -> "_Postings":
+        """Only what one filter asks about, found with set operations on each document's
+        distinct words: no stem is looked up word by word, except in documents that
+        hold a word of some phrase."""
+        table = self._table
+        by_stem = {w for w, stem in table.items() if stem in focus.stems}
+        by_prefix = {w for w in table if w.startswith(focus.prefixes)} if focus.prefixes else set()
+        pair_stems = focus.pair_stems
+        paired = {w for w, stem in table.items() if stem in pair_stems}
+        stem_docs: dict[str, list[int]] = {}
+        word_docs: dict[str, list[int]] = {}
+        pair_docs: dict[tuple[str, str], list[int]] = {}
+        for i, found in enumerate(split):
+            present = set(found)
+            for stem in {table[w] for w in present & by_stem}:
+                stem_docs.setdefault(stem, []).append(i)
+            for word in present & by_prefix:
+                word_docs.setdefault(word, []).append(i)
+            if present & paired:
+                for pair in set(pairwise(self.stems_of(i))) & focus.pairs:
+                    pair_docs.setdefault(pair, []).append(i)
+        return stem_docs, word_docs, pair_docs
+
+    def stems_of(self, i: int) -> list[str]:
+        """The stems of document ``i``, position by position."""
+        table = self._table
+        return [table[w] for w in self._words[i]]
 
     def positions(self, i: int) -> dict[str, list[int]]:
         """Stem -> positions in document ``i``; built on first use (phrases, BM25)."""
         where = self._positions.get(i)
         if where is None:
             where = self._positions[i] = {}
-            for at, stem in enumerate(self.analyses[i].stems):
+            for at, stem in enumerate(self.stems_of(i)):
                 where.setdefault(stem, []).append(at)
         return where
 
@@ -456,6 +487,11 @@ class _FieldIndex:
         return found
 
 
+_Postings = tuple[
+    dict[str, list[int]], dict[str, list[int]], dict[tuple[str, str], list[int]]
+]
+
+
 def _bits(indexes: list[int]) -> int:
     """A bitset from document indexes (built once, instead of one big-int OR per document)."""
     bits = 0
@@ -471,15 +507,67 @@ def members(bits: int) -> Iterator[int]:
         bits ^= low
 
 
-class Corpus:
-    """Documents (title, abstract) indexed once so that many filters evaluate cheaply."""
+@dataclass(frozen=True, slots=True)
+class Focus:
+    """The stems, prefixes and stem pairs one filter can ask about.
 
-    def __init__(self, stemmer: Stemmer, documents: Sequence[tuple[str, str]]) -> None:
+    A corpus indexed for one filter (a backtest, a preview) records only these,
+    which makes indexing several times cheaper than indexing every word; it then
+    answers that filter and its parts exactly as a full index would, and nothing else.
+    """
+
+    stems: frozenset[str]
+    prefixes: tuple[str, ...]
+    pairs: frozenset[tuple[str, str]]
+
+    @property
+    def pair_stems(self) -> frozenset[str]:
+        return frozenset(stem for pair in self.pairs for stem in pair)
+
+    @classmethod
+    def of(cls, node: Node, stemmer: Stemmer) -> "Focus":
+        leaves = list(_leaves(node))
+        folded = [w for leaf in leaves if not isinstance(leaf, Prefix) for w in _folded(leaf)]
+        table = stemmer.stems(folded)
+        phrases = [
+            tuple(table[w] for w in leaf.words) for leaf in leaves if isinstance(leaf, Phrase)
+        ]
+        return cls(
+            frozenset(table.values()),
+            tuple(leaf.prefix for leaf in leaves if isinstance(leaf, Prefix)),
+            frozenset(pair for stems in phrases for pair in pairwise(stems)),
+        )
+
+
+def _leaves(node: Node) -> Iterator[Leaf]:
+    """Every leaf of the tree, negated ones included."""
+    if isinstance(node, And | Or):
+        for child in node.children:
+            yield from _leaves(child)
+    elif isinstance(node, Not):
+        yield from _leaves(node.child)
+    else:
+        yield node
+
+
+def _folded(leaf: Term | Phrase) -> tuple[str, ...]:
+    return leaf.words if isinstance(leaf, Phrase) else (leaf.word,)
+
+
+class Corpus:
+    """Documents (title, abstract) indexed once so that many filters evaluate cheaply.
+
+    With ``focus`` (``Focus.of(node)``) only what that filter needs is indexed.
+    """
+
+    def __init__(
+        self, stemmer: Stemmer, documents: Sequence[tuple[str, str]], focus: Focus | None = None
+    ) -> None:
         self.stemmer = stemmer
         self.size = len(documents)
         self.all = (1 << self.size) - 1
         self.fields = {
-            name: _FieldIndex(stemmer.analyze_many(doc[k] for doc in documents))
+            name: _FieldIndex([doc[k] for doc in documents], stemmer, focus)
             for k, name in enumerate(FIELDS)
         }
         self._memo: dict[Leaf, int] = {}
@@ -518,7 +606,7 @@ class Corpus:
         return bits
 
     def _stems(self, leaf: Term | Phrase) -> tuple[str, ...]:
-        folded = leaf.words if isinstance(leaf, Phrase) else (leaf.word,)
+        folded = _folded(leaf)
         table = self.stemmer.stems(folded)
         return tuple(table[w] for w in folded)
 

@@ -90,7 +90,7 @@ def test_by_day_counts_papers_per_ingest_day(
 ) -> None:
     ingest_files(store, seed_files[:2], now - timedelta(days=1))
     ingest_files(store, seed_files[2:], now)
-    days = match.by_day(match.backtest(store, "diffusion"))
+    days = match.by_day([m.paper for m in match.backtest(store, "diffusion")])
     assert [day for day, _ in days] == ["2026-11-23", "2026-11-24"]
     assert sum(n for _, n in days) == len(match.backtest(store, "diffusion"))
 

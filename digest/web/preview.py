@@ -50,14 +50,14 @@ def preview(store: Store, query: str, now: datetime, paper_link: str, days: int 
     today = now.astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
     since = datetime.combine(first, time(), tzinfo=UTC)
-    found = match.backtest(store, query, since=since)
-    counts = dict(match.by_day(found))
+    found = match.backtest_head(store, query, since=since, limit=TOP)
+    counts = dict(match.by_day(found.papers))
     shown = [first + timedelta(days=i) for i in range(days)]
     return Preview(
         query=query,
         days=[(_label(day.isoformat()), counts.get(day.isoformat(), 0)) for day in shown],
-        top=[_paper(m, paper_link) for m in found[:TOP]],
-        total=len(found),
+        top=[_paper(m, paper_link) for m in found.top],
+        total=len(found.papers),
     )
 
 
