@@ -43,6 +43,7 @@ class App:
     config_path: Path | None
     verbose: int
     level_given: bool = False
+    quiet: bool = False
     _config: Config | None = None
     _store: Store | None = field(default=None, repr=False)
 
@@ -120,7 +121,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, quiet: bool)
     logging.basicConfig(
         level=level, format=f"{stamp}%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    app = App(config_path, verbose, level_given=quiet or bool(verbose))
+    app = App(config_path, verbose, level_given=quiet or bool(verbose), quiet=quiet)
     ctx.obj = app
     ctx.call_on_close(app.close)
 
@@ -173,7 +174,7 @@ def ingest(app: App, paths: tuple[Path, ...], inbox: bool, as_json: bool) -> Non
     if as_json:
         _emit_json({"files": [f.as_json() for f in report.files]})
     else:
-        _print_ingest(report)
+        _print_ingest(report, quiet=app.quiet)
     sys.exit(1 if report.rejected else 0)
 
 
@@ -188,14 +189,19 @@ def _progress(files: list[Path], *, enabled: bool) -> Iterator[Callable[[int], N
         yield bar.update
 
 
-def _print_ingest(report: IngestReport) -> None:
+def _print_ingest(report: IngestReport, *, quiet: bool) -> None:
+    """A line per file and a summary; with ``-q`` only the rejected files."""
     for f in report.files:
         if f.status == "rejected":
             click.echo(f"rejected   {f.path}\n           {f.error}", err=True)
+        elif quiet:
+            continue
         else:
             click.echo(f"{f.status:<10} {f.path}: {f.entries} entries, {f.new} new, {f.seen} seen")
         if f.moved_to:
             click.echo(f"           moved to {f.moved_to}")
+    if quiet:
+        return
     ingested = sum(1 for f in report.files if f.status == "ingested")
     click.echo(
         f"{len(report.files)} files: {ingested} ingested, "
@@ -207,13 +213,21 @@ def _print_ingest(report: IngestReport) -> None:
 # papers ----------------------------------------------------------------------
 
 
+MAX_SINCE_DAYS = 36_500  # a century: anything further is a typo, and overflows a date
+
+
 def parse_since(value: str | None, moment: datetime) -> datetime | None:
     """``7d`` (days ago), ``2026-11-24`` or a full ISO timestamp, as an aware UTC datetime."""
     if value is None:
         return None
     text = value.strip()
     if text.endswith("d") and text[:-1].isdigit():
-        return moment - timedelta(days=int(text[:-1]))
+        days = int(text[:-1])
+        if days > MAX_SINCE_DAYS:
+            raise UsageError(
+                f"--since {value!r}: at most {MAX_SINCE_DAYS}d", "or give a date: 2016-01-31"
+            )
+        return moment - timedelta(days=days)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -228,7 +242,7 @@ def parse_since(value: str | None, moment: datetime) -> datetime | None:
     "--since", metavar="WHEN", help="Only papers first seen since then: 7d, 2026-11-24, …"
 )
 @click.option("--search", "query", metavar="QUERY", help="Only papers matching this filter query.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=1_000_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def papers(app: App, since: str | None, query: str | None, limit: int, as_json: bool) -> None:

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from digest.errors import ConfigError
+from digest.errors import ConfigError, QueryError
+from digest.query import parse
 
 ENV_VAR = "DIGEST_CONFIG"
 DEFAULT_FILE = "config.toml"
@@ -184,6 +185,16 @@ class TopicTable(Section):
         if not value.strip() or any(c in value for c in "\r\n"):
             raise ValueError("must be a non-empty single line")
         return value.strip()
+
+    @field_validator("filter")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        """Refused at load (and so on SIGHUP, keeping the running config), not at the next job."""
+        try:
+            parse(value)
+        except QueryError as err:
+            raise ValueError(err.message) from None
+        return value
 
     @field_validator("slug")
     @classmethod

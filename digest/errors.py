@@ -59,6 +59,10 @@ class MissingDatabase(StoreError):
     exit_code = 2
 
 
+class DatabaseReplaced(StoreError):
+    """The database file is not the one the service opened (deleted, or replaced)."""
+
+
 class QueryError(UsageError):
     """A filter query that does not parse; ``column`` is 0-based into ``query``."""
 

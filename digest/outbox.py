@@ -530,8 +530,9 @@ def send(
     if not dry_run:
         recover(store, pid_alive)
     queued: list[DigestReport] = []
+    stop = stop or threading.Event()
     for start in range(0, len(due), RECORD_CHUNK):
-        results = [builder.build(s) for s in due[start : start + RECORD_CHUNK]]
+        results = _build_until(stop, builder, due[start : start + RECORD_CHUNK])
         report.digests.extend(r for r in results if isinstance(r, DigestReport))
         built = [r for r in results if isinstance(r, Built | Failed)]
         if dry_run:
@@ -539,7 +540,11 @@ def send(
             continue
         for recorded in record(store, built, builder.max_seq, builder.last_built):
             (queued if recorded.status == "queued" else report.digests).append(recorded)
-    if dry_run:
+        if stop.is_set():
+            log.info("send: stopped after %d of %d due digests", start + len(results), len(due))
+            break
+    if dry_run or stop.is_set():
+        report.digests.extend(queued)
         return report
     try:
         delivered = asyncio.run(deliver(store, config, transport, clock, subscriber, stop))
@@ -548,6 +553,19 @@ def send(
         delivered = queued
     report.digests.extend(delivered)
     return report
+
+
+def _build_until(
+    stop: threading.Event, builder: Builder, chunk: Sequence[Subscriber]
+) -> list[Built | Failed | DigestReport]:
+    """Build the chunk's digests one by one until ``stop`` is set (SIGTERM in any phase:
+    what was built is still recorded, the rest stay due for the next run)."""
+    results: list[Built | Failed | DigestReport] = []
+    for subscriber in chunk:
+        if stop.is_set():
+            break
+        results.append(builder.build(subscriber))
+    return results
 
 
 def _dry_run(built: Built | Failed) -> DigestReport:

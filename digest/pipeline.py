@@ -17,7 +17,7 @@ from digest import feeds, mailer, outbox
 from digest.config import Config
 from digest.ingest import ingest_inbox
 from digest.models import IngestReport
-from digest.store import Store, iso
+from digest.store import Identity, Store, iso
 
 log = logging.getLogger("digest")
 Clock = Callable[[], datetime]
@@ -38,9 +38,9 @@ class CycleReport:
         return rejected or undelivered
 
 
-def ingest(config: Config, clock: Clock) -> IngestReport:
+def ingest(config: Config, clock: Clock, identity: Identity | None = None) -> IngestReport:
     """Take every file waiting in the inbox; log one line per file and a summary."""
-    with open_store(config) as store:
+    with open_store(config, identity) as store:
         report = ingest_inbox(store, config.inbox.dir, clock())
     for item in report.files:
         if item.status == "rejected":
@@ -60,10 +60,14 @@ def ingest(config: Config, clock: Clock) -> IngestReport:
 
 
 def deliver(
-    config: Config, clock: Clock, slot: datetime | None = None, stop: Event | None = None
+    config: Config,
+    clock: Clock,
+    slot: datetime | None = None,
+    stop: Event | None = None,
+    identity: Identity | None = None,
 ) -> outbox.SendReport:
     """Send what is due, recording the run and its ``slot`` (for missed-run detection)."""
-    with open_store(config) as store:
+    with open_store(config, identity) as store:
         run_id = store.start_run("deliver", iso(slot or clock()), iso(clock()))
         transport = mailer.transport_for(config.delivery, config.smtp)
         report = outbox.send(store, config, transport, clock, stop=stop)
@@ -84,8 +88,8 @@ def deliver(
     return report
 
 
-def build_feeds(config: Config) -> list[tuple[Path, int]]:
-    with open_store(config) as store:
+def build_feeds(config: Config, identity: Identity | None = None) -> list[tuple[Path, int]]:
+    with open_store(config, identity) as store:
         written = feeds.build_all(store, config)
     log.info("feeds: wrote %d files in %s", len(written), config.feeds.dir)
     return written
@@ -105,6 +109,18 @@ def _summary(report: outbox.SendReport) -> str:
     return f"{counts}; {report.not_due} not due"
 
 
-def open_store(config: Config) -> closing[Store]:
-    """A store for the duration of one job (SQLite connections belong to one thread)."""
-    return closing(Store(config.storage.database))
+def open_store(config: Config, identity: Identity | None = None) -> closing[Store]:
+    """A store for the duration of one job (SQLite connections belong to one thread).
+
+    With the ``identity`` the service took at start, only that very database:
+    never a new one made in its place, nor one put there while running.
+    """
+    if identity is None:
+        return closing(Store(config.storage.database))
+    store = Store(config.storage.database, create=False)
+    try:
+        store.check_identity(identity)
+    except BaseException:
+        store.close()
+        raise
+    return closing(store)

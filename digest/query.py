@@ -487,9 +487,7 @@ class _FieldIndex:
         return found
 
 
-_Postings = tuple[
-    dict[str, list[int]], dict[str, list[int]], dict[tuple[str, str], list[int]]
-]
+_Postings = tuple[dict[str, list[int]], dict[str, list[int]], dict[tuple[str, str], list[int]]]
 
 
 def _bits(indexes: list[int]) -> int:

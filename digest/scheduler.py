@@ -21,8 +21,8 @@ import signal
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from types import FrameType
@@ -37,7 +37,7 @@ from digest import config as config_module
 from digest import lifecycle, pipeline
 from digest.config import Config, ScheduleConfig
 from digest.errors import DigestError
-from digest.store import Store, iso
+from digest.store import Identity, Store, iso
 
 log = logging.getLogger("digest")
 DELIVER = "deliver"
@@ -79,6 +79,13 @@ class InstanceLock:
             self._file = None
 
 
+def _quiet_scheduler_logs() -> None:
+    """APScheduler's two INFO lines per job run go to DEBUG: the service logs one line
+    per ingest, per digest and per error (``-v`` shows them again)."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
 def notify(state: str) -> bool:
     """Tell systemd ``state`` (e.g. READY=1) over $NOTIFY_SOCKET; False when not under systemd."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -117,6 +124,17 @@ def last_slot(schedule: ScheduleConfig, now: datetime) -> datetime | None:
     return max(s for s in slots if s <= local)
 
 
+def delivered(store: Store, slot: datetime) -> bool:
+    """Whether a finished delivery run already served ``slot``.
+
+    A slot is the UTC instant ``last_slot`` gives a local date and ``deliver_at``
+    time, the same whichever of a fall-back day's two 02:30s fires, so a slot
+    is served once however often a trigger fires for it.
+    """
+    done = store.last_scheduled(DELIVER)
+    return done is not None and done >= iso(slot)
+
+
 def missed(store: Store, schedule: ScheduleConfig, now: datetime) -> datetime | None:
     """The delivery slot that passed without a finished delivery run, if any."""
     slot = last_slot(schedule, now)
@@ -139,6 +157,8 @@ class Service:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
         )
         self.web: Callable[[], None] | None = None
+        self.identity: Identity | None = None
+        self._last_error: dict[str, str] = {}
 
     def clock(self) -> datetime:
         return datetime.now(self.config.schedule.zone)
@@ -155,8 +175,9 @@ class Service:
         return 0
 
     def _start(self) -> None:
-        with pipeline.open_store(self.config):
-            pass  # migrate, and fail fast on an unusable database
+        with pipeline.open_store(self.config) as store:  # migrate, or fail fast
+            self.identity = store.adopt_identity()
+        _quiet_scheduler_logs()
         self._schedule()
         self.scheduler.start()
         self._catch_up()
@@ -193,27 +214,50 @@ class Service:
             self.scheduler.add_job(self._deliver, trigger, id=f"deliver-{at}")
 
     def _catch_up(self) -> None:
-        with pipeline.open_store(self.config) as store:
+        with pipeline.open_store(self.config, self.identity) as store:
             slot = missed(store, self.config.schedule, self.clock())
         if slot is not None:
             log.info("catching up the delivery of %s, missed while stopped", slot.isoformat())
             self.scheduler.add_job(self._deliver, id="catch-up", kwargs={"slot": slot})
 
     def _poll(self) -> None:
-        if self.stopping.is_set():
-            return
-        report = pipeline.ingest(self.config, self.clock)
-        if not report.files:
-            return
-        pipeline.build_feeds(self.config)
-        if self.config.schedule.after_ingest and report.new_papers:
-            self._deliver(slot=self.clock())
+        with self._job("poll"):
+            if self.stopping.is_set():
+                return
+            report = pipeline.ingest(self.config, self.clock, self.identity)
+            if not report.files:
+                return
+            pipeline.build_feeds(self.config, self.identity)
+            if self.config.schedule.after_ingest and report.new_papers:
+                self._deliver(slot=self.clock())
 
     def _deliver(self, slot: datetime | None = None) -> None:
-        if self.stopping.is_set():
-            return
-        slot = slot or last_slot(self.config.schedule, self.clock()) or self.clock()
-        pipeline.deliver(self.config, self.clock, slot=slot, stop=self.stopping)
+        with self._job("deliver"):
+            if self.stopping.is_set():
+                return
+            slot = slot or last_slot(self.config.schedule, self.clock()) or self.clock()
+            with pipeline.open_store(self.config, self.identity) as store:
+                if delivered(store, slot):
+                    log.debug("deliver: slot %s was served already", slot.isoformat())
+                    return
+            pipeline.deliver(
+                self.config, self.clock, slot=slot, stop=self.stopping, identity=self.identity
+            )
+
+    @contextmanager
+    def _job(self, name: str) -> Iterator[None]:
+        """Each job's error boundary: a failure is logged once (until it changes or the job
+        succeeds) and the next run of every job goes ahead."""
+        try:
+            yield
+        except Exception as err:  # the boundary: nothing may stop the service
+            text = str(err) if isinstance(err, DigestError) else f"{type(err).__name__}: {err}"
+            if self._last_error.get(name) != text:
+                log.error("%s: %s", name, text, exc_info=not isinstance(err, DigestError))
+            self._last_error[name] = text
+        else:
+            if self._last_error.pop(name, None) is not None:
+                log.info("%s: working again", name)
 
     def _wait(self) -> None:
         interval = watchdog_interval()
@@ -225,12 +269,17 @@ class Service:
                 notify("WATCHDOG=1")
 
     def _healthy(self) -> bool:
+        """The database answers, and is still the one the service opened."""
         try:
-            with sqlite3.connect(f"file:{self.config.storage.database}?mode=ro", uri=True) as conn:
-                conn.execute("SELECT 1 FROM papers LIMIT 1").fetchall()
-        except sqlite3.Error as err:
-            log.error("watchdog: the database does not answer: %s", err)
+            with pipeline.open_store(self.config, self.identity) as store:
+                store.count("papers")
+        except (DigestError, OSError, sqlite3.Error) as err:
+            if self._last_error.get("watchdog") != str(err):
+                log.error("watchdog: not healthy: %s", err)
+            self._last_error["watchdog"] = str(err)
             return False
+        if self._last_error.pop("watchdog", None) is not None:
+            log.info("watchdog: the database answers again")
         return True
 
     def _reload(self) -> None:

@@ -84,6 +84,8 @@ def test_ingest_inbox_uses_the_configured_folder(
         (("ingest", "/no/such/dump.txt"), "/no/such/dump.txt: no such file or folder"),
         (("papers", "--since", "last tuesday"), "--since 'last tuesday': not a date"),
         (("papers", "--limit", "0"), "Invalid value for '--limit'"),
+        (("papers", "--limit", "9223372036854775808"), "Invalid value for '--limit'"),
+        (("papers", "--since", "1000000d"), "--since '1000000d': at most 36500d"),
         (("nonsense",), "No such command"),
     ],
 )
@@ -147,3 +149,14 @@ def test_the_installed_console_script_runs_as_a_real_process(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["files"][0]["entries"] == 61
     assert (tmp_path / "var" / "digest.db").exists()
+
+
+def test_quiet_ingest_prints_only_what_went_wrong(
+    run_cli: RunCli, seed_files: list[Path], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not a dump\n", encoding="utf-8")
+    result = run_cli("-q", "ingest", str(seed_files[0]), str(bad))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert f"rejected   {bad}" in result.stderr

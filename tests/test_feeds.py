@@ -366,7 +366,7 @@ def test_an_unknown_topic_is_none(seeded: Store) -> None:
 
 BAD_TOPICS = [
     ([{"name": "Video", "filter": "video"}, {"name": "video", "filter": "clips"}], "share the feed slug 'video'"),
-    ([{"name": "Broken", "filter": "(diffusion"}], "[[topics]] 'Broken': bad filter"),
+    ([{"name": "Broken", "filter": "(diffusion"}], "[[topics]] #1 filter: bad filter at column 1"),
 ]  # fmt: skip
 
 

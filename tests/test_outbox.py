@@ -2,6 +2,7 @@
 
 import email
 import email.policy
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from digest import lifecycle, outbox, subscribers
 from digest.config import Config
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
+from digest.render import DigestContent, Renderer
 from digest.store import Store
 
 from .conftest import RunCli
@@ -349,3 +351,33 @@ def test_a_stale_store_says_no_new_listing_has_arrived_since_the_last(
     for part in mailed_parts(tmp_path):
         assert "No new listing has arrived since 2026-11-24 07:00 UTC." in part
         assert "Papers as of" not in part
+
+
+class StopAfter(Renderer):
+    """The real renderer, which sets ``stop`` (as SIGTERM does) after ``count`` digests."""
+
+    def __init__(self, config: Config, stop: threading.Event, count: int) -> None:
+        super().__init__(config)
+        self.stop, self.left = stop, count
+
+    def fit(self, content: DigestContent) -> tuple[DigestContent, bytes]:
+        fitted = super().fit(content)
+        self.left -= 1
+        if self.left == 0:
+            self.stop.set()
+        return fitted
+
+
+def test_a_stop_while_building_keeps_what_was_built_and_leaves_the_rest_due(
+    seeded: Store, tmp_path: Path, now: datetime, sink: Server
+) -> None:
+    config = make_config(tmp_path, sink.port)
+    for i in range(7):
+        lifecycle.add(seeded, subscribers.Wanted(f"r{i}@example.org", "model"), "operator", now)
+    stop = threading.Event()
+    stopped = run_send(seeded, config, now, renderer=StopAfter(config, stop, 3), stop=stop)
+    assert [d.status for d in stopped.digests] == ["queued"] * 3
+    assert sink.handler.count == 0, "nothing is sent once asked to stop"
+    resumed = run_send(seeded, config, now)
+    assert resumed.count("sent") == 10
+    assert len({m.message_id for m in sink.handler.wait_for(10)}) == 10

@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from digest import config as config_module
-from digest import lifecycle, subscribers
+from digest import lifecycle, pipeline, subscribers
+from digest.errors import DatabaseReplaced, MissingDatabase
 from digest.scheduler import (
     AlreadyRunning,
     InstanceLock,
+    delivered,
     last_slot,
     missed,
     notify,
@@ -72,6 +74,57 @@ def test_a_missed_slot_is_decided_from_the_database(store: Store) -> None:
     assert missed(store, plan, now) == today
     store.finish_run(unfinished, iso(now), "ok")
     assert missed(store, plan, now) is None
+
+
+def serve_slot(store: Store, slot: datetime) -> None:
+    run = store.start_run("deliver", iso(slot), iso(slot))
+    store.finish_run(run, iso(slot), "ok")
+
+
+def test_a_fall_back_day_serves_its_0230_slot_once(store: Store) -> None:
+    plan = schedule(deliver_at=["02:30"], timezone="Europe/Berlin")
+    first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    second = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 02:30 CET, the same wall time again
+    slot = last_slot(plan, first)
+    assert slot is not None
+    assert last_slot(plan, second) == slot
+    assert not delivered(store, slot)
+    serve_slot(store, slot)
+    assert delivered(store, slot)
+    next_day = last_slot(plan, second + timedelta(days=1))
+    assert next_day is not None
+    assert not delivered(store, next_day)
+
+
+def test_a_spring_forward_day_still_serves_its_missing_0230_slot_once(store: Store) -> None:
+    plan = schedule(deliver_at=["02:30"], timezone="Europe/Berlin")
+    fired = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # 03:30 CEST: 02:30 never came
+    slot = last_slot(plan, fired)
+    assert slot is not None
+    assert slot.astimezone(UTC) <= fired
+    assert slot.date().isoformat() == "2026-03-29"
+    assert not delivered(store, slot)
+    serve_slot(store, slot)
+    assert delivered(store, last_slot(plan, fired + timedelta(minutes=30)) or slot)
+    assert missed(store, plan, fired + timedelta(hours=2)) is None
+
+
+def test_jobs_never_adopt_a_vanished_or_replaced_database(tmp_path: Path) -> None:
+    config = config_module.from_mapping(
+        {"storage": {"database": str(tmp_path / "digest.db")}, "inbox": {"dir": str(tmp_path)}}
+    )
+    with pipeline.open_store(config) as store:
+        identity = store.adopt_identity()
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    pipeline.ingest(config, clock, identity)
+    for path in tmp_path.glob("digest.db*"):
+        path.unlink()
+    with pytest.raises(MissingDatabase):
+        pipeline.ingest(config, clock, identity)
+    assert not (tmp_path / "digest.db").exists()
+    Store(tmp_path / "digest.db").close()  # someone made a fresh, empty one
+    with pytest.raises(DatabaseReplaced, match="not the database this service opened"):
+        pipeline.ingest(config, clock, identity)
 
 
 def test_one_instance_per_database(tmp_path: Path) -> None:
@@ -334,3 +387,29 @@ def test_the_watchdog_is_pinged_while_the_database_answers(tmp_path: Path, sink:
     service.expect("WATCHDOG=1")
     code, err = service.stop()
     assert code == 0, err
+
+
+@pytest.mark.slow
+def test_a_database_deleted_under_the_service_is_never_recreated(
+    tmp_path: Path, sink: Server, seed_files: list[Path]
+) -> None:
+    config = service_config(tmp_path, sink.port, ["07:00"])
+    service = Running(config, tmp_path / "n.sock", WATCHDOG_USEC="200000")
+    service.expect("READY=1")
+    service.expect("WATCHDOG=1")
+    for path in (tmp_path / "var").glob("digest.db*"):
+        path.unlink()
+    drop(seed_files[0], tmp_path / "inbox")
+    service.sock.settimeout(2)
+    pings = 0  # a ping in flight at the deletion may still arrive; then silence
+    with contextlib.suppress(TimeoutError):
+        while True:
+            service.expect("WATCHDOG=1")
+            pings += 1
+            assert pings <= 2, "the watchdog kept pinging without its database"
+    code, err = service.stop()
+    assert code == 0, err
+    assert not (tmp_path / "var" / "digest.db").exists()
+    assert (tmp_path / "inbox" / seed_files[0].name).exists(), "the dump waits for its database"
+    assert err.count("watchdog: not healthy: no database at") == 1, err
+    assert "Running job" not in err, "APScheduler's per-run lines are DEBUG"

@@ -1236,19 +1236,10 @@ def test_healthz_is_503_when_the_database_cannot_be_read(tmp_path: Path) -> None
         assert client.get("/papers/0000000000000000").status_code == 503
 
 
-def test_a_topic_whose_filter_does_not_parse_stops_the_start(tmp_path: Path) -> None:
-    config = from_mapping(
-        {
-            "storage": {"database": str(tmp_path / "digest.db")},
-            "topics": [{"name": "Broken", "filter": "agents AND"}],
-        }
-    )
-    Store(config.storage.database).close()  # the web front never creates the database
-    with closing(loopback_socket()) as sock:
-        server, thread = start(create_app(config, secret=SECRET), sock)
-        thread.join(timeout=10)
-    assert not server.started
-    assert not thread.is_alive()
+def test_a_topic_whose_filter_does_not_parse_is_refused_when_the_config_loads() -> None:
+    """Refused at load, so a SIGHUP keeps the running config instead of a later job crashing."""
+    with pytest.raises(ConfigError, match=re.escape("[[topics]] #1 filter: bad filter")):
+        from_mapping({"topics": [{"name": "Broken", "filter": "agents AND"}]})
 
 
 # -- odds and ends -----------------------------------------------------------------------

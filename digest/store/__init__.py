@@ -8,7 +8,7 @@ entity, one module each (papers, subscribers, outbox), and combined here.
 
 from pathlib import Path
 
-from digest.store.base import Base, iso
+from digest.store.base import Base, Identity, iso
 from digest.store.outbox import OutboxStore, QueuedDigest
 from digest.store.papers import DumpCounts, PaperRow, PaperStore, Sighting
 from digest.store.runs import RunStore
@@ -23,4 +23,4 @@ class Store(PaperStore, SubscriberStore, OutboxStore, RunStore):
         Base.__init__(self, path, create=create, named_by=named_by)
 
 
-__all__ = ["DumpCounts", "PaperRow", "QueuedDigest", "Sighting", "Store", "iso"]
+__all__ = ["DumpCounts", "Identity", "PaperRow", "QueuedDigest", "Sighting", "Store", "iso"]

@@ -1,15 +1,17 @@
 """The connection: WAL, busy timeout, foreign keys, migrations, write transactions."""
 
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from digest.errors import MissingDatabase, StoreError
+from digest.errors import DatabaseReplaced, MissingDatabase, StoreError
 from digest.store.migrations import migrations
 
 BUSY_TIMEOUT_MS = 30_000
@@ -34,6 +36,23 @@ def iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("naive datetime: pass an aware one")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+IDENTITY_KEY = "database_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Which database this is: a random id kept inside it, and the file it lives in.
+
+    The service takes it at start and checks it before each job, so a database
+    deleted or replaced under it is an error until an operator acts, never a
+    fresh empty one adopted in silence.
+    """
+
+    database_id: str
+    device: int
+    inode: int
 
 
 class Base:
@@ -96,6 +115,39 @@ class Base:
 
     def close(self) -> None:
         self.db.close()
+
+    def adopt_identity(self) -> Identity:
+        """This database's identity, giving it a random id the first time (a write)."""
+        with self.write():
+            row = self.db.execute(
+                "SELECT value FROM app_secrets WHERE name = ?", [IDENTITY_KEY]
+            ).fetchone()
+            if row is None:
+                row = (uuid.uuid4().hex,)
+                self.db.execute(
+                    "INSERT INTO app_secrets (name, value) VALUES (?, ?)", [IDENTITY_KEY, row[0]]
+                )
+        return self._identity(str(row[0]))
+
+    def check_identity(self, expected: Identity) -> None:
+        """Raise DatabaseReplaced unless this is the database ``expected`` describes."""
+        row = self.db.execute(
+            "SELECT value FROM app_secrets WHERE name = ?", [IDENTITY_KEY]
+        ).fetchone()
+        found = self._identity(str(row[0]) if row else "")
+        if found != expected:
+            raise DatabaseReplaced(
+                f"{self.path} is not the database this service opened (its file or id changed: "
+                "deleted, restored or replaced while running)",
+                "restore the right file, or restart the service to adopt this one",
+            )
+
+    def _identity(self, database_id: str) -> Identity:
+        try:
+            found = self.path.stat()
+        except OSError as err:
+            raise DatabaseReplaced(f"{self.path}: {err.strerror}") from None
+        return Identity(database_id, found.st_dev, found.st_ino)
 
     @contextmanager
     def _immediate(self) -> Iterator[None]:

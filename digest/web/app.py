@@ -21,7 +21,7 @@ from digest.config import Config
 from digest.errors import StoreError
 from digest.mailer import Transport, transport_for
 from digest.render import Renderer
-from digest.store import Store
+from digest.store import Identity, Store
 from digest.web import manage, pages, subscribe, syndication
 from digest.web.feedcache import FeedRunner
 from digest.web.forms import MAX_FORM_BYTES
@@ -45,6 +45,7 @@ def create_app(
     secret: str,
     clock: Callable[[], datetime] | None = None,
     transport_factory: Callable[[], Transport] | None = None,
+    identity: Identity | None = None,
 ) -> Starlette:
     """The web front for ``config``; ``store_path`` overrides ``[storage] database``."""
     database = store_path or config.storage.database
@@ -63,6 +64,7 @@ def create_app(
         renderer=Renderer(config),
         transport_factory=transport_factory
         or (lambda: transport_for(config.delivery, config.smtp)),
+        identity=identity,
     )
 
     @asynccontextmanager

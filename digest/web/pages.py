@@ -91,6 +91,8 @@ def healthz(request: Request) -> Response:
     web = web_of(request)
     try:
         with web.store() as store:
+            if web.identity is not None:
+                store.check_identity(web.identity)
             papers = store.count("papers")
             last = store.last_ingest_at()
             rejected, last_rejection = store.rejections_summary()

@@ -124,9 +124,10 @@ def _server(config: Config, host: str, port: int) -> uvicorn.Server:
     store = Store(config.storage.database, create=False)
     try:
         secret = resolve_secret(config, store, host)
+        identity = store.adopt_identity()
     finally:
         store.close()
-    app = create_app(config, secret=secret)
+    app = create_app(config, secret=secret, identity=identity)
     log.info("web front for %s on http://%s:%d", config.web.base_url, host, port)
     # proxy_headers: behind a reverse proxy on loopback (uvicorn's default trusted address),
     # X-Forwarded-For gives the client's address, which the subscribe rate limit is keyed on.

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from digest.config import Config
 from digest.mailer import Transport
 from digest.render import Renderer
-from digest.store import Store
+from digest.store import Identity, Store
 from digest.web.feedcache import FeedRunner
 from digest.web.security import Clock, ConfirmTokens, Csrf, RateLimit
 from digest.web.views import Views
@@ -44,6 +44,7 @@ class Web:
     feeds: FeedRunner
     renderer: Renderer  # builds the confirmation mails
     transport_factory: Callable[[], Transport]
+    identity: Identity | None = None  # the database the front was started on (healthz checks)
 
     @property
     def secure_cookies(self) -> bool:
