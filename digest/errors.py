@@ -49,6 +49,19 @@ class BuildError(DigestError):
     """One subscriber's digest could not be built (matched, rendered or recorded)."""
 
 
+class DeliveryError(DigestError):
+    """The transport as a whole cannot deliver; nothing was sent, the digests stay queued."""
+
+
+class RelayRefused(DeliveryError):
+    """The relay turned us away for a reason of its own, not the recipients'.
+
+    Too many connections, out of storage, too much mail, or the same refusal for
+    every recipient: no digest is at fault, so none uses up an attempt and no
+    subscriber counts a bounce; the run stops and a later run sends them.
+    """
+
+
 class StoreError(DigestError):
     """The database is missing, locked, or newer than this program."""
 

@@ -5,14 +5,19 @@ into a local Maildir (the default, so a fresh checkout runs with no mail server)
 ``SmtpTransport`` hands it to a relay with aiosmtplib over a pool of reused
 connections.  ``send`` never raises for a problem with one message: it returns an
 ``Outcome`` that the outbox turns into sent, deferred (try again later) or failed
-(permanent for that recipient).  A transport that cannot work at all -- relay
-unreachable, login refused, TLS broken, Maildir unwritable -- raises
-``DeliveryError`` with one line saying what to fix, and the digests stay queued.
+(permanent for that recipient); an outcome marked ``relay`` was refused for the
+relay's own reasons (too big for its size limit) and costs no attempt and no
+bounce.  A transport that cannot work at all -- relay unreachable, login
+refused, TLS broken, Maildir unwritable -- raises ``DeliveryError`` with one
+line saying what to fix, and the digests stay queued; ``RelayRefused`` is the
+relay turning every message away for now (every connection refused at the
+greeting, out of storage or over its rate at MAIL FROM).
 
 This is the only module that imports aiosmtplib.
 """
 
 import asyncio
+import logging
 import mailbox
 import os
 import re
@@ -28,16 +33,15 @@ from typing import Literal, Protocol
 import aiosmtplib
 
 from digest.config import DeliveryConfig, SmtpConfig
-from digest.errors import DigestError
+from digest.errors import DeliveryError as DeliveryError
+from digest.errors import RelayRefused as RelayRefused
 
 Status = Literal["sent", "deferred", "failed"]
 
+log = logging.getLogger(__name__)
+
 # Longest wait for the server's reply to QUIT when closing: shutting down should not hang.
 QUIT_TIMEOUT = 5.0
-
-
-class DeliveryError(DigestError):
-    """The transport as a whole cannot deliver; nothing was sent, the digests stay queued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +56,17 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of one message: failed is permanent, deferred is worth retrying."""
+    """What became of one message: failed is permanent, deferred is worth retrying.
+
+    ``relay``: deferred because of the relay, not the recipient or the attempt (the
+    message is over its size limit): retrying in this run cannot help, and it must
+    not cost the digest an attempt or the subscriber a bounce.
+    """
 
     status: Status
     code: int | None = None
     error: str | None = None
+    relay: bool = False
 
 
 SENT = Outcome("sent")
@@ -129,6 +139,9 @@ class SmtpTransport:
 
     ``__aenter__`` opens one connection (and logs in) so that a wrong host, port,
     security mode or password fails the run at once; the others open on first use.
+    A connection the relay refuses at its greeting (421: too many connections)
+    leaves the pool for the rest of the run and its message goes on another;
+    when none is left, ``send`` raises ``RelayRefused``.
     ``tls_context`` overrides certificate checks (tests, private CAs).
     """
 
@@ -144,7 +157,9 @@ class SmtpTransport:
         self._password = password
         self._tls_context = tls_context
         self._clients: list[aiosmtplib.SMTP] = []
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] | None = None
+        # None in the queue: every connection was refused, see _retire().
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP | None] | None = None
+        self._refused: RelayRefused | None = None
         self._pace = _Pace(settings.rate_per_second)
 
     @property
@@ -157,11 +172,13 @@ class SmtpTransport:
         self._clients = [self._client() for _ in range(self.concurrency)]
         try:
             await self._clients[0].connect()
+            await _hello(self._clients[0])
         except (aiosmtplib.SMTPException, OSError) as err:
             self._clients = []
             raise self._connect_error(err) from err
         # LIFO: the connection used last (still open, warm) is handed out first.
         self._idle = asyncio.LifoQueue()
+        self._refused = None
         for client in reversed(self._clients):
             self._idle.put_nowait(client)
         return self
@@ -172,24 +189,68 @@ class SmtpTransport:
         await asyncio.sleep(0)  # let the closed sockets' callbacks run before the loop ends
 
     async def send(self, envelope: Envelope) -> Outcome:
-        """Send on an idle pooled connection; waits for one when all are busy."""
+        """Send on an idle pooled connection (waits for one when all are busy) in the next
+        rate slot; raises RelayRefused when the relay refuses every connection.
+
+        The slot comes first and only then is the connection opened or reused: a
+        connection held open through the wait would be closed by the relay's idle
+        timeout (Postfix ``smtpd_timeout``) and the message would fail on it.
+        """
+        while True:
+            client = await self._checkout()
+            try:
+                await self._pace.wait()
+                return await self._send_on(client, envelope)
+            except _TurnedAway as refusal:
+                self._retire(client, refusal.reply)
+            finally:
+                self._checkin(client)
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
         if self._idle is None:
             raise RuntimeError("SmtpTransport.send() outside 'async with'")
-        idle = self._idle
-        client = await idle.get()
-        try:
-            return await self._send_on(client, envelope)
-        finally:
-            idle.put_nowait(client)
+        client = await self._idle.get()
+        if client is None:  # every connection was refused: tell each waiting sender
+            self._idle.put_nowait(None)
+            assert self._refused is not None
+            raise self._refused
+        return client
+
+    def _checkin(self, client: aiosmtplib.SMTP) -> None:
+        if self._idle is not None and client in self._clients:
+            self._idle.put_nowait(client)
+
+    def _retire(self, client: aiosmtplib.SMTP, reply: str) -> None:
+        """Drop a connection the relay refused; RelayRefused when it was the last one."""
+        client.close()
+        self._clients.remove(client)
+        if self._clients:
+            log.warning(
+                "the SMTP server %s refused a connection (%s): going on with %d",
+                self.address,
+                reply,
+                len(self._clients),
+            )
+            return
+        self._refused = RelayRefused(
+            f"the SMTP server {self.address} refused every connection: {reply}",
+            "lower [smtp] concurrency, or try again later; the digests stay queued",
+        )
+        if self._idle is not None:
+            self._idle.put_nowait(None)
+        raise self._refused
 
     async def _send_on(self, client: aiosmtplib.SMTP, envelope: Envelope) -> Outcome:
         if not client.is_connected:
             try:
                 await client.connect()
+                await _hello(client)
             except (aiosmtplib.SMTPException, OSError) as err:
+                refusal = _turned_away(err)
+                if refusal is not None:
+                    raise _TurnedAway(refusal) from err
                 failure = self._connect_error(err)
                 return Outcome("deferred", getattr(err, "code", None), str(failure))
-        await self._pace.wait()
         finished = False
         try:
             outcome, reusable = await self._transact(client, envelope)
@@ -210,6 +271,10 @@ class SmtpTransport:
             )
         if not _bare_address(envelope.recipient):
             return Outcome("failed", None, f"not a bare address: {envelope.recipient!r}"), True
+        limit = _size_limit(client)
+        if limit and len(envelope.data) > limit:
+            size = len(envelope.data)
+            return _held(f"{size} bytes, over the {limit} that {self.address} takes (SIZE)"), True
         international = not (envelope.sender.isascii() and envelope.recipient.isascii())
         try:
             refused, _ = await client.sendmail(
@@ -228,7 +293,15 @@ class SmtpTransport:
     def _classify(
         self, client: aiosmtplib.SMTP, envelope: Envelope, err: Exception
     ) -> tuple[Outcome, bool]:
-        """The table: 5xx failed, 4xx deferred, network trouble deferred on a fresh connection."""
+        """The table: 5xx failed, 4xx deferred, network trouble deferred on a fresh connection.
+
+        Except what is about the relay: a size refusal holds the message (no attempt,
+        no bounce); a refusal of the sender stops the run (RelayRefused for a 4xx).
+        """
+        refused_as_such = aiosmtplib.SMTPSenderRefused | aiosmtplib.SMTPDataError
+        if isinstance(err, refused_as_such) and _too_big(err.code, err.message):
+            reply = _one_line(f"{err.code} {err.message}")
+            return _held(reply, err.code), _reusable(client, err.code)
         if isinstance(err, aiosmtplib.SMTPSenderRefused) and _refuses_every_message(err.code):
             raise self._sender_error(envelope.sender, err) from err
         if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
@@ -274,6 +347,12 @@ class SmtpTransport:
 
     def _sender_error(self, sender: str, err: aiosmtplib.SMTPSenderRefused) -> DeliveryError:
         reply = _one_line(f"{err.code} {err.message}")
+        if err.code < 500:
+            return RelayRefused(
+                f"the SMTP server {self.address} takes no mail for now: {reply}",
+                "the relay is busy, out of storage or over its rate: try again later; "
+                "nothing counted as a bounce and the digests stay queued",
+            )
         return DeliveryError(
             f"the SMTP server {self.address} refuses mail from {sender}: {reply}",
             "check [delivery] from and the [smtp] login",
@@ -345,6 +424,11 @@ def _deferred(error: str) -> Outcome:
     return Outcome("deferred", None, error)
 
 
+def _held(reason: str, code: int | None = None) -> Outcome:
+    """Deferred for the relay's size limit: no retry in this run, no attempt, no bounce."""
+    return Outcome("deferred", code, f"too big for the relay: {reason}", relay=True)
+
+
 def _by_code(code: int, message: str) -> Outcome:
     """5xx is permanent for this recipient; 4xx, and any code outside 4xx-5xx, is worth retrying."""
     status: Status = "failed" if 500 <= code <= 599 else "deferred"
@@ -352,12 +436,60 @@ def _by_code(code: int, message: str) -> Outcome:
 
 
 def _refuses_every_message(code: int) -> bool:
-    """A 5xx to MAIL FROM is about us (login, sender address), not the subscriber.
+    """A 5xx to MAIL FROM is about us (login, sender address), not the subscriber; so is a
+    4xx other than 421 (Postfix: 452 out of storage, 450 4.7.1 too much mail).
 
-    Failing each message would mark innocent subscribers as bouncing, so it stops
-    the run instead.  552 is the exception: the message is too large (RFC 1870).
+    Failing or deferring each message would mark innocent subscribers as bouncing or
+    burn their attempts, so it stops the run instead.  421 closes this connection
+    only: the message is retried on a new one.  552 is too large (see _too_big).
     """
-    return 500 <= code <= 599 and code != 552
+    return 400 <= code <= 599 and code not in (421, 552)
+
+
+def _too_big(code: int, message: str) -> bool:
+    """552 at MAIL FROM or DATA is the relay's size limit (RFC 1870; Postfix 552 5.3.4).
+
+    Only a 5.2.x enhanced code (mailbox full) makes it the recipient's.
+    """
+    return code == 552 and not message.lstrip().startswith("5.2.")
+
+
+def _size_limit(client: aiosmtplib.SMTP) -> int:
+    """The largest message the server takes, from its EHLO SIZE (RFC 1870); 0 if it says none."""
+    if not client.supports_extension("size"):
+        return 0
+    value = client.esmtp_extensions.get("size", "").strip()
+    return int(value) if value.isdigit() else 0
+
+
+async def _hello(client: aiosmtplib.SMTP) -> None:
+    """EHLO (HELO for an old server) now, so its SIZE is known before the message is offered."""
+    if not client.is_ehlo_or_helo_needed:
+        return
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        if not client.is_connected:
+            raise
+        await client.helo()
+
+
+def _turned_away(err: BaseException) -> str | None:
+    """The reply, when it refuses the connection itself: a greeting other than 220, or a 421
+    to EHLO; None for other trouble (unreachable, TLS, login)."""
+    if not isinstance(err, aiosmtplib.SMTPResponseException):
+        return None
+    if isinstance(err, aiosmtplib.SMTPConnectResponseError) or err.code == 421:
+        return _one_line(f"{err.code} {err.message}")
+    return None
+
+
+class _TurnedAway(Exception):
+    """The relay refused a pooled connection; the message is not at fault."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
 
 
 def _reusable(client: aiosmtplib.SMTP, code: int) -> bool:

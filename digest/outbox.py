@@ -24,6 +24,14 @@ not offered again by email (they stay in the feeds), as after a digest that
 bounced.  A failure in sending that is not the transport's ``DeliveryError``
 fails that digest without counting a bounce (it says nothing about the mailbox).
 Only ``DeliveryError`` ("cannot use the server at all") stops the run.
+
+What is about the relay, not the recipient, costs no attempt and no bounce: a
+message over the relay's size limit is held (deferred to a later run, its attempt
+given back); ``RelayRefused`` (every connection refused, no mail taken for now)
+stops the run with the digest in flight held likewise.  A permanent refusal is
+counted only once it is known to be the recipient's: ``RELAY_STREAK`` different
+recipients in a row refused with the same reply are the relay refusing everyone,
+so those digests are held and the run stops instead.
 """
 
 import asyncio
@@ -40,7 +48,7 @@ from digest.addresses import wire
 from digest.config import Config
 from digest.errors import BuildError, DigestError
 from digest.links import links_for
-from digest.mailer import DeliveryError, Envelope, Outcome, Transport
+from digest.mailer import DeliveryError, Envelope, Outcome, RelayRefused, Transport
 from digest.match import Batch, Pending, shared_stemmer
 from digest.models import Subscriber
 from digest.render import DigestContent, Health, Renderer, message_id
@@ -49,6 +57,8 @@ from digest.store import QueuedDigest, Store, iso
 Clock = Callable[[], datetime]
 DAILY_GAP = timedelta(hours=20)
 RECORD_CHUNK = 250
+# Different recipients refused in a row with the same permanent reply: the relay's doing.
+RELAY_STREAK = 3
 WEEKLY_GAP = timedelta(days=6)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Status = Literal["queued", "sent", "deferred", "failed", "skipped", "dry-run"]
@@ -361,6 +371,16 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class _Suspect:
+    """A permanent refusal not counted yet: it may turn out to be the relay refusing everyone."""
+
+    digest: QueuedDigest
+    outcome: Outcome
+    attempt: int
+    report: DigestReport
+
+
 class Deliverer:
     """Runs the ready digests through a transport, ``concurrency`` at a time."""
 
@@ -374,9 +394,14 @@ class Deliverer:
         self.owner = os.getpid()
         self.sender = parseaddr(config.delivery.from_)[1]
         self.reports: dict[int, DigestReport] = {}
+        self.suspects: list[_Suspect] = []
 
     async def run(self, transport: Transport, ready: Sequence[QueuedDigest]) -> list[DigestReport]:
-        """Deliver ``ready``; a DeliveryError stops every worker and is raised as itself."""
+        """Deliver ``ready``; a DeliveryError stops every worker and is raised as itself.
+
+        The refusals still under suspicion are counted at the end, or held when the run
+        stops on a DeliveryError (it says nothing about them either).
+        """
         queue: asyncio.Queue[QueuedDigest] = asyncio.Queue()
         for digest in ready:
             queue.put_nowait(digest)
@@ -384,8 +409,13 @@ class Deliverer:
             async with asyncio.TaskGroup() as group:
                 for _ in range(min(transport.concurrency, max(len(ready), 1))):
                     group.create_task(self._worker(transport, queue))
+            self._settle()
         except* DeliveryError as failed:
+            self._hold_suspects(failure_reason(failed.exceptions[0]))
             raise failed.exceptions[0] from None
+        finally:
+            for suspect in self.suspects:  # cancelled: give them back untouched
+                self.store.release(suspect.digest.id)
         return [self.reports[d.id] for d in ready if d.id in self.reports]
 
     async def _worker(self, transport: Transport, queue: "asyncio.Queue[QueuedDigest]") -> None:
@@ -413,6 +443,9 @@ class Deliverer:
                 return
             try:
                 outcome = await self._send(transport, digest)
+            except RelayRefused as err:
+                self._hold(digest, err.message, report)
+                raise
             except DeliveryError:
                 self.store.release(digest.id)
                 raise
@@ -422,7 +455,12 @@ class Deliverer:
             except BaseException:
                 self.store.release(digest.id)
                 raise
+            if outcome.relay:  # over the relay's size limit: retrying now cannot help
+                self._hold(digest, outcome.error or "refused by the relay", report)
+                return
             attempt += 1
+            if self._suspect(_Suspect(digest, outcome, attempt, report)):
+                return
             if outcome.status != "deferred" or attempts_left == 0:
                 self._finish(digest, outcome, attempt, report)
                 return
@@ -434,6 +472,44 @@ class Deliverer:
             if self.stop.wait(0) or await self._stopped_within(delay):
                 report.status, report.error = "deferred", outcome.error
                 return
+
+    def _suspect(self, suspect: _Suspect) -> bool:
+        """Keep a permanent refusal uncounted while it may be the relay's (True).
+
+        A different outcome settles the ones before it (they were the recipients');
+        the ``RELAY_STREAK``-th different recipient refused alike raises RelayRefused.
+        """
+        key = _refusal_key(suspect.outcome)
+        if self.suspects and key != _refusal_key(self.suspects[0].outcome):
+            self._settle()
+        if key is None:
+            return False
+        self.suspects.append(suspect)
+        if len({s.digest.email.lower() for s in self.suspects}) < RELAY_STREAK:
+            return True
+        raise RelayRefused(
+            f"the mail server refused {RELAY_STREAK} different recipients in a row with "
+            f"the same reply: {suspect.outcome.error}",
+            "it refuses everyone for a reason of its own (is this host allowed to relay?"
+            " a policy?); nothing counted as a bounce and the digests stay queued",
+        )
+
+    def _settle(self) -> None:
+        """The refusals held back were the recipients' after all: count them."""
+        suspects, self.suspects = self.suspects, []
+        for s in suspects:
+            self._finish(s.digest, s.outcome, s.attempt, s.report)
+
+    def _hold_suspects(self, reason: str) -> None:
+        suspects, self.suspects = self.suspects, []
+        for s in suspects:
+            self._hold(s.digest, reason, s.report)
+
+    def _hold(self, digest: QueuedDigest, error: str, report: DigestReport) -> None:
+        """Deferred to the next run with the reason, the attempt given back, no bounce:
+        the relay refused it for a reason of its own."""
+        self.store.hold(digest.id, error, iso(self.clock()))
+        report.status, report.error = "deferred", error
 
     async def _send(self, transport: Transport, digest: QueuedDigest) -> Outcome:
         recipient = wire(digest.email)  # an IDN domain stored by an older version: IDNA
@@ -480,6 +556,13 @@ class Deliverer:
             self.store.mark_deferred(
                 digest.id, outcome.error or "deferred", iso(now + self._backoff(attempt))
             )
+
+
+def _refusal_key(outcome: Outcome) -> str | None:
+    """What makes two permanent refusals the same: the reply without the addresses in it."""
+    if outcome.status != "failed" or outcome.code is None:
+        return None
+    return " ".join(w for w in (outcome.error or "").lower().split() if "@" not in w)
 
 
 async def deliver(

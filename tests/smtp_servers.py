@@ -6,7 +6,15 @@ starts (so it can never be taken in between), usable from sync tests and
 fixtures.  Handlers choose the behaviour:
 
     Sink()                      accepts and records everything; ``wait_for(n)`` blocks
-                                on a condition, not a sleep; counts EHLOs (= sessions)
+                                on a condition, not a sleep; counts EHLOs (= sessions);
+                                ``idle_timeout=s`` closes a connection idle that long with
+                                421 4.4.2, as Postfix's smtpd_timeout does (``idle_closed``)
+    BusyGreeting(limit=1)       421 at the greeting while ``limit`` sessions are open (too
+                                many connections); ``times=n``: the first n connections
+    RefuseMail("452 4.3.1 ...") that reply to MAIL FROM (``times`` = how often)
+    RejectAll("550 5.7.1 ...")  that reply to every RCPT
+    SizeLimit(2000)             advertises SIZE 2000 (enforced at MAIL FROM and DATA);
+                                counts MAIL commands (``mails``)
     Refuse421(on="MAIL")        421 to MAIL, RCPT or DATA, then closes (``times`` = how often)
     Reject550("x@example.org")  550 5.1.1 (or ``reply``) for that recipient, accepts the others
     DropMidData()               answers 354 to DATA, then drops the connection
@@ -60,6 +68,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    mail_options: tuple[str, ...] = ()
 
     @property
     def message_id(self) -> str | None:
@@ -79,16 +88,30 @@ def message_id(data: bytes) -> str | None:
 class Sink:
     """Accepts every message and records it; thread-safe, tests wait on a condition."""
 
-    def __init__(self, *, keep_data: bool = True) -> None:
+    def __init__(self, *, keep_data: bool = True, idle_timeout: float | None = None) -> None:
         self.keep_data = keep_data
+        self.idle_timeout = idle_timeout
+        self.probing = False  # the Controller's own connection at start: greeted, not counted
         self._changed = threading.Condition()
         self._received: list[Received] = []
         self._count = 0
         self._sessions = 0
+        self._idle_closed = 0
 
     def smtp_kwargs(self) -> dict[str, Any]:
         """Extra aiosmtpd ``SMTP`` arguments this behaviour needs."""
-        return {}
+        return {} if self.idle_timeout is None else {"timeout": self.idle_timeout}
+
+    def greeting(self, server: SMTP) -> str | None:
+        """Called as a connection opens; a reply refuses it (then closed), None greets with 220."""
+        return None
+
+    def closed(self, server: SMTP) -> None:
+        """Called when a connection has gone, whoever closed it."""
+
+    def timed_out(self) -> None:
+        with self._changed:
+            self._idle_closed += 1
 
     async def intercept(self, server: SMTP, command: str) -> bool:
         """Called before MAIL, RCPT and DATA; True when it has answered the command itself."""
@@ -115,7 +138,8 @@ class Sink:
 
     def record(self, envelope: ServerEnvelope) -> None:
         data = envelope.original_content or b""
-        item = Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), data)
+        options = tuple(envelope.mail_options)
+        item = Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), data, options)
         with self._changed:
             self._count += 1
             if self.keep_data:
@@ -131,6 +155,12 @@ class Sink:
         """EHLO commands seen: one per connection (two with STARTTLS)."""
         with self._changed:
             return self._sessions
+
+    @property
+    def idle_closed(self) -> int:
+        """Connections closed for idling longer than ``idle_timeout``."""
+        with self._changed:
+            return self._idle_closed
 
     @property
     def count(self) -> int:
@@ -267,6 +297,102 @@ class AuthRequired(Sink):
         return True
 
 
+class BusyGreeting(Sink):
+    """421 at the greeting, then closes: Postfix's per-client connection limit.
+
+    Refuses a connection while ``limit`` others are open, or (``times``) the first
+    ``times`` connections whatever is open; ``refused`` counts them.
+    """
+
+    REPLY = "421 4.7.0 smtp.test Error: too many connections from 127.0.0.1"
+
+    def __init__(
+        self,
+        *,
+        limit: int | None = None,
+        times: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> None:
+        super().__init__(idle_timeout=idle_timeout)
+        self.limit = limit
+        self._left = times
+        self._open: set[int] = set()
+        self._refused = 0
+
+    def greeting(self, server: SMTP) -> str | None:
+        with self._changed:
+            busy = self.limit is not None and len(self._open) >= self.limit
+            early = self._left is not None and self._left > 0
+            if early:
+                self._left = (self._left or 0) - 1
+            if busy or early:
+                self._refused += 1
+                return self.REPLY
+            self._open.add(id(server))
+            return None
+
+    def closed(self, server: SMTP) -> None:
+        with self._changed:
+            self._open.discard(id(server))
+
+    @property
+    def refused(self) -> int:
+        with self._changed:
+            return self._refused
+
+
+class RefuseMail(_Limited):
+    """Answers MAIL FROM with ``reply`` (a relay out of storage, over its rate or its size)."""
+
+    def __init__(self, reply: str, *, times: int | None = None) -> None:
+        super().__init__(times=times)
+        self.reply = reply
+
+    async def intercept(self, server: SMTP, command: str) -> bool:
+        if command != "MAIL" or not self._take():
+            return False
+        await server.push(self.reply)
+        return True
+
+
+class RejectAll(Sink):
+    """The same ``reply`` to every RCPT: a relay that will not relay for us."""
+
+    def __init__(self, reply: str = "550 5.7.1 Unable to relay") -> None:
+        super().__init__()
+        self.reply = reply
+
+    async def intercept(self, server: SMTP, command: str) -> bool:
+        if command != "RCPT":
+            return False
+        await server.push(self.reply)
+        return True
+
+
+class SizeLimit(Sink):
+    """Advertises ``SIZE limit`` in EHLO; aiosmtpd enforces it (552) at MAIL FROM and DATA."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self._mails = 0
+
+    def smtp_kwargs(self) -> dict[str, Any]:
+        return {**super().smtp_kwargs(), "data_size_limit": self.limit}
+
+    async def intercept(self, server: SMTP, command: str) -> bool:
+        if command == "MAIL":
+            with self._changed:
+                self._mails += 1
+        return False
+
+    @property
+    def mails(self) -> int:
+        """MAIL FROM commands seen: messages offered, whether taken or not."""
+        with self._changed:
+            return self._mails
+
+
 def _close(server: SMTP) -> None:
     if server.transport is not None:
         server.transport.close()
@@ -281,6 +407,28 @@ class _TestSMTP(SMTP):
     async def _intercepted(self, command: str) -> bool:
         handler: Sink = self.event_handler
         return await handler.intercept(self, command)
+
+    async def _handle_client(self) -> None:
+        handler: Sink = self.event_handler
+        refusal = None if handler.probing else handler.greeting(self)
+        if refusal is None:
+            await super()._handle_client()
+            return
+        await self.push(refusal)
+        _close(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        handler: Sink = self.event_handler
+        handler.closed(self)
+        super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        """Postfix's words when smtpd_timeout closes an idle connection."""
+        handler: Sink = self.event_handler
+        handler.timed_out()
+        if self.transport is not None:
+            self.transport.write(b"421 4.4.2 smtp.test Error: timeout exceeded\r\n")
+        super()._timeout_cb()
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         if not await self._intercepted("MAIL"):
@@ -304,6 +452,14 @@ class _Controller(Controller):
 
     def factory(self) -> SMTP:
         return _TestSMTP(self.handler, **self.SMTP_kwargs)
+
+    def _trigger_server(self) -> None:
+        """aiosmtpd connects once to see the server up: not one of the test's connections."""
+        self.handler.probing = True
+        try:
+            super()._trigger_server()
+        finally:
+            self.handler.probing = False
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)

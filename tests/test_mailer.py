@@ -19,6 +19,7 @@ from digest.mailer import (
     Envelope,
     MaildirTransport,
     Outcome,
+    RelayRefused,
     SmtpTransport,
     Status,
     Transport,
@@ -27,11 +28,14 @@ from digest.mailer import (
 )
 from tests.smtp_servers import (
     AuthRequired,
+    BusyGreeting,
     DropMidData,
     Refuse421,
+    RefuseMail,
     Reject550,
     Server,
     Sink,
+    SizeLimit,
     Stall,
     Tls,
     down_port,
@@ -284,6 +288,103 @@ def test_a_server_that_goes_away_mid_run_defers_instead_of_raising() -> None:
         f"cannot reach the SMTP server 127.0.0.1:{server.port}: connection refused"
         " (check [smtp] host and port)"
     )
+
+
+# -- SMTP: what real relays do (FIELD_NOTES: Postfix 3.7) ---------------------------------
+
+
+def test_a_paced_sender_waits_for_its_slot_before_it_reuses_or_opens_a_connection() -> None:
+    # Slots 0.5 s apart, the relay closes a connection idle 0.2 s: each message needs a fresh one.
+    with serve(Sink(idle_timeout=0.2)) as server:
+        transport = SmtpTransport(smtp(server.port, concurrency=1, rate_per_second=2))
+        assert send(transport, [message(n) for n in range(3)]) == [SENT] * 3
+        assert len(server.handler.wait_for(3)) == 3
+    assert server.handler.idle_closed >= 2  # the relay did close them while we waited
+    assert server.handler.sessions == 3
+
+
+def test_a_connection_refused_at_the_greeting_leaves_the_pool_and_its_message_goes_on_another() -> (
+    None
+):
+    envelopes = [message(n, to=f"reader{n}@example.org") for n in range(8)]
+
+    async def together(transport: SmtpTransport) -> list[Outcome]:
+        async with transport:
+            return await asyncio.gather(*(transport.send(e) for e in envelopes))
+
+    with serve(BusyGreeting(limit=1)) as server:
+        outcomes = asyncio.run(together(SmtpTransport(smtp(server.port, concurrency=4))))
+        server.handler.wait_for(8)
+    assert outcomes == [SENT] * 8
+    assert server.handler.refused == 3  # the other three slots, once each
+
+
+def test_when_the_relay_refuses_every_connection_sending_stops_with_one_clear_error() -> None:
+    async def scenario(handler: BusyGreeting, port: int) -> Outcome:
+        transport = SmtpTransport(smtp(port, concurrency=1, rate_per_second=2))
+        async with transport:
+            first = await transport.send(message(1))
+            handler.limit = 0  # from now on: too many connections
+            with pytest.raises(RelayRefused) as caught:
+                await transport.send(message(2))  # its connection idled out meanwhile
+            with pytest.raises(RelayRefused):  # and so does any later message
+                await transport.send(message(3))
+        assert str(caught.value) == (
+            f"the SMTP server 127.0.0.1:{port} refused every connection: {BusyGreeting.REPLY}"
+            " (lower [smtp] concurrency, or try again later; the digests stay queued)"
+        )
+        return first
+
+    handler = BusyGreeting(limit=1, idle_timeout=0.2)
+    with serve(handler) as server:
+        assert asyncio.run(scenario(handler, server.port)) == SENT
+        assert [r.message_id for r in handler.wait_for(1)] == ["<digest-1@example.org>"]
+    assert handler.count == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["452 4.3.1 Insufficient system storage", "450 4.7.1 Error: too much mail from 127.0.0.1"],
+)
+def test_a_relay_that_takes_no_mail_for_now_stops_sending(reply: str) -> None:
+    with serve(RefuseMail(reply)) as server:
+        with pytest.raises(RelayRefused) as caught:
+            send(SmtpTransport(smtp(server.port)), [message(1), message(2)])
+        assert server.handler.count == 0
+    assert str(caught.value).startswith(
+        f"the SMTP server 127.0.0.1:{server.port} takes no mail for now: {reply} ("
+    )
+
+
+def test_a_message_over_the_relays_size_limit_at_mail_from_is_held_not_failed() -> None:
+    reply = "552 5.3.4 Message size exceeds fixed limit"
+    with serve(RefuseMail(reply, times=1)) as server:
+        outcomes = send(SmtpTransport(smtp(server.port, concurrency=1)), [message(1), message(2)])
+        assert [r.message_id for r in server.handler.wait_for(1)] == ["<digest-2@example.org>"]
+    assert outcomes == [
+        Outcome("deferred", 552, f"too big for the relay: {reply}", relay=True),
+        SENT,
+    ]
+    assert server.handler.sessions == 1  # the connection stays usable
+
+
+def test_a_message_over_the_advertised_size_is_never_offered_and_mail_from_declares_size() -> None:
+    small, big = message(1), message(2, html="<p>" + "x" * 3000 + "</p>")
+    limit = len(small.data) + 100
+    assert len(big.data) > limit
+    with serve(SizeLimit(limit)) as server:
+        outcomes = send(SmtpTransport(smtp(server.port, concurrency=1)), [big, small])
+        received = server.handler.wait_for(1)
+    assert outcomes[0] == Outcome(
+        "deferred",
+        None,
+        f"too big for the relay: {len(big.data)} bytes, over the {limit} that "
+        f"127.0.0.1:{server.port} takes (SIZE)",
+        relay=True,
+    )
+    assert outcomes[1] == SENT
+    assert server.handler.mails == 1  # the big one was never offered
+    assert received[0].mail_options == (f"SIZE={len(small.data)}",)
 
 
 # -- SMTP: the transport as a whole --------------------------------------------------------

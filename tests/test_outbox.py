@@ -19,7 +19,19 @@ from digest.render import DigestContent, Renderer
 from digest.store import Store
 
 from .conftest import RunCli
-from .smtp_servers import DropMidData, Refuse421, Reject550, Server, Sink, down_port, serve
+from .smtp_servers import (
+    BusyGreeting,
+    DropMidData,
+    Refuse421,
+    RefuseMail,
+    Reject550,
+    RejectAll,
+    Server,
+    Sink,
+    SizeLimit,
+    down_port,
+    serve,
+)
 
 PEOPLE = {
     "ada@example.org": "diffusion",
@@ -28,7 +40,9 @@ PEOPLE = {
 }
 
 
-def make_config(tmp_path: Path, port: int | None = None, **digest: Any) -> Config:
+def make_config(
+    tmp_path: Path, port: int | None = None, smtp: dict[str, Any] | None = None, **digest: Any
+) -> Config:
     data: dict[str, Any] = {
         "delivery": {
             "retries": 2,
@@ -40,7 +54,7 @@ def make_config(tmp_path: Path, port: int | None = None, **digest: Any) -> Confi
     }
     if port is not None:
         data["delivery"]["backend"] = "smtp"
-        data["smtp"] = {"port": port, "timeout_seconds": 5.0}
+        data["smtp"] = {"port": port, "timeout_seconds": 5.0, **(smtp or {})}
     return config_module.from_mapping(data, source=tmp_path / "config.toml")
 
 
@@ -381,3 +395,186 @@ def test_a_stop_while_building_keeps_what_was_built_and_leaves_the_rest_due(
     resumed = run_send(seeded, config, now)
     assert resumed.count("sent") == 10
     assert len({m.message_id for m in sink.handler.wait_for(10)}) == 10
+
+
+# -- what real relays do: about the relay, not the subscribers (FIELD_NOTES: Postfix 3.7) ---
+
+
+def bounces(store: Store) -> dict[str, tuple[str, int]]:
+    return {s.email: (s.status, s.bounces) for s in store.subscribers()}
+
+
+def untouched(store: Store) -> bool:
+    """Every subscriber still active with no bounce counted."""
+    return all(state == ("active", 0) for state in bounces(store).values())
+
+
+def later_run_delivers_them(store: Store, tmp_path: Path, when: datetime) -> None:
+    """A later run on a relay that behaves sends every held digest, with its Message-ID."""
+    held = {r["message_id"] for r in digest_rows(store) if r["status"] != "sent"}
+    assert held
+    with serve(Sink()) as good:
+        report = run_send(store, make_config(tmp_path, good.port), when)
+        received = good.handler.wait_for(len(held))
+    assert {r.message_id for r in received} >= held
+    assert all(r["status"] == "sent" and r["attempts"] == 1 for r in digest_rows(store))
+    assert report.error is None
+    assert untouched(store)
+
+
+def test_a_paced_run_outlasts_the_relays_idle_timeout(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    # A slot every 0.5 s; the relay closes a connection idle for 0.2 s.
+    with serve(Sink(idle_timeout=0.2)) as server:
+        config = make_config(tmp_path, server.port, {"concurrency": 1, "rate_per_second": 2})
+        report = run_send(seeded, config, now)
+        server.handler.wait_for(3)
+    assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
+    assert [r["attempts"] for r in digest_rows(seeded)] == [1, 1, 1]
+    assert server.handler.idle_closed >= 2
+
+
+def test_too_many_connections_costs_no_attempt(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    with serve(BusyGreeting(limit=1)) as server:
+        report = run_send(seeded, make_config(tmp_path, server.port, {"concurrency": 4}), now)
+        server.handler.wait_for(3)
+    assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
+    assert [r["attempts"] for r in digest_rows(seeded)] == [1, 1, 1]
+    assert server.handler.refused >= 1
+
+
+def test_a_relay_that_refuses_the_greeting_keeps_everything_queued_until_it_takes_mail(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    with serve(BusyGreeting(times=2)) as server:
+        config = make_config(tmp_path, server.port)
+        for minutes in (0, 5):
+            report = run_send(seeded, config, now + timedelta(minutes=minutes))
+            assert report.error is not None
+            assert BusyGreeting.REPLY in report.error
+            assert [(r["status"], r["attempts"]) for r in digest_rows(seeded)] == [
+                ("queued", 0)
+            ] * 3
+            assert untouched(seeded)
+        ids = {r["message_id"] for r in digest_rows(seeded)}
+        report = run_send(seeded, config, now + timedelta(minutes=10))
+        received = server.handler.wait_for(3)
+    assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
+    assert {r.message_id for r in received} == ids
+    assert untouched(seeded)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["452 4.3.1 Insufficient system storage", "450 4.7.1 Error: too much mail from 127.0.0.1"],
+)
+def test_a_relay_that_takes_no_mail_for_now_stops_the_run_without_using_attempts(
+    seeded: Store, tmp_path: Path, now: datetime, reply: str
+) -> None:
+    with serve(RefuseMail(reply)) as server:
+        report = run_send(seeded, make_config(tmp_path, server.port, {"concurrency": 1}), now)
+    assert report.error is not None
+    assert reply in report.error
+    assert "\n" not in report.error
+    rows = digest_rows(seeded)
+    assert all(r["attempts"] == 0 and r["status"] in ("queued", "deferred") for r in rows)
+    assert [r["error"] for r in rows if r["status"] == "deferred"] == [report.error.split(" (")[0]]
+    assert untouched(seeded)
+    later_run_delivers_them(seeded, tmp_path, now + timedelta(minutes=5))
+
+
+def test_a_relay_size_limit_is_never_a_bounce(
+    store: Store, seed_files: list[Path], tmp_path: Path, now: datetime
+) -> None:
+    """Three runs against a relay that refuses every message as too big (552 at MAIL FROM)."""
+    for email_address in ("ada@example.org", "alan@example.org"):
+        lifecycle.add(store, subscribers.Wanted(email_address, "model"), "operator", now)
+    reply = "552 5.3.4 Message size exceeds fixed limit"
+    with serve(RefuseMail(reply)) as server:
+        config = make_config(tmp_path, server.port)
+        for day, files in enumerate([seed_files[:2], seed_files[2:4], seed_files[4:]]):
+            ingest_files(store, files, now + timedelta(days=day))
+            report = run_send(store, config, now + timedelta(days=day))
+            assert report.error is None
+            assert set(statuses(report).values()) == {"deferred"}
+            assert all(d.error == f"too big for the relay: {reply}" for d in report.digests)
+    rows = digest_rows(store)
+    assert len(rows) == 6
+    assert all((r["status"], r["attempts"]) == ("deferred", 0) for r in rows)
+    assert untouched(store)
+    later_run_delivers_them(store, tmp_path, now + timedelta(days=2, hours=1))
+
+
+def test_a_digest_over_the_advertised_size_is_not_offered_and_not_a_bounce(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    with serve(SizeLimit(1000)) as server:
+        report = run_send(seeded, make_config(tmp_path, server.port), now)
+        assert server.handler.mails == 0
+    assert statuses(report) == dict.fromkeys(PEOPLE, "deferred")
+    assert all("takes (SIZE)" in (d.error or "") for d in report.digests)
+    assert all((r["status"], r["attempts"]) == ("deferred", 0) for r in digest_rows(seeded))
+    assert untouched(seeded)
+    later_run_delivers_them(seeded, tmp_path, now + timedelta(minutes=5))
+
+
+def test_the_same_refusal_for_every_recipient_is_the_relay_not_a_bounce(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    with serve(RejectAll("550 5.7.1 Unable to relay")) as server:
+        config = make_config(tmp_path, server.port)
+        for day in range(3):
+            report = run_send(seeded, config, now + timedelta(days=day))
+            assert report.error is not None
+            assert "refused 3 different recipients in a row" in report.error
+            assert "550 5.7.1 Unable to relay" in report.error
+        assert server.handler.count == 0
+    rows = digest_rows(seeded)
+    assert all((r["status"], r["attempts"]) == ("deferred", 0) for r in rows)
+    assert all("Unable to relay" in r["error"] for r in rows)
+    assert untouched(seeded)
+    later_run_delivers_them(seeded, tmp_path, now + timedelta(days=2, hours=1))
+
+
+def test_refusals_among_accepted_recipients_still_count_as_bounces(
+    store: Store, seed_files: list[Path], tmp_path: Path, now: datetime
+) -> None:
+    ingest_files(store, seed_files, now)
+    people = ["a@example.org", "gone1@example.org", "gone2@example.org", "b@example.org"]
+    for email_address in people:
+        lifecycle.add(store, subscribers.Wanted(email_address, "model"), "operator", now)
+    handler = RejectGone()
+    with serve(handler) as server:
+        report = run_send(store, make_config(tmp_path, server.port, {"concurrency": 1}), now)
+        server.handler.wait_for(2)
+    assert report.error is None
+    assert statuses(report) == {
+        "a@example.org": "sent",
+        "gone1@example.org": "failed",
+        "gone2@example.org": "failed",
+        "b@example.org": "sent",
+    }
+    assert {e: b for e, (_, b) in bounces(store).items()} == {
+        "a@example.org": 0,
+        "gone1@example.org": 1,
+        "gone2@example.org": 1,
+        "b@example.org": 0,
+    }
+
+
+class RejectGone(Sink):
+    """550 5.1.1 for every address starting with "gone": dead mailboxes among live ones."""
+
+    async def intercept(self, server: Any, command: str) -> bool:
+        return False
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.startswith("gone"):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"

@@ -174,6 +174,16 @@ class OutboxStore(Base):
                 [digest_id],
             )
 
+    def hold(self, digest_id: int, error: str, retry_at: str) -> None:
+        """Give a claimed digest back as deferred, with the reason, without using up the
+        attempt: the relay refused it for a reason of its own (busy, size limit)."""
+        with self.write():
+            self.db.execute(
+                "UPDATE digests SET status = 'deferred', error = ?, next_attempt_at = ?, "
+                "owner = NULL, attempts = attempts - 1 WHERE id = ? AND status = 'sending'",
+                [error, retry_at, digest_id],
+            )
+
     def sending_owners(self) -> dict[int, int | None]:
         """Digests marked ``sending``: id -> owner pid."""
         rows = self.db.execute("SELECT id, owner FROM digests WHERE status = 'sending'")
