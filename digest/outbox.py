@@ -44,7 +44,7 @@ from digest.mailer import DeliveryError, Envelope, Outcome, Transport
 from digest.match import Batch, Pending, shared_stemmer
 from digest.models import Subscriber
 from digest.render import DigestContent, Health, Renderer, message_id
-from digest.store import QueuedDigest, Store, iso
+from digest.store import QueuedDigest, Store, Waiting, iso
 
 Clock = Callable[[], datetime]
 DAILY_GAP = timedelta(hours=20)
@@ -80,6 +80,7 @@ class SendReport:
     digests: list[DigestReport] = field(default_factory=list)
     not_due: int = 0
     error: str | None = None
+    waiting: Waiting = field(default_factory=Waiting)  # left in the outbox, whoever built it
 
     def count(self, status: Status) -> int:
         return sum(1 for d in self.digests if d.status == status)
@@ -91,6 +92,7 @@ class SendReport:
             "failed": self.count("failed"),
             "skipped": self.count("skipped"),
             "digests": [d.as_json() for d in self.digests],
+            "waiting": self.waiting.as_json(),
         }
 
 
@@ -547,6 +549,7 @@ def send(
         report.error = str(err)
         delivered = queued
     report.digests.extend(delivered)
+    report.waiting = store.waiting(subscriber.id if subscriber else None)
     return report
 
 
