@@ -33,7 +33,10 @@ from digest.store import Store
 
 if TYPE_CHECKING:
     from digest import lifecycle
+    from digest.mailer import Transport
     from digest.outbox import SendReport
+    from digest.retention import PruneReport
+    from digest.store import OutboxRow
 
 
 @dataclass
@@ -265,9 +268,16 @@ def papers(app: App, since: str | None, query: str | None, limit: int, as_json: 
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.pass_obj
 def status(app: App, as_json: bool) -> None:
-    """Counts, last ingest, database path and size."""
+    """Counts, last ingest, the outbox, the last delivery run, database path and size.
+
+    The outbox: digests queued, deferred (with the next attempt), failed in the
+    last 7 days, and subscribers bouncing; the last delivery run is the newest
+    `digest send`, `run --once` or scheduled delivery, with its counts.
+    """
     with _errors(app):
-        info = app.store.status()
+        from digest import queue
+
+        info = app.store.status() | queue.status(app.store, now())
     if as_json:
         _emit_json(info)
         return
@@ -275,8 +285,25 @@ def status(app: App, as_json: bool) -> None:
     click.echo(f"database     {info['database']} ({info['database_bytes'] / 1e6:.1f} MB)")
     click.echo(f"papers       {info['papers']}")
     click.echo(f"dumps        {info['dumps']} ({info['rejections']} rejected files)")
-    click.echo(f"subscribers  {info['subscribers']}")
+    click.echo(f"subscribers  {info['subscribers']} ({info['bouncing']} bouncing)")
     click.echo(f"last ingest  {last['at'] + '  ' + last['file'] if last else 'never'}")
+    _print_outbox_status(info["outbox"], info["last_delivery"])
+
+
+def _print_outbox_status(box: dict[str, Any], run: dict[str, Any] | None) -> None:
+    deferred = f"{box['deferred']} deferred"
+    if box["next_attempt_at"]:
+        deferred += f" (next attempt {box['next_attempt_at']})"
+    sending = f", {box['sending']} sending" if box["sending"] else ""
+    click.echo(
+        f"outbox       {box['queued']} queued, {deferred}{sending}, "
+        f"{box['failed_last_7_days']} failed in the last 7 days"
+    )
+    if run is None:
+        click.echo("last send    never")
+        return
+    ended = run["finished_at"] or "unfinished"
+    click.echo(f"last send    {run['started_at']} ({run['job']}, ended {ended}): {run['summary']}")
 
 
 # subscribers -----------------------------------------------------------------
@@ -593,16 +620,25 @@ def send_command(app: App, dry_run: bool, email: str | None, as_json: bool) -> N
 
     Daily subscribers are due when their last digest is 20 hours old, weekly
     ones on [digest] weekly_day. Delivery goes through [delivery] backend.
-    Exit status 1 when the mail server cannot be used (the digests stay queued)
-    or when any digest failed (each is listed with its reason; the others went on).
+    Ready digests left by earlier runs go out too; what is still queued or
+    deferred afterwards is reported ("waiting in the outbox").
+
+    \b
+    Exit status:
+      0   every digest went out and nothing waits in the outbox
+      75  nothing failed, but digests wait for a retry (EX_TEMPFAIL): deferred
+          by the relay, or all left queued because the mail server could not
+          be used (the error line says why); the next run sends them
+      1   a digest failed (each is listed with its reason; the others went on)
+      2   usage or config errors
     """
     with _errors(app):
         if email is not None:
             subscribers.get(app.store, email)
-        from digest import mailer, outbox
+        from digest import mailer, queue
 
         transport = mailer.transport_for(app.config.delivery, app.config.smtp)
-        report = outbox.send(app.store, app.config, transport, now, only=email, dry_run=dry_run)
+        report = _recorded_send(app, transport, email, dry_run)
     if as_json:
         _emit_json(report.as_json())
     else:
@@ -610,8 +646,23 @@ def send_command(app: App, dry_run: bool, email: str | None, as_json: bool) -> N
         _point_at_newest(app.config)
     if report.error:
         click.echo(f"error: {report.error}", err=True)
-    if report.error or report.count("failed"):
-        sys.exit(1)
+    sys.exit(queue.exit_status(report, dry_run=dry_run))
+
+
+def _recorded_send(
+    app: App, transport: "Transport", email: str | None, dry_run: bool
+) -> "SendReport":
+    """``outbox.send``, recorded as a ``send`` job run (shown by ``digest status``)."""
+    from digest import outbox, queue
+    from digest.store import iso
+
+    store = app.store
+    if dry_run:
+        return outbox.send(store, app.config, transport, now, only=email, dry_run=True)
+    run_id = store.start_run("send", iso(now()), iso(now()))
+    report = outbox.send(store, app.config, transport, now, only=email)
+    store.finish_run(run_id, iso(now()), queue.summary(report))
+    return report
 
 
 def _print_send(report: "SendReport") -> None:
@@ -622,6 +673,10 @@ def _print_send(report: "SendReport") -> None:
         )
     counts = ", ".join(f"{report.count(s)} {s}" for s in ("sent", "deferred", "failed", "skipped"))
     click.echo(f"{counts}; {report.not_due} subscribers not due yet")
+    from digest.queue import waiting_line
+
+    if (waiting := waiting_line(report)) is not None:
+        click.echo(waiting)
 
 
 def _point_at_newest(config: Config) -> None:
@@ -635,6 +690,125 @@ def _point_at_newest(config: Config) -> None:
         click.echo(f"newest digest: open file://{target}")
 
 
+# outbox and retention ------------------------------------------------------------------
+
+OUTBOX_STATUS = click.Choice(["queued", "sending", "deferred", "sent", "failed"])
+
+
+@cli.group("outbox")
+def outbox_group() -> None:
+    """See the digests waiting or failed, and retry them after a relay problem."""
+
+
+@outbox_group.command("list")
+@click.option(
+    "--status", "statuses", type=OUTBOX_STATUS, multiple=True, help="Only these (repeatable)."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def outbox_list(app: App, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """List digests, newest first: status, attempts, next attempt and last error.
+
+    Without --status: every status. "retryable" means the message is still
+    kept, so `digest outbox retry --failed` can send it again.
+    """
+    with _errors(app):
+        from digest import queue
+
+        rows = queue.listing(app.store, statuses or None, limit)
+    if as_json:
+        _emit_json([row.as_json() for row in rows])
+        return
+    for row in rows:
+        click.echo(_outbox_line(row))
+    click.echo(f"{len(rows)} digests", err=True)
+
+
+def _outbox_line(row: "OutboxRow") -> str:
+    when = f" next {row.next_attempt_at}" if row.status == "deferred" else ""
+    kept = "" if row.has_message else " (no message)"
+    error = f"\n    {row.error}" if row.error else ""
+    return (
+        f"{row.created_at}  {row.status:<8} {row.email}  {row.papers} papers, "
+        f"{row.attempts} attempts{when}{kept}  {row.message_id}{error}"
+    )
+
+
+@outbox_group.command("retry")
+@click.option("--failed", "include_failed", is_flag=True, help="Also requeue failed digests.")
+@click.option("--since", metavar="WHEN", help="Only digests built since then: 2d, 2026-11-24, …")
+@click.option("--only", "email", metavar="EMAIL", help="Only this subscriber's digests.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def outbox_retry(
+    app: App, include_failed: bool, since: str | None, email: str | None, as_json: bool
+) -> None:
+    """Put digests back in the outbox after a relay problem; the next send delivers them.
+
+    Deferred digests become due now. With --failed, failed digests that still
+    hold their message (kept [storage] keep_failed_days days) are queued again.
+    Each keeps its bytes and Message-ID. A digest whose subscriber is not
+    active (paused, unsubscribed, bouncing) is left alone: resume them first
+    (`digest subscribers set EMAIL --status active`). Sends nothing itself:
+    run `digest send`, or let the service deliver at its next run.
+    """
+    with _errors(app):
+        from digest import queue
+
+        person = subscribers.get(app.store, email) if email else None
+        report = queue.retry(
+            app.store,
+            now(),
+            failed=include_failed,
+            since=parse_since(since, now()),
+            subscriber_id=person.id if person else None,
+        )
+    if as_json:
+        _emit_json(report.as_json())
+        return
+    for row in report.due:
+        click.echo(f"due now   {row.email}  {row.message_id}")
+    for row in report.requeued:
+        click.echo(f"requeued  {row.email}  {row.message_id}")
+    for row, why in report.left:
+        click.echo(f"left      {row.email}  {row.message_id} ({row.status}: {why})", err=True)
+    click.echo(
+        f"{len(report.due)} due now, {len(report.requeued)} requeued, {len(report.left)} left; "
+        "`digest send` delivers them"
+    )
+
+
+@cli.command("prune")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed, and remove nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def prune_command(app: App, dry_run: bool, as_json: bool) -> None:
+    """Remove what grows without bound and nobody reads (the service does it daily).
+
+    Job runs and rejected-dump records older than [storage] keep_days; the
+    message bytes of sent digests and of failed ones older than [storage]
+    keep_failed_days; sign-ups never confirmed within [web] confirm_hours
+    plus 24 hours. Digests and their deliveries (which papers each subscriber
+    was sent) are kept. The service runs it at [storage] prune_at.
+    """
+    with _errors(app):
+        from digest import retention
+
+        report = retention.prune(app.store, app.config, now(), dry_run=dry_run)
+    if as_json:
+        _emit_json(report.as_json())
+        return
+    _print_prune(report)
+
+
+def _print_prune(report: "PruneReport") -> None:
+    verb = "would remove" if report.dry_run else "removed"
+    for rule, pruned in report.rules:
+        size = f" ({pruned.bytes / 1e3:.1f} kB)" if pruned.bytes else ""
+        click.echo(f"{verb} {pruned.rows:>6}  {rule}{size}")
+
+
 # the service ---------------------------------------------------------------------
 
 
@@ -642,15 +816,17 @@ def _point_at_newest(config: Config) -> None:
 @click.option(
     "--once",
     is_flag=True,
-    help="One cycle (ingest the inbox, deliver what is due, build feeds), then exit.",
+    help="One cycle (ingest the inbox, deliver what is due, build feeds, prune), then exit.",
 )
 @click.pass_obj
 def run_command(app: App, once: bool) -> None:
-    """Run the service: poll the inbox, deliver on schedule, rebuild the feeds.
+    """Run the service: poll the inbox, deliver on schedule, rebuild the feeds, prune daily.
 
     Logs one line per event to standard error. SIGTERM/SIGINT stop it after
     the work in hand, SIGHUP reloads the config. Under systemd it uses the
     notify protocol (READY, STOPPING, WATCHDOG). One instance per database.
+    With --once the exit status is that of `digest send` (0, 75, 1), and 1
+    when a dump was rejected.
     """
     with _errors(app):
         if not app.level_given:
@@ -662,7 +838,7 @@ def run_command(app: App, once: bool) -> None:
 
             report = pipeline.run_once(app.config, lambda: datetime.now(app.config.schedule.zone))
             _point_at_newest(app.config)
-            sys.exit(1 if report.failed else 0)
+            sys.exit(report.exit_status)
         from digest.scheduler import Service
 
         sys.exit(Service(app.config, app.config_path).run())

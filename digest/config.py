@@ -36,6 +36,16 @@ class Section(BaseModel):
 
 class StorageConfig(Section):
     database: ConfigPath = Path("var/digest.db")
+    keep_days: Annotated[int, Field(ge=1, le=36_500)] = 90
+    keep_failed_days: Annotated[int, Field(ge=1, le=365)] = 14
+    prune_at: str = "03:30"
+
+    @field_validator("prune_at")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError('must be "HH:MM" (24 h), in [schedule] timezone')
+        return value
 
 
 class InboxConfig(Section):

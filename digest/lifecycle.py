@@ -469,3 +469,28 @@ def _fresh(store: Store, person: Subscriber) -> Subscriber:
     found = store.subscriber_by_id(person.id)
     assert found is not None
     return found
+
+
+# retention ---------------------------------------------------------------------------------
+
+
+def expire_pending(store: Store, before: datetime, *, dry_run: bool = False) -> list[Subscriber]:
+    """Delete the sign-ups still ``pending`` that were made (and last changed) before
+    ``before``: never confirmed, their link long expired (``digest prune``).
+
+    The row goes with its history: it only ever held an address that did not
+    confirm, which is not kept.  A sign-up confirmed meanwhile is left alone (the
+    status is read again under the write lock); the same address may sign up again.
+    """
+    cutoff = iso(before)
+    stale = [p for p in store.subscribers(["pending"]) if max(p.created_at, p.updated_at) < cutoff]
+    if dry_run or not stale:
+        return stale
+    gone = []
+    with store.write():
+        for person in stale:
+            current = store.subscriber_by_id(person.id)
+            if current is not None and current.status == "pending":
+                store.delete_subscriber(person.id)
+                gone.append(person)
+    return gone

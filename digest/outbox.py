@@ -52,7 +52,7 @@ from digest.mailer import DeliveryError, Envelope, Outcome, RelayRefused, Transp
 from digest.match import Batch, Pending, shared_stemmer
 from digest.models import Subscriber
 from digest.render import DigestContent, Health, Renderer, message_id
-from digest.store import QueuedDigest, Store, iso
+from digest.store import QueuedDigest, Store, Waiting, iso
 
 Clock = Callable[[], datetime]
 DAILY_GAP = timedelta(hours=20)
@@ -90,6 +90,7 @@ class SendReport:
     digests: list[DigestReport] = field(default_factory=list)
     not_due: int = 0
     error: str | None = None
+    waiting: Waiting = field(default_factory=Waiting)  # left in the outbox, whoever built it
 
     def count(self, status: Status) -> int:
         return sum(1 for d in self.digests if d.status == status)
@@ -101,6 +102,7 @@ class SendReport:
             "failed": self.count("failed"),
             "skipped": self.count("skipped"),
             "digests": [d.as_json() for d in self.digests],
+            "waiting": self.waiting.as_json(),
         }
 
 
@@ -635,6 +637,7 @@ def send(
         report.error = str(err)
         delivered = queued
     report.digests.extend(delivered)
+    report.waiting = store.waiting(subscriber.id if subscriber else None)
     return report
 
 

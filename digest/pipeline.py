@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from threading import Event
 
-from digest import feeds, mailer, outbox
+from digest import feeds, mailer, outbox, queue, retention
 from digest.config import Config
 from digest.ingest import ingest_inbox
 from digest.models import IngestReport
@@ -28,6 +28,7 @@ class CycleReport:
     ingest: IngestReport | None = None
     send: outbox.SendReport | None = None
     feeds: list[tuple[Path, int]] = field(default_factory=list)
+    pruned: retention.PruneReport | None = None
 
     @property
     def failed(self) -> bool:
@@ -36,6 +37,14 @@ class CycleReport:
         send = self.send
         undelivered = send is not None and (send.error is not None or send.count("failed") > 0)
         return rejected or undelivered
+
+    @property
+    def exit_status(self) -> int:
+        """0, 75 (digests wait for a retry) or 1 (a rejected dump or a failed digest):
+        the codes of ``digest send`` (``queue.exit_status``)."""
+        rejected = self.ingest is not None and self.ingest.rejected > 0
+        sent = queue.exit_status(self.send) if self.send is not None else queue.EX_OK
+        return queue.EX_FAILED if rejected else sent
 
 
 def ingest(config: Config, clock: Clock, identity: Identity | None = None) -> IngestReport:
@@ -101,12 +110,28 @@ def run_once(config: Config, clock: Clock) -> CycleReport:
     report.ingest = ingest(config, clock)
     report.send = deliver(config, clock)
     report.feeds = build_feeds(config)
+    report.pruned = prune(config, clock)  # the timer's daily run prunes as the daemon does
     return report
 
 
+def prune(config: Config, clock: Clock, identity: Identity | None = None) -> retention.PruneReport:
+    """Retention (``digest prune``), recorded as a ``prune`` job run; one log line."""
+    with open_store(config, identity) as store:
+        run_id = store.start_run("prune", iso(clock()), iso(clock()))
+        report = retention.prune(store, config, clock())
+        line = prune_summary(report)
+        store.finish_run(run_id, iso(clock()), line)
+    log.info("prune: %s", line)
+    return report
+
+
+def prune_summary(report: retention.PruneReport) -> str:
+    removed = [f"{pruned.rows} {rule}" for rule, pruned in report.rules if pruned.rows]
+    return "; ".join(removed) or "nothing to remove"
+
+
 def _summary(report: outbox.SendReport) -> str:
-    counts = ", ".join(f"{report.count(s)} {s}" for s in ("sent", "deferred", "failed", "skipped"))
-    return f"{counts}; {report.not_due} not due"
+    return queue.summary(report)
 
 
 def open_store(config: Config, identity: Identity | None = None) -> closing[Store]:

@@ -212,6 +212,19 @@ class Service:
             hour, minute = at.split(":")
             trigger = CronTrigger(hour=int(hour), minute=int(minute), timezone=schedule.zone)
             self.scheduler.add_job(self._deliver, trigger, id=f"deliver-{at}")
+        self._schedule_prune()
+
+    def _schedule_prune(self) -> None:
+        """Retention once a day at ``[storage] prune_at`` in ``[schedule] timezone``."""
+        hour, minute = self.config.storage.prune_at.split(":")
+        zone = self.config.schedule.zone
+        trigger = CronTrigger(hour=int(hour), minute=int(minute), timezone=zone)
+        self.scheduler.add_job(self._prune, trigger, id="prune")
+
+    def _prune(self) -> None:
+        with self._job("prune"):
+            if not self.stopping.is_set():
+                pipeline.prune(self.config, self.clock, self.identity)
 
     def _catch_up(self) -> None:
         with pipeline.open_store(self.config, self.identity) as store:

@@ -107,7 +107,8 @@ def test_the_json_report_has_the_documented_shape(
     seeded: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
     report = run_send(seeded, make_config(tmp_path, sink.port), now).as_json()
-    assert set(report) == {"sent", "deferred", "failed", "skipped", "digests"}
+    assert set(report) == {"sent", "deferred", "failed", "skipped", "digests", "waiting"}
+    assert report["waiting"] == {"queued": 0, "deferred": 0, "next_attempt_at": None}
     assert all(
         set(d) == {"email", "status", "papers", "message_id", "error"} for d in report["digests"]
     )  # type: ignore[attr-defined]

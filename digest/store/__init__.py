@@ -11,11 +11,13 @@ from pathlib import Path
 from digest.store.base import Base, Identity, iso
 from digest.store.outbox import OutboxStore, QueuedDigest
 from digest.store.papers import DumpCounts, PaperRow, PaperStore, Sighting
+from digest.store.queue import OutboxRow, QueueStore, Waiting
+from digest.store.retention import Pruned, RetentionStore
 from digest.store.runs import RunStore
 from digest.store.subscribers import SubscriberStore
 
 
-class Store(PaperStore, SubscriberStore, OutboxStore, RunStore):
+class Store(PaperStore, SubscriberStore, OutboxStore, RunStore, QueueStore, RetentionStore):
     """Open the database at ``path``: creating and migrating it, or (``create=False``)
     only an existing, up-to-date one (see ``Base``)."""
 
@@ -23,4 +25,15 @@ class Store(PaperStore, SubscriberStore, OutboxStore, RunStore):
         Base.__init__(self, path, create=create, named_by=named_by)
 
 
-__all__ = ["DumpCounts", "Identity", "PaperRow", "QueuedDigest", "Sighting", "Store", "iso"]
+__all__ = [
+    "DumpCounts",
+    "Identity",
+    "OutboxRow",
+    "PaperRow",
+    "Pruned",
+    "QueuedDigest",
+    "Sighting",
+    "Store",
+    "Waiting",
+    "iso",
+]

@@ -5,7 +5,9 @@ primary key on the pair, so a paper can never be in two digests for the same
 subscriber) and its message bytes, compressed, so a retry sends exactly the
 same message.  Delivery claims a digest by moving it to ``sending`` with the
 sender's pid as owner; a digest left ``sending`` by a dead process is queued
-again.  The bytes are dropped once the digest is sent or has failed.
+again.  The bytes are dropped once the digest is sent; a failed digest keeps
+them (``digest outbox retry --failed`` sends it again, same Message-ID) until
+retention drops them after ``[storage] keep_failed_days``.
 """
 
 import sqlite3
@@ -140,11 +142,13 @@ class OutboxStore(Base):
     def mark_failed(
         self, digest_id: int, subscriber_id: int, error: str, *, bounce_limit: int | None
     ) -> bool:
-        """A permanent failure; with ``bounce_limit``, count a bounce. True if now bouncing."""
+        """A permanent failure; with ``bounce_limit``, count a bounce. True if now bouncing.
+
+        The message bytes stay, for a retry once the address or relay is fixed.
+        """
         with self.write():
             self.db.execute(
-                "UPDATE digests SET status = 'failed', error = ?, owner = NULL, message = NULL "
-                "WHERE id = ?",
+                "UPDATE digests SET status = 'failed', error = ?, owner = NULL WHERE id = ?",
                 [error, digest_id],
             )
             if bounce_limit is None:
