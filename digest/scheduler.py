@@ -37,6 +37,7 @@ from digest import config as config_module
 from digest import lifecycle, pipeline
 from digest.config import Config, ScheduleConfig
 from digest.errors import DigestError
+from digest.ingest import InboxWatch
 from digest.store import Store, iso
 
 log = logging.getLogger("digest")
@@ -139,6 +140,7 @@ class Service:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
         )
         self.web: Callable[[], None] | None = None
+        self.inbox_watch = InboxWatch()  # "unchanged since the previous poll" (ingest.settled)
 
     def clock(self) -> datetime:
         return datetime.now(self.config.schedule.zone)
@@ -202,7 +204,7 @@ class Service:
     def _poll(self) -> None:
         if self.stopping.is_set():
             return
-        report = pipeline.ingest(self.config, self.clock)
+        report = pipeline.ingest(self.config, self.clock, self.inbox_watch)
         if not report.files:
             return
         pipeline.build_feeds(self.config)

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from sqlite_utils import Database
 
 from digest.errors import MissingDatabase, StoreError
+from digest.files import create_private, disk_full, is_disk_full, make_private_dir
 from digest.store.migrations import migrations
 
 BUSY_TIMEOUT_MS = 30_000
@@ -49,7 +50,8 @@ class Base:
         self.path = path
         try:
             if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(path.parent)
+                create_private(path)  # SQLite gives its -wal and -shm files the same mode
                 self.db = Database(path)
             else:
                 self.db = Database(_existing(path, named_by))
@@ -99,13 +101,22 @@ class Base:
 
     @contextmanager
     def _immediate(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
+        """A full disk (SQLite's "database or disk is full", ENOSPC) is rolled back and
+        raised as one ``DiskFull`` line naming the database and the free space."""
         try:
-            yield
-        except BaseException:
-            self.db.conn.rollback()
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.conn.rollback()
+                raise
+            self.db.execute("COMMIT")
+        except (sqlite3.OperationalError, OSError) as err:
+            if not is_disk_full(err):
+                raise
+            if self.db.conn.in_transaction:
+                self.db.conn.rollback()
+            raise disk_full(self.path) from None
 
     @contextmanager
     def write(self) -> Iterator[None]:
