@@ -110,11 +110,15 @@ def is_utf8(name: str) -> bool:
     return True
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """SQLite's ``SQLITE_FULL`` (disk, quota or ``max_page_count``) or an ``ENOSPC``/``EDQUOT``."""
+def is_disk_full(err: BaseException, path: Path | None = None) -> bool:
+    """SQLite's ``SQLITE_FULL`` (disk, quota or ``max_page_count``) or an ``ENOSPC``/``EDQUOT``;
+    with ``path``, also SQLite's vague "disk I/O error" when that disk has no byte left
+    (what opening a database on a full disk says: its ``-shm`` file cannot grow)."""
     if isinstance(err, sqlite3.OperationalError):
-        code = getattr(err, "sqlite_errorcode", None)
-        return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(err)
+        code = getattr(err, "sqlite_errorcode", 0)
+        if code == sqlite3.SQLITE_FULL or "database or disk is full" in str(err):
+            return True
+        return code & 0xFF == sqlite3.SQLITE_IOERR and path is not None and free_space(path) == 0
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 

@@ -357,9 +357,9 @@ def _file_away(path: Path, inbox: Path, result: FileResult) -> Path:
     folder = _own_folder(inbox / (FAILED if rejected else PROCESSED))
     target = _free_name(folder / printable_name(path.name), with_error=rejected)
     try:
-        path.rename(target)
-        if rejected:
+        if rejected:  # first: on a full disk the file then stays in the inbox, unexplained nowhere
             _write_error(target, f"{result.error}\n")
+        path.rename(target)
     except OSError as err:
         if is_disk_full(err):
             raise disk_full(folder) from None

@@ -66,6 +66,8 @@ class Base:
             else:
                 self._check_schema()
         except sqlite3.DatabaseError as err:
+            if is_disk_full(err, path):
+                raise disk_full(path) from None
             raise StoreError(f"{path}: cannot open the database: {err}") from None
         except OSError as err:
             raise StoreError(f"{path}: cannot create the database folder: {err.strerror}") from None
@@ -112,7 +114,7 @@ class Base:
                 raise
             self.db.execute("COMMIT")
         except (sqlite3.OperationalError, OSError) as err:
-            if not is_disk_full(err):
+            if not is_disk_full(err, self.path):
                 raise
             if self.db.conn.in_transaction:
                 self.db.conn.rollback()
