@@ -151,7 +151,9 @@ def ingest(app: App, paths: tuple[Path, ...], inbox: bool, as_json: bool) -> Non
 
     Each file is stored whole or not at all; the same content twice is
     recognised and adds nothing. With --inbox, handled files move to
-    processed/ or, when rejected, to failed/ with the error beside them.
+    processed/ or, when rejected, to failed/ with the error beside them; a
+    file still being written (changed less than [inbox] settle_seconds ago)
+    is waited for that long at most, then left for the next run.
 
     Exit status: 0 when every file was fine, 1 when any was rejected,
     2 for usage or config errors.

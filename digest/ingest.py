@@ -8,6 +8,12 @@ The inbox mode moves each file to ``processed/`` or, when rejected, to
 ``failed/`` with the error in a ``.error`` file beside it, after the database
 has committed, so a crash between the two leaves a file that the next run
 recognises as a duplicate.
+
+The inbox is written by others, so it is read with care (``digest.files``):
+a file is taken only once settled (``settled``), is opened without following
+a link and must not change while it is read (else ``FileChanged``: left in
+place, nothing stored); a link or a name that is not UTF-8 goes to failed/
+unread; a full disk stops the ingest with one line (``DiskFull``).
 """
 
 import errno

@@ -167,11 +167,15 @@ class Running:
         return self.process.returncode, err
 
 
-def drop(dump: Path, inbox: Path) -> None:
-    """Write-then-rename, as the README tells operators to."""
+def drop(dump: Path, inbox: Path, written_ago: float = 0) -> None:
+    """Write-then-rename, as the README tells operators to (last written ``written_ago``
+    seconds ago: a file older than ``[inbox] settle_seconds`` is taken at the first poll)."""
     inbox.mkdir(parents=True, exist_ok=True)
     partial = inbox / f".{dump.name}"
     shutil.copy(dump, partial)
+    if written_ago:
+        then = time.time() - written_ago
+        os.utime(partial, (then, then))
     partial.rename(inbox / dump.name)
 
 
@@ -234,7 +238,7 @@ def test_a_delivery_missed_while_stopped_is_caught_up_once(
         store.start_run("deliver", yesterday, yesterday), yesterday, "sent before the stop"
     )
     store.close()
-    drop(seed_files[0], tmp_path / "inbox")
+    drop(seed_files[0], tmp_path / "inbox", written_ago=60)  # while the service was stopped
     first = Running(config, tmp_path / "n1.sock")
     first.expect("READY=1")
     sink.handler.wait_for(1, timeout=30)
