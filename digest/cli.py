@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -154,7 +155,9 @@ def ingest(app: App, paths: tuple[Path, ...], inbox: bool, as_json: bool) -> Non
 
     Each file is stored whole or not at all; the same content twice is
     recognised and adds nothing. With --inbox, handled files move to
-    processed/ or, when rejected, to failed/ with the error beside them.
+    processed/ or, when rejected, to failed/ with the error beside them; a
+    file still being written (changed less than [inbox] settle_seconds ago)
+    is waited for that long at most, then left for the next run.
 
     Exit status: 0 when every file was fine, 1 when any was rejected,
     2 for usage or config errors.
@@ -162,6 +165,9 @@ def ingest(app: App, paths: tuple[Path, ...], inbox: bool, as_json: bool) -> Non
     with _errors(app):
         if inbox == bool(paths):
             raise UsageError("give PATH... or --inbox (one of the two)")
+        settle = app.config.inbox.settle_seconds
+        if inbox:
+            ingest_module.wait_until_settled(app.config.inbox.dir, settle, now, time.sleep)
         files = (
             ingest_module.inbox_files(app.config.inbox.dir)
             if inbox
@@ -170,15 +176,16 @@ def ingest(app: App, paths: tuple[Path, ...], inbox: bool, as_json: bool) -> Non
         with _progress(files, enabled=not as_json) as progress:
             if inbox:
                 report = ingest_module.ingest_inbox(
-                    app.writable_store, app.config.inbox.dir, now(), progress
+                    app.writable_store, app.config.inbox.dir, now(), progress, settle_seconds=settle
                 )
             else:
                 report = ingest_module.ingest_files(app.writable_store, files, now(), progress)
     if as_json:
-        _emit_json({"files": [f.as_json() for f in report.files]})
+        files_json = [f.as_json() for f in report.files]
+        _emit_json({"files": files_json, "waiting": report.waiting, "error": report.error})
     else:
         _print_ingest(report, quiet=app.quiet)
-    sys.exit(1 if report.rejected else 0)
+    sys.exit(1 if report.rejected or report.error else 0)
 
 
 @contextmanager
@@ -203,6 +210,10 @@ def _print_ingest(report: IngestReport, *, quiet: bool) -> None:
             click.echo(f"{f.status:<10} {f.path}: {f.entries} entries, {f.new} new, {f.seen} seen")
         if f.moved_to:
             click.echo(f"           moved to {f.moved_to}")
+    for path in report.waiting:
+        click.echo(f"waiting    {path}: still being written; left in the inbox")
+    if report.error:
+        click.echo(f"error: {report.error}", err=True)
     if quiet:
         return
     ingested = sum(1 for f in report.files if f.status == "ingested")

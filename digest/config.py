@@ -50,6 +50,8 @@ class StorageConfig(Section):
 
 class InboxConfig(Section):
     dir: ConfigPath = Path("var/inbox")
+    # A file is taken once unchanged since the previous poll or this old (``ingest.settled``).
+    settle_seconds: Annotated[int, Field(ge=0, le=86_400)] = 10
 
 
 class DeliveryConfig(Section):

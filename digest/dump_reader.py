@@ -33,6 +33,7 @@ from typing import Any, BinaryIO, Protocol
 
 from digest.dumps import MAX_LINE_BYTES, DumpParser
 from digest.errors import DigestError, DumpError
+from digest.files import open_nofollow
 from digest.models import Entry
 
 Progress = Callable[[int], None]
@@ -43,6 +44,7 @@ NO_WORKER = 1 << 62
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _BATCH, _END, _BAD_DUMP, _UNREADABLE = "batch", "end", "bad dump", "unreadable"
 _KINDS = frozenset({_BATCH, _END, _BAD_DUMP, _UNREADABLE})
+_NOFOLLOW = "nofollow"
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +64,23 @@ class Batches(Protocol):
 
 @contextmanager
 def read_batches(
-    path: Path, progress: Progress | None = None, *, worker_min_bytes: int = WORKER_MIN_BYTES
+    path: Path,
+    progress: Progress | None = None,
+    *,
+    worker_min_bytes: int = WORKER_MIN_BYTES,
+    nofollow: bool = False,
 ) -> Iterator[Batches]:
     """The file's entries in batches: parsed by a worker from ``worker_min_bytes`` on.
 
     Raises DumpError for a bad dump, OSError for an unreadable file and
     WorkerError when the worker dies; the worker never outlives the block.
-    ``NO_WORKER`` parses here whatever the size.
+    ``NO_WORKER`` parses here whatever the size.  With ``nofollow`` (the inbox)
+    a symlink at ``path`` is not read, here or in the worker (``ELOOP``).
     """
-    worker = _start_worker(path) if path.stat().st_size >= worker_min_bytes else None
+    size = (path.lstat() if nofollow else path.stat()).st_size
+    worker = _start_worker(path, nofollow) if size >= worker_min_bytes else None
     if worker is None:
-        with path.open("rb") as handle:
+        with _open(path, nofollow) as handle:
             yield _InlineBatches(handle, DumpParser(str(path)), progress)
         return
     try:
@@ -187,9 +195,14 @@ class _Worker:
         self.errors.close()
 
 
-def worker_argv(path: Path, fd: int) -> list[str]:
+def worker_argv(path: Path, fd: int, nofollow: bool = False) -> list[str]:
     """The command of a parser process that writes the frames of ``path`` to descriptor ``fd``."""
-    return [sys.executable, "-I", "-c", _BOOT, str(_PACKAGE_DIR), str(path), str(fd)]
+    argv = [sys.executable, "-I", "-c", _BOOT, str(_PACKAGE_DIR), str(path), str(fd)]
+    return [*argv, _NOFOLLOW] if nofollow else argv
+
+
+def _open(path: Path, nofollow: bool) -> BinaryIO:
+    return os.fdopen(open_nofollow(path), "rb") if nofollow else path.open("rb")
 
 
 # Ignore SIGTERM and SIGINT first thing: systemd signals every process of the
@@ -201,24 +214,24 @@ import signal
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 import importlib.util, sys
-package, path, fd = sys.argv[1:]
+package, path, fd, *flags = sys.argv[1:]
 spec = importlib.util.spec_from_file_location(
     "digest", package + "/__init__.py", submodule_search_locations=[package]
 )
 sys.modules["digest"] = module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 from digest.dump_reader import main
-sys.exit(main(path, int(fd)))
+sys.exit(main(path, int(fd), nofollow="nofollow" in flags))
 """
 
 
-def _start_worker(path: Path) -> _Worker | None:
+def _start_worker(path: Path, nofollow: bool = False) -> _Worker | None:
     """The parser process for ``path``; None (and a warning) if it cannot be started."""
     read_fd, write_fd = os.pipe()
     errors = tempfile.TemporaryFile()  # noqa: SIM115 (the _Worker closes it)
     try:
         process = subprocess.Popen(
-            worker_argv(path, write_fd),
+            worker_argv(path, write_fd, nofollow),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=errors,
@@ -247,12 +260,12 @@ def _widen_pipe(fd: int) -> None:
             fcntl.fcntl(fd, setpipe, PIPE_BYTES)
 
 
-def serve(path: str, out: BinaryIO) -> None:
+def serve(path: str, out: BinaryIO, nofollow: bool = False) -> None:
     """The worker's work: every frame of ``path`` to ``out``, ending with the outcome."""
     parser = DumpParser(path)
     send = partial(pickle.dump, file=out, protocol=pickle.HIGHEST_PROTOCOL)
     try:
-        with Path(path).open("rb") as handle:
+        with _open(Path(path), nofollow) as handle:
             for consumed, batch in parsed_batches(handle, parser):
                 send((_BATCH, consumed, batch))
     except BrokenPipeError:
@@ -265,12 +278,12 @@ def serve(path: str, out: BinaryIO) -> None:
         send((_END, parser.listing_date))
 
 
-def main(path: str, fd: int) -> int:
+def main(path: str, fd: int, nofollow: bool = False) -> int:
     """The worker's entry point (see ``_BOOT``): frames to ``fd``, buffered so that
     a write cut short (by SIGSTOP, say) is finished rather than lost."""
     out = os.fdopen(fd, "wb", buffering=PIPE_BYTES)
     try:
-        serve(path, out)
+        serve(path, out, nofollow)
         out.flush()
     except BrokenPipeError:
         return 1

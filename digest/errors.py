@@ -93,3 +93,45 @@ class QueryError(UsageError):
 
     def __str__(self) -> str:
         return f"{self.message}\n{self.caret()}"
+
+
+class DiskFull(DigestError):
+    """The disk (or the database's size limit) is full: nothing more can be written there.
+
+    Raised at the store's write transaction and by the inbox's moves and
+    ``.error`` files, so a full disk is one line naming the place and its free
+    space rather than a traceback; the transaction is rolled back first.
+    """
+
+    def __init__(self, path: str, free_bytes: int | None) -> None:
+        free = "free space unknown" if free_bytes is None else f"{_size(free_bytes)} free"
+        super().__init__(f"{path}: the disk is full ({free})", "free some space there, then retry")
+        self.path = path
+        self.free_bytes = free_bytes
+
+
+class FileChanged(DigestError):
+    """A dump changed while it was being read, so it is still being written: left for later."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path}: changed while being read (still being written?); left in the inbox",
+            "write a dump under a dot-name or a .part suffix and rename it when complete",
+        )
+        self.path = path
+
+
+class UnsafeInbox(DigestError):
+    """A folder of the inbox is a symbolic link (or not a folder): digest never follows one."""
+
+
+def _size(count: int) -> str:
+    """``512 bytes``, ``3.2 MiB``: enough to see how full a disk is."""
+    if count < 1024:
+        return f"{count} bytes"
+    value, unit = count / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"

@@ -43,6 +43,7 @@ from feedgen.util import xml_elem
 from digest import links
 from digest.config import Config
 from digest.errors import ConfigError, QueryError
+from digest.files import make_private_dir
 from digest.match import compile_filter, shared_stemmer
 from digest.models import Subscriber, code_links, paper_url
 from digest.query import Corpus, to_fts5
@@ -256,21 +257,23 @@ def build_all(
     """
     feeds = Feeds(store, config, clock=(lambda: now) if now is not None else None)
     root = config.feeds.dir
-    jobs: list[tuple[Path, Callable[[Format], FeedBody | None]]] = [(root / "all", feeds.public)]
+    jobs: list[tuple[Path, Callable[[Format], FeedBody | None], bool]] = [
+        (root / "all", feeds.public, False)
+    ]
     for topic in config.topics:
         slug = topic.feed_slug
-        jobs.append((root / "topics" / slug, partial(feeds.topic, slug)))
+        jobs.append((root / "topics" / slug, partial(feeds.topic, slug), False))
     if config.feeds.private_static:
         for person in store.subscribers(STATIC_STATUSES):
             token = links.token(person, "feed")
-            jobs.append((root / "private" / token, partial(feeds._private, person, token)))
+            jobs.append((root / "private" / token, partial(feeds._private, person, token), True))
     written: list[tuple[Path, int]] = []
-    for stem, make in jobs:
+    for stem, make, private in jobs:
         for fmt in FORMATS:
             body = make(fmt)
             assert body is not None
             path = stem.parent / f"{stem.name}.{fmt}"
-            _write_atomic(path, body.data)
+            _write_atomic(path, body.data, private=private)
             written.append((path, body.entries))
     kept = {path for path, _ in written}
     _prune(root / "topics", _SLUG_FILE, kept)
@@ -330,7 +333,11 @@ def _utc(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp).astimezone(UTC).replace(microsecond=0)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, *, private: bool = False) -> None:
+    """A private feed (its address is its only key) stays 0600 in a 0700 folder, whatever
+    the umask: the web front, this same process, serves it; nobody else should read it."""
+    if private:
+        make_private_dir(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed before the rename
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
@@ -339,7 +346,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
     try:
         with handle:
             handle.write(data)
-        temporary.chmod(0o644)  # mkstemp makes it 0600; the web server must read it
+        if not private:
+            temporary.chmod(0o644)  # mkstemp makes it 0600; the web server must read it
         temporary.replace(path)  # atomic: readers see the old file or the new one
     except BaseException:
         temporary.unlink(missing_ok=True)

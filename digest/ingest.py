@@ -8,10 +8,19 @@ The inbox mode moves each file to ``processed/`` or, when rejected, to
 ``failed/`` with the error in a ``.error`` file beside it, after the database
 has committed, so a crash between the two leaves a file that the next run
 recognises as a duplicate.
+
+The inbox is written by others, so it is read with care (``digest.files``):
+a file is taken only once settled (``settled``), is opened without following
+a link and must not change while it is read (else ``FileChanged``: left in
+place, nothing stored); a link or a name that is not UTF-8 goes to failed/
+unread; a full disk stops the ingest with one line (``DiskFull``).
 """
 
+import errno
 import hashlib
 import logging
+import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +33,16 @@ from digest.dump_reader import (
     WorkerError,
     read_batches,
 )
-from digest.errors import DigestError, UsageError
+from digest.errors import DigestError, DiskFull, FileChanged, UnsafeInbox, UsageError
+from digest.files import (
+    Seen,
+    create_exclusive,
+    disk_full,
+    is_disk_full,
+    is_utf8,
+    open_nofollow,
+    printable_name,
+)
 from digest.models import FileResult, IngestReport
 from digest.store import Store
 
@@ -48,117 +66,341 @@ def collect(paths: list[Path]) -> list[Path]:
 
 
 def inbox_files(inbox: Path) -> list[Path]:
-    """Files waiting in the inbox; dot-files and ``*.part``/``*.tmp`` are still being written."""
+    """Files waiting in the inbox (see ``inbox_entries``), whether settled or not."""
+    return [path for path, _ in inbox_entries(inbox)]
+
+
+def inbox_entries(inbox: Path) -> list[tuple[Path, Seen]]:
+    """Regular files and symlinks directly in the inbox, each with its ``lstat`` (links are
+    listed so they can be refused, never followed); dot-files and ``*.part``/``*.tmp`` are
+    still being written.  Sorted by name."""
     inbox.mkdir(parents=True, exist_ok=True)
-    return sorted(p for p in inbox.iterdir() if _is_dump(p))
+    found: list[tuple[Path, Seen]] = []
+    with os.scandir(inbox) as entries:
+        for entry in entries:
+            if _hidden(entry.name):
+                continue
+            try:
+                seen = Seen.of(entry.stat(follow_symlinks=False))
+            except FileNotFoundError:
+                continue  # taken away meanwhile
+            if seen.is_file or seen.is_link:
+                found.append((Path(entry.path), seen))
+    return sorted(found)
 
 
 def _is_dump(path: Path) -> bool:
-    return (
-        path.is_file()
-        and not path.name.startswith(".")
-        and path.suffix not in {".part", ".tmp", ".error"}
-    )
+    return path.is_file() and not _hidden(path.name)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or Path(name).suffix in {".part", ".tmp", ".error"}
+
+
+class InboxWatch:
+    """What each inbox file looked like at the previous poll.
+
+    The daemon keeps one for its life, in memory: a file unchanged from one poll
+    to the next is taken.  A one-shot run (``digest ingest --inbox``, ``run
+    --once``) has no previous poll and relies on the settle age alone.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[Path, Seen] = {}
+
+    def remember(self, entries: list[tuple[Path, Seen]]) -> dict[Path, Seen]:
+        """Keep this poll's view for the next one; return the previous poll's."""
+        previous, self._previous = self._previous, dict(entries)
+        return previous
+
+
+def settled(seen: Seen, previous: Seen | None, now: datetime, settle_seconds: float) -> bool:
+    """Whether a file has stopped being written: the same (inode, size, mtime) as at the
+    previous poll, or last written ``settle_seconds`` ago or more.  A symlink is never
+    read, so it need not settle; ``settle_seconds = 0`` turns the rule off."""
+    if settle_seconds <= 0 or seen.is_link or seen == previous:
+        return True
+    return seen.age(now.timestamp()) >= settle_seconds
+
+
+def wait_until_settled(
+    inbox: Path,
+    settle_seconds: float,
+    clock: Callable[[], datetime],
+    wait: Callable[[float], object],
+) -> None:
+    """For a one-shot run: wait (at most ``settle_seconds``) until every inbox file is
+    ``settle_seconds`` old, so a dump copied in just before is taken rather than left.
+    A file that goes on changing is still young at the deadline and is left for later."""
+    deadline = clock().timestamp() + settle_seconds
+    while True:
+        now = clock().timestamp()
+        young = [
+            settle_seconds - seen.age(now)
+            for _, seen in inbox_entries(inbox)
+            if not seen.is_link and seen.age(now) < settle_seconds
+        ]
+        if not young or now >= deadline:
+            return
+        wait(min(max(young), deadline - now) + 0.01)
 
 
 def ingest_files(
     store: Store, files: list[Path], now: datetime, progress: Progress | None = None
 ) -> IngestReport:
-    """Ingest each file on its own; a rejected one does not stop the others."""
+    """Ingest each file on its own; a rejected one does not stop the others (a full disk does)."""
     report = IngestReport()
     for path in files:
-        report.files.append(ingest_file(store, path, now, progress))
+        try:
+            report.files.append(ingest_file(store, path, now, progress))
+        except FileChanged as err:
+            _still_writing(report, err)
+        except DiskFull as err:
+            report.error = str(err)
+            break
     return report
 
 
 def ingest_inbox(
-    store: Store, inbox: Path, now: datetime, progress: Progress | None = None
+    store: Store,
+    inbox: Path,
+    now: datetime,
+    progress: Progress | None = None,
+    *,
+    settle_seconds: float,
+    watch: InboxWatch | None = None,
 ) -> IngestReport:
-    """Ingest the inbox, then move each file to processed/ or failed/."""
-    report = ingest_files(store, inbox_files(inbox), now, progress)
-    for result in report.files:
-        result.moved_to = str(_file_away(Path(result.path), inbox, result))
+    """Take each settled inbox file and move it to processed/ or failed/ at once.
+
+    One file at a time, so an odd one (a link, a name that is not UTF-8, an
+    unreadable file) goes to failed/ and never holds up the others.  A file
+    still being written stays where it is; a full disk stops the lot, leaving
+    the remaining files in the inbox.
+    """
+    entries = inbox_entries(inbox)
+    previous = watch.remember(entries) if watch is not None else {}
+    report = IngestReport()
+    for path, seen in entries:
+        if not settled(seen, previous.get(path), now, settle_seconds):
+            report.waiting.append(printable_name(str(path)))
+            log.debug("%s: still being written; left for the next poll", report.waiting[-1])
+            continue
+        try:
+            result = _take(store, path, seen, now, progress)
+            result.moved_to = str(_file_away(path, inbox, result))
+        except FileChanged as err:
+            _still_writing(report, err)
+            continue
+        except (DiskFull, UnsafeInbox) as err:
+            report.error = str(err)
+            break
+        report.files.append(result)
     return report
 
 
+def _still_writing(report: IngestReport, err: FileChanged) -> None:
+    report.waiting.append(err.path)
+    log.warning("%s", err)
+
+
+def _take(
+    store: Store, path: Path, seen: Seen, now: datetime, progress: Progress | None
+) -> FileResult:
+    """An inbox file's outcome; a link or a file name that is not UTF-8 is refused unread."""
+    shown = printable_name(str(path))
+    if seen.is_link:
+        return _refused(
+            shown,
+            "a symbolic link: links in the inbox are never followed; put the file itself there",
+        )
+    if not is_utf8(path.name):
+        return _refused(
+            shown,
+            "the file name is not UTF-8 (moved to failed/ under a printable "
+            "name); rename it to UTF-8 and drop it again",
+        )
+    return ingest_file(store, path, now, progress, expected=seen)
+
+
+def _refused(shown: str, reason: str) -> FileResult:
+    log.error("%s: %s", shown, reason)
+    return FileResult(shown, "rejected", error=f"{shown}: {reason}")
+
+
 def ingest_file(
-    store: Store, path: Path, now: datetime, progress: Progress | None = None
+    store: Store,
+    path: Path,
+    now: datetime,
+    progress: Progress | None = None,
+    *,
+    expected: Seen | None = None,
 ) -> FileResult:
     """Store one dump whole, or record why not.
 
-    Should a big file's parser process die (killed, out of memory), the
-    transaction is rolled back and the file parsed again in this process.
+    With ``expected`` (an inbox file as listed) the file is read without
+    following a link and must still look so; one that changes while read
+    raises ``FileChanged`` with nothing stored.  Should a big file's parser
+    process die (killed, out of memory), the transaction is rolled back and
+    the file parsed again in this process.
     """
     try:
-        return _ingest_file(store, path, now, progress, WORKER_MIN_BYTES)
+        return _ingest_file(store, path, now, progress, WORKER_MIN_BYTES, expected)
     except WorkerError as err:
         log.warning("%s; parsing the file in this process instead", err)
-        return _ingest_file(store, path, now, progress, NO_WORKER)
+        return _ingest_file(store, path, now, progress, NO_WORKER, expected)
+
+
+class _Opened:
+    """A dump opened once (without following a link, for the inbox) and what it looked
+    like then: ``unchanged()`` raises ``FileChanged`` if it was written to or replaced."""
+
+    def __init__(self, path: Path, expected: Seen | None) -> None:
+        self.path = path
+        self.shown = printable_name(str(path))
+        fd = open_nofollow(path) if expected is not None else os.open(path, os.O_RDONLY)
+        self.handle = os.fdopen(fd, "rb")
+        self.seen = Seen.of(os.fstat(fd))
+        if not self.seen.is_file:
+            self.handle.close()
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if expected is not None and self.seen != expected:
+            self.handle.close()
+            raise FileChanged(self.shown)
+
+    def unchanged(self) -> None:
+        try:
+            there = Seen.of(os.lstat(self.path))
+        except FileNotFoundError:
+            raise FileChanged(self.shown) from None
+        if Seen.of(os.fstat(self.handle.fileno())) != self.seen or there != self.seen:
+            raise FileChanged(self.shown)
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        offset = 0
+        while chunk := os.pread(self.handle.fileno(), _CHUNK, offset):
+            digest.update(chunk)
+            offset += len(chunk)
+        return digest.hexdigest()
 
 
 def _ingest_file(
-    store: Store, path: Path, now: datetime, progress: Progress | None, worker_min_bytes: int
+    store: Store,
+    path: Path,
+    now: datetime,
+    progress: Progress | None,
+    worker_min_bytes: int,
+    expected: Seen | None,
 ) -> FileResult:
     """The batches are opened before the file is hashed, so that a big file's
     parser process starts up while this one reads the file for its hash."""
     sha256 = ""
+    nofollow = expected is not None
     try:
-        with read_batches(path, progress, worker_min_bytes=worker_min_bytes) as batches:
-            sha256 = file_hash(path)
-            known = store.dump_by_hash(sha256)
-            if known is not None:
-                return _duplicate(path, known, progress)
-            return _store_dump(store, path, sha256, batches, now)
-    except WorkerError:
-        raise
-    except DigestError as err:
-        store.add_rejection(path.name, sha256, str(err), now)
-        return FileResult(str(path), "rejected", error=str(err))
+        opened = _Opened(path, expected)
     except OSError as err:
-        return FileResult(str(path), "rejected", error=f"{path}: cannot read: {err.strerror}")
+        return _unreadable(path, err)
+    with opened.handle:
+        try:
+            with read_batches(
+                path, progress, worker_min_bytes=worker_min_bytes, nofollow=nofollow
+            ) as batches:
+                sha256 = opened.sha256()
+                known = store.dump_by_hash(sha256)
+                if known is not None:
+                    opened.unchanged()
+                    return _duplicate(opened, known, progress)
+                return _store_dump(store, opened, sha256, batches, now)
+        except (WorkerError, FileChanged, DiskFull):
+            raise
+        except DigestError as err:
+            opened.unchanged()  # a dump cut short by its writer is not a bad dump
+            store.add_rejection(printable_name(path.name), sha256, str(err), now)
+            return FileResult(opened.shown, "rejected", error=str(err))
+        except OSError as err:
+            if is_disk_full(err):
+                raise disk_full(path) from None
+            return _unreadable(path, err)
 
 
-def _duplicate(path: Path, known: dict[str, Any], progress: Progress | None) -> FileResult:
+def _unreadable(path: Path, err: OSError) -> FileResult:
+    shown = printable_name(str(path))
+    reason = err.strerror or str(err)
+    if err.errno == errno.ELOOP:
+        reason = "a symbolic link: links in the inbox are never followed"
+    elif err.errno == errno.EACCES:
+        reason = f"{reason}: make it readable by the service (e.g. chmod 0644) and drop it again"
+    log.error("%s: cannot read: %s", shown, reason)
+    return FileResult(shown, "rejected", error=f"{shown}: cannot read: {reason}")
+
+
+def _duplicate(opened: _Opened, known: dict[str, Any], progress: Progress | None) -> FileResult:
     if progress is not None:
-        progress(path.stat().st_size)
+        progress(opened.seen.size)
     entries = int(known["entries"])
-    return FileResult(str(path), "duplicate", entries, 0, entries, dump_id=int(known["id"]))
+    return FileResult(opened.shown, "duplicate", entries, 0, entries, dump_id=int(known["id"]))
 
 
 def _store_dump(
-    store: Store, path: Path, sha256: str, batches: Batches, now: datetime
+    store: Store, opened: _Opened, sha256: str, batches: Batches, now: datetime
 ) -> FileResult:
+    """All of the file or none: it is checked unchanged before the commit."""
     with store.write():
-        dump_id = store.add_dump(path.name, sha256, now)
+        dump_id = store.add_dump(printable_name(opened.path.name), sha256, now)
         counts = store.add_entries(dump_id, batches, now)
         store.finish_dump(dump_id, batches.listing_date, counts)
+        opened.unchanged()
     return FileResult(
-        str(path), "ingested", counts.entries, counts.new, counts.seen, dump_id=dump_id
+        opened.shown, "ingested", counts.entries, counts.new, counts.seen, dump_id=dump_id
     )
 
 
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _file_away(path: Path, inbox: Path, result: FileResult) -> Path:
-    """Move a handled inbox file aside without ever overwriting an earlier one."""
-    folder = inbox / (FAILED if result.status == "rejected" else PROCESSED)
-    folder.mkdir(exist_ok=True)
-    target = _free_name(folder / path.name)
-    path.replace(target)
-    if result.status == "rejected":
-        target.with_name(target.name + ".error").write_text(f"{result.error}\n", encoding="utf-8")
+    """Move a handled inbox file aside, under a printable name, never overwriting an
+    earlier one nor writing through a link planted in processed/ or failed/: the move is
+    a rename (it replaces at most a link itself) and the ``.error`` file is created new."""
+    rejected = result.status == "rejected"
+    folder = _own_folder(inbox / (FAILED if rejected else PROCESSED))
+    target = _free_name(folder / printable_name(path.name), with_error=rejected)
+    try:
+        if rejected:  # first: on a full disk the file then stays in the inbox, unexplained nowhere
+            _write_error(target, f"{result.error}\n")
+        path.rename(target)
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full(folder) from None
+        raise
     return target
 
 
-def _free_name(target: Path) -> Path:
+def _own_folder(folder: Path) -> Path:
+    """processed/ or failed/, made if missing; refused if it is a link or not a folder."""
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        if folder.is_symlink() or not folder.is_dir():
+            raise UnsafeInbox(
+                f"{folder} is a symbolic link or not a folder: digest never follows one there",
+                f"remove it (digest makes {folder.name}/ itself)",
+            ) from None
+    return folder
+
+
+def _write_error(target: Path, text: str) -> None:
+    error = target.with_name(target.name + ".error")
+    try:
+        create_exclusive(error, text.encode("utf-8"))
+    except FileExistsError:
+        log.warning("%s exists (made meanwhile?): the error is not written there: %s", error, text)
+
+
+def _free_name(target: Path, *, with_error: bool = False) -> Path:
+    """``target``, else ``name.1.ext``, ``name.2.ext``…: the first whose name (and ``.error``
+    name, for failed/) is not taken by anything, a dangling link included."""
     candidate, n = target, 1
-    while candidate.exists():
+    while os.path.lexists(candidate) or (
+        with_error and os.path.lexists(candidate.with_name(candidate.name + ".error"))
+    ):
         candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
         n += 1
     return candidate

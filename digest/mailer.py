@@ -28,13 +28,14 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 import aiosmtplib
 
 from digest.config import DeliveryConfig, SmtpConfig
 from digest.errors import DeliveryError as DeliveryError
 from digest.errors import RelayRefused as RelayRefused
+from digest.files import OWNER_ONLY
 
 Status = Literal["sent", "deferred", "failed"]
 
@@ -105,7 +106,7 @@ class MaildirTransport:
 
     async def __aenter__(self) -> "MaildirTransport":
         try:
-            self._box = mailbox.Maildir(self.path, create=True)
+            self._box = _PrivateMaildir(self.path, create=True)
         except OSError as err:
             raise self._error("cannot open", err) from err
         return self
@@ -129,6 +130,17 @@ class MaildirTransport:
             f"{doing} the Maildir {self.path}: {_reason(err)}",
             "check [delivery] maildir, its permissions and free space",
         )
+
+
+class _PrivateMaildir(mailbox.Maildir):
+    """A Maildir whose message files are 0600 from their creation in tmp/, whatever the
+    umask (``mailbox`` makes them 0666 & ~umask): a digest holds the reader's private links.
+    Its folders are already 0700 (``mailbox`` creates them so)."""
+
+    def _create_tmp(self) -> BinaryIO:
+        handle: BinaryIO = super()._create_tmp()  # type: ignore[misc]
+        os.fchmod(handle.fileno(), OWNER_ONLY)
+        return handle
 
 
 # -- SMTP ---------------------------------------------------------------------------------

@@ -114,7 +114,12 @@ class FileResult:
 
 @dataclass(slots=True)
 class IngestReport:
+    """The files handled; ``waiting``: files left in the inbox, still being written;
+    ``error``: why the ingest stopped early (a full disk), the files after it untouched."""
+
     files: list[FileResult] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    error: str | None = None
 
     @property
     def rejected(self) -> int:

@@ -6,6 +6,7 @@ from the clock it is given, and returns a report the caller logs.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from threading import Event
 
 from digest import feeds, mailer, outbox, queue, retention
 from digest.config import Config
-from digest.ingest import ingest_inbox
+from digest.ingest import InboxWatch, ingest_inbox, wait_until_settled
 from digest.models import IngestReport
 from digest.store import Identity, Store, iso
 
@@ -32,8 +33,10 @@ class CycleReport:
 
     @property
     def failed(self) -> bool:
-        """A rejected dump, an unusable mail server or a failed digest: a non-zero exit status."""
-        rejected = self.ingest is not None and self.ingest.rejected > 0
+        """A rejected dump, a stopped ingest, an unusable mail server or a failed digest:
+        a non-zero exit status."""
+        ingest = self.ingest
+        rejected = ingest is not None and (ingest.rejected > 0 or ingest.error is not None)
         send = self.send
         undelivered = send is not None and (send.error is not None or send.count("failed") > 0)
         return rejected or undelivered
@@ -47,10 +50,26 @@ class CycleReport:
         return queue.EX_FAILED if rejected else sent
 
 
-def ingest(config: Config, clock: Clock, identity: Identity | None = None) -> IngestReport:
-    """Take every file waiting in the inbox; log one line per file and a summary."""
+def ingest(
+    config: Config,
+    clock: Clock,
+    watch: InboxWatch | None = None,
+    wait: Callable[[float], object] = time.sleep,
+    identity: Identity | None = None,
+) -> IngestReport:
+    """Take every settled file in the inbox; log one line per file and a summary.
+
+    The daemon passes its ``watch`` (what the inbox looked like at the previous
+    poll).  A one-shot run has none: it first waits, at most ``[inbox]
+    settle_seconds``, for files written just before it started.
+    """
+    settle = config.inbox.settle_seconds
+    if watch is None:
+        wait_until_settled(config.inbox.dir, settle, clock, wait)
     with open_store(config, identity) as store:
-        report = ingest_inbox(store, config.inbox.dir, clock())
+        report = ingest_inbox(store, config.inbox.dir, clock(), settle_seconds=settle, watch=watch)
+    if report.error:
+        log.error("ingest: stopped: %s", report.error)
     for item in report.files:
         if item.status == "rejected":
             log.error("ingest: rejected %s: %s", item.path, item.error)

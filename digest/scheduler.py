@@ -37,6 +37,7 @@ from digest import config as config_module
 from digest import lifecycle, pipeline
 from digest.config import Config, ScheduleConfig
 from digest.errors import DigestError
+from digest.ingest import InboxWatch
 from digest.store import Identity, Store, iso
 
 log = logging.getLogger("digest")
@@ -159,6 +160,7 @@ class Service:
         self.web: Callable[[], None] | None = None
         self.identity: Identity | None = None
         self._last_error: dict[str, str] = {}
+        self.inbox_watch = InboxWatch()  # "unchanged since the previous poll" (ingest.settled)
 
     def clock(self) -> datetime:
         return datetime.now(self.config.schedule.zone)
@@ -237,7 +239,9 @@ class Service:
         with self._job("poll"):
             if self.stopping.is_set():
                 return
-            report = pipeline.ingest(self.config, self.clock, self.identity)
+            report = pipeline.ingest(
+                self.config, self.clock, self.inbox_watch, identity=self.identity
+            )
             if not report.files:
                 return
             pipeline.build_feeds(self.config, self.identity)

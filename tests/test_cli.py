@@ -70,7 +70,7 @@ def test_ingest_inbox_uses_the_configured_folder(
 ) -> None:
     inbox = config_file.parent / "inbox"
     inbox.mkdir()
-    shutil.copy(seed_files[0], inbox)
+    shutil.copy2(seed_files[0], inbox)  # its mtime kept: settled, so taken at once
     result = run_cli("ingest", "--inbox", "--json")
     assert result.exit_code == 0
     assert result.json()["files"][0]["status"] == "ingested"

@@ -102,7 +102,7 @@ def test_the_inbox_moves_files_to_processed_and_failed(
     shutil.copy(seed_files[0], inbox / "good.txt")
     (inbox / "bad.txt").write_text("Lonely Title\n")
     (inbox / ".incoming.txt").write_text("still being written")
-    report = ingest_inbox(store, inbox, now)
+    report = ingest_inbox(store, inbox, now, settle_seconds=0)
     assert [(Path(f.path).name, f.status) for f in report.files] == [
         ("bad.txt", "rejected"),
         ("good.txt", "ingested"),
@@ -121,7 +121,7 @@ def test_the_inbox_never_overwrites_an_earlier_processed_file(
     inbox.mkdir()
     for source in seed_files[:2]:
         shutil.copy(source, inbox / "today.txt")
-        ingest_inbox(store, inbox, now)
+        ingest_inbox(store, inbox, now, settle_seconds=0)
     assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["today.1.txt", "today.txt"]
 
 
@@ -132,7 +132,7 @@ def test_a_dump_left_in_the_inbox_after_a_crash_is_recognised(
     inbox.mkdir()
     shutil.copy(seed_files[0], inbox / "a.txt")
     ingest_files(store, [inbox / "a.txt"], now)  # committed, but "crashed" before the move
-    [result] = ingest_inbox(store, inbox, now).files
+    [result] = ingest_inbox(store, inbox, now, settle_seconds=0).files
     assert result.status == "duplicate"
     assert (inbox / "processed" / "a.txt").exists()
     assert store.db["sightings"].count == 54

@@ -111,20 +111,23 @@ def test_a_spring_forward_day_still_serves_its_missing_0230_slot_once(store: Sto
 
 def test_jobs_never_adopt_a_vanished_or_replaced_database(tmp_path: Path) -> None:
     config = config_module.from_mapping(
-        {"storage": {"database": str(tmp_path / "digest.db")}, "inbox": {"dir": str(tmp_path)}}
+        {
+            "storage": {"database": str(tmp_path / "digest.db")},
+            "inbox": {"dir": str(tmp_path / "inbox")},
+        }
     )
     with pipeline.open_store(config) as store:
         identity = store.adopt_identity()
     clock = lambda: datetime.now(UTC)  # noqa: E731
-    pipeline.ingest(config, clock, identity)
+    pipeline.ingest(config, clock, identity=identity)
     for path in tmp_path.glob("digest.db*"):
         path.unlink()
     with pytest.raises(MissingDatabase):
-        pipeline.ingest(config, clock, identity)
+        pipeline.ingest(config, clock, identity=identity)
     assert not (tmp_path / "digest.db").exists()
     Store(tmp_path / "digest.db").close()  # someone made a fresh, empty one
     with pytest.raises(DatabaseReplaced, match="not the database this service opened"):
-        pipeline.ingest(config, clock, identity)
+        pipeline.ingest(config, clock, identity=identity)
 
 
 def test_one_instance_per_database(tmp_path: Path) -> None:
@@ -220,11 +223,15 @@ class Running:
         return self.process.returncode, err
 
 
-def drop(dump: Path, inbox: Path) -> None:
-    """Write-then-rename, as the README tells operators to."""
+def drop(dump: Path, inbox: Path, written_ago: float = 0) -> None:
+    """Write-then-rename, as the README tells operators to (last written ``written_ago``
+    seconds ago: a file older than ``[inbox] settle_seconds`` is taken at the first poll)."""
     inbox.mkdir(parents=True, exist_ok=True)
     partial = inbox / f".{dump.name}"
     shutil.copy(dump, partial)
+    if written_ago:
+        then = time.time() - written_ago
+        os.utime(partial, (then, then))
     partial.rename(inbox / dump.name)
 
 
@@ -287,7 +294,7 @@ def test_a_delivery_missed_while_stopped_is_caught_up_once(
         store.start_run("deliver", yesterday, yesterday), yesterday, "sent before the stop"
     )
     store.close()
-    drop(seed_files[0], tmp_path / "inbox")
+    drop(seed_files[0], tmp_path / "inbox", written_ago=60)  # while the service was stopped
     first = Running(config, tmp_path / "n1.sock")
     first.expect("READY=1")
     sink.handler.wait_for(1, timeout=30)

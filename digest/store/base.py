@@ -12,6 +12,7 @@ from urllib.parse import quote
 from sqlite_utils import Database
 
 from digest.errors import DatabaseReplaced, MissingDatabase, StoreError
+from digest.files import create_private, disk_full, is_disk_full, make_private_dir
 from digest.store.migrations import migrations
 
 BUSY_TIMEOUT_MS = 30_000
@@ -68,7 +69,8 @@ class Base:
         self.path = path
         try:
             if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(path.parent)
+                create_private(path)  # SQLite gives its -wal and -shm files the same mode
                 self.db = Database(path)
             else:
                 self.db = Database(_existing(path, named_by))
@@ -83,6 +85,8 @@ class Base:
             else:
                 self._check_schema()
         except sqlite3.DatabaseError as err:
+            if is_disk_full(err, path):
+                raise disk_full(path) from None
             raise StoreError(f"{path}: cannot open the database: {err}") from None
         except OSError as err:
             raise StoreError(f"{path}: cannot create the database folder: {err.strerror}") from None
@@ -151,13 +155,22 @@ class Base:
 
     @contextmanager
     def _immediate(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
+        """A full disk (SQLite's "database or disk is full", ENOSPC) is rolled back and
+        raised as one ``DiskFull`` line naming the database and the free space."""
         try:
-            yield
-        except BaseException:
-            self.db.conn.rollback()
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.conn.rollback()
+                raise
+            self.db.execute("COMMIT")
+        except (sqlite3.OperationalError, OSError) as err:
+            if not is_disk_full(err, self.path):
+                raise
+            if self.db.conn.in_transaction:
+                self.db.conn.rollback()
+            raise disk_full(self.path) from None
 
     @contextmanager
     def write(self) -> Iterator[None]:
