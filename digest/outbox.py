@@ -415,6 +415,8 @@ class Deliverer:
         except* DeliveryError as failed:
             self._hold_suspects(failure_reason(failed.exceptions[0]))
             raise failed.exceptions[0] from None
+        except* DigestError as failed:  # a full disk, a vanished database: one line, no group
+            raise failed.exceptions[0] from None
         finally:
             for suspect in self.suspects:  # cancelled: give them back untouched
                 self.store.release(suspect.digest.id)

@@ -7,11 +7,13 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import pytest
 from digest import config as config_module
 from digest import lifecycle, pipeline, subscribers
 from digest.errors import DatabaseReplaced, MissingDatabase
+from digest.ingest import ingest_files
 from digest.scheduler import (
     AlreadyRunning,
     InstanceLock,
@@ -420,3 +423,30 @@ def test_a_database_deleted_under_the_service_is_never_recreated(
     assert (tmp_path / "inbox" / seed_files[0].name).exists(), "the dump waits for its database"
     assert err.count("watchdog: not healthy: no database at") == 1, err
     assert "Running job" not in err, "APScheduler's per-run lines are DEBUG"
+
+
+@pytest.mark.slow
+def test_sigterm_while_digests_are_built_stops_within_10_s_keeping_what_was_recorded(
+    tmp_path: Path, sink: Server, seed_files: list[Path]
+) -> None:
+    config = service_config(tmp_path, sink.port, ["00:00"])  # missed today: caught up at start
+    with closing(Store(tmp_path / "var" / "digest.db")) as store:
+        ingest_files(store, seed_files, datetime.now(UTC) - timedelta(hours=1))
+        wanted = [subscribers.Wanted(f"r{i:04d}@example.org", "model") for i in range(3000)]
+        lifecycle.add_many(store, wanted, datetime.now(UTC) - timedelta(days=2))
+    service = Running(config, tmp_path / "n.sock")
+    service.expect("READY=1")
+    database = tmp_path / "var" / "digest.db"
+    deadline = time.monotonic() + 60
+    while recorded(database) == 0:
+        assert time.monotonic() < deadline, "no digest was ever recorded"
+        time.sleep(0.05)
+    code, err = service.stop()  # asserts the exit within 10 s
+    assert code == 0, err
+    assert 0 < recorded(database) < 3001
+    assert "send: stopped after" in err
+
+
+def recorded(database: Path) -> int:
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM digests").fetchone()[0])
