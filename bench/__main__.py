@@ -33,6 +33,7 @@ from bench import (
     progress,
     render,
     send,
+    web_latency,
 )
 
 Stage = Callable[[Settings], list[Figure]]
@@ -45,6 +46,7 @@ STAGES: dict[str, Stage] = {
     "cycle": cycle.run,
     "feeds": feeds.run,
     "preview": preview.run,
+    "web_latency": web_latency.run,
 }
 
 COLUMNS = ("stage", "figure", "value", "unit", "ceiling", "ratio", "peak MB", "result")
