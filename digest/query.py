@@ -434,7 +434,8 @@ class _FieldIndex:
                 stem_docs.setdefault(stem, []).append(i)
             for word in present & by_prefix:
                 word_docs.setdefault(word, []).append(i)
-            if present & paired:
+            held = {table[w] for w in present & paired}
+            if any(first in held and second in held for first, second in focus.pairs):
                 for pair in set(pairwise(self.stems_of(i))) & focus.pairs:
                     pair_docs.setdefault(pair, []).append(i)
         return stem_docs, word_docs, pair_docs

@@ -24,6 +24,8 @@ _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\
 
 def fold(text: str) -> str:
     """Case-fold and strip diacritics, as ``unicode61 remove_diacritics 2`` does."""
+    if text.isascii():  # nothing to decompose or strip: most abstracts
+        return text.lower()
     decomposed = unicodedata.normalize("NFD", text)
     return _COMBINING.sub("", decomposed).lower()
 

@@ -16,12 +16,14 @@ from digest.query import (
     And,
     Corpus,
     Explanation,
+    Focus,
     Node,
     Not,
     Or,
     Phrase,
     Prefix,
     Term,
+    members,
     parse,
     terms,
     to_fts5,
@@ -479,6 +481,19 @@ def test_corpus_agrees_with_the_naive_oracle(corpus: Corpus, query: str) -> None
     node = parse(query)
     bits = corpus.evaluate(node)
     assert bools(bits) == naive(node)
+
+
+@pytest.mark.parametrize("query", VALID)
+def test_a_corpus_focused_on_one_filter_answers_it_as_the_full_one(
+    corpus: Corpus, query: str
+) -> None:
+    """The preview and backtests index only what their filter asks about: same answers."""
+    node = parse(query)
+    focused = Corpus(STEMMER, PAPERS, Focus.of(node, STEMMER))
+    assert focused.evaluate(node) == corpus.evaluate(node)
+    for i in members(corpus.evaluate(node)):
+        assert focused.matched(node, i) == corpus.matched(node, i)
+        assert focused.relevance(node, i) == pytest.approx(corpus.relevance(node, i))
 
 
 # --- FTS5 prefilter ----------------------------------------------------------------------
