@@ -30,7 +30,7 @@ from digest.config import Config
 from digest.errors import DigestError, UsageError
 from digest.links import links_for
 from digest.models import STATUSES, IngestReport, Subscriber
-from digest.store import Store
+from digest.store import Store, iso
 
 if TYPE_CHECKING:
     from digest import lifecycle
@@ -248,7 +248,12 @@ def parse_since(value: str | None, moment: datetime) -> datetime | None:
         raise UsageError(
             f"--since {value!r}: not a date", "use 7d, 2026-11-24 or 2026-11-24T08:00:00Z"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    moment_given = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        iso(moment_given)
+    except (OverflowError, ValueError):
+        raise UsageError(f"--since {value!r}: out of range", "use a date after 1970") from None
+    return moment_given
 
 
 @cli.command()
@@ -460,7 +465,8 @@ def subscribers_remove(app: App, email: str, purge: bool) -> None:
     with _errors(app):
         from digest import lifecycle
 
-        gone = lifecycle.remove(app.store, email, now(), purge=purge)
+        declared = [subscribers.normalize_email(t.email) for t in app.config.subscribers]
+        gone = lifecycle.remove(app.store, email, now(), purge=purge, declared=declared)
     click.echo(f"{gone.email}: {'purged' if purge else 'unsubscribed'}")
 
 
@@ -715,7 +721,7 @@ def outbox_group() -> None:
 @click.option(
     "--status", "statuses", type=OUTBOX_STATUS, multiple=True, help="Only these (repeatable)."
 )
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=1_000_000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def outbox_list(app: App, statuses: tuple[str, ...], limit: int, as_json: bool) -> None:

@@ -10,6 +10,7 @@ is created ``0600`` whatever the umask, since it holds addresses and secrets.
 """
 
 import errno
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -94,12 +95,27 @@ def make_private_dir(path: Path) -> None:
     path.chmod(OWNER_ONLY_DIR)
 
 
+MAX_FILED_BYTES = 200  # room under NAME_MAX (255) for ".12" and ".error"
+
+
 def printable_name(name: str) -> str:
     """``name`` as readable, storable text: bytes that are not UTF-8 (kept by Python as
     surrogates) become ``\\xff``, control characters ``\\x0a``, so it can be logged,
     stored in SQLite and shown whatever its bytes on disk were."""
     text = os.fsencode(name).decode("utf-8", "backslashreplace")
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def filed_name(name: str) -> str:
+    """``printable_name``, cut to ``MAX_FILED_BYTES`` with a hash of the whole name, so that
+    with ``.1`` and ``.error`` added it still fits the 255 bytes a file name may have (a
+    name of 250 bytes, or of 100 bytes that each print as ``\xff``, would not)."""
+    printable = printable_name(name)
+    if len(printable.encode()) <= MAX_FILED_BYTES:
+        return printable
+    mark = hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+    head = printable.encode()[: MAX_FILED_BYTES - 16].decode("utf-8", "ignore")
+    return f"{head}…{mark}"
 
 
 def is_utf8(name: str) -> bool:

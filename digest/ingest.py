@@ -38,6 +38,7 @@ from digest.files import (
     Seen,
     create_exclusive,
     disk_full,
+    filed_name,
     is_disk_full,
     is_utf8,
     open_nofollow,
@@ -361,7 +362,7 @@ def _file_away(path: Path, inbox: Path, result: FileResult) -> Path:
     a rename (it replaces at most a link itself) and the ``.error`` file is created new."""
     rejected = result.status == "rejected"
     folder = _own_folder(inbox / (FAILED if rejected else PROCESSED))
-    target = _free_name(folder / printable_name(path.name), with_error=rejected)
+    target = _free_name(folder / filed_name(path.name), with_error=rejected)
     try:
         if rejected:  # first: on a full disk the file then stays in the inbox, unexplained nowhere
             _write_error(target, f"{result.error}\n")

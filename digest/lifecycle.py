@@ -130,9 +130,13 @@ def change_status(
     now: datetime,
     detail: str = "",
 ) -> Subscriber:
-    """Apply ``action``; a change that leaves the state as it is records nothing."""
+    """Apply ``action``; a change that leaves the state as it is records nothing, except
+    a person's own unsubscribe after the config's (it makes the unsubscribe theirs, final)."""
     new = next_status(person.status, action, channel)
     if new == person.status:
+        if action == "unsubscribe" and channel != "config" and _retired_by_config(store, person):
+            with store.write():
+                store.add_event(person.id, action, channel, new, new, detail, at=iso(now))
         return person
     with store.write():
         changes: dict[str, Any] = {"status": new, "updated_at": iso(now)}
@@ -178,7 +182,7 @@ def _insert(
             "status": status,
             "source": source or SOURCE_OF[channel],
             "settings_owner": OWNER_OF[channel],
-            "secret": secrets.token_urlsafe(SECRET_BYTES),
+            "secret": new_secret(),
             "created_at": stamp,
             "updated_at": stamp,
         }
@@ -187,9 +191,25 @@ def _insert(
     return person
 
 
-def remove(store: Store, email: str, now: datetime, *, purge: bool = False) -> Subscriber:
-    """The operator unsubscribes someone (history kept), or with ``purge`` deletes them."""
+def remove(
+    store: Store,
+    email: str,
+    now: datetime,
+    *,
+    purge: bool = False,
+    declared: Sequence[str] = (),
+) -> Subscriber:
+    """The operator unsubscribes someone (history kept), or with ``purge`` deletes them.
+
+    A purge of an address the config still declares (``declared``) is refused: the
+    next sync would add it again, active, as if it had never unsubscribed.
+    """
     current = get(store, email)
+    if purge and current.email.casefold() in {d.casefold() for d in declared}:
+        raise Refused(
+            f"{current.email} is still declared in the config's [[subscribers]]",
+            "remove their table first, then purge",
+        )
     if purge:
         with store.write():
             store.delete_subscriber(current.id)
@@ -286,6 +306,9 @@ def request(store: Store, wanted: Wanted, now: datetime) -> tuple[Subscriber, Ki
             current = store.subscriber(checked.email)
             if current is None:
                 raise
+    if current.status == "pending":
+        with store.write():  # the newest link lives its full time (see expire_pending)
+            store.update_subscriber(current.id, {"updated_at": iso(now)})
     return current, "known" if current.status in ("active", "paused") else "confirm"
 
 
@@ -326,8 +349,16 @@ def confirm(
     person = confirmable(store, subscriber_id, email, requested_at)
     if person is None or person.status in ("active", "paused"):
         return person
+    if person.status == "unsubscribed":
+        with store.write():  # links and feed URLs from before the unsubscribe stay dead
+            store.update_subscriber(person.id, {"secret": new_secret()})
     person = change_settings(store, person, {"filter": query}, "subscriber", now)
     return change_status(store, person, "confirm", "subscriber", now)
+
+
+def new_secret() -> str:
+    """A subscriber's link secret (at least 128 bits); a new one revokes every old link."""
+    return secrets.token_urlsafe(SECRET_BYTES)
 
 
 # the config's [[subscribers]] ---------------------------------------------------------------
@@ -355,6 +386,7 @@ def sync_config(
     and the settings of anyone who owns them.  Each step is logged once.
     """
     checked = [_check_declared(w, i, source) for i, w in enumerate(declared, start=1)]
+    _refuse_duplicates(checked, source)
     plan = _plan(store, checked)
     for step in plan:
         log.info("config sync: %s", step)
@@ -378,6 +410,17 @@ def sync_declared(
         return []
     declared = [Wanted(**table.model_dump()) for table in config.subscribers]
     return sync_config(store, declared, str(config.source), now, dry_run=dry_run)
+
+
+def _refuse_duplicates(checked: Sequence[Wanted], source: str) -> None:
+    """One table per address (compared as stored): two would each win half of the sync."""
+    first: dict[str, int] = {}
+    for index, wanted in enumerate(checked, start=1):
+        seen = first.setdefault(wanted.email.casefold(), index)
+        if seen != index:
+            raise ConfigError(
+                f"{source}: [[subscribers]] #{index}: {wanted.email} is declared in #{seen} too"
+            )
 
 
 def _check_declared(wanted: Wanted, index: int, source: str) -> Wanted:
@@ -406,11 +449,12 @@ def _plan(store: Store, checked: Sequence[Wanted]) -> list[SyncStep]:
 
 
 def _retired_by_config(store: Store, person: Subscriber) -> bool:
-    """Whether the config itself unsubscribed this person (and so may restore them)."""
+    """Whether the config itself unsubscribed this person, and they did not confirm it
+    with an unsubscribe of their own since (only then may the config restore them)."""
     if person.status != "unsubscribed":
         return False
-    entered = store.entered(person.id, "unsubscribed")
-    return entered is not None and entered[1] == "config"
+    last = store.last_unsubscribe(person.id)
+    return last is not None and last[1] == "config"
 
 
 def _step_for(wanted: Wanted, current: Subscriber | None, retired: bool) -> SyncStep | None:
@@ -460,9 +504,22 @@ def _apply(store: Store, step: SyncStep, wanted: Mapping[str, Wanted], now: date
     elif step.what == "retire":
         change_status(store, get(store, step.email), "unsubscribe", "config", now, step.detail)
     elif step.what == "restore":
-        person = change_status(store, get(store, step.email), "restore", "config", now)
+        person = _restore(store, get(store, step.email), now)
         if person.settings_owner == "config":
             _apply(store, SyncStep(step.email, "update", "declared again"), wanted, now)
+
+
+def _restore(store: Store, person: Subscriber, now: datetime) -> Subscriber:
+    """Undo the config's retire: back to the state it was retired from (a paused or
+    bouncing subscriber does not come back active)."""
+    next_status(person.status, "restore", "config")
+    last = store.last_unsubscribe(person.id)
+    previous = last[0] if last is not None and last[0] in ("active", "paused", "bouncing") else None
+    back: Status = previous or "active"  # type: ignore[assignment]
+    with store.write():
+        store.update_subscriber(person.id, {"status": back, "updated_at": iso(now)})
+        store.add_event(person.id, "restore", "config", person.status, back, at=iso(now))
+    return _fresh(store, person)
 
 
 def _fresh(store: Store, person: Subscriber) -> Subscriber:

@@ -57,6 +57,8 @@ from digest.store import QueuedDigest, Store, Waiting, iso
 Clock = Callable[[], datetime]
 DAILY_GAP = timedelta(hours=20)
 RECORD_CHUNK = 250
+STOP_GRACE_SECONDS = 5.0  # a stop lets the messages in flight finish this long, then cancels
+STOP_POLL_SECONDS = 0.1
 # Different recipients refused in a row with the same permanent reply: the relay's doing.
 RELAY_STREAK = 3
 WEEKLY_GAP = timedelta(days=6)
@@ -91,6 +93,7 @@ class SendReport:
     not_due: int = 0
     error: str | None = None
     waiting: Waiting = field(default_factory=Waiting)  # left in the outbox, whoever built it
+    stopped: bool = False  # a stop cut the run short: some due digests were not built or sent
 
     def count(self, status: Status) -> int:
         return sum(1 for d in self.digests if d.status == status)
@@ -409,8 +412,11 @@ class Deliverer:
             queue.put_nowait(digest)
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(transport.concurrency, max(len(ready), 1))):
+                workers = [
                     group.create_task(self._worker(transport, queue))
+                    for _ in range(min(transport.concurrency, max(len(ready), 1)))
+                ]
+                group.create_task(self._stop_watch(workers))
             self._settle()
         except* DeliveryError as failed:
             self._hold_suspects(failure_reason(failed.exceptions[0]))
@@ -421,6 +427,21 @@ class Deliverer:
             for suspect in self.suspects:  # cancelled: give them back untouched
                 self.store.release(suspect.digest.id)
         return [self.reports[d.id] for d in ready if d.id in self.reports]
+
+    async def _stop_watch(self, workers: list["asyncio.Task[None]"]) -> None:
+        """On a stop, give the messages in flight ``STOP_GRACE_SECONDS`` to finish, then
+        cancel what is left (a worker waiting for its rate slot, a relay that stalls):
+        a cancelled claim is given back, so the digest stays queued for the next run."""
+        loop = asyncio.get_running_loop()
+        while not self.stop.is_set():
+            if all(worker.done() for worker in workers):
+                return
+            await asyncio.sleep(STOP_POLL_SECONDS)
+        deadline = loop.time() + STOP_GRACE_SECONDS
+        while loop.time() < deadline and not all(worker.done() for worker in workers):
+            await asyncio.sleep(STOP_POLL_SECONDS)
+        for worker in workers:
+            worker.cancel()
 
     async def _worker(self, transport: Transport, queue: "asyncio.Queue[QueuedDigest]") -> None:
         while not queue.empty() and not self.stop.is_set():
@@ -628,10 +649,13 @@ def send(
         for recorded in record(store, built, builder.max_seq, builder.last_built):
             (queued if recorded.status == "queued" else report.digests).append(recorded)
         if stop.is_set():
-            log.info("send: stopped after %d of %d due digests", start + len(results), len(due))
+            done = start + len(results)
+            report.stopped = done < len(due)
+            log.info("send: stopped after %d of %d due digests", done, len(due))
             break
     if dry_run or stop.is_set():
         report.digests.extend(queued)
+        report.stopped = report.stopped or (bool(queued) and not dry_run)
         return report
     try:
         delivered = asyncio.run(deliver(store, config, transport, clock, subscriber, stop))
@@ -639,6 +663,7 @@ def send(
         report.error = str(err)
         delivered = queued
     report.digests.extend(delivered)
+    report.stopped = stop.is_set() and any(d.status == "queued" for d in delivered)
     report.waiting = store.waiting(subscriber.id if subscriber else None)
     return report
 

@@ -94,12 +94,19 @@ def deliver(
     stop: Event | None = None,
     identity: Identity | None = None,
 ) -> outbox.SendReport:
-    """Send what is due, recording the run and its ``slot`` (for missed-run detection)."""
+    """Send what is due, recording the run and its ``slot`` (for missed-run detection).
+
+    A run cut short by a stop stays unfinished, so the slot counts as missed and
+    the next start catches up the subscribers it did not reach.
+    """
     with open_store(config, identity) as store:
         run_id = store.start_run("deliver", iso(slot or clock()), iso(clock()))
         transport = mailer.transport_for(config.delivery, config.smtp)
         report = outbox.send(store, config, transport, clock, stop=stop)
-        store.finish_run(run_id, iso(clock()), _summary(report))
+        if report.stopped:
+            log.info("deliver: stopped; the rest is caught up at the next start")
+        else:
+            store.finish_run(run_id, iso(clock()), _summary(report))
     for item in report.digests:
         level = logging.INFO if item.status in ("sent", "skipped") else logging.WARNING
         log.log(

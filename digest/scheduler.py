@@ -22,7 +22,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from types import FrameType
@@ -36,7 +36,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from digest import config as config_module
 from digest import lifecycle, pipeline
 from digest.config import Config, ScheduleConfig
-from digest.errors import DigestError
+from digest.errors import ConfigError, DigestError
 from digest.ingest import InboxWatch
 from digest.store import Identity, Store, iso
 
@@ -78,6 +78,15 @@ class InstanceLock:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _same_database(running: Config, fresh: Config) -> None:
+    """A reload keeps the database: the service holds its lock and knows its identity."""
+    if fresh.storage.database != running.storage.database:
+        raise ConfigError(
+            f"[storage] database changed to {fresh.storage.database}",
+            "a reload keeps the running database; restart the service to change it",
+        )
 
 
 def _quiet_scheduler_logs() -> None:
@@ -303,8 +312,9 @@ class Service:
         notify("RELOADING=1")
         try:
             fresh = config_module.load(self.config_path)
+            _same_database(self.config, fresh)
             self._sync_subscribers(fresh)
-        except DigestError as err:
+        except (DigestError, sqlite3.Error) as err:
             log.error("reload: keeping the running config: %s", err)
         else:
             self.config = fresh
@@ -315,7 +325,7 @@ class Service:
     def _sync_subscribers(self, config: Config) -> None:
         """``[[subscribers]]`` of ``config`` into the database; a bad table raises ConfigError
         before anything is written, so the reload keeps the running config."""
-        with closing(Store(config.storage.database, create=False)) as store:
+        with pipeline.open_store(config, self.identity) as store:
             lifecycle.sync_declared(store, config, self.clock())
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:

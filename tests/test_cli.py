@@ -86,6 +86,8 @@ def test_ingest_inbox_uses_the_configured_folder(
         (("papers", "--limit", "0"), "Invalid value for '--limit'"),
         (("papers", "--limit", "9223372036854775808"), "Invalid value for '--limit'"),
         (("papers", "--since", "1000000d"), "--since '1000000d': at most 36500d"),
+        (("papers", "--since", "9999-12-31T23:00:00-05:00"), "out of range"),
+        (("outbox", "list", "--limit", "100000000000000000000"), "Invalid value for '--limit'"),
         (("nonsense",), "No such command"),
     ],
 )

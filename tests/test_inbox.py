@@ -218,6 +218,25 @@ def test_a_file_name_that_is_not_utf8_goes_to_failed_and_the_rest_proceeds(
     assert (inbox / "failed" / "caf\\xe9\\x0a.txt").read_bytes() == SEED_FILES[0].read_bytes()
 
 
+@pytest.mark.parametrize(
+    "name", [b"b" * 250 + b".txt", b"\xff" * 120 + b".txt"], ids=["250-bytes", "120-bad-bytes"]
+)
+def test_a_name_too_long_to_file_with_error_goes_to_failed_shortened(
+    store: Store, inbox: Path, now: datetime, name: bytes
+) -> None:
+    """A legal name that grows past 255 bytes with ``\xff`` escapes or ``.error`` once
+    raised ENAMETOOLONG and stopped the inbox at every poll."""
+    Path(os.fsdecode(os.fsencode(inbox) + b"/" + name)).write_bytes(b"not a dump\n")
+    shutil.copy(SEED_FILES[3], inbox / "z.txt")
+    report = ingest_inbox(store, inbox, now, settle_seconds=0)
+    assert sorted(f.status for f in report.files) == ["ingested", "rejected"]
+    assert names(inbox / "processed") == ["z.txt"]
+    filed = names(inbox / "failed")
+    assert len(filed) == 2
+    assert all(len(os.fsencode(n)) <= 255 for n in filed)
+    assert filed[1] == filed[0] + ".error"
+
+
 def test_run_once_with_a_non_utf8_name_in_the_inbox_still_delivers_and_builds_feeds(
     run_cli: RunCli, config_file: Path
 ) -> None:

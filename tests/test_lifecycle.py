@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from digest import config as config_module
-from digest import lifecycle, subscribers
-from digest.errors import QueryError, UsageError
+from digest import lifecycle, links, subscribers
+from digest.errors import ConfigError, QueryError, UsageError
 from digest.lifecycle import ACTIONS, CHANNELS, Refused, SyncStep
 from digest.models import STATUSES, Status, Subscriber
 from digest.store import Store
@@ -343,3 +343,52 @@ def test_a_stored_address_is_not_judged_again_when_settings_change(store: Store)
     person = lifecycle.change_settings(store, person, {"filter": "robots"}, "subscriber", NOW)
     person = lifecycle.change_status(store, person, "pause", "subscriber", NOW)
     assert (person.filter, person.status) == ("robots", "paused")
+
+
+def test_an_unsubscribe_of_ones_own_after_the_config_dropped_you_is_final(store: Store) -> None:
+    declare(store, ("bo@example.org", "diffusion"), ("ada@example.org", "x"))
+    declare(store, ("ada@example.org", "x"))  # the config drops bo
+    lifecycle.unsubscribe(store, subscribers.get(store, "bo@example.org"), NOW)  # old digest
+    steps = declare(store, ("bo@example.org", "diffusion"), ("ada@example.org", "x"))
+    assert [(s.what, s.email) for s in steps] == [("keep-unsubscribed", "bo@example.org")]
+    assert subscribers.get(store, "bo@example.org").status == "unsubscribed"
+
+
+@pytest.mark.parametrize("state", ["paused", "bouncing"])
+def test_the_config_restores_whom_it_dropped_to_the_state_they_were_in(
+    store: Store, state: Status
+) -> None:
+    declare(store, ("bo@example.org", "diffusion"))
+    person = subscribers.get(store, "bo@example.org")
+    with store.write():
+        store.update_subscriber(person.id, {"status": state})
+    declare(store)  # dropped
+    declare(store, ("bo@example.org", "diffusion"))  # declared again
+    assert subscribers.get(store, "bo@example.org").status == state
+
+
+def test_a_purge_of_an_address_the_config_still_declares_is_refused(store: Store) -> None:
+    declare(store, ("bo@example.org", "diffusion"))
+    lifecycle.unsubscribe(store, subscribers.get(store, "bo@example.org"), NOW)
+    with pytest.raises(Refused, match="still declared"):
+        lifecycle.remove(store, "bo@example.org", NOW, purge=True, declared=["bo@example.org"])
+    assert subscribers.get(store, "bo@example.org").status == "unsubscribed"
+
+
+def test_an_address_declared_twice_is_a_config_error_and_nothing_is_written(store: Store) -> None:
+    with pytest.raises(ConfigError, match=r"#2: ANA@xn--bcher-kva.de is declared in #1 too"):
+        declare(store, ("ana@bücher.de", "x"), ("ANA@xn--bcher-kva.de", "y"))
+    assert store.subscribers() == []
+
+
+def test_coming_back_after_an_unsubscribe_revokes_the_old_links(store: Store) -> None:
+    person = lifecycle.add(store, subscribers.Wanted("bo@example.org", "x"), "subscriber", NOW)
+    person = lifecycle.confirm(store, person.id, person.email, "x", NOW, NOW) or person
+    before = links.token(person, "feed")
+    lifecycle.unsubscribe(store, person, NOW + timedelta(hours=1))
+    later = NOW + timedelta(days=2)
+    back = lifecycle.confirm(store, person.id, person.email, "robots", later, later)
+    assert back is not None
+    assert back.status == "active"
+    assert back.filter == "robots"
+    assert not links.verify(back, before, "feed"), "a feed URL from before stays dead"

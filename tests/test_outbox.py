@@ -2,8 +2,11 @@
 
 import email
 import email.policy
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from .smtp_servers import (
     Server,
     Sink,
     SizeLimit,
+    Stall,
     down_port,
     serve,
 )
@@ -579,3 +583,40 @@ class RejectGone(Sink):
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
+
+
+def test_a_stop_while_a_relay_stalls_cancels_within_the_grace_and_keeps_the_digest(
+    seeded: Store, tmp_path: Path, now: datetime
+) -> None:
+    with serve(Stall(times=None)) as stalling:
+        config = config_module.from_mapping(
+            {
+                "delivery": {"backend": "smtp", "maildir": "mail"},
+                "smtp": {"port": stalling.port, "timeout_seconds": 60.0},
+            },
+            source=tmp_path / "config.toml",
+        )
+        stop = threading.Event()
+        database = seeded.path
+
+        def send_on_its_own_connection() -> None:
+            with closing(Store(database)) as own:
+                run_send(own, config, now, stop=stop, only="ada@example.org")
+
+        sending = threading.Thread(target=send_on_its_own_connection)
+        sending.start()
+        deadline = time.monotonic() + 20
+        while digest_statuses(database) != ["sending"]:
+            assert time.monotonic() < deadline, digest_statuses(database)
+            time.sleep(0.05)
+        stopped_at = time.monotonic()
+        stop.set()
+        sending.join(timeout=outbox.STOP_GRACE_SECONDS + 5)
+        assert not sending.is_alive(), "the stalled send outlived the grace"
+        assert time.monotonic() - stopped_at < outbox.STOP_GRACE_SECONDS + 5
+    assert digest_statuses(database) == ["queued"], "given back for the next run"
+
+
+def digest_statuses(database: Path) -> list[str]:
+    with closing(sqlite3.connect(database)) as conn:
+        return [row[0] for row in conn.execute("SELECT status FROM digests ORDER BY id")]

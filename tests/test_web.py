@@ -695,12 +695,13 @@ def test_only_accepted_requests_count_against_the_limits(make_site: MakeSite) ->
 
 
 def test_previews_are_rate_limited_per_client_with_a_way_back(make_site: MakeSite) -> None:
-    site = make_site(web={"preview_per_10_minutes": 2})
+    site = make_site(web={"preview_per_10_minutes": 3})
     person = site.active("ada@example.org")
     path = link_path(person, "manage")
     assert site.subscribe("grace@example.org", "agents", action="preview").status_code == 200
-    form = {"csrf": site.csrf(path), "action": "preview", "filter": "video"}
+    form = {"csrf": site.csrf(path), "action": "preview", "filter": "video"}  # its preview counts
     assert site.client.post(path, data=form).status_code == 200
+    assert 'id="preview"' not in site.client.get(path).text, "over the limit: no preview"
     for refused in (
         site.subscribe("grace@example.org", "agents", action="preview"),
         site.client.post(path, data=form),

@@ -117,6 +117,15 @@ class SubscriberStore(Base):
         ).fetchone()
         return (str(row[0]), str(row[1])) if row else None
 
+    def last_unsubscribe(self, subscriber_id: int) -> tuple[str | None, str] | None:
+        """The newest event that left the subscriber unsubscribed: (from status, channel)."""
+        row = self.db.execute(
+            "SELECT from_status, channel FROM subscription_events "
+            "WHERE subscriber_id = ? AND to_status = 'unsubscribed' ORDER BY id DESC LIMIT 1",
+            [subscriber_id],
+        ).fetchone()
+        return (row[0], str(row[1])) if row else None
+
     def app_secret(self, name: str, make: Callable[[], str]) -> tuple[str, bool]:
         """The stored secret ``name``, created with ``make`` on first use; True if just created."""
         with self.write():

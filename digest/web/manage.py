@@ -25,7 +25,7 @@ from digest.errors import QueryError, UsageError
 from digest.lifecycle import SETTINGS
 from digest.models import FORMATS, FREQUENCIES, Subscriber
 from digest.store import Store
-from digest.web.forms import CsrfToken, Form, csrf_ok, read_form
+from digest.web.forms import CsrfToken, Form, client_address, csrf_ok, read_form
 from digest.web.preview import Preview, preview
 from digest.web.state import Web, web_of
 from digest.web.subscribe import FORBIDDEN, FilterError, run_preview, too_many
@@ -66,7 +66,9 @@ def manage(request: Request) -> Response:
         person = lookup(store, request.path_params["token"], "manage")
         if person is None:
             return _not_found(web)
-        form = _with_preview(web, store, person.filter, _stored(person))
+        form = _stored(person)
+        if not web.preview_limit.hit(client_address(request)):  # over the limit: no preview
+            form = _with_preview(web, store, person.filter, form)
     notice = NOTICES.get(request.query_params.get("done", ""))
     return _page(web, request, person, replace(form, notice=notice))
 
@@ -189,8 +191,7 @@ def _unsubscribed(web: Web, person: Subscriber) -> Response:
     return web.views.message(
         "You are unsubscribed",
         f"{person.email} will get no more digests from us.",
-        "Changed your mind? Subscribe again from the start page, or resume from the "
-        "manage link in any digest you kept.",
+        "Changed your mind? Subscribe again from the start page and confirm the email.",
         links=[("/", "Start page")],
     )
 

@@ -131,7 +131,14 @@ def _server(config: Config, host: str, port: int) -> uvicorn.Server:
     log.info("web front for %s on http://%s:%d", config.web.base_url, host, port)
     # proxy_headers: behind a reverse proxy on loopback (uvicorn's default trusted address),
     # X-Forwarded-For gives the client's address, which the subscribe rate limit is keyed on.
+    level = logging.getLogger().getEffectiveLevel()
     settings = uvicorn.Config(
-        app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False
+        app,
+        host=host,
+        port=port,
+        log_level=logging.getLevelName(max(level, logging.INFO)).lower(),
+        access_log=level <= logging.DEBUG,  # a line per request only with -v
+        proxy_headers=True,
+        server_header=False,
     )
     return uvicorn.Server(settings)
