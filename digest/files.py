@@ -9,6 +9,7 @@ digest keeps for itself alone (the database, Maildir messages, private feeds)
 is created ``0600`` whatever the umask, since it holds addresses and secrets.
 """
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -59,10 +60,13 @@ def open_nofollow(path: Path) -> int:
     return os.open(path, _READ_FLAGS)
 
 
-def create_exclusive(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a new file at ``path`` with ``mode``; ``FileExistsError`` if the name is taken
-    (by anything, a dangling symlink included), so nothing is ever written through a link."""
-    fd = os.open(path, _CREATE_FLAGS, mode)
+def create_exclusive(
+    path: Path | str, data: bytes, mode: int = 0o644, *, dir_fd: int | None = None
+) -> None:
+    """Write a new file at ``path`` (relative to ``dir_fd`` when given) with ``mode``;
+    ``FileExistsError`` if the name is taken (by anything, a dangling symlink included),
+    so nothing is ever written through a link."""
+    fd = os.open(path, _CREATE_FLAGS, mode, dir_fd=dir_fd)
     try:
         os.fchmod(fd, mode)  # the umask narrowed it, or (for 0600) it is already right
         view = memoryview(data)
@@ -70,9 +74,31 @@ def create_exclusive(path: Path, data: bytes, mode: int = 0o644) -> None:
             view = view[os.write(fd, view) :]
     except BaseException:
         os.close(fd)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path, dir_fd=dir_fd)
         raise
     os.close(fd)
+
+
+def open_folder(folder: Path) -> int:
+    """A descriptor of ``folder`` itself, never of what a link there points to: later
+    names are resolved against it, so swapping the folder for a link changes nothing.
+    Raises NotADirectoryError for a link or a file."""
+    try:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise NotADirectoryError(err.errno, "a link or not a folder", str(folder)) from None
+        raise
+
+
+def taken(name: str, dir_fd: int) -> bool:
+    """Whether ``name`` exists in the folder ``dir_fd`` (a dangling link counts)."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def create_private(path: Path) -> None:

@@ -16,6 +16,7 @@ place, nothing stored); a link or a name that is not UTF-8 goes to failed/
 unread; a full disk stops the ingest with one line (``DiskFull``).
 """
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -41,8 +42,10 @@ from digest.files import (
     filed_name,
     is_disk_full,
     is_utf8,
+    open_folder,
     open_nofollow,
     printable_name,
+    taken,
 )
 from digest.models import FileResult, IngestReport
 from digest.store import Store
@@ -358,50 +361,61 @@ def _store_dump(
 
 def _file_away(path: Path, inbox: Path, result: FileResult) -> Path:
     """Move a handled inbox file aside, under a printable name, never overwriting an
-    earlier one nor writing through a link planted in processed/ or failed/: the move is
-    a rename (it replaces at most a link itself) and the ``.error`` file is created new."""
+    earlier one nor writing through a link planted in processed/ or failed/.
+
+    Names are resolved against a descriptor of the folder itself (``open_folder``),
+    so a folder swapped for a link between a check and the move cannot send the
+    file (or its ``.error``) anywhere else; the move is a rename and the ``.error``
+    file is created new."""
     rejected = result.status == "rejected"
-    folder = _own_folder(inbox / (FAILED if rejected else PROCESSED))
-    target = _free_name(folder / filed_name(path.name), with_error=rejected)
+    folder = inbox / (FAILED if rejected else PROCESSED)
+    folder_fd = _own_folder(folder)
     try:
+        name = _free_name(folder_fd, filed_name(path.name), with_error=rejected)
         if rejected:  # first: on a full disk the file then stays in the inbox, unexplained nowhere
-            _write_error(target, f"{result.error}\n")
-        path.rename(target)
+            _write_error(folder_fd, folder / name, f"{result.error}\n")
+        os.rename(path, name, dst_dir_fd=folder_fd)
     except OSError as err:
         if is_disk_full(err):
             raise disk_full(folder) from None
         raise
-    return target
+    finally:
+        os.close(folder_fd)
+    return folder / name
 
 
-def _own_folder(folder: Path) -> Path:
-    """processed/ or failed/, made if missing; refused if it is a link or not a folder."""
-    try:
+def _own_folder(folder: Path) -> int:
+    """processed/ or failed/, made if missing, as a descriptor; refused if it is a link or
+    not a folder."""
+    with contextlib.suppress(FileExistsError):
         folder.mkdir()
-    except FileExistsError:
-        if folder.is_symlink() or not folder.is_dir():
-            raise UnsafeInbox(
-                f"{folder} is a symbolic link or not a folder: digest never follows one there",
-                f"remove it (digest makes {folder.name}/ itself)",
-            ) from None
-    return folder
-
-
-def _write_error(target: Path, text: str) -> None:
-    error = target.with_name(target.name + ".error")
     try:
-        create_exclusive(error, text.encode("utf-8"))
+        return open_folder(folder)
+    except NotADirectoryError:
+        raise UnsafeInbox(
+            f"{folder} is a symbolic link or not a folder: digest never follows one there",
+            f"remove it (digest makes {folder.name}/ itself)",
+        ) from None
+
+
+def _write_error(folder_fd: int, target: Path, text: str) -> None:
+    error = target.name + ".error"
+    try:
+        create_exclusive(error, text.encode("utf-8"), dir_fd=folder_fd)
     except FileExistsError:
-        log.warning("%s exists (made meanwhile?): the error is not written there: %s", error, text)
+        log.warning(
+            "%s.error exists (made meanwhile?): the error is not written there: %s", target, text
+        )
 
 
-def _free_name(target: Path, *, with_error: bool = False) -> Path:
-    """``target``, else ``name.1.ext``, ``name.2.ext``…: the first whose name (and ``.error``
-    name, for failed/) is not taken by anything, a dangling link included."""
-    candidate, n = target, 1
-    while os.path.lexists(candidate) or (
-        with_error and os.path.lexists(candidate.with_name(candidate.name + ".error"))
-    ):
-        candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
+def _free_name(folder_fd: int, name: str, *, with_error: bool = False) -> str:
+    """``name``, else ``name.1.ext``, ``name.2.ext``…: the first that (with its ``.error``,
+    for failed/) is not taken by anything in the folder, a dangling link included."""
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or not stem:
+        stem, suffix = name, ""
+    candidate, n = name, 1
+    while taken(candidate, folder_fd) or (with_error and taken(candidate + ".error", folder_fd)):
+        candidate = f"{stem}.{n}.{suffix}" if suffix else f"{stem}.{n}"
         n += 1
     return candidate
