@@ -350,7 +350,7 @@ def test_digest_serve_runs_the_web_front(tmp_path: Path) -> None:
     env = {**os.environ, "DIGEST_CONFIG": ""}
     subprocess.run([DIGEST, "migrate"], cwd=tmp_path, env=env, check=True, capture_output=True)
     process = subprocess.Popen(
-        [DIGEST, "serve", "--port", str(port)],
+        [DIGEST, "-q", "serve", "--port", str(port)],
         cwd=tmp_path,
         env={**os.environ, "DIGEST_CONFIG": ""},
         stderr=subprocess.PIPE,
@@ -362,7 +362,9 @@ def test_digest_serve_runs_the_web_front(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=15)
     assert process.returncode == 0, err
-    assert "using a key generated for this database" in err
+    assert "using a key generated for this database" in err  # a warning: -q keeps it
+    assert "GET /healthz" not in err, "-q: no access lines"
+    assert "INFO" not in err, err
 
 
 @pytest.mark.slow
