@@ -45,8 +45,8 @@ from bench.workload import (
 )
 from digest.config import DigestConfig
 from digest.query import Corpus, parse
+from digest.stemming import Stemmer
 from digest.store import Store
-from digest.tokens import Stemmer
 
 STAGE = "cycle"
 FULL_SUBSCRIBERS = 10_000

@@ -50,7 +50,7 @@ from bench import BenchError, ChildRun, Figure, Settings, Target, progress, run_
 from bench.dumpgen import DumpInfo, load_corpus, write_dump
 from digest.dump_reader import WORKER_MIN_BYTES, worker_argv
 from digest.dumps import DumpParser
-from digest.tokens import FTS_TOKENIZE
+from digest.stemming import FTS_TOKENIZE
 
 STAGE = "ingest"
 ROUNDS = 5

@@ -57,8 +57,8 @@ from digest.config import DigestConfig
 from digest.match import Batch, compile_filter, pending, shared_stemmer
 from digest.models import Subscriber
 from digest.query import Corpus, members, parse
+from digest.stemming import FTS_TOKENIZE, Stemmer
 from digest.store import Store
-from digest.tokens import FTS_TOKENIZE, Stemmer
 
 STAGE = "match"
 FULL_SUBSCRIBERS = 100_000

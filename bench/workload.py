@@ -36,8 +36,8 @@ from bench.dumpgen import DumpInfo, load_corpus, write_dumps
 from digest.ingest import ingest_files
 from digest.models import Subscriber
 from digest.query import Corpus, parse
+from digest.stemming import Stemmer, words
 from digest.store import Store, iso
-from digest.tokens import Stemmer, words
 
 OLD_DAYS = 10  # older papers are ingested this long ago: outside the 7-day lookback
 _STOP_TEXT = """

@@ -22,8 +22,8 @@ from typing import Any
 from digest.config import DigestConfig
 from digest.models import Subscriber
 from digest.query import Corpus, Explanation, Focus, Node, members, parse, to_fts5
+from digest.stemming import Stemmer
 from digest.store import PaperRow, Store, iso
-from digest.tokens import Stemmer
 
 
 @lru_cache(maxsize=1)

@@ -49,8 +49,8 @@ from digest.links import Links
 from digest.match import Match, compile_filter
 from digest.models import Subscriber, code_links, paper_url
 from digest.query import Node, highlights, terms
+from digest.stemming import Stemmer
 from digest.store import PaperRow
-from digest.tokens import Stemmer
 
 MAX_BYTES = 100_000
 ABSTRACT_CHARS = 450

@@ -13,7 +13,7 @@ import pytest
 from digest import addresses
 from digest.errors import UsageError
 from digest.render import Renderer
-from digest.tokens import Stemmer
+from digest.stemming import Stemmer
 
 from .test_render import ADA, CONFIG, content_for, paper
 

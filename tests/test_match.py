@@ -10,8 +10,8 @@ from digest import lifecycle, match, subscribers
 from digest.config import DigestConfig
 from digest.ingest import ingest_files
 from digest.models import Subscriber
+from digest.stemming import Stemmer
 from digest.store import Store, iso
-from digest.tokens import Stemmer
 
 from .conftest import RunCli
 

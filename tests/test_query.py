@@ -28,7 +28,7 @@ from digest.query import (
     terms,
     to_fts5,
 )
-from digest.tokens import FTS_TOKENIZE, Analysis, Stemmer
+from digest.stemming import FTS_TOKENIZE, Analysis, Stemmer
 
 DUMPS = Path(__file__).resolve().parent.parent / "examples" / "dumps"
 

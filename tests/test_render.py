@@ -31,8 +31,8 @@ from digest.match import Match
 from digest.models import Subscriber
 from digest.query import Or, Phrase, Prefix, Term, highlights, parse
 from digest.render import MAX_BYTES, DigestContent, Health, Renderer, message_id
+from digest.stemming import Stemmer, words
 from digest.store import PaperRow, Store
-from digest.tokens import Stemmer, words
 
 from .conftest import NOW, ROOT, SEED_FILES
 

@@ -5,7 +5,7 @@ Each migration runs in its own transaction (sqlite-utils ``Migrations``).
 
 from sqlite_utils import Database, Migrations
 
-from digest.tokens import FTS_TOKENIZE
+from digest.stemming import FTS_TOKENIZE
 
 migrations = Migrations("digest")
 

@@ -1,0 +1,54 @@
+"""The subscriber filter language: parse once, evaluate many, never hand user text to FTS5.
+
+* ``tree``: the nodes a filter parses into, and the walks over them.
+* ``syntax``: the lexer and parser (``parse``), the only code that reads user syntax.
+* ``prefilter``: ``to_fts5``, a safe superset ``MATCH`` for the store.
+* ``evaluation``: ``Corpus`` (and ``Focus``), which indexes documents once and answers
+  many filters with bit operations, plus BM25 relevance.
+* ``explanation``: why a document does or does not match.
+* ``highlighting``: the spans of a text that a filter's terms match.
+
+The names other modules use are re-exported here.
+"""
+
+from digest.query.evaluation import Corpus, Focus, members
+from digest.query.explanation import Explanation
+from digest.query.highlighting import highlights
+from digest.query.prefilter import to_fts5
+from digest.query.syntax import parse
+from digest.query.tree import (
+    FIELDS,
+    And,
+    FieldName,
+    Leaf,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Term,
+    leaf_count,
+    terms,
+)
+
+__all__ = [
+    "FIELDS",
+    "And",
+    "Corpus",
+    "Explanation",
+    "FieldName",
+    "Focus",
+    "Leaf",
+    "Node",
+    "Not",
+    "Or",
+    "Phrase",
+    "Prefix",
+    "Term",
+    "highlights",
+    "leaf_count",
+    "members",
+    "parse",
+    "terms",
+    "to_fts5",
+]
