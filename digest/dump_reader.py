@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from digest.dumps import MAX_LINE_BYTES, DumpParser
-from digest.errors import DigestError, DumpError
+from digest.errors import DumpError
+from digest.errors import WorkerError as WorkerError
 from digest.files import open_nofollow
 from digest.models import Entry
 
@@ -47,10 +48,6 @@ _KINDS = frozenset({_BATCH, _END, _BAD_DUMP, _UNREADABLE})
 _NOFOLLOW = "nofollow"
 
 log = logging.getLogger(__name__)
-
-
-class WorkerError(DigestError):
-    """The parser process died before the end of the file (the file itself may be fine)."""
 
 
 class Batches(Protocol):

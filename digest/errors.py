@@ -34,6 +34,10 @@ class ConfigError(UsageError):
     """The configuration file is unreadable or invalid."""
 
 
+class Refused(UsageError):
+    """A change the subscriber lifecycle does not allow (see ``lifecycle.TRANSITIONS``)."""
+
+
 class DumpError(DigestError):
     """A dump file was rejected; ``line`` is 1-based, 0 when the whole file is at fault."""
 
@@ -45,8 +49,16 @@ class DumpError(DigestError):
         self.reason = message
 
 
+class WorkerError(DigestError):
+    """The parser process died before the end of the file (the file itself may be fine)."""
+
+
 class BuildError(DigestError):
     """One subscriber's digest could not be built (matched, rendered or recorded)."""
+
+
+class RenderError(DigestError):
+    """A digest could not be rendered (missing templates, or too big even when empty)."""
 
 
 class DeliveryError(DigestError):
@@ -74,6 +86,10 @@ class MissingDatabase(StoreError):
 
 class DatabaseReplaced(StoreError):
     """The database file is not the one the service opened (deleted, or replaced)."""
+
+
+class AlreadyRunning(DigestError):
+    """Another ``digest run`` holds this database."""
 
 
 class QueryError(UsageError):

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from digest.config import Config
 from digest.errors import ConfigError, DigestError, QueryError, UsageError
+from digest.errors import Refused as Refused
 from digest.models import STATUSES, SettingsOwner, Source, Status, Subscriber
 from digest.store import Store, iso
 from digest.subscribers import Wanted, check, check_settings, get
@@ -90,10 +91,6 @@ OWNER_OF: dict[Channel, SettingsOwner] = {
 }
 SOURCE_OF: dict[Channel, Source] = {"subscriber": "web", "operator": "cli", "config": "config"}
 log = logging.getLogger(__name__)
-
-
-class Refused(UsageError):
-    """A change the lifecycle does not allow (see ``TRANSITIONS``)."""
 
 
 def next_status(current: Status | None, action: Action, channel: Channel) -> Status:

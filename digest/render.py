@@ -44,7 +44,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from digest.addresses import b_words as _b_words
 from digest.addresses import mailbox as _mailbox
 from digest.config import Config
-from digest.errors import DigestError, QueryError
+from digest.errors import QueryError
+from digest.errors import RenderError as RenderError
 from digest.links import Links
 from digest.match import Match, compile_filter
 from digest.models import Subscriber, code_links, paper_url
@@ -111,10 +112,6 @@ class _Generator(BytesGenerator):
 
     def _write_lines(self, lines: str) -> None:
         self.write(lines.replace("\n", "\r\n"))
-
-
-class RenderError(DigestError):
-    """A digest could not be rendered (missing templates, or too big even when empty)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,16 +36,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from digest import config as config_module
 from digest import lifecycle, pipeline
 from digest.config import Config, ScheduleConfig
+from digest.errors import AlreadyRunning as AlreadyRunning
 from digest.errors import ConfigError, DigestError
 from digest.ingest import InboxWatch
 from digest.store import Identity, Store, iso
 
 log = logging.getLogger("digest")
 DELIVER = "deliver"
-
-
-class AlreadyRunning(DigestError):
-    """Another ``digest run`` holds this database."""
 
 
 class InstanceLock:
