@@ -1,10 +1,12 @@
 """The command line: help everywhere, JSON shapes kept, exit statuses, no tracebacks."""
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -162,3 +164,71 @@ def test_quiet_ingest_prints_only_what_went_wrong(
     assert result.exit_code == 1
     assert result.stdout == ""
     assert f"rejected   {bad}" in result.stderr
+
+
+# global flags after the command ------------------------------------------------------------
+
+
+@pytest.fixture
+def root_level() -> Iterator[None]:
+    """``-v`` and ``-q`` after a command set the root logger's level: put it back."""
+    level = logging.getLogger().level
+    yield
+    logging.getLogger().setLevel(level)
+
+
+def test_status_v_after_the_command_shows_the_traceback_as_before_it(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[storage]\ndatabase = "var/missing.db"\n', encoding="utf-8")
+    script = Path(sys.executable).with_name("digest")
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *args],
+            cwd=tmp_path,
+            env={**os.environ, "DIGEST_CONFIG": str(config)},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+
+    after, before, plain = status("status", "-v"), status("-v", "status"), status("status")
+    assert after.returncode == before.returncode == plain.returncode == 2
+    assert "Traceback" in after.stderr
+    assert "Traceback" in before.stderr
+    assert "Traceback" not in plain.stderr
+    assert after.stderr.endswith(plain.stderr)
+    assert plain.stderr.startswith("error: no database at ")
+
+
+def test_subscribers_list_takes_config_after_the_command(
+    run_cli: RunCli, config_file: Path
+) -> None:
+    added = run_cli("subscribers", "add", "ada@example.org", "--filter", "agents")
+    assert added.exit_code == 0
+    for args in (
+        ("subscribers", "list", "--json", "--config", str(config_file)),
+        ("subscribers", "--config", str(config_file), "list", "--json"),
+        ("subscribers", "list", "-q", "--config", str(config_file), "--json"),
+    ):
+        result = run_cli(*args, config=None)
+        assert result.exit_code == 0, (args, result.stderr)
+        assert [s["email"] for s in result.json()] == ["ada@example.org"], args
+    missing = config_file.parent / "missing.toml"
+    result = run_cli("subscribers", "list", "--config", str(missing))
+    assert result.exit_code == 2
+    assert f"error: {missing}: config file not found" in result.stderr
+
+
+@pytest.mark.usefixtures("root_level")
+def test_quiet_after_the_command_prints_only_what_went_wrong(
+    run_cli: RunCli, seed_files: list[Path], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not a dump\n", encoding="utf-8")
+    result = run_cli("ingest", str(seed_files[0]), str(bad), "-q")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert f"rejected   {bad}" in result.stderr
+    assert logging.getLogger().getEffectiveLevel() == logging.WARNING
