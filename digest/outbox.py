@@ -1,16 +1,11 @@
-"""The outbox: build every due digest, record it, deliver it — once, even across crashes.
+"""The outbox: decide who is due, build their digests, record them, then have them delivered.
 
 Building is pure reading plus rendering; recording is one write transaction
 holding, per digest, its row (with the exact message bytes and Message-ID) and
 one delivery row per paper, whose primary key (subscriber, paper) makes a
 second digest with the same paper impossible even when two runs overlap.
-Delivery claims each digest (``queued -> sending``, owner = this pid), hands it
-to the transport, and records ``sent``, ``deferred`` (4xx, network: retried
-with exponential backoff in this run, then on later runs) or ``failed`` (5xx:
-counts a bounce; ``bounce_limit`` of them in a row make the subscriber
-``bouncing``).  A digest left ``sending`` by a dead process is queued again, so
-at most the messages in flight at a crash are sent twice, with the same
-Message-ID.
+``send`` (what ``digest send`` runs) does both, then hands what is ready to
+``digest.delivery``, which claims, sends, retries and recovers.
 
 One subscriber can never stop the others: whatever goes wrong while matching,
 rendering, recording or sending one digest (a stored filter that no longer
@@ -21,92 +16,38 @@ goes on.  A digest that could not be built has no message: its row has status
 time.  It counts as their latest digest, like any other: they are next due in 20
 hours (a week when weekly), not at every poll, and the papers of that window are
 not offered again by email (they stay in the feeds), as after a digest that
-bounced.  A failure in sending that is not the transport's ``DeliveryError``
-fails that digest without counting a bounce (it says nothing about the mailbox).
-Only ``DeliveryError`` ("cannot use the server at all") stops the run.
-
-What is about the relay, not the recipient, costs no attempt and no bounce: a
-message over the relay's size limit is held (deferred to a later run, its attempt
-given back); ``RelayRefused`` (every connection refused, no mail taken for now)
-stops the run with the digest in flight held likewise.  A permanent refusal is
-counted only once it is known to be the recipient's: ``RELAY_STREAK`` different
-recipients in a row refused with the same reply are the relay refusing everyone,
-so those digests are held and the run stops instead.
+bounced.
 """
 
 import asyncio
 import logging
-import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parseaddr
-from typing import Literal
 
-from digest.addresses import wire
 from digest.config import Config
-from digest.errors import BuildError, DigestError
+from digest.delivery import STOP_GRACE_SECONDS as STOP_GRACE_SECONDS
+from digest.delivery import Clock as Clock
+from digest.delivery import deliver as deliver
+from digest.delivery import pid_alive, recover
+from digest.errors import BuildError
 from digest.links import links_for
-from digest.mailer import DeliveryError, Envelope, Outcome, RelayRefused, Transport
+from digest.mailer import DeliveryError, Transport
 from digest.match import Batch, Pending, shared_stemmer
 from digest.models import Subscriber
 from digest.render import DigestContent, Health, Renderer, message_id
-from digest.store import QueuedDigest, Store, Waiting, iso
+from digest.reports import DigestReport as DigestReport
+from digest.reports import SendReport as SendReport
+from digest.reports import Status as Status
+from digest.reports import failure_reason as failure_reason
+from digest.store import Store, iso
 
-Clock = Callable[[], datetime]
 DAILY_GAP = timedelta(hours=20)
 RECORD_CHUNK = 250
-STOP_GRACE_SECONDS = 5.0  # a stop lets the messages in flight finish this long, then cancels
-STOP_POLL_SECONDS = 0.1
-# Different recipients refused in a row with the same permanent reply: the relay's doing.
-RELAY_STREAK = 3
 WEEKLY_GAP = timedelta(days=6)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Status = Literal["queued", "sent", "deferred", "failed", "skipped", "dry-run"]
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class DigestReport:
-    """One line of ``digest send``: what happened to one subscriber's digest."""
-
-    email: str
-    status: Status
-    papers: int
-    message_id: str | None = None
-    error: str | None = None
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "email": self.email,
-            "status": self.status,
-            "papers": self.papers,
-            "message_id": self.message_id,
-            "error": self.error,
-        }
-
-
-@dataclass(slots=True)
-class SendReport:
-    digests: list[DigestReport] = field(default_factory=list)
-    not_due: int = 0
-    error: str | None = None
-    waiting: Waiting = field(default_factory=Waiting)  # left in the outbox, whoever built it
-    stopped: bool = False  # a stop cut the run short: some due digests were not built or sent
-
-    def count(self, status: Status) -> int:
-        return sum(1 for d in self.digests if d.status == status)
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "sent": self.count("sent"),
-            "deferred": self.count("deferred"),
-            "failed": self.count("failed"),
-            "skipped": self.count("skipped"),
-            "digests": [d.as_json() for d in self.digests],
-            "waiting": self.waiting.as_json(),
-        }
 
 
 # due ---------------------------------------------------------------------------------
@@ -212,12 +153,6 @@ def failed(
     trace = log.isEnabledFor(logging.DEBUG)
     log.error("cannot %s the digest for %s: %s", doing, subscriber.email, reason, exc_info=trace)
     return Failed(subscriber, identity, reason, now)
-
-
-def failure_reason(err: BaseException) -> str:
-    """One line: a DigestError's own words, else the exception's type and message."""
-    text = err.message if isinstance(err, DigestError) else f"{type(err).__name__}: {err}"
-    return " ".join(text.split())
 
 
 def build(
@@ -352,263 +287,6 @@ def _taken(item: Built | Failed) -> DigestReport:
     return DigestReport(item.subscriber.email, "skipped", 0, item.message_id, message)
 
 
-# deliver -----------------------------------------------------------------------------
-
-
-def recover(store: Store, alive: Callable[[int], bool]) -> list[int]:
-    """Queue again the digests left ``sending`` by a process that is gone."""
-    orphans = [
-        d for d, owner in store.sending_owners().items() if owner is None or not alive(owner)
-    ]
-    store.requeue(orphans)
-    return orphans
-
-
-def pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class _Suspect:
-    """A permanent refusal not counted yet: it may turn out to be the relay refusing everyone."""
-
-    digest: QueuedDigest
-    outcome: Outcome
-    attempt: int
-    report: DigestReport
-
-
-class Deliverer:
-    """Runs the ready digests through a transport, ``concurrency`` at a time."""
-
-    def __init__(
-        self, store: Store, config: Config, clock: Clock, stop: threading.Event | None = None
-    ) -> None:
-        self.store = store
-        self.stop = stop or threading.Event()
-        self.config = config
-        self.clock = clock
-        self.owner = os.getpid()
-        self.sender = parseaddr(config.delivery.from_)[1]
-        self.reports: dict[int, DigestReport] = {}
-        self.suspects: list[_Suspect] = []
-
-    async def run(self, transport: Transport, ready: Sequence[QueuedDigest]) -> list[DigestReport]:
-        """Deliver ``ready``; a DeliveryError stops every worker and is raised as itself.
-
-        The refusals still under suspicion are counted at the end, or held when the run
-        stops on a DeliveryError (it says nothing about them either).
-        """
-        queue: asyncio.Queue[QueuedDigest] = asyncio.Queue()
-        for digest in ready:
-            queue.put_nowait(digest)
-        try:
-            async with asyncio.TaskGroup() as group:
-                workers = [
-                    group.create_task(self._worker(transport, queue))
-                    for _ in range(min(transport.concurrency, max(len(ready), 1)))
-                ]
-                group.create_task(self._stop_watch(workers))
-            self._settle()
-        except* DeliveryError as failed:
-            self._hold_suspects(failure_reason(failed.exceptions[0]))
-            raise failed.exceptions[0] from None
-        except* DigestError as failed:  # a full disk, a vanished database: one line, no group
-            raise failed.exceptions[0] from None
-        finally:
-            for suspect in self.suspects:  # cancelled: give them back untouched
-                self.store.release(suspect.digest.id)
-        return [self.reports[d.id] for d in ready if d.id in self.reports]
-
-    async def _stop_watch(self, workers: list["asyncio.Task[None]"]) -> None:
-        """On a stop, give the messages in flight ``STOP_GRACE_SECONDS`` to finish, then
-        cancel what is left (a worker waiting for its rate slot, a relay that stalls):
-        a cancelled claim is given back, so the digest stays queued for the next run."""
-        loop = asyncio.get_running_loop()
-        while not self.stop.is_set():
-            if all(worker.done() for worker in workers):
-                return
-            await asyncio.sleep(STOP_POLL_SECONDS)
-        deadline = loop.time() + STOP_GRACE_SECONDS
-        while loop.time() < deadline and not all(worker.done() for worker in workers):
-            await asyncio.sleep(STOP_POLL_SECONDS)
-        for worker in workers:
-            worker.cancel()
-
-    async def _worker(self, transport: Transport, queue: "asyncio.Queue[QueuedDigest]") -> None:
-        while not queue.empty() and not self.stop.is_set():
-            digest = queue.get_nowait()
-            await self._deliver(transport, digest)
-
-    async def _deliver(self, transport: Transport, digest: QueuedDigest) -> None:
-        report = DigestReport(digest.email, "queued", digest.papers, digest.message_id)
-        self.reports[digest.id] = report
-        if digest.subscriber_status != "active":
-            self.store.mark_failed(
-                digest.id,
-                digest.subscriber_id,
-                f"not sent: subscriber is {digest.subscriber_status}",
-                bounce_limit=None,
-            )
-            report.status, report.error = "failed", f"subscriber is {digest.subscriber_status}"
-            return
-        attempts_left = self.config.delivery.retries
-        attempt = digest.attempts
-        while True:
-            if not self.store.claim(digest.id, self.owner):
-                report.status, report.error = "skipped", "taken by another run"
-                return
-            try:
-                outcome = await self._send(transport, digest)
-            except RelayRefused as err:
-                self._hold(digest, err.message, report)
-                raise
-            except DeliveryError:
-                self.store.release(digest.id)
-                raise
-            except Exception as err:  # this digest alone: see the module docstring
-                self._fail_alone(digest, err, report)
-                return
-            except BaseException:
-                self.store.release(digest.id)
-                raise
-            if outcome.relay:  # over the relay's size limit: retrying now cannot help
-                self._hold(digest, outcome.error or "refused by the relay", report)
-                return
-            attempt += 1
-            if self._suspect(_Suspect(digest, outcome, attempt, report)):
-                return
-            if outcome.status != "deferred" or attempts_left == 0:
-                self._finish(digest, outcome, attempt, report)
-                return
-            attempts_left -= 1
-            delay = self._backoff(attempt)
-            self.store.mark_deferred(
-                digest.id, outcome.error or "deferred", iso(self.clock() + delay)
-            )
-            if self.stop.wait(0) or await self._stopped_within(delay):
-                report.status, report.error = "deferred", outcome.error
-                return
-
-    def _suspect(self, suspect: _Suspect) -> bool:
-        """Keep a permanent refusal uncounted while it may be the relay's (True).
-
-        A different outcome settles the ones before it (they were the recipients');
-        the ``RELAY_STREAK``-th different recipient refused alike raises RelayRefused.
-        """
-        key = _refusal_key(suspect.outcome)
-        if self.suspects and key != _refusal_key(self.suspects[0].outcome):
-            self._settle()
-        if key is None:
-            return False
-        self.suspects.append(suspect)
-        if len({s.digest.email.lower() for s in self.suspects}) < RELAY_STREAK:
-            return True
-        raise RelayRefused(
-            f"the mail server refused {RELAY_STREAK} different recipients in a row with "
-            f"the same reply: {suspect.outcome.error}",
-            "it refuses everyone for a reason of its own (is this host allowed to relay?"
-            " a policy?); nothing counted as a bounce and the digests stay queued",
-        )
-
-    def _settle(self) -> None:
-        """The refusals held back were the recipients' after all: count them."""
-        suspects, self.suspects = self.suspects, []
-        for s in suspects:
-            self._finish(s.digest, s.outcome, s.attempt, s.report)
-
-    def _hold_suspects(self, reason: str) -> None:
-        suspects, self.suspects = self.suspects, []
-        for s in suspects:
-            self._hold(s.digest, reason, s.report)
-
-    def _hold(self, digest: QueuedDigest, error: str, report: DigestReport) -> None:
-        """Deferred to the next run with the reason, the attempt given back, no bounce:
-        the relay refused it for a reason of its own."""
-        self.store.hold(digest.id, error, iso(self.clock()))
-        report.status, report.error = "deferred", error
-
-    async def _send(self, transport: Transport, digest: QueuedDigest) -> Outcome:
-        recipient = wire(digest.email)  # an IDN domain stored by an older version: IDNA
-        data = self.store.message(digest.id)
-        return await transport.send(Envelope(self.sender, recipient, data, digest.message_id))
-
-    def _fail_alone(self, digest: QueuedDigest, err: Exception, report: DigestReport) -> None:
-        """Fail this digest, logged once, without a bounce: it says nothing of the mailbox."""
-        reason = failure_reason(err)
-        trace = log.isEnabledFor(logging.DEBUG)
-        log.error("cannot send the digest for %s: %s", digest.email, reason, exc_info=trace)
-        self.store.mark_failed(digest.id, digest.subscriber_id, reason, bounce_limit=None)
-        report.status, report.error = "failed", reason
-
-    async def _stopped_within(self, delay: timedelta) -> bool:
-        """Sleep through a retry delay, waking early (True) when asked to stop."""
-        deadline = asyncio.get_running_loop().time() + delay.total_seconds()
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            if self.stop.is_set():
-                return True
-            await asyncio.sleep(min(left, 0.2))
-        return self.stop.is_set()
-
-    def _backoff(self, attempt: int) -> timedelta:
-        return timedelta(seconds=self.config.delivery.retry_base_seconds * 2 ** max(attempt - 1, 0))
-
-    def _finish(
-        self, digest: QueuedDigest, outcome: Outcome, attempt: int, report: DigestReport
-    ) -> None:
-        now = self.clock()
-        report.status, report.error = outcome.status, outcome.error
-        if outcome.status == "sent":
-            self.store.mark_sent(digest.id, digest.subscriber_id, iso(now))
-        elif outcome.status == "failed":
-            bouncing = self.store.mark_failed(
-                digest.id,
-                digest.subscriber_id,
-                outcome.error or "failed",
-                bounce_limit=self.config.delivery.bounce_limit,
-            )
-            if bouncing:
-                report.error = f"{outcome.error}; subscriber is now bouncing"
-        else:
-            self.store.mark_deferred(
-                digest.id, outcome.error or "deferred", iso(now + self._backoff(attempt))
-            )
-
-
-def _refusal_key(outcome: Outcome) -> str | None:
-    """What makes two permanent refusals the same: the reply without the addresses in it."""
-    if outcome.status != "failed" or outcome.code is None:
-        return None
-    return " ".join(w for w in (outcome.error or "").lower().split() if "@" not in w)
-
-
-async def deliver(
-    store: Store,
-    config: Config,
-    transport: Transport,
-    clock: Clock,
-    only: Subscriber | None = None,
-    stop: threading.Event | None = None,
-) -> list[DigestReport]:
-    """Deliver every ready digest; a transport that cannot start leaves them all queued.
-
-    When ``stop`` is set, the messages in flight finish and the rest wait for the next run.
-    """
-    ready = store.ready_digests(iso(clock()), only.id if only else None)
-    if not ready:
-        return []
-    async with transport:
-        return await Deliverer(store, config, clock, stop).run(transport, ready)
-
-
 # the whole send ------------------------------------------------------------------------
 
 
@@ -637,8 +315,31 @@ def send(
     due, report.not_due = due_subscribers(store, config, now, only, builder.last_built)
     if not dry_run:
         recover(store, pid_alive)
-    queued: list[DigestReport] = []
     stop = stop or threading.Event()
+    queued = _build_and_record(store, builder, due, report, stop, dry_run=dry_run)
+    if dry_run or stop.is_set():
+        report.digests.extend(queued)
+        report.stopped = report.stopped or (bool(queued) and not dry_run)
+        return report
+    _deliver_queued(store, config, transport, clock, subscriber, stop, queued, report)
+    return report
+
+
+def _build_and_record(
+    store: Store,
+    builder: Builder,
+    due: Sequence[Subscriber],
+    report: SendReport,
+    stop: threading.Event,
+    *,
+    dry_run: bool,
+) -> list[DigestReport]:
+    """The first phase: build the due digests and record them, a chunk at a time.
+
+    Returns the reports of the digests queued; every other report (skipped, failed,
+    dry-run) goes into ``report``.  A stop ends it after the chunk being built.
+    """
+    queued: list[DigestReport] = []
     for start in range(0, len(due), RECORD_CHUNK):
         results = _build_until(stop, builder, due[start : start + RECORD_CHUNK])
         report.digests.extend(r for r in results if isinstance(r, DigestReport))
@@ -653,10 +354,23 @@ def send(
             report.stopped = done < len(due)
             log.info("send: stopped after %d of %d due digests", done, len(due))
             break
-    if dry_run or stop.is_set():
-        report.digests.extend(queued)
-        report.stopped = report.stopped or (bool(queued) and not dry_run)
-        return report
+    return queued
+
+
+def _deliver_queued(
+    store: Store,
+    config: Config,
+    transport: Transport,
+    clock: Clock,
+    subscriber: Subscriber | None,
+    stop: threading.Event,
+    queued: list[DigestReport],
+    report: SendReport,
+) -> None:
+    """The second phase: deliver every ready digest (``subscriber``'s alone when given).
+
+    A transport that cannot be used leaves the queued digests reported as queued.
+    """
     try:
         delivered = asyncio.run(deliver(store, config, transport, clock, subscriber, stop))
     except DeliveryError as err:
@@ -665,7 +379,6 @@ def send(
     report.digests.extend(delivered)
     report.stopped = stop.is_set() and any(d.status == "queued" for d in delivered)
     report.waiting = store.waiting(subscriber.id if subscriber else None)
-    return report
 
 
 def _build_until(

@@ -1,9 +1,9 @@
 """Rendering: one subscriber's digest as HTML, as plain text and as a whole MIME message.
 
-Every mail digest sends is assembled here, on one path: the digests, and the web
-front's confirmation (or "already subscribed") mails (``Renderer.confirmation``),
-with the same headers' rules (sanitised values, UTC Date, Message-ID at the
-sender's domain, Auto-Submitted) and the same MIME parts.
+Every mail digest sends is written here: the digests, and the web front's
+confirmation (or "already subscribed") mails (``Renderer.confirmation``), with the
+same headers' rules (sanitised values, UTC Date, Message-ID at the sender's domain,
+Auto-Submitted); ``digest.mime`` assembles each into one message, on one path.
 
 The email is what most users see, so every digest must look right in any client, say
 why each paper is in it, and arrive once.  Hence:
@@ -13,41 +13,31 @@ why each paper is in it, and arrive once.  Hence:
 * The HTML is a one-column table layout whose CSS is inlined by ``css-inline`` (clients
   drop ``<style>``); a kept ``<style>`` adds dark-mode and small-screen rules.  No
   images, no tracking.  The text part carries the same papers, links and footer.
-* MIME serialisation, not templating, is the cost (``FIELD_NOTES.md``).  The message is
-  built with ``email.mime`` under the ``compat32`` policy with CRLF line ends, about twice
-  as fast as ``EmailPolicy``'s header objects; in exchange every header value is
-  sanitised here (no CR, LF or other control character gets through).  Bodies are UTF-8
-  quoted-printable (7-bit safe on any relay), encoded by ``binascii`` in C, and the
-  MIME boundary derives from the Message-ID (QP text can never contain ``=_``).
+* MIME serialisation, not templating, is the cost: see ``digest.mime``.
 * ``fit`` keeps every message under 100 KB, where common webmail clips a message.
 """
 
-import binascii
-import hashlib
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from email.generator import BytesGenerator
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
-from email.policy import Compat32
-from email.utils import format_datetime, parseaddr
-from io import BytesIO
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 
 from css_inline import CSSInliner
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from digest.addresses import b_words as _b_words
 from digest.addresses import mailbox as _mailbox
 from digest.config import Config
 from digest.errors import QueryError
 from digest.errors import RenderError as RenderError
 from digest.links import Links
 from digest.match import Match, compile_filter
+from digest.mime import CONTROL, assemble, boundary, clean, date, encoded_words, safe_url
+from digest.mime import confirmation_id as confirmation_id
+from digest.mime import message_id as message_id
+from digest.mime import sender_domain as sender_domain
 from digest.models import Subscriber, code_links, paper_url
 from digest.query import Node, highlights, terms
 from digest.stemming import Stemmer
@@ -69,49 +59,8 @@ CONFIRM_SUBJECTS: dict[ConfirmKind, str] = {
     "known": "You are already subscribed to Paper Digest",
 }
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_HOST = re.compile(r"[^a-z0-9.-]")
 _LINE = re.compile(rf"(\S.{{0,{TEXT_WIDTH - 4}}})(?:\s+|$)|(\S+)\s*")  # a line, or a long word
 Segment = tuple[str, bool]
-HEADER_LINE = 78
-
-
-class _Policy(Compat32):
-    """compat32 with CRLF that writes ASCII header values as given, folded at spaces.
-
-    Every value is prepared here (control characters removed, non-ASCII text as RFC 2047
-    encoded words), so the costly generic folding of ``email.header`` is not needed.  A
-    line break in a value is refused: nothing can inject a header through a value.
-    """
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        if "\r" in value or "\n" in value:
-            raise ValueError(f"line break in the {name} header")
-        if not value.isascii():
-            return super().fold_binary(name, value)
-        lines: list[str] = []
-        line = first = f"{name}:"
-        for word in value.split(" "):
-            if len(line) + 1 + len(word) > HEADER_LINE and line != first and line.strip():
-                lines.append(line)
-                line = ""
-            line = f"{line} {word}"
-        lines.append(line)
-        return (self.linesep.join(lines) + self.linesep).encode("ascii")
-
-
-_POLICY = _Policy(linesep="\r\n")
-
-
-class _Generator(BytesGenerator):
-    """Writes each body at once instead of two writes per line (a quarter of the time).
-
-    The bodies here end their lines with ``\n`` only (``_part`` ensures it).  Should a
-    later Python stop calling this private hook, the output stays the same, only slower.
-    """
-
-    def _write_lines(self, lines: str) -> None:
-        self.write(lines.replace("\n", "\r\n"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,28 +122,6 @@ def template_environment() -> Environment:
     )
 
 
-def message_id(subscriber: Subscriber, paper_ids: Sequence[str], sender: str) -> str:
-    """The same subscriber and papers always give the same id, so a retry reuses it.
-
-    An empty digest has no papers to tell days apart: pass something unique in
-    ``paper_ids`` then (e.g. ``["empty:2026-11-24"]``).  Never looks up a host name.
-    """
-    key = "\n".join([str(subscriber.id), subscriber.email.casefold(), *sorted(paper_ids)])
-    mark = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return f"<digest.{subscriber.id}.{mark}@{sender_domain(sender)}>"
-
-
-def confirmation_id(sender: str) -> str:
-    """A fresh Message-ID for a confirmation mail (each request is its own message)."""
-    return f"<confirm.{secrets.token_hex(8)}@{sender_domain(sender)}>"
-
-
-def sender_domain(sender: str) -> str:
-    """The domain of a ``Name <address>`` sender, reduced to host-name characters."""
-    _, at, domain = parseaddr(sender)[1].rpartition("@")
-    return (_HOST.sub("", domain.lower()).strip(".-") if at else "") or "localhost"
-
-
 class Renderer:
     """Templates compiled once; one renderer serves every digest of a run (one thread)."""
 
@@ -227,16 +154,9 @@ class Renderer:
         """The whole RFC 5322 message with CRLF line ends: text/plain, then text/html."""
         context = self._context(content)
         text = self._text.render(context)
-        if content.subscriber.format == "text":
-            message: MIMENonMultipart | MIMEMultipart = _part(text, "plain")
-            message["MIME-Version"] = "1.0"
-        else:
-            message = MIMEMultipart("alternative", boundary=_boundary(content), policy=_POLICY)
-            message.attach(_part(text, "plain"))
-            message.attach(_part(self._render_html(context), "html"))
-        for name, value in self._headers(content, context["subject"]):
-            message[name] = value
-        return _flatten(message)
+        html = None if content.subscriber.format == "text" else self._render_html(context)
+        headers = self._headers(content, context["subject"])
+        return assemble(headers, text, html, boundary("digest", content.message_id))
 
     def confirmation(
         self,
@@ -255,27 +175,24 @@ class Renderer:
         name = parseaddr(self.config.delivery.from_)[0]
         context = {
             "kind": kind,
-            "link": _url(link),
-            "email": _clean(email),
-            "filter": _clean(query),
+            "link": safe_url(link),
+            "email": clean(email),
+            "filter": clean(query),
             "hours": self.config.web.confirm_hours,
             "home": self.config.web.base_url + "/",
-            "site": _clean(name) or "Paper Digest",
+            "site": clean(name) or "Paper Digest",
         }
-        boundary = "=_confirm_" + hashlib.sha256(message_id.encode()).hexdigest()[:24]
-        message = MIMEMultipart("alternative", boundary=boundary, policy=_POLICY)
-        message.attach(_part(self._confirm_text.render(context), "plain"))
-        message.attach(_part(self._confirm_html.render(context), "html"))
-        for header, value in (
+        headers = [
             ("From", self._from),
             ("To", _mailbox("", email)),
-            ("Subject", _encoded_words(_clean(CONFIRM_SUBJECTS[kind]))),
-            ("Date", format_datetime(created_at.astimezone(UTC))),
-            ("Message-ID", _clean(message_id)),
+            ("Subject", encoded_words(clean(CONFIRM_SUBJECTS[kind]))),
+            ("Date", date(created_at)),
+            ("Message-ID", clean(message_id)),
             ("Auto-Submitted", "auto-generated"),
-        ):
-            message[header] = value
-        return _flatten(message)
+        ]
+        text = self._confirm_text.render(context)
+        html = self._confirm_html.render(context)
+        return assemble(headers, text, html, boundary("confirm", message_id))
 
     def fit(self, content: DigestContent) -> tuple[DigestContent, bytes]:
         """The message under ``MAX_BYTES``: papers move from the end of ``matches`` to ``more``.
@@ -313,9 +230,9 @@ class Renderer:
             "subject": self.subject(content),
             "heading": _heading(len(content.matches)),
             "date": _day(content.created_at, year=True),
-            "greeting": _clean(subscriber.name) or _clean(subscriber.email),
-            "email": _clean(subscriber.email),
-            "filter": _clean(subscriber.filter),
+            "greeting": clean(subscriber.name) or clean(subscriber.email),
+            "email": clean(subscriber.email),
+            "filter": clean(subscriber.filter),
             "papers": [self._paper(m, node) for m in content.matches],
             "more": f"{more} more paper{' matches' if more == 1 else 's match'}" if more else "",
             "more_url": content.links.more(content.message_id),
@@ -325,7 +242,7 @@ class Renderer:
 
     def _paper(self, match: Match, node: Node | None) -> PaperView:
         paper = match.paper
-        abstract = _CONTROL.sub(" ", paper.abstract)
+        abstract = CONTROL.sub(" ", paper.abstract)
         spans = _outside_links(
             highlights(node, abstract, self.stemmer, "abstract") if node else [],
             abstract,
@@ -333,7 +250,7 @@ class Renderer:
         )
         segments = _segments(abstract, spans, *_excerpt(abstract, spans))
         return PaperView(
-            title=_clean(paper.title),
+            title=clean(paper.title),
             url=paper_url(self.config.digest.paper_url, paper.title),
             badge=_badge(paper),
             matched=", ".join(match.matched),
@@ -344,13 +261,13 @@ class Renderer:
 
     def _headers(self, content: DigestContent, subject: str) -> list[tuple[str, str]]:
         subscriber, links = content.subscriber, content.links
-        unsubscribe = f"<{_url(links.unsubscribe)}>"  # RFC 8058 one-click: https only
+        unsubscribe = f"<{safe_url(links.unsubscribe)}>"  # RFC 8058 one-click: https only
         return [
             ("From", self._from),
             ("To", _mailbox(subscriber.name, subscriber.email)),
-            ("Subject", _encoded_words(_clean(subject))),
-            ("Date", format_datetime(content.created_at.astimezone(UTC))),
-            ("Message-ID", _clean(content.message_id)),
+            ("Subject", encoded_words(clean(subject))),
+            ("Date", date(content.created_at)),
+            ("Message-ID", clean(content.message_id)),
             ("List-Id", self._list_id),
             ("List-Unsubscribe", unsubscribe),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
@@ -360,30 +277,6 @@ class Renderer:
 
 
 # helpers ---------------------------------------------------------------------------------
-
-
-def _clean(value: str) -> str:
-    """One line of plain text: control characters (CR, LF, ...) become spaces, runs collapse."""
-    return " ".join(_CONTROL.sub(" ", value).split())
-
-
-def _encoded_words(text: str) -> str:
-    """RFC 2047: each run of words that are not plain ASCII becomes UTF-8 encoded words."""
-    found: list[str] = []
-    run: list[str] = []
-    for word in [*text.split(" "), ""]:
-        if word.isascii() and "=?" not in word:
-            if run:
-                found.extend(_b_words(" ".join(run)))
-                run = []
-            found.append(word)
-        else:
-            run.append(word)
-    return " ".join(found[:-1])
-
-
-def _url(value: str) -> str:
-    return _clean(value).replace(" ", "%20").replace(">", "%3E")
 
 
 def _day(moment: datetime, *, year: bool = False) -> str:
@@ -408,7 +301,7 @@ def _filter_terms(query: str) -> list[str]:
     """The positive terms as written; the raw filter when it no longer parses."""
     node = _filter_node(query)
     found = terms(node) if node is not None else [query]
-    return [term for term in map(_clean, found) if term]
+    return [term for term in map(clean, found) if term]
 
 
 def _fit_terms(found: list[str], room: int) -> str:
@@ -491,31 +384,9 @@ def _health(health: Health) -> list[tuple[str, bool]]:
 
 def _when(iso: str) -> str:
     """``2026-11-24T07:00:00Z`` as ``2026-11-24 07:00 UTC``."""
-    return f"{iso[:10]} {iso[11:16]} UTC" if len(iso) >= 16 else _clean(iso)
+    return f"{iso[:10]} {iso[11:16]} UTC" if len(iso) >= 16 else clean(iso)
 
 
 def _keep(content: DigestContent, count: int) -> DigestContent:
     dropped = len(content.matches) - count
     return replace(content, matches=content.matches[:count], more=content.more + dropped)
-
-
-def _boundary(content: DigestContent) -> str:
-    """Deterministic, and safe: quoted-printable bodies never contain ``=_``."""
-    return "=_digest_" + hashlib.sha256(content.message_id.encode()).hexdigest()[:24]
-
-
-def _flatten(message: MIMENonMultipart | MIMEMultipart) -> bytes:
-    out = BytesIO()
-    _Generator(out, mangle_from_=False, policy=_POLICY).flatten(message)
-    return out.getvalue()
-
-
-def _part(body: str, subtype: str) -> MIMENonMultipart:
-    """A UTF-8 quoted-printable text part, encoded by binascii (C), not email's Python QP."""
-    part = MIMENonMultipart("text", subtype, policy=_POLICY, charset="utf-8")
-    del part["MIME-Version"]
-    part["Content-Transfer-Encoding"] = "quoted-printable"
-    if "\r" in body:  # b2a_qp would keep a lone CR, and switch to CRLF after a CRLF
-        body = body.replace("\r\n", "\n").replace("\r", "\n")
-    part.set_payload(binascii.b2a_qp(body.encode(), istext=True).decode("ascii"))
-    return part

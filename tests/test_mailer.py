@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from digest.config import DeliveryConfig, SmtpConfig
+from digest.maildir_view import latest_html
 from digest.mailer import (
     DeliveryError,
     Envelope,
@@ -23,7 +24,6 @@ from digest.mailer import (
     SmtpTransport,
     Status,
     Transport,
-    latest_html,
     transport_for,
 )
 from tests.smtp_servers import (

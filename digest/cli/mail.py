@@ -107,7 +107,7 @@ def point_at_newest(config: Config) -> None:
     if config.delivery.backend != "maildir":
         return
     target = config.delivery.maildir / "latest.html"
-    from digest.mailer import latest_html
+    from digest.maildir_view import latest_html
 
     if latest_html(config.delivery.maildir, target):
         click.echo(f"newest digest: open file://{target}")
