@@ -34,12 +34,10 @@ through which channel), shown by ``digest subscribers show``.
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from digest.config import Config
-from digest.errors import ConfigError, DigestError, QueryError, UsageError
+from digest.errors import DigestError, UsageError
 from digest.errors import Refused as Refused
 from digest.models import STATUSES, SettingsOwner, Source, Status, Subscriber
 from digest.store import Store, iso
@@ -131,7 +129,7 @@ def change_status(
     a person's own unsubscribe after the config's (it makes the unsubscribe theirs, final)."""
     new = next_status(person.status, action, channel)
     if new == person.status:
-        if action == "unsubscribe" and channel != "config" and _retired_by_config(store, person):
+        if action == "unsubscribe" and channel != "config" and retired_by_config(store, person):
             with store.write():
                 store.add_event(person.id, action, channel, new, new, detail, at=iso(now))
         return person
@@ -153,7 +151,7 @@ def add(store: Store, wanted: Wanted, channel: Channel, now: datetime) -> Subscr
             f"{checked.email} is already subscribed", "use `digest subscribers set` to change it"
         )
     with store.write():
-        return _insert(store, checked, channel, now)
+        return insert_new(store, checked, channel, now)
 
 
 def add_many(
@@ -161,10 +159,10 @@ def add_many(
 ) -> list[Subscriber]:
     """Insert already-checked subscribers in one transaction (the CSV import)."""
     with store.write():
-        return [_insert(store, wanted, "operator", now, source) for wanted in checked]
+        return [insert_new(store, wanted, "operator", now, source) for wanted in checked]
 
 
-def _insert(
+def insert_new(
     store: Store, wanted: Wanted, channel: Channel, now: datetime, source: Source | None = None
 ) -> Subscriber:
     status = next_status(None, "create", channel)
@@ -358,94 +356,10 @@ def new_secret() -> str:
     return secrets.token_urlsafe(SECRET_BYTES)
 
 
-# the config's [[subscribers]] ---------------------------------------------------------------
+# the config's restore ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SyncStep:
-    """One thing the config sync does (or, with ``changes`` empty, declines to do)."""
-
-    email: str
-    what: Literal["add", "update", "retire", "restore", "keep-unsubscribed", "keep-own-settings"]
-    detail: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.what:<18} {self.email}" + (f"  ({self.detail})" if self.detail else "")
-
-
-def sync_config(
-    store: Store, declared: Sequence[Wanted], source: str, now: datetime, *, dry_run: bool = False
-) -> list[SyncStep]:
-    """Make the database agree with ``[[subscribers]]``, within the rules above.
-
-    Declared and missing: added.  Declared with config-owned settings: updated.
-    No longer declared: unsubscribed.  Never touched: anyone who unsubscribed,
-    and the settings of anyone who owns them.  Each step is logged once.
-    """
-    checked = [_check_declared(w, i, source) for i, w in enumerate(declared, start=1)]
-    _refuse_duplicates(checked, source)
-    plan = _plan(store, checked)
-    for step in plan:
-        log.info("config sync: %s", step)
-    if dry_run:
-        return plan
-    wanted = {w.email.casefold(): w for w in checked}
-    for step in plan:
-        _apply(store, step, wanted, now)
-    return plan
-
-
-def sync_declared(
-    store: Store, config: Config, now: datetime, *, dry_run: bool = False
-) -> list[SyncStep]:
-    """``sync_config`` with the ``[[subscribers]]`` of ``config``; nothing without a file.
-
-    Built-in defaults declare nobody, and must not retire anyone a real config declared.
-    """
-    if config.source is None:
-        log.info("config sync: no config file, so no [[subscribers]] to sync")
-        return []
-    declared = [Wanted(**table.model_dump()) for table in config.subscribers]
-    return sync_config(store, declared, str(config.source), now, dry_run=dry_run)
-
-
-def _refuse_duplicates(checked: Sequence[Wanted], source: str) -> None:
-    """One table per address (compared as stored): two would each win half of the sync."""
-    first: dict[str, int] = {}
-    for index, wanted in enumerate(checked, start=1):
-        seen = first.setdefault(wanted.email.casefold(), index)
-        if seen != index:
-            raise ConfigError(
-                f"{source}: [[subscribers]] #{index}: {wanted.email} is declared in #{seen} too"
-            )
-
-
-def _check_declared(wanted: Wanted, index: int, source: str) -> Wanted:
-    try:
-        return check(wanted)
-    except QueryError as err:
-        raise ConfigError(f"{source}: [[subscribers]] #{index} filter: {err}") from None
-    except DigestError as err:
-        raise ConfigError(f"{source}: [[subscribers]] #{index}: {err.message}") from None
-
-
-def _plan(store: Store, checked: Sequence[Wanted]) -> list[SyncStep]:
-    steps: list[SyncStep] = []
-    declared = {w.email.casefold() for w in checked}
-    for wanted in checked:
-        current = store.subscriber(wanted.email)
-        retired = current is not None and _retired_by_config(store, current)
-        step = _step_for(wanted, current, retired)
-        if step is not None:
-            steps.append(step)
-    for current in store.subscribers():
-        gone = current.source == "config" and current.email.casefold() not in declared
-        if gone and current.status != "unsubscribed":
-            steps.append(SyncStep(current.email, "retire", "no longer in [[subscribers]]"))
-    return steps
-
-
-def _retired_by_config(store: Store, person: Subscriber) -> bool:
+def retired_by_config(store: Store, person: Subscriber) -> bool:
     """Whether the config itself unsubscribed this person, and they did not confirm it
     with an unsubscribe of their own since (only then may the config restore them)."""
     if person.status != "unsubscribed":
@@ -454,59 +368,7 @@ def _retired_by_config(store: Store, person: Subscriber) -> bool:
     return last is not None and last[1] == "config"
 
 
-def _step_for(wanted: Wanted, current: Subscriber | None, retired: bool) -> SyncStep | None:
-    if current is None:
-        return SyncStep(wanted.email, "add")
-    differs = [k for k in SETTINGS if getattr(wanted, k) != getattr(current, k)]
-    if retired:
-        return SyncStep(wanted.email, "restore", "declared again after the config dropped them")
-    if current.status == "unsubscribed":
-        return SyncStep(
-            wanted.email,
-            "keep-unsubscribed",
-            f"unsubscribed {current.updated_at[:10]}; only they can subscribe again",
-        )
-    if current.settings_owner == "subscriber":
-        if not differs:
-            return None
-        return SyncStep(
-            wanted.email, "keep-own-settings", f"they changed {', '.join(differs)} themselves"
-        )
-    if differs or current.source != "config" or current.settings_owner != "config":
-        return SyncStep(wanted.email, "update", ", ".join(differs) or "now declared here")
-    return None
-
-
-def _apply(store: Store, step: SyncStep, wanted: Mapping[str, Wanted], now: datetime) -> None:
-    if step.what == "add":
-        with store.write():
-            _insert(store, wanted[step.email.casefold()], "config", now)
-    elif step.what == "update":
-        person = get(store, step.email)
-        fields = {k: getattr(wanted[step.email.casefold()], k) for k in SETTINGS}
-        with store.write():
-            store.update_subscriber(
-                person.id,
-                {**fields, "source": "config", "settings_owner": "config", "updated_at": iso(now)},
-            )
-            store.add_event(
-                person.id,
-                "settings",
-                "config",
-                person.status,
-                person.status,
-                step.detail,
-                at=iso(now),
-            )
-    elif step.what == "retire":
-        change_status(store, get(store, step.email), "unsubscribe", "config", now, step.detail)
-    elif step.what == "restore":
-        person = _restore(store, get(store, step.email), now)
-        if person.settings_owner == "config":
-            _apply(store, SyncStep(step.email, "update", "declared again"), wanted, now)
-
-
-def _restore(store: Store, person: Subscriber, now: datetime) -> Subscriber:
+def restore(store: Store, person: Subscriber, now: datetime) -> Subscriber:
     """Undo the config's retire: back to the state it was retired from (a paused or
     bouncing subscriber does not come back active)."""
     next_status(person.status, "restore", "config")

@@ -34,7 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import config as config_module
-from digest import lifecycle, pipeline
+from digest import declared, pipeline
 from digest.config import Config, ScheduleConfig
 from digest.errors import AlreadyRunning as AlreadyRunning
 from digest.errors import ConfigError, DigestError
@@ -323,7 +323,7 @@ class Service:
         """``[[subscribers]]`` of ``config`` into the database; a bad table raises ConfigError
         before anything is written, so the reload keeps the running config."""
         with pipeline.open_store(config, self.identity) as store:
-            lifecycle.sync_declared(store, config, self.clock())
+            declared.sync_declared(store, config, self.clock())
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         log.info("%s: stopping after the work in hand", signal.Signals(signum).name)

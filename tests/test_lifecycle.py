@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from digest import config as config_module
-from digest import lifecycle, links, subscribers
+from digest import declared, lifecycle, links, subscribers
+from digest.declared import SyncStep
 from digest.errors import ConfigError, QueryError, UsageError
-from digest.lifecycle import ACTIONS, CHANNELS, Refused, SyncStep
+from digest.lifecycle import ACTIONS, CHANNELS, Refused
 from digest.models import STATUSES, Status, Subscriber
 from digest.store import Store
 from tests.conftest import NOW, RunCli
@@ -145,7 +146,7 @@ def test_the_limits_allow_a_filter_of_24_terms_in_500_characters(store: Store) -
 
 def declare(store: Store, *people: tuple[str, str], dry_run: bool = False) -> list[SyncStep]:
     wanted = [subscribers.Wanted(email, query) for email, query in people]
-    return lifecycle.sync_config(store, wanted, "config.toml", NOW, dry_run=dry_run)
+    return declared.sync_config(store, wanted, "config.toml", NOW, dry_run=dry_run)
 
 
 def test_the_sync_never_brings_back_someone_who_unsubscribed(store: Store) -> None:
@@ -319,10 +320,10 @@ def test_built_in_defaults_sync_nobody_and_retire_nobody(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DIGEST_CONFIG", raising=False)
     store = Store(tmp_path / "digest.db")
-    lifecycle.sync_config(store, [subscribers.Wanted("a@example.org", "x")], "c.toml", NOW)
+    declared.sync_config(store, [subscribers.Wanted("a@example.org", "x")], "c.toml", NOW)
     defaults = config_module.load(None)
     assert defaults.source is None
-    assert lifecycle.sync_declared(store, defaults, datetime.now(UTC)) == []
+    assert declared.sync_declared(store, defaults, datetime.now(UTC)) == []
     assert [s.status for s in store.subscribers()] == ["active"]
     store.close()
 

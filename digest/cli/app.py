@@ -24,7 +24,7 @@ from digest.errors import DigestError, UsageError
 from digest.store import Store, iso
 
 if TYPE_CHECKING:
-    from digest import lifecycle
+    from digest import declared
 
 
 @dataclass
@@ -71,11 +71,11 @@ class App:
         source = self.config.source
         return f"[storage] database in {source}" if source else "built-in default, no config file"
 
-    def sync_subscribers(self, *, dry_run: bool = False) -> "list[lifecycle.SyncStep]":
+    def sync_subscribers(self, *, dry_run: bool = False) -> "list[declared.SyncStep]":
         """The config's ``[[subscribers]]`` into the database (skipped without a config file)."""
-        from digest import lifecycle
+        from digest import declared
 
-        return lifecycle.sync_declared(self.store, self.config, now(), dry_run=dry_run)
+        return declared.sync_declared(self.store, self.config, now(), dry_run=dry_run)
 
     def close(self) -> None:
         if self._store is not None:
