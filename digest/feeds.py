@@ -118,13 +118,8 @@ class Feeds:
     def private(self, token: str, fmt: Format) -> FeedBody | None:
         """A subscriber's matches, newest first; None unless ``token`` is the feed token of
         someone still subscribed (an unsubscribed reader's feed ends with the subscription)."""
-        subscriber_id = links.parse_token(token)
-        if subscriber_id is None:
-            return None
-        subscriber = self.store.subscriber_by_id(subscriber_id)
-        if subscriber is None or not links.verify(subscriber, token, "feed"):
-            return None
-        if subscriber.status == "unsubscribed":
+        subscriber = links.resolve(token, "feed", self.store.subscriber_by_id)
+        if subscriber is None or subscriber.status == "unsubscribed":
             return None
         return self._private(subscriber, token, fmt)
 

@@ -266,18 +266,20 @@ def set_by_operator(
     return person
 
 
+OPERATOR_SETS: dict[Status, Action] = {  # `subscribers set --status S`: the action it takes
+    "active": "resume",
+    "paused": "pause",
+    "unsubscribed": "unsubscribe",
+}
+
+
 def _action_for(status: str) -> Action:
-    actions: dict[str, Action] = {
-        "active": "resume",
-        "paused": "pause",
-        "unsubscribed": "unsubscribe",
-    }
-    if status not in actions:
+    if status not in OPERATOR_SETS:
         raise Refused(
             f"the operator cannot make a subscriber {status}",
             "pending comes from a web sign-up, bouncing from the delivery path",
         )
-    return actions[status]
+    return OPERATOR_SETS[status]
 
 
 # the web sign-up ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Changing a subscriber's secret revokes every link at once.
 import hashlib
 import hmac
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,16 @@ def parse_token(text: str) -> int | None:
     """The subscriber id a token claims, or None when it is not shaped like a token."""
     found = _TOKEN.fullmatch(text)
     return int(found.group(1)) if found else None
+
+
+def resolve(
+    text: str, purpose: Purpose, by_id: Callable[[int], Subscriber | None]
+) -> Subscriber | None:
+    """The subscriber whose ``purpose`` token ``text`` is, found with ``by_id`` (the store's
+    lookup); None when it is forged, revoked (a new secret) or names nobody."""
+    subscriber_id = parse_token(text)
+    found = by_id(subscriber_id) if subscriber_id is not None else None
+    return found if found is not None and verify(found, text, purpose) else None
 
 
 def verify(subscriber: Subscriber, text: str, purpose: Purpose) -> bool:

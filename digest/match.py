@@ -58,6 +58,13 @@ class Match:
         }
 
 
+def trend_note(paper: PaperRow) -> str:
+    """How a paper trended, in words: ``seen in 3 listings, best #2`` or ``listed once at #5``."""
+    if paper.times_seen > 1:
+        return f"seen in {paper.times_seen} listings, best #{paper.best_position}"
+    return f"listed once at #{paper.best_position}"
+
+
 def ranked(matches: Sequence[Match]) -> list[Match]:
     """Trending first, then relevance, then newest."""
     return sorted(
@@ -341,9 +348,8 @@ def explain(
     if not receiving:
         reasons.append(f"the subscriber is {subscriber.status}: no digest is sent to them")
     if why.matches and delivered is None and in_window and receiving:
-        position = _rank_in_pending(store, subscriber, paper, settings, now, stemmer)
+        included, position = _rank_in_pending(store, subscriber, paper, settings, now, stemmer)
         reasons.append(position)
-        included = "beyond the cap" not in position
     else:
         included = False
     return Verdict(included, reasons, why)
@@ -386,11 +392,12 @@ def _rank_in_pending(
     settings: DigestConfig,
     now: datetime,
     stemmer: Stemmer | None,
-) -> str:
+) -> tuple[bool, str]:
+    """Whether the paper makes the cap of the next digest, and where it ranks, in words."""
     upcoming = pending(store, subscriber, settings, now, stemmer)
     rank = next(i for i, m in enumerate(upcoming.matches, start=1) if m.paper.seq == paper.seq)
     if rank > settings.max_papers:
         cap = settings.max_papers
         place = f"beyond the cap of {cap} (on the digest's more page)"
-        return f"ranked {rank} of {len(upcoming.matches)}: {place}"
-    return f"in the next digest at position {rank} of {len(upcoming.capped)}"
+        return False, f"ranked {rank} of {len(upcoming.matches)}: {place}"
+    return True, f"in the next digest at position {rank} of {len(upcoming.capped)}"

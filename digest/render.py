@@ -20,7 +20,7 @@ why each paper is in it, and arrive once.  Hence:
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
@@ -30,10 +30,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from digest.addresses import mailbox as _mailbox
 from digest.config import Config
+from digest.dates import month_day
 from digest.errors import QueryError
 from digest.errors import RenderError as RenderError
 from digest.links import Links
-from digest.match import Match, compile_filter
+from digest.match import Match, compile_filter, trend_note
 from digest.mime import CONTROL, assemble, boundary, clean, date, encoded_words, safe_url
 from digest.mime import confirmation_id as confirmation_id
 from digest.mime import message_id as message_id
@@ -58,7 +59,6 @@ CONFIRM_SUBJECTS: dict[ConfirmKind, str] = {
     "confirm": "Confirm your subscription to Paper Digest",
     "known": "You are already subscribed to Paper Digest",
 }
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _LINE = re.compile(rf"(\S.{{0,{TEXT_WIDTH - 4}}})(?:\s+|$)|(\S+)\s*")  # a line, or a long word
 Segment = tuple[str, bool]
 
@@ -140,7 +140,7 @@ class Renderer:
 
     def subject(self, content: DigestContent) -> str:
         head = _heading(len(content.matches))
-        tail = f" — {_day(content.created_at)}"
+        tail = f" — {month_day(content.created_at)}"
         room = SUBJECT_CHARS - len(head) - len(": ") - len(tail)
         return f"{head}: {_fit_terms(_filter_terms(content.subscriber.filter), room)}{tail}"
 
@@ -229,7 +229,7 @@ class Renderer:
         return {
             "subject": self.subject(content),
             "heading": _heading(len(content.matches)),
-            "date": _day(content.created_at, year=True),
+            "date": month_day(content.created_at, year=True),
             "greeting": clean(subscriber.name) or clean(subscriber.email),
             "email": clean(subscriber.email),
             "filter": clean(subscriber.filter),
@@ -279,13 +279,6 @@ class Renderer:
 # helpers ---------------------------------------------------------------------------------
 
 
-def _day(moment: datetime, *, year: bool = False) -> str:
-    """``Nov 24`` (or ``Nov 24, 2026``) in UTC, whatever the locale."""
-    utc = moment.astimezone(UTC)
-    day = f"{_MONTHS[utc.month - 1]} {utc.day}"
-    return f"{day}, {utc.year}" if year else day
-
-
 def _heading(count: int) -> str:
     return f"{count} new paper{'' if count == 1 else 's'}" if count else "No new papers"
 
@@ -318,9 +311,7 @@ def _fit_terms(found: list[str], room: int) -> str:
 
 
 def _badge(paper: PaperRow) -> str:
-    if paper.times_seen > 1:
-        return f"Trending: seen in {paper.times_seen} listings, best #{paper.best_position}"
-    return f"New: listed once at #{paper.best_position}"
+    return f"{'Trending' if paper.times_seen > 1 else 'New'}: {trend_note(paper)}"
 
 
 def _outside_links(

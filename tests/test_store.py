@@ -1,14 +1,16 @@
 """The store: migrations, WAL, the FTS index in sync, stable ids, trend signal."""
 
+import re
 import sqlite3
 from datetime import datetime
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from digest.errors import StoreError
 from digest.ingest import ingest_files
-from digest.models import find_links, normalize_title, paper_id
+from digest.models import STATUSES, Status, find_links, normalize_title, paper_id
 from digest.store import Store
 from digest.store.migrations import migrations
 
@@ -135,3 +137,14 @@ def test_the_status_counts_what_is_stored(
     )
     assert info["last_ingest"] == {"file": seed_files[-1].name, "at": "2026-11-24T07:00:00Z"}
     assert info["database_bytes"] > 0
+
+
+def test_the_schema_allows_exactly_the_statuses_the_code_knows(store: Store) -> None:
+    """One list of subscriber statuses (``models.STATUSES``); the migration's CHECK agrees."""
+    schema = store.db.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'subscribers'"
+    ).fetchone()[0]
+    allowed = re.search(r"CHECK \(status IN \(([^)]*)\)\)", schema)
+    assert allowed is not None
+    assert tuple(re.findall(r"'(\w+)'", allowed.group(1))) == STATUSES
+    assert set(get_args(Status)) == set(STATUSES)

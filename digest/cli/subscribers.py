@@ -8,13 +8,14 @@ import click
 from digest import subscribers
 from digest.cli.app import App, emit_json, errors, now
 from digest.errors import UsageError
+from digest.lifecycle import OPERATOR_SETS
 from digest.links import links_for
-from digest.models import STATUSES, Subscriber
+from digest.models import FORMATS, FREQUENCIES, STATUSES, Subscriber
 
-FREQUENCY = click.Choice(["daily", "weekly"])
-FORMAT = click.Choice(["html", "text"])
+FREQUENCY = click.Choice(FREQUENCIES)
+FORMAT = click.Choice(FORMATS)
 STATUS = click.Choice(STATUSES)
-SETTABLE_STATUS = click.Choice(["active", "paused", "unsubscribed"])
+SETTABLE_STATUS = click.Choice(list(OPERATOR_SETS))
 
 
 @click.group("subscribers")

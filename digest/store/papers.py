@@ -276,13 +276,6 @@ _PAPER_SELECT = (
 )
 
 
-_PAPER_SELECT = (
-    "SELECT p.seq, p.id, p.title, p.abstract, p.links, p.first_seen, "
-    "t.times_seen, t.best_position, t.last_seen "
-    "FROM papers p JOIN paper_trends t ON t.seq = p.seq"
-)
-
-
 def _paper(row: Sequence[Any]) -> PaperRow:
     seq, pid, title, abstract, links, first_seen, times_seen, best, last_seen = row
     return PaperRow(

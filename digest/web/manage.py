@@ -53,11 +53,7 @@ class ManageForm:
 
 def lookup(store: Store, token: str, purpose: links.Purpose) -> Subscriber | None:
     """The subscriber whose ``purpose`` token this is, or None (forged, revoked, unknown)."""
-    subscriber_id = links.parse_token(token)
-    if subscriber_id is None:
-        return None
-    person = store.subscriber_by_id(subscriber_id)
-    return person if person is not None and links.verify(person, token, purpose) else None
+    return links.resolve(token, purpose, store.subscriber_by_id)
 
 
 def manage(request: Request) -> Response:

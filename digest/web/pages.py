@@ -80,11 +80,8 @@ def matches(request: Request) -> Response:
 
 def _feed_reader(store: Store, token: str) -> Subscriber | None:
     """The subscriber whose feed token this is, unless they have unsubscribed."""
-    subscriber_id = links.parse_token(token)
-    found = store.subscriber_by_id(subscriber_id) if subscriber_id is not None else None
-    if found is None or not links.verify(found, token, "feed") or found.status == "unsubscribed":
-        return None
-    return found
+    found = links.resolve(token, "feed", store.subscriber_by_id)
+    return None if found is None or found.status == "unsubscribed" else found
 
 
 def healthz(request: Request) -> Response:

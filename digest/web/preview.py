@@ -6,16 +6,16 @@ ranked as a digest ranks them.
 """
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from digest import match
+from digest.dates import weekday_month_day
 from digest.models import paper_url
 from digest.store import Store
 from digest.subscribers import check_filter
 
 TOP = 10
 DAYS = 7  # when no [digest] lookback_days is given
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +63,7 @@ def preview(store: Store, query: str, now: datetime, paper_link: str, days: int 
 
 def _paper(found: match.Match, paper_link: str) -> PreviewPaper:
     paper = found.paper
-    if paper.times_seen > 1:
-        badge = f"seen in {paper.times_seen} listings, best #{paper.best_position}"
-    else:
-        badge = f"listed once at #{paper.best_position}"
+    badge = match.trend_note(paper)
     return PreviewPaper(
         id=paper.id,
         title=paper.title,
@@ -79,6 +76,4 @@ def _paper(found: match.Match, paper_link: str) -> PreviewPaper:
 
 def _label(day: str) -> str:
     """``2026-11-24`` -> ``Tue Nov 24``, whatever the locale."""
-    moment = datetime.fromisoformat(day)
-    weekday = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[moment.weekday()]
-    return f"{weekday} {_MONTHS[moment.month - 1]} {moment.day}"
+    return weekday_month_day(date.fromisoformat(day))
