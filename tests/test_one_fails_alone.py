@@ -168,7 +168,7 @@ def test_a_dry_run_reports_the_failures_and_records_nothing(
     found = by_email(report)
     assert (found[JOSE].status, found[BIG].status) == ("failed", "failed")
     assert report.count("dry-run") == 50
-    assert crowd.db["digests"].count == 0
+    assert crowd.count("digests") == 0
 
 
 def test_a_queued_digest_that_cannot_go_on_the_wire_fails_without_a_bounce(

@@ -99,7 +99,7 @@ def test_every_due_subscriber_gets_one_digest(
     assert {r.message_id for r in received} == {d.message_id for d in report.digests}
     rows = digest_rows(subscribed)
     assert [(r["status"], r["message"]) for r in rows] == [("sent", None)] * 3
-    assert subscribed.db["deliveries"].count == sum(r["papers"] for r in rows)
+    assert subscribed.count("deliveries") == sum(r["papers"] for r in rows)
     assert report.as_json()["sent"] == 3
 
 
@@ -159,7 +159,7 @@ def test_a_dry_run_records_and_sends_nothing(
     report = run_send(subscribed, outbox_config(tmp_path, sink.port), now, dry_run=True)
     assert statuses(report) == dict.fromkeys(PEOPLE, "dry-run")
     assert all(d.message_id for d in report.digests)
-    assert subscribed.db["digests"].count == 0
+    assert subscribed.count("digests") == 0
     assert sink.handler.count == 0
 
 
@@ -324,7 +324,7 @@ def test_preview_prints_the_digest_without_recording_it(
     assert "<" not in text.stdout.split("\n", 1)[0]
     assert "diffusion" in text.stdout.lower()
     store = Store(config_file.parent / "var" / "digest.db")
-    assert store.db["digests"].count == 0
+    assert store.count("digests") == 0
     store.close()
 
 

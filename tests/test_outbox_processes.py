@@ -114,6 +114,7 @@ def test_two_sends_at_once_send_each_digest_once(tmp_path: Path, seed_files: lis
     reports = [json.loads(out) for out, _ in outputs]
     assert sum(r["sent"] for r in reports) == people
     store = Store(tmp_path / "digest.db")
+    # the raw rows: a paper recorded twice for one reader is what a double send leaves
     pairs = store.db.execute("SELECT subscriber_id, paper_seq FROM deliveries").fetchall()
     store.close()
     assert len(pairs) == len(set(pairs))
