@@ -1,7 +1,10 @@
-"""Shared fixtures: the real seed dumps, a fresh store, a fixed clock, the CLI."""
+"""Shared fixtures: the real seed dumps, a fresh or seeded store, a fixed clock, configs,
+an SMTP sink, the CLI."""
 
 import json
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from digest.cli import cli
+from digest.config import Config, from_mapping
+from digest.ingest import ingest_files
 from digest.store import Store
+
+from .smtp_servers import Server, Sink, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "examples" / "dumps"
@@ -30,10 +37,45 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store(tmp_path / "digest.db")
-    yield opened  # type: ignore[misc]
-    opened.close()
+def store(tmp_path: Path) -> Iterator[Store]:
+    """An empty store at ``tmp_path/digest.db``."""
+    with closing(Store(tmp_path / "digest.db")) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def seeded_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed dumps ingested once, at NOW.  Shared by every test: copy it, never open it."""
+    path = tmp_path_factory.mktemp("seeded") / "digest.db"
+    with closing(Store(path)) as store:
+        ingest_files(store, SEED_FILES, NOW)
+    return path
+
+
+@pytest.fixture
+def seeded_store(tmp_path: Path, seeded_database: Path) -> Iterator[Store]:
+    """A store at ``tmp_path/digest.db`` holding the seed dumps, ingested at NOW; the
+    test's own copy (so it stands in for ``store``, never beside it)."""
+    with closing(Store(copy_database(seeded_database, tmp_path))) as opened:
+        yield opened
+
+
+def copy_database(database: Path, folder: Path) -> Path:
+    """A copy of a closed database (no WAL left beside it) as ``folder/digest.db``."""
+    return Path(shutil.copy(database, folder / "digest.db"))
+
+
+def make_config(folder: Path | None = None, **sections: Mapping[str, Any] | list[Any]) -> Config:
+    """A validated config from TOML-like ``sections`` (``delivery={"maildir": "mail"}``,
+    ``topics=[...]``); relative paths are taken from ``folder``, as from a config file there."""
+    return from_mapping(sections, source=folder / "config.toml" if folder else None)
+
+
+@pytest.fixture
+def sink() -> Iterator[Server]:
+    """A real SMTP server on a loopback port that accepts and records every message."""
+    with serve(Sink()) as server:
+        yield server
 
 
 @dataclass

@@ -28,8 +28,9 @@ implicit TLS, ``starttls_context=...`` to offer STARTTLS).
 
 Another process: ``python -m tests.smtp_servers --sink --port 0 --ids-file F`` prints
 ``READY 127.0.0.1 <port>`` once it accepts connections and appends each message's
-Message-ID to F, flushed per message; ``with sink_process(F) as sink:`` starts it,
-waits for READY and stops it (``sink.port``, ``sink.count()``, ``sink.wait_for(n)``).
+Message-ID to F, flushed per message, and keeps its number of open connections in
+F.open; ``with sink_process(F) as sink:`` starts it, waits for READY and stops it
+(``sink.port``, ``sink.count()``, ``sink.wait_for(n)``, ``sink.wait_until_idle()``).
 """
 
 import argparse
@@ -567,10 +568,31 @@ class IdSink(Sink):
     test can kill a sender while messages are in flight.
     """
 
-    def __init__(self, out: IO[str], delay: float = 0.0) -> None:
+    def __init__(self, out: IO[str], delay: float = 0.0, open_file: Path | None = None) -> None:
         super().__init__(keep_data=False)
         self._out = out
         self._delay = delay
+        self._open_file = open_file
+        self._open: set[int] = set()
+
+    def greeting(self, server: SMTP) -> str | None:
+        self._connections(add=id(server))
+        return None
+
+    def closed(self, server: SMTP) -> None:
+        self._connections(drop=id(server))
+
+    def _connections(self, *, add: int | None = None, drop: int | None = None) -> None:
+        """Keep the number of open connections in ``open_file`` (replaced whole, never torn)."""
+        with self._changed:
+            if add is not None:
+                self._open.add(add)
+            if drop is not None:
+                self._open.discard(drop)
+            if self._open_file is not None:
+                part = self._open_file.with_name(self._open_file.name + ".part")
+                part.write_text(f"{len(self._open)}\n", encoding="utf-8")
+                part.replace(self._open_file)
 
     async def handle_DATA(
         self, server: SMTP, session: ServerSession, envelope: ServerEnvelope
@@ -609,6 +631,29 @@ class RemoteSink:
                 raise AssertionError(f"expected {count} messages, the sink has {len(ids)}")
             time.sleep(0.005)
         return ids
+
+    def connections(self) -> int:
+        """Connections the sink has greeted and not yet seen closed."""
+        try:
+            return int(open_file(self.ids_file).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return 0
+
+    def wait_until_idle(self, timeout: float = 10.0) -> list[str]:
+        """Poll until the sink holds no connection, then the Message-IDs: with every client
+        gone, that list is final (a message still in the sink's hands keeps its connection
+        open until it is recorded).  AssertionError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (open_now := self.connections()) > 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the sink still has {open_now} connections open")
+            time.sleep(0.005)
+        return self.ids()
+
+
+def open_file(ids_file: Path) -> Path:
+    """Where a sink process keeps its number of open connections, beside its ids file."""
+    return ids_file.with_name(ids_file.name + ".open")
 
 
 @contextmanager
@@ -656,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     with (
         args.ids_file.open("a", encoding="utf-8") as out,
-        serve(IdSink(out, args.delay), port=args.port) as srv,
+        serve(IdSink(out, args.delay, open_file(args.ids_file)), port=args.port) as srv,
     ):
         print(f"READY {srv.host} {srv.port}", flush=True)
         stop.wait()

@@ -169,41 +169,118 @@ def test_bad_input_is_rejected_naming_the_file_and_line(
 # arbitrary input ---------------------------------------------------------------------
 
 
-def _check_total(content: str | bytes) -> None:
-    """Entries with a title and an abstract each, or the parser's own error with a line number."""
-    outcome: Dump | DumpError
+def _verdict(content: str | bytes) -> Dump | DumpError:
     try:
-        outcome = parse(content)
+        return parse(content)
     except DumpError as error:
-        outcome = error
-    if isinstance(outcome, DumpError):
-        assert outcome.line >= 0
-        assert outcome.reason
-    else:
-        assert all(e.title and e.abstract for e in outcome.entries)
+        return error
+
+
+GOOD = dump("A Title", ABSTRACT)
+GOOD_ENTRY = Entry.of(1, "A Title", ABSTRACT, 1)
+
+
+def _judge_after_a_good_entry(rest: bytes) -> None:
+    """A good entry, then anything: the entry is kept, or the rest is blamed, never the entry.
+
+    Accepted, the rest's non-empty lines are the next titles and abstracts, in
+    order; rejected, the error names a line of the rest.
+    """
+    rest_lines = io.BytesIO(rest).readlines()
+    parsed = _verdict(GOOD.encode() + rest)
+    if isinstance(parsed, DumpError):
+        assert 3 <= parsed.line <= 2 + len(rest_lines)
+        assert parsed.reason
+        return
+    assert parsed.entries[0] == GOOD_ENTRY
+    texts = [text for line in rest_lines if (text := line.decode("utf-8").strip())]
+    assert [(e.title, e.abstract) for e in parsed.entries[1:]] == list(
+        zip(texts[::2], texts[1::2], strict=True)
+    )
+    assert [e.position for e in parsed.entries] == list(range(1, len(parsed.entries) + 1))
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text())
-def test_arbitrary_text_gives_entries_or_a_dump_error(text: str) -> None:
-    _check_total(text)
+def test_arbitrary_text_after_a_good_entry_gives_more_entries_or_an_error_past_it(
+    text: str,
+) -> None:
+    _judge_after_a_good_entry(text.encode())
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary())
-def test_arbitrary_bytes_give_entries_or_a_dump_error(data: bytes) -> None:
-    _check_total(data)
+def test_arbitrary_bytes_after_a_good_entry_give_more_entries_or_an_error_past_it(
+    data: bytes,
+) -> None:
+    _judge_after_a_good_entry(data)
 
 
 LINES = st.sampled_from(
-    ["", "Subscribe", "new", "Jul 30", "A Title", ABSTRACT, "\ufeff", "x\r", LONG_LINE, "é"]
+    [
+        "",
+        "Subscribe",
+        "new",
+        "Jul 30",
+        "A Title",
+        "SubscribeA Title",
+        ABSTRACT,
+        "\ufeff",
+        "x\r",
+        LONG_LINE,
+        "é",
+    ]
 )
+HEADER = {"Subscribe", "new", "Jul 30"}
+
+
+def _by_the_rules(lines: list[str]) -> tuple[str | None, list[tuple[str, str, int]]] | int:
+    """DUMP_FORMAT.md on these lines: (listing date, [(title, abstract, line)]), or the bad line.
+
+    Header phrases and dates are skipped until the first title (which may be glued
+    to "Subscribe"); then non-empty lines alternate a title of at most TITLE_MAX
+    characters and an abstract of at least ABSTRACT_MIN; a title needs its abstract.
+    """
+    listing_date: str | None = None
+    entries: list[tuple[str, str, int]] = []
+    title: tuple[str, int] | None = None
+    in_header = True
+    for number, line in enumerate(lines, start=1):
+        text = (line.removeprefix("\ufeff") if number == 1 else line).strip()
+        if not text:
+            continue
+        if in_header and text in HEADER:
+            listing_date = text if text == "Jul 30" else listing_date
+            continue
+        if in_header:
+            in_header = False
+            text = text.removeprefix("Subscribe")
+        if title is None:
+            if len(text) > TITLE_MAX:
+                return number
+            title = (text, number)
+        else:
+            if len(text) < ABSTRACT_MIN:
+                return number
+            entries.append((title[0], text, title[1]))
+            title = None
+    if title is not None:
+        return title[1]
+    return listing_date, entries
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(LINES, max_size=12))
-def test_arbitrary_line_mixes_give_entries_or_a_dump_error(lines: list[str]) -> None:
-    _check_total("\n".join(lines))
+def test_arbitrary_line_mixes_are_judged_by_the_rules_of_the_format(lines: list[str]) -> None:
+    expected = _by_the_rules(lines)
+    parsed = _verdict("\n".join(lines))
+    if isinstance(parsed, DumpError):
+        assert parsed.line == expected
+        return
+    assert (
+        parsed.listing_date,
+        [(e.title, e.abstract, e.line) for e in parsed.entries],
+    ) == expected
 
 
 def test_the_shipped_sample_dumps_are_the_real_seeds(seed_files: list[Path]) -> None:

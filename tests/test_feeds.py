@@ -10,6 +10,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from digest.links import token
 from digest.models import STATUSES, Entry, Subscriber, paper_id, paper_url
 from digest.store import PaperRow, Store, iso
 
-from .conftest import NOW, SEED_FILES
+from .conftest import NOW, SEED_FILES, copy_database, make_config
 
 GOLDEN = Path(__file__).parent / "golden"
 BASE = "https://digest.example.org"
@@ -42,18 +43,16 @@ MEDIA = {"atom": "application/atom+xml", "rss": "application/rss+xml"}
 KINDS = ["all", "topic", "private"]
 
 
-def make_config(feeds_dir: Path = Path("/nonexistent/feeds"), **feeds: Any) -> Config:
-    return from_mapping(
-        {
-            "web": {"base_url": BASE},
-            "digest": {"max_papers": 2},
-            "feeds": {"dir": str(feeds_dir), "max_entries": 5, **feeds},
-            "topics": TOPICS,
-        }
+def feeds_config(feeds_dir: Path = Path("/nonexistent/feeds"), **feeds: Any) -> Config:
+    return make_config(
+        web={"base_url": BASE},
+        digest={"max_papers": 2},
+        feeds={"dir": str(feeds_dir), "max_entries": 5, **feeds},
+        topics=TOPICS,
     )
 
 
-CONFIG = make_config()
+CONFIG = feeds_config()
 
 
 def subscribe(store: Store, email: str, status: str = "active", query: str = FILTER) -> Subscriber:
@@ -65,26 +64,25 @@ def subscribe(store: Store, email: str, status: str = "active", query: str = FIL
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """The seeds and one subscriber of each status; tests must not change it."""
-    store = Store(tmp_path_factory.mktemp("feeds") / "digest.db")
-    ingest_files(store, SEED_FILES, NOW)
-    for status in STATUSES:
-        subscribe(store, f"{status}@example.org", status)
-    yield store
-    store.close()
+def populated(tmp_path_factory: pytest.TempPathFactory, seeded_database: Path) -> Iterator[Store]:
+    """The seeds and one subscriber of each status, shared by this module: read only."""
+    folder = tmp_path_factory.mktemp("feeds")
+    with closing(Store(copy_database(seeded_database, folder))) as store:
+        for status in STATUSES:
+            subscribe(store, f"{status}@example.org", status)
+        yield store
 
 
 @pytest.fixture(scope="module")
-def ada(seeded: Store) -> Subscriber:
-    found = seeded.subscriber("active@example.org")
+def ada(populated: Store) -> Subscriber:
+    found = populated.subscriber("active@example.org")
     assert found is not None
     return found
 
 
 @pytest.fixture
 def fresh(store: Store) -> Store:
-    """A store of its own, seeded in two days, for tests that change it."""
+    """A store of its own, populated in two days, for tests that change it."""
     ingest_files(store, SEED_FILES[:3], NOW - timedelta(days=1))
     ingest_files(store, SEED_FILES[3:], NOW)
     return store
@@ -154,12 +152,12 @@ def files_under(folder: Path) -> set[str]:
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_feed_parses_with_its_entries_ids_utc_dates_and_self_link(
-    seeded: Store, ada: Subscriber, kind: str, fmt: Format
+    populated: Store, ada: Subscriber, kind: str, fmt: Format
 ) -> None:
     secret_token = token(ada, "feed")
-    body = get(Feeds(seeded, CONFIG), kind, fmt, secret_token)
+    body = get(Feeds(populated, CONFIG), kind, fmt, secret_token)
     parsed = parse(body)
-    expected = expected_papers(seeded, kind)[:5]
+    expected = expected_papers(populated, kind)[:5]
     assert len(expected) == 5
     assert body.entries == len(parsed.entries) == 5
     assert [e.id for e in parsed.entries] == [f"{TAG}paper/{p.id}" for p in expected]
@@ -181,7 +179,7 @@ FEED_META = [
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(("kind", "title", "feed_id", "description"), FEED_META)
 def test_every_feed_has_title_id_description_language_generator_and_home_link(
-    seeded: Store,
+    populated: Store,
     ada: Subscriber,
     fmt: Format,
     kind: str,
@@ -189,7 +187,7 @@ def test_every_feed_has_title_id_description_language_generator_and_home_link(
     feed_id: str,
     description: str,
 ) -> None:
-    feed = parse(get(Feeds(seeded, CONFIG), kind, fmt, token(ada, "feed"))).feed
+    feed = parse(get(Feeds(populated, CONFIG), kind, fmt, token(ada, "feed"))).feed
     assert feed.title == title
     assert feed.subtitle == description
     assert feed.language == "en"
@@ -201,15 +199,15 @@ def test_every_feed_has_title_id_description_language_generator_and_home_link(
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_an_entry_links_to_the_paper_and_to_its_code_with_the_abstract_as_content(
-    seeded: Store, fmt: Format
+    populated: Store, fmt: Format
 ) -> None:
-    config = make_config(max_entries=10).model_copy(
+    config = feeds_config(max_entries=10).model_copy(
         update={"topics": from_mapping({"topics": [{"name": "Code", "filter": "github"}]}).topics}
     )
-    body = Feeds(seeded, config).topic("code", fmt)
+    body = Feeds(populated, config).topic("code", fmt)
     assert body is not None
     parsed = parse(body)
-    papers = {f"{TAG}paper/{p.id}": p for p in seeded.papers()}
+    papers = {f"{TAG}paper/{p.id}": p for p in populated.papers()}
     assert len(parsed.entries) == 10
     for entry in parsed.entries:
         paper = papers[entry.id]
@@ -227,12 +225,12 @@ def test_an_entry_links_to_the_paper_and_to_its_code_with_the_abstract_as_conten
 @pytest.mark.parametrize("max_entries", [1, 5, 1000])
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_feed_holds_at_most_max_entries(
-    seeded: Store, ada: Subscriber, kind: str, max_entries: int
+    populated: Store, ada: Subscriber, kind: str, max_entries: int
 ) -> None:
     body = get(
-        Feeds(seeded, make_config(max_entries=max_entries)), kind, "atom", token(ada, "feed")
+        Feeds(populated, feeds_config(max_entries=max_entries)), kind, "atom", token(ada, "feed")
     )
-    assert body.entries == min(max_entries, len(expected_papers(seeded, kind)))
+    assert body.entries == min(max_entries, len(expected_papers(populated, kind)))
 
 
 # ids are stable ----------------------------------------------------------------------
@@ -241,13 +239,13 @@ def test_a_feed_holds_at_most_max_entries(
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_rebuild_gives_the_same_bytes_and_ids(
-    seeded: Store, ada: Subscriber, kind: str, fmt: Format
+    populated: Store, ada: Subscriber, kind: str, fmt: Format
 ) -> None:
-    feeds = Feeds(seeded, CONFIG)
+    feeds = Feeds(populated, CONFIG)
     first = get(feeds, kind, fmt, token(ada, "feed"))
     feeds.invalidate()
     again = get(feeds, kind, fmt, token(ada, "feed"))
-    other = get(Feeds(seeded, CONFIG), kind, fmt, token(ada, "feed"))
+    other = get(Feeds(populated, CONFIG), kind, fmt, token(ada, "feed"))
     assert again is not first
     assert first.data == again.data == other.data
     assert first.etag == again.etag == other.etag
@@ -259,7 +257,7 @@ def test_entries_that_remain_after_an_ingest_keep_their_ids(
     store: Store, kind: str, fmt: Format
 ) -> None:
     person = subscribe(store, "ada@example.org")
-    feeds = Feeds(store, make_config(max_entries=1000))
+    feeds = Feeds(store, feeds_config(max_entries=1000))
     ingest_files(store, SEED_FILES[:3], NOW - timedelta(days=1))
     before = entry_titles(get(feeds, kind, fmt, token(person, "feed")), fmt)
     ingest_files(store, SEED_FILES[3:], NOW)
@@ -308,7 +306,7 @@ def test_a_hostile_title_and_abstract_are_text_in_the_xml(
 
 def test_a_private_feed_holds_the_matches_beyond_the_email_cap_newest_first(fresh: Store) -> None:
     person = subscribe(fresh, "ada@example.org")
-    config = make_config(max_entries=1000)
+    config = feeds_config(max_entries=1000)
     body = Feeds(fresh, config).private(token(person, "feed"), "atom")
     assert body is not None
     upcoming = match.pending(fresh, person, config.digest, NOW)
@@ -335,16 +333,16 @@ TOKENS = [
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize(("case", "make"), TOKENS)
 def test_a_private_feed_is_none_without_the_right_token(
-    seeded: Store, ada: Subscriber, fmt: Format, case: str, make: Any
+    populated: Store, ada: Subscriber, fmt: Format, case: str, make: Any
 ) -> None:
-    assert Feeds(seeded, CONFIG).private(make(ada), fmt) is None
+    assert Feeds(populated, CONFIG).private(make(ada), fmt) is None
 
 
 @pytest.mark.parametrize("status", STATUSES)
-def test_a_private_feed_lasts_as_long_as_the_subscription(seeded: Store, status: str) -> None:
-    person = seeded.subscriber(f"{status}@example.org")
+def test_a_private_feed_lasts_as_long_as_the_subscription(populated: Store, status: str) -> None:
+    person = populated.subscriber(f"{status}@example.org")
     assert person is not None
-    served = Feeds(seeded, CONFIG).private(token(person, "feed"), "rss")
+    served = Feeds(populated, CONFIG).private(token(person, "feed"), "rss")
     assert (served is not None) == (status != "unsubscribed")
 
 
@@ -360,8 +358,8 @@ def test_purging_or_a_new_secret_revokes_a_private_feed(fresh: Store) -> None:
     assert feeds.private(token(bob, "feed"), "atom") is None
 
 
-def test_an_unknown_topic_is_none(seeded: Store) -> None:
-    assert Feeds(seeded, CONFIG).topic("no-such-topic", "atom") is None
+def test_an_unknown_topic_is_none(populated: Store) -> None:
+    assert Feeds(populated, CONFIG).topic("no-such-topic", "atom") is None
 
 
 BAD_TOPICS = [
@@ -381,9 +379,9 @@ def test_a_bad_topic_is_a_config_error(store: Store, topics: list[Any], message:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_cache_returns_the_same_body_until_invalidated(
-    seeded: Store, ada: Subscriber, kind: str
+    populated: Store, ada: Subscriber, kind: str
 ) -> None:
-    feeds = Feeds(seeded, CONFIG)
+    feeds = Feeds(populated, CONFIG)
     first = get(feeds, kind, "atom", token(ada, "feed"))
     assert get(feeds, kind, "atom", token(ada, "feed")) is first
     feeds.invalidate()
@@ -423,7 +421,7 @@ def test_a_changed_filter_rebuilds_the_private_feed(fresh: Store) -> None:
 def test_etags_are_strong_hashes_that_change_only_with_the_content(
     fresh: Store, fmt: Format
 ) -> None:
-    config = make_config(max_entries=1000)
+    config = feeds_config(max_entries=1000)
     feeds = Feeds(fresh, config)
     body = feeds.public(fmt)
     assert re.fullmatch(r'"[0-9a-f]{32}"', body.etag)
@@ -465,14 +463,14 @@ PUBLIC_FILES = {"all.atom", "all.rss", "topics/diffusion-video.atom", "topics/di
 
 @pytest.mark.parametrize("private_static", [False, True])
 def test_build_all_writes_every_feed_file_and_nothing_else(
-    seeded: Store, tmp_path: Path, private_static: bool
+    populated: Store, tmp_path: Path, private_static: bool
 ) -> None:
-    config = make_config(tmp_path / "feeds", private_static=private_static)
-    written = build_all(seeded, config, now=CLOCK)
+    config = feeds_config(tmp_path / "feeds", private_static=private_static)
+    written = build_all(populated, config, now=CLOCK)
     root = config.feeds.dir
     private = {
         f"private/{token(p, 'feed')}.{fmt}"
-        for p in seeded.subscribers(["active", "paused"])
+        for p in populated.subscribers(["active", "paused"])
         for fmt in FORMATS
     }
     expected = PUBLIC_FILES | (private if private_static else set())
@@ -486,13 +484,13 @@ def test_build_all_writes_every_feed_file_and_nothing_else(
         assert entries == len(parse(path.read_bytes()).entries) in (4, 5)  # 4 about agents
         is_private = path.parent.name == "private"
         assert path.stat().st_mode & 0o777 == (0o600 if is_private else 0o644)
-    feeds = Feeds(seeded, config)
+    feeds = Feeds(populated, config)
     for fmt in FORMATS:  # the same bytes as the web front serves
         assert (root / f"all.{fmt}").read_bytes() == feeds.public(fmt).data
 
 
 def test_build_all_renames_a_temporary_file_in_the_same_folder(
-    seeded: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    populated: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     renames: list[tuple[Path, Path]] = []
     real = os.replace
@@ -502,7 +500,7 @@ def test_build_all_renames_a_temporary_file_in_the_same_folder(
         real(source, target)
 
     monkeypatch.setattr(os, "replace", spy)
-    written = build_all(seeded, make_config(tmp_path / "feeds"))
+    written = build_all(populated, feeds_config(tmp_path / "feeds"))
     assert [target for _, target in renames] == [path for path, _ in written]
     for source, target in renames:
         assert source.parent == target.parent
@@ -511,10 +509,10 @@ def test_build_all_renames_a_temporary_file_in_the_same_folder(
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(
-    seeded: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    populated: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = make_config(tmp_path / "feeds")
-    build_all(seeded, config)
+    config = feeds_config(tmp_path / "feeds")
+    build_all(populated, config)
     before = {name: (config.feeds.dir / name).read_bytes() for name in PUBLIC_FILES}
 
     def broken(source: Any, target: Any) -> None:
@@ -522,18 +520,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
 
     monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError, match="No space"):
-        build_all(seeded, make_config(tmp_path / "feeds", max_entries=1))
+        build_all(populated, feeds_config(tmp_path / "feeds", max_entries=1))
     assert files_under(config.feeds.dir) == PUBLIC_FILES
     assert {name: (config.feeds.dir / name).read_bytes() for name in PUBLIC_FILES} == before
 
 
-def test_build_all_removes_only_its_own_stale_files(seeded: Store, tmp_path: Path) -> None:
+def test_build_all_removes_only_its_own_stale_files(populated: Store, tmp_path: Path) -> None:
     root = tmp_path / "feeds"
-    build_all(seeded, make_config(root, private_static=True))
+    build_all(populated, feeds_config(root, private_static=True))
     for foreign in ("topics/notes.txt", "private/README", "index.html", "old.atom"):
         (root / foreign).write_text("keep me", encoding="utf-8")
-    fewer = make_config(root).model_copy(update={"topics": make_config(root).topics[:1]})
-    build_all(seeded, fewer)
+    fewer = feeds_config(root).model_copy(update={"topics": feeds_config(root).topics[:1]})
+    build_all(populated, fewer)
     assert files_under(root) == {
         "all.atom", "all.rss", "topics/diffusion-video.atom", "topics/diffusion-video.rss",
         "topics/notes.txt", "private/README", "index.html", "old.atom",
@@ -545,9 +543,9 @@ def test_build_all_removes_only_its_own_stale_files(seeded: Store, tmp_path: Pat
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_the_seed_feed_matches_its_golden_file(
-    seeded: Store, fmt: Format, request: pytest.FixtureRequest
+    populated: Store, fmt: Format, request: pytest.FixtureRequest
 ) -> None:
-    data = Feeds(seeded, CONFIG, clock=lambda: CLOCK).public(fmt).data
+    data = Feeds(populated, CONFIG, clock=lambda: CLOCK).public(fmt).data
     golden = GOLDEN / f"feed.{fmt}"
     if request.config.getoption("--update-golden"):
         golden.write_bytes(data)

@@ -15,7 +15,7 @@ from digest.mailer import Envelope, MaildirTransport
 from digest.store import Store
 
 from .conftest import NOW
-from .test_feeds import make_config, subscribe
+from .test_feeds import feeds_config, subscribe
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_private_feed_files_are_owner_only_and_public_ones_readable(
     try:
         ingest_files(store, seed_files, NOW)
         subscribe(store, "ada@example.org", "active")
-        written = build_all(store, make_config(tmp_path / "feeds", private_static=True), now=NOW)
+        written = build_all(store, feeds_config(tmp_path / "feeds", private_static=True), now=NOW)
     finally:
         store.close()
     private = [p for p, _ in written if p.parent.name == "private"]

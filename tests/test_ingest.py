@@ -13,7 +13,7 @@ from .test_dumps import ABSTRACT, REJECTED
 
 
 def table_counts(store: Store) -> dict[str, int]:
-    return {t: store.db[t].count for t in ("papers", "dumps", "sightings")} | {
+    return {t: store.count(t) for t in ("papers", "dumps", "sightings")} | {
         "fts": store.db.execute("SELECT COUNT(*) FROM papers_fts").fetchone()[0]
     }
 
@@ -73,7 +73,7 @@ def test_a_rejected_file_stores_nothing_and_is_recorded(
     assert result.error.startswith(f"{bad}:{line}: ")
     assert reason in result.error
     assert table_counts(store) == before
-    assert store.db["rejections"].count == 1
+    assert store.count("rejections") == 1
     assert bad.exists()
 
 
@@ -135,7 +135,7 @@ def test_a_dump_left_in_the_inbox_after_a_crash_is_recognised(
     [result] = ingest_inbox(store, inbox, now, settle_seconds=0).files
     assert result.status == "duplicate"
     assert (inbox / "processed" / "a.txt").exists()
-    assert store.db["sightings"].count == 54
+    assert store.count("sightings") == 54
 
 
 def test_an_error_after_many_batches_still_stores_nothing(

@@ -21,7 +21,7 @@ from digest.models import STATUSES, Status, Subscriber
 from digest.store import Store
 from tests.conftest import NOW, RunCli
 from tests.smtp_servers import Server
-from tests.test_scheduler import DIGEST, Running, free_port, service_config, sink  # noqa: F401
+from tests.test_scheduler import DIGEST, Running, free_port, service_config
 
 # (state, action, channel) -> the new state; every combination not listed is refused.
 ALLOWED: dict[tuple[Status | None, str, str], Status] = {
@@ -281,7 +281,7 @@ def status_of(config: Path, email: str) -> str:
 @pytest.mark.slow
 def test_a_one_click_unsubscribe_of_a_declared_subscriber_sticks(
     tmp_path: Path,
-    sink: Server,  # noqa: F811
+    sink: Server,
 ) -> None:
     config = service_config(tmp_path, sink.port, ["07:00"])
     port = free_port()

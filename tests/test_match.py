@@ -18,12 +18,6 @@ from .conftest import RunCli
 SETTINGS = DigestConfig()
 
 
-@pytest.fixture
-def seeded(store: Store, seed_files: list[Path], now: datetime) -> Store:
-    ingest_files(store, seed_files, now)
-    return store
-
-
 def subscribe(
     store: Store, query: str, now: datetime, email: str = "ada@example.org"
 ) -> Subscriber:
@@ -45,8 +39,10 @@ def record_digest(store: Store, subscriber: Subscriber, seqs: list[int], now: da
     return int(cursor.lastrowid or 0)
 
 
-def test_a_backtest_returns_only_matching_papers_with_their_matched_terms(seeded: Store) -> None:
-    found = match.backtest(seeded, "diffusion -video")
+def test_a_backtest_returns_only_matching_papers_with_their_matched_terms(
+    seeded_store: Store,
+) -> None:
+    found = match.backtest(seeded_store, "diffusion -video")
     assert found
     for m in found:
         text = (m.paper.title + " " + m.paper.abstract).lower()
@@ -55,8 +51,8 @@ def test_a_backtest_returns_only_matching_papers_with_their_matched_terms(seeded
         assert m.matched == ["diffusion"]
 
 
-def test_results_rank_trending_first_then_relevance(seeded: Store) -> None:
-    found = match.backtest(seeded, "model")
+def test_results_rank_trending_first_then_relevance(seeded_store: Store) -> None:
+    found = match.backtest(seeded_store, "model")
     keys = [(-m.paper.times_seen, m.paper.best_position) for m in found]
     assert keys == sorted(keys)
     assert found[0].paper.times_seen > found[-1].paper.times_seen
@@ -68,17 +64,17 @@ def test_results_rank_trending_first_then_relevance(seeded: Store) -> None:
     assert [m.relevance for m in ties] == sorted((m.relevance for m in ties), reverse=True)
 
 
-def test_score_reflects_the_trend(seeded: Store) -> None:
-    found = match.backtest(seeded, "model")
+def test_score_reflects_the_trend(seeded_store: Store) -> None:
+    found = match.backtest(seeded_store, "model")
     assert all(m.score > m.paper.times_seen for m in found)
     assert found[0].score >= found[-1].score
 
 
-def test_the_backtest_agrees_with_a_plain_scan_for_a_prefix(seeded: Store) -> None:
-    found = {m.paper.id for m in match.backtest(seeded, "regulari*")}
+def test_the_backtest_agrees_with_a_plain_scan_for_a_prefix(seeded_store: Store) -> None:
+    found = {m.paper.id for m in match.backtest(seeded_store, "regulari*")}
     expected = {
         p.id
-        for p in seeded.papers()
+        for p in seeded_store.papers()
         if re.search(r"\bregulari", (p.title + " " + p.abstract).lower())
     }
     assert found == expected
@@ -123,71 +119,79 @@ def test_pending_papers_exclude_those_already_sent_and_older_than_the_last_diges
     assert oldest_new > max(m.paper.seq for m in first.matches)
 
 
-def test_a_digest_is_capped_and_the_rest_counted(seeded: Store, now: datetime) -> None:
-    person = subscribe(seeded, "model", now)
-    upcoming = match.pending(seeded, person, DigestConfig(max_papers=5), now)
+def test_a_digest_is_capped_and_the_rest_counted(seeded_store: Store, now: datetime) -> None:
+    person = subscribe(seeded_store, "model", now)
+    upcoming = match.pending(seeded_store, person, DigestConfig(max_papers=5), now)
     assert len(upcoming.capped) == 5
     assert upcoming.more == len(upcoming.matches) - 5 > 0
     assert upcoming.capped == upcoming.matches[:5]
 
 
-def test_explain_says_which_terms_matched_and_the_position(seeded: Store, now: datetime) -> None:
-    person = subscribe(seeded, "diffusion -video", now)
-    top = match.pending(seeded, person, SETTINGS, now).capped[0]
-    verdict = match.explain(seeded, person, top.paper, SETTINGS, now)
+def test_explain_says_which_terms_matched_and_the_position(
+    seeded_store: Store, now: datetime
+) -> None:
+    person = subscribe(seeded_store, "diffusion -video", now)
+    top = match.pending(seeded_store, person, SETTINGS, now).capped[0]
+    verdict = match.explain(seeded_store, person, top.paper, SETTINGS, now)
     assert verdict.included
     assert "matched: diffusion" in verdict.reasons
     assert "in the next digest at position 1 of" in verdict.reasons[-1]
 
 
-def test_explain_says_a_paused_subscriber_gets_no_digest(seeded: Store, now: datetime) -> None:
-    person = subscribe(seeded, "diffusion -video", now)
-    top = match.pending(seeded, person, SETTINGS, now).capped[0]
-    paused = lifecycle.change_status(seeded, person, "pause", "subscriber", now)
-    verdict = match.explain(seeded, paused, top.paper, SETTINGS, now)
+def test_explain_says_a_paused_subscriber_gets_no_digest(
+    seeded_store: Store, now: datetime
+) -> None:
+    person = subscribe(seeded_store, "diffusion -video", now)
+    top = match.pending(seeded_store, person, SETTINGS, now).capped[0]
+    paused = lifecycle.change_status(seeded_store, person, "pause", "subscriber", now)
+    verdict = match.explain(seeded_store, paused, top.paper, SETTINGS, now)
     assert not verdict.included
     assert "the subscriber is paused: no digest is sent to them" in verdict.reasons
 
 
-def test_explain_names_the_excluding_term(seeded: Store, now: datetime) -> None:
-    person = subscribe(seeded, "diffusion -video", now)
+def test_explain_names_the_excluding_term(seeded_store: Store, now: datetime) -> None:
+    person = subscribe(seeded_store, "diffusion -video", now)
     [paper] = [
-        p for p in seeded.papers() if p.title.startswith("Training-free Guidance in Text-to-Video")
+        p
+        for p in seeded_store.papers()
+        if p.title.startswith("Training-free Guidance in Text-to-Video")
     ]
-    verdict = match.explain(seeded, person, paper, SETTINGS, now)
+    verdict = match.explain(seeded_store, person, paper, SETTINGS, now)
     assert not verdict.included
     assert "excluded by NOT: video" in verdict.reasons
 
 
-def test_explain_names_the_missing_terms(seeded: Store, now: datetime) -> None:
-    person = subscribe(seeded, '"protein folding" OR robots', now)
-    paper = seeded.papers()[0]
-    verdict = match.explain(seeded, person, paper, SETTINGS, now)
+def test_explain_names_the_missing_terms(seeded_store: Store, now: datetime) -> None:
+    person = subscribe(seeded_store, '"protein folding" OR robots', now)
+    paper = seeded_store.papers()[0]
+    verdict = match.explain(seeded_store, person, paper, SETTINGS, now)
     assert not verdict.included
     assert 'missing: "protein folding", robots' in verdict.reasons
 
 
-def test_explain_says_when_a_paper_was_already_sent(seeded: Store, now: datetime) -> None:
-    person = subscribe(seeded, "model", now)
-    paper = match.pending(seeded, person, SETTINGS, now).capped[0].paper
-    record_digest(seeded, person, [paper.seq], now)
-    verdict = match.explain(seeded, person, paper, SETTINGS, now)
+def test_explain_says_when_a_paper_was_already_sent(seeded_store: Store, now: datetime) -> None:
+    person = subscribe(seeded_store, "model", now)
+    paper = match.pending(seeded_store, person, SETTINGS, now).capped[0].paper
+    record_digest(seeded_store, person, [paper.seq], now)
+    verdict = match.explain(seeded_store, person, paper, SETTINGS, now)
     assert not verdict.included
     assert any(r.startswith("already put in digest #1 on 2026-11-24") for r in verdict.reasons)
 
 
-def test_explain_says_when_a_paper_is_outside_the_window(seeded: Store, now: datetime) -> None:
-    person = subscribe(seeded, "model", now)
-    paper = match.backtest(seeded, "model")[0].paper
-    verdict = match.explain(seeded, person, paper, SETTINGS, now + timedelta(days=30))
+def test_explain_says_when_a_paper_is_outside_the_window(
+    seeded_store: Store, now: datetime
+) -> None:
+    person = subscribe(seeded_store, "model", now)
+    paper = match.backtest(seeded_store, "model")[0].paper
+    verdict = match.explain(seeded_store, person, paper, SETTINGS, now + timedelta(days=30))
     assert not verdict.included
     assert any("outside the window: the last 7 days" in r for r in verdict.reasons)
 
 
-def test_explain_says_when_a_paper_is_beyond_the_cap(seeded: Store, now: datetime) -> None:
-    person = subscribe(seeded, "model", now)
-    last = match.pending(seeded, person, SETTINGS, now).matches[-1].paper
-    verdict = match.explain(seeded, person, last, SETTINGS, now)
+def test_explain_says_when_a_paper_is_beyond_the_cap(seeded_store: Store, now: datetime) -> None:
+    person = subscribe(seeded_store, "model", now)
+    last = match.pending(seeded_store, person, SETTINGS, now).matches[-1].paper
+    verdict = match.explain(seeded_store, person, last, SETTINGS, now)
     assert not verdict.included
     assert "beyond the cap of 25 (on the digest's more page)" in verdict.reasons[-1]
 
@@ -267,11 +271,11 @@ def test_explain_cli_prints_the_reasons(run_cli: RunCli, seed_files: list[Path])
     assert as_json["matched"] == ["diffusion"]
 
 
-def test_one_stemmer_serves_many_searches_with_the_same_results(seeded: Store) -> None:
+def test_one_stemmer_serves_many_searches_with_the_same_results(seeded_store: Store) -> None:
     stemmer = Stemmer()
-    plural = [m.paper.id for m in match.backtest(seeded, "agents", stemmer=stemmer)]
-    assert [m.paper.id for m in match.backtest(seeded, "agent", stemmer=stemmer)] == plural
-    assert plural == [m.paper.id for m in match.backtest(seeded, "agents")]
+    plural = [m.paper.id for m in match.backtest(seeded_store, "agents", stemmer=stemmer)]
+    assert [m.paper.id for m in match.backtest(seeded_store, "agent", stemmer=stemmer)] == plural
+    assert plural == [m.paper.id for m in match.backtest(seeded_store, "agents")]
 
 
 def test_matching_many_subscribers_at_once_gives_each_the_same_digest_as_alone(

@@ -11,7 +11,6 @@ import email
 import email.policy
 import logging
 import secrets
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ from digest.render import Renderer
 from digest.store import Store, iso
 
 from .conftest import SEED_FILES, RunCli
-from .smtp_servers import Server, Sink, serve
-from .test_outbox import make_config
+from .smtp_servers import Server
+from .test_outbox import outbox_config
 
 FILTERS = ["diffusion", "model", '"language model" OR agent*', "reinforcement", "learning"]
 READERS = [f"reader{n:02d}@example.org" for n in range(50)]
@@ -71,16 +70,9 @@ def populate(store: Store, now: datetime) -> None:
 
 
 @pytest.fixture
-def crowd(store: Store, now: datetime) -> Store:
-    ingest_files(store, SEED_FILES, now)
-    populate(store, now)
-    return store
-
-
-@pytest.fixture
-def sink() -> Iterator[Server]:
-    with serve(Sink()) as server:
-        yield server
+def crowd(seeded_store: Store, now: datetime) -> Store:
+    populate(seeded_store, now)
+    return seeded_store
 
 
 def run_send(store: Store, config: Config, moment: datetime) -> outbox.SendReport:
@@ -123,7 +115,7 @@ def test_fifty_get_their_digest_over_smtp_and_the_two_bad_rows_fail_alone(
     crowd: Store, sink: Server, tmp_path: Path, now: datetime, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO):
-        report = run_send(crowd, make_config(tmp_path, sink.port), now)
+        report = run_send(crowd, outbox_config(tmp_path, sink.port), now)
     assert_the_two_failed_alone(crowd, report)
     received = sink.handler.wait_for(50)
     assert sorted(r.rcpt_tos[0] for r in received) == READERS
@@ -138,7 +130,7 @@ def test_fifty_get_their_digest_over_smtp_and_the_two_bad_rows_fail_alone(
 def test_fifty_get_their_digest_in_the_maildir_and_the_two_bad_rows_fail_alone(
     crowd: Store, tmp_path: Path, now: datetime
 ) -> None:
-    config = make_config(tmp_path)
+    config = outbox_config(tmp_path)
     report = run_send(crowd, config, now)
     assert_the_two_failed_alone(crowd, report)
     files = list((config.delivery.maildir / "new").iterdir())
@@ -154,7 +146,7 @@ def test_fifty_get_their_digest_in_the_maildir_and_the_two_bad_rows_fail_alone(
 def test_a_failed_build_is_not_retried_before_the_subscriber_is_next_due(
     crowd: Store, tmp_path: Path, now: datetime, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = make_config(tmp_path, send_empty=True)  # tomorrow has no new papers
+    config = outbox_config(tmp_path, send_empty=True)  # tomorrow has no new papers
     run_send(crowd, config, now)
     caplog.clear()
     with caplog.at_level(logging.INFO):
@@ -170,13 +162,13 @@ def test_a_failed_build_is_not_retried_before_the_subscriber_is_next_due(
 def test_a_dry_run_reports_the_failures_and_records_nothing(
     crowd: Store, tmp_path: Path, now: datetime
 ) -> None:
-    config = make_config(tmp_path)
+    config = outbox_config(tmp_path)
     report = outbox.send(crowd, config, transport_for(config.delivery, config.smtp), lambda: now,
                          dry_run=True)  # fmt: skip
     found = by_email(report)
     assert (found[JOSE].status, found[BIG].status) == ("failed", "failed")
     assert report.count("dry-run") == 50
-    assert crowd.db["digests"].count == 0
+    assert crowd.count("digests") == 0
 
 
 def test_a_queued_digest_that_cannot_go_on_the_wire_fails_without_a_bounce(
@@ -186,7 +178,7 @@ def test_a_queued_digest_that_cannot_go_on_the_wire_fails_without_a_bounce(
     ingest_files(store, SEED_FILES, now)
     for address in ("ada@example.org", "bob@example.org", "cy@example.org"):
         lifecycle.add(store, subscribers.Wanted(address, "diffusion"), "operator", now)
-    config = make_config(tmp_path, sink.port)
+    config = outbox_config(tmp_path, sink.port)
     due, _ = outbox.due_subscribers(store, config, now)
     built, _, max_seq = outbox.build(store, config, Renderer(config), due, now)
     outbox.record(store, built, max_seq, {})
@@ -245,7 +237,7 @@ def test_a_legacy_row_with_a_unicode_domain_is_found_and_sent_in_idna_form(
     with store.write():
         store.insert_subscriber(legacy_row("ana@bücher.de", "diffusion", now))
     assert subscribers.get(store, "ana@xn--bcher-kva.de").email == "ana@bücher.de"
-    report = run_send(store, make_config(tmp_path, sink.port), now)
+    report = run_send(store, outbox_config(tmp_path, sink.port), now)
     assert [(d.email, d.status) for d in report.digests] == [("ana@bücher.de", "sent")]
     (received,) = sink.handler.wait_for(1)
     assert received.rcpt_tos == ("ana@xn--bcher-kva.de",)

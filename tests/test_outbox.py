@@ -5,7 +5,6 @@ import email.policy
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from digest.mailer import transport_for
 from digest.render import DigestContent, Renderer
 from digest.store import Store
 
-from .conftest import RunCli
+from .conftest import RunCli, make_config
 from .smtp_servers import (
     BusyGreeting,
     DropMidData,
@@ -44,30 +43,33 @@ PEOPLE = {
 }
 
 
-def make_config(
+def outbox_config(
     tmp_path: Path, port: int | None = None, smtp: dict[str, Any] | None = None, **digest: Any
 ) -> Config:
-    data: dict[str, Any] = {
-        "delivery": {
-            "retries": 2,
-            "retry_base_seconds": 0.01,
-            "bounce_limit": 2,
-            "maildir": "mail",
-        },
-        "digest": {"max_papers": 10, **digest},
+    """Quick retries, two bounces to bounce, ten papers; through the SMTP server on ``port``
+    (else to ``tmp_path/mail``)."""
+    delivery: dict[str, Any] = {
+        "retries": 2,
+        "retry_base_seconds": 0.01,
+        "bounce_limit": 2,
+        "maildir": "mail",
     }
-    if port is not None:
-        data["delivery"]["backend"] = "smtp"
-        data["smtp"] = {"port": port, "timeout_seconds": 5.0, **(smtp or {})}
-    return config_module.from_mapping(data, source=tmp_path / "config.toml")
+    if port is None:
+        return make_config(tmp_path, delivery=delivery, digest={"max_papers": 10, **digest})
+    return make_config(
+        tmp_path,
+        delivery={**delivery, "backend": "smtp"},
+        digest={"max_papers": 10, **digest},
+        smtp={"port": port, "timeout_seconds": 5.0, **(smtp or {})},
+    )
 
 
 @pytest.fixture
-def seeded(store: Store, seed_files: list[Path], now: datetime) -> Store:
-    ingest_files(store, seed_files, now)
+def subscribed(seeded_store: Store, now: datetime) -> Store:
+    """The seeds and the three PEOPLE, added at ``now``."""
     for email_address, query in PEOPLE.items():
-        lifecycle.add(store, subscribers.Wanted(email_address, query), "operator", now)
-    return store
+        lifecycle.add(seeded_store, subscribers.Wanted(email_address, query), "operator", now)
+    return seeded_store
 
 
 def clock_at(moment: datetime) -> outbox.Clock:
@@ -79,12 +81,6 @@ def run_send(store: Store, config: Config, moment: datetime, **options: Any) -> 
     return outbox.send(store, config, transport, clock_at(moment), **options)
 
 
-@pytest.fixture
-def sink() -> Iterator[Server]:
-    with serve(Sink()) as server:
-        yield server
-
-
 def statuses(report: outbox.SendReport) -> dict[str, str]:
     return {d.email: d.status for d in report.digests}
 
@@ -94,23 +90,23 @@ def digest_rows(store: Store) -> list[dict[str, Any]]:
 
 
 def test_every_due_subscriber_gets_one_digest(
-    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+    subscribed: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
-    report = run_send(seeded, make_config(tmp_path, sink.port), now)
+    report = run_send(subscribed, outbox_config(tmp_path, sink.port), now)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
     received = sink.handler.wait_for(3)
     assert sorted(r.rcpt_tos[0] for r in received) == sorted(PEOPLE)
     assert {r.message_id for r in received} == {d.message_id for d in report.digests}
-    rows = digest_rows(seeded)
+    rows = digest_rows(subscribed)
     assert [(r["status"], r["message"]) for r in rows] == [("sent", None)] * 3
-    assert seeded.db["deliveries"].count == sum(r["papers"] for r in rows)
+    assert subscribed.count("deliveries") == sum(r["papers"] for r in rows)
     assert report.as_json()["sent"] == 3
 
 
 def test_the_json_report_has_the_documented_shape(
-    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+    subscribed: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
-    report = run_send(seeded, make_config(tmp_path, sink.port), now).as_json()
+    report = run_send(subscribed, outbox_config(tmp_path, sink.port), now).as_json()
     assert set(report) == {"sent", "deferred", "failed", "skipped", "digests", "waiting"}
     assert report["waiting"] == {"queued": 0, "deferred": 0, "next_attempt_at": None}
     assert all(
@@ -119,14 +115,14 @@ def test_the_json_report_has_the_documented_shape(
 
 
 def test_a_second_send_sends_nothing_twice(
-    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+    subscribed: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
-    config = make_config(tmp_path, sink.port)
-    run_send(seeded, config, now)
-    again = run_send(seeded, config, now + timedelta(minutes=5))
+    config = outbox_config(tmp_path, sink.port)
+    run_send(subscribed, config, now)
+    again = run_send(subscribed, config, now + timedelta(minutes=5))
     assert again.digests == []
     assert again.not_due == 3
-    next_day = run_send(seeded, config, now + timedelta(days=1))
+    next_day = run_send(subscribed, config, now + timedelta(days=1))
     assert statuses(next_day) == dict.fromkeys(PEOPLE, "skipped")
     assert sink.handler.count == 3
 
@@ -134,7 +130,7 @@ def test_a_second_send_sends_nothing_twice(
 def test_new_papers_go_out_the_next_day_without_repeating_old_ones(
     store: Store, seed_files: list[Path], sink: Server, tmp_path: Path, now: datetime
 ) -> None:
-    config = make_config(tmp_path, sink.port, max_papers=200)
+    config = outbox_config(tmp_path, sink.port, max_papers=200)
     ingest_files(store, seed_files[:2], now)
     lifecycle.add(store, subscribers.Wanted("ada@example.org", "model"), "operator", now)
     run_send(store, config, now)
@@ -149,58 +145,58 @@ def test_an_empty_digest_is_only_sent_when_asked(
     store: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
     lifecycle.add(store, subscribers.Wanted("ada@example.org", "diffusion"), "operator", now)
-    quiet = run_send(store, make_config(tmp_path, sink.port), now)
+    quiet = run_send(store, outbox_config(tmp_path, sink.port), now)
     assert statuses(quiet) == {"ada@example.org": "skipped"}
     assert quiet.digests[0].error == "no new matching papers"
-    loud = run_send(store, make_config(tmp_path, sink.port, send_empty=True), now)
+    loud = run_send(store, outbox_config(tmp_path, sink.port, send_empty=True), now)
     assert statuses(loud) == {"ada@example.org": "sent"}
     sink.handler.wait_for(1)
 
 
 def test_a_dry_run_records_and_sends_nothing(
-    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+    subscribed: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
-    report = run_send(seeded, make_config(tmp_path, sink.port), now, dry_run=True)
+    report = run_send(subscribed, outbox_config(tmp_path, sink.port), now, dry_run=True)
     assert statuses(report) == dict.fromkeys(PEOPLE, "dry-run")
     assert all(d.message_id for d in report.digests)
-    assert seeded.db["digests"].count == 0
+    assert subscribed.count("digests") == 0
     assert sink.handler.count == 0
 
 
 def test_only_sends_to_one_subscriber(
-    seeded: Store, sink: Server, tmp_path: Path, now: datetime
+    subscribed: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
-    report = run_send(seeded, make_config(tmp_path, sink.port), now, only="GRACE@example.org")
+    report = run_send(subscribed, outbox_config(tmp_path, sink.port), now, only="GRACE@example.org")
     assert statuses(report) == {"grace@example.org": "sent"}
     assert [r.rcpt_tos for r in sink.handler.wait_for(1)] == [("grace@example.org",)]
 
 
 def test_a_421_is_retried_within_the_run_with_the_same_message(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     with serve(Refuse421(on="MAIL", times=1)) as server:
-        report = run_send(seeded, make_config(tmp_path, server.port), now)
+        report = run_send(subscribed, outbox_config(tmp_path, server.port), now)
         received = server.handler.wait_for(3)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
-    assert sorted(r["attempts"] for r in digest_rows(seeded)) == [1, 1, 2]
+    assert sorted(r["attempts"] for r in digest_rows(subscribed)) == [1, 1, 2]
     assert {r.message_id for r in received} == {d.message_id for d in report.digests}
 
 
 def test_a_digest_still_deferred_after_the_retries_goes_out_on_a_later_run_unchanged(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     with serve(Refuse421(on="RCPT")) as server:
-        first = run_send(seeded, make_config(tmp_path, server.port), now)
+        first = run_send(subscribed, outbox_config(tmp_path, server.port), now)
     assert statuses(first) == dict.fromkeys(PEOPLE, "deferred")
-    rows = digest_rows(seeded)
+    rows = digest_rows(subscribed)
     assert all(
         r["status"] == "deferred" and r["attempts"] == 3 and r["next_attempt_at"] for r in rows
     )
     assert all("421" in r["error"] for r in rows)
-    messages = {r["id"]: seeded.message(r["id"]) for r in rows}
+    messages = {r["id"]: subscribed.message(r["id"]) for r in rows}
     assert all(r["next_attempt_at"] >= "2026-11-24T07:00:00Z" for r in rows)
     with serve(Sink()) as good:
-        later = run_send(seeded, make_config(tmp_path, good.port), now + timedelta(hours=1))
+        later = run_send(subscribed, outbox_config(tmp_path, good.port), now + timedelta(hours=1))
         received = good.handler.wait_for(3)
     assert statuses(later) == dict.fromkeys(PEOPLE, "sent")
     assert sorted(r.data.replace(b"\r\n", b"\n") for r in received) == sorted(
@@ -214,7 +210,7 @@ def test_a_550_fails_that_recipient_only_and_bounces_count(
     for email_address in ("ada@example.org", "alan@example.org"):
         lifecycle.add(store, subscribers.Wanted(email_address, "model"), "operator", now)
     with serve(Reject550("alan@example.org")) as server:
-        config = make_config(tmp_path, server.port)
+        config = outbox_config(tmp_path, server.port)
         for day, files in enumerate([seed_files[:2], seed_files[2:4], seed_files[4:]]):
             ingest_files(store, files, now + timedelta(days=day))
             report = run_send(store, config, now + timedelta(days=day))
@@ -235,37 +231,37 @@ def test_a_550_fails_that_recipient_only_and_bounces_count(
 
 
 def test_a_connection_dropped_mid_data_is_retried(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     with serve(DropMidData(times=1)) as server:
-        report = run_send(seeded, make_config(tmp_path, server.port), now)
+        report = run_send(subscribed, outbox_config(tmp_path, server.port), now)
         server.handler.wait_for(3)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
 
 
 def test_a_server_that_is_down_leaves_every_digest_queued(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     port = down_port()
-    report = run_send(seeded, make_config(tmp_path, port), now)
+    report = run_send(subscribed, outbox_config(tmp_path, port), now)
     assert report.error is not None
     assert f"127.0.0.1:{port}" in report.error
     assert "\n" not in report.error
-    assert [r["status"] for r in digest_rows(seeded)] == ["queued"] * 3
+    assert [r["status"] for r in digest_rows(subscribed)] == ["queued"] * 3
     with serve(Sink()) as good:
-        later = run_send(seeded, make_config(tmp_path, good.port), now + timedelta(minutes=1))
+        later = run_send(subscribed, outbox_config(tmp_path, good.port), now + timedelta(minutes=1))
         good.handler.wait_for(3)
     assert statuses(later) == dict.fromkeys(PEOPLE, "sent")
 
 
 def test_a_subscriber_who_left_before_delivery_gets_nothing(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
-    down = make_config(tmp_path, down_port())
-    run_send(seeded, down, now)
-    lifecycle.remove(seeded, "ada@example.org", now)
+    down = outbox_config(tmp_path, down_port())
+    run_send(subscribed, down, now)
+    lifecycle.remove(subscribed, "ada@example.org", now)
     with serve(Sink()) as good:
-        report = run_send(seeded, make_config(tmp_path, good.port), now)
+        report = run_send(subscribed, outbox_config(tmp_path, good.port), now)
         good.handler.wait_for(2)
     assert statuses(report)["ada@example.org"] == "failed"
     assert "ada@example.org" not in {r.rcpt_tos[0] for r in good.handler.received}
@@ -286,15 +282,15 @@ def test_weekly_subscribers_get_their_digest_on_the_weekly_day(
     lifecycle.add(
         store, subscribers.Wanted("w@example.org", "model", frequency="weekly"), "operator", monday
     )
-    report = run_send(store, make_config(tmp_path, sink.port, weekly_day="mon"), monday)
+    report = run_send(store, outbox_config(tmp_path, sink.port, weekly_day="mon"), monday)
     assert statuses(report) == ({"w@example.org": "sent"} if due else {})
 
 
 def test_the_maildir_backend_files_each_digest_atomically(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
-    config = make_config(tmp_path)
-    report = run_send(seeded, config, now)
+    config = outbox_config(tmp_path)
+    report = run_send(subscribed, config, now)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
     files = list((tmp_path / "mail" / "new").iterdir())
     assert len(files) == 3
@@ -307,7 +303,7 @@ def test_empty_digests_on_different_days_are_different_messages(
     store: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
     lifecycle.add(store, subscribers.Wanted("ada@example.org", "diffusion"), "operator", now)
-    config = make_config(tmp_path, sink.port, send_empty=True)
+    config = outbox_config(tmp_path, sink.port, send_empty=True)
     first = run_send(store, config, now)
     second = run_send(store, config, now + timedelta(days=1))
     assert [statuses(first), statuses(second)] == [{"ada@example.org": "sent"}] * 2
@@ -328,7 +324,7 @@ def test_preview_prints_the_digest_without_recording_it(
     assert "<" not in text.stdout.split("\n", 1)[0]
     assert "diffusion" in text.stdout.lower()
     store = Store(config_file.parent / "var" / "digest.db")
-    assert store.db["digests"].count == 0
+    assert store.count("digests") == 0
     store.close()
 
 
@@ -346,13 +342,13 @@ def mailed_parts(tmp_path: Path) -> list[str]:
 
 
 def test_a_first_digest_after_rejected_dumps_does_not_mention_them(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     for n in range(5):
         bad = tmp_path / f"bad-{n}.txt"
         bad.write_text(f"Lonely Title {n}\n")
-        assert ingest_files(seeded, [bad], now).rejected == 1
-    assert run_send(seeded, make_config(tmp_path), now).count("sent") == len(PEOPLE)
+        assert ingest_files(subscribed, [bad], now).rejected == 1
+    assert run_send(subscribed, outbox_config(tmp_path), now).count("sent") == len(PEOPLE)
     parts = mailed_parts(tmp_path)
     assert len(parts) == 2 * len(PEOPLE)
     for part in parts:
@@ -362,10 +358,10 @@ def test_a_first_digest_after_rejected_dumps_does_not_mention_them(
 
 
 def test_a_stale_store_says_no_new_listing_has_arrived_since_the_last(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     later = now + timedelta(days=2)
-    report = run_send(seeded, make_config(tmp_path, send_empty=True), later)
+    report = run_send(subscribed, outbox_config(tmp_path, send_empty=True), later)
     assert report.count("sent") == len(PEOPLE)
     for part in mailed_parts(tmp_path):
         assert "No new listing has arrived since 2026-11-24 07:00 UTC." in part
@@ -388,16 +384,16 @@ class StopAfter(Renderer):
 
 
 def test_a_stop_while_building_keeps_what_was_built_and_leaves_the_rest_due(
-    seeded: Store, tmp_path: Path, now: datetime, sink: Server
+    subscribed: Store, tmp_path: Path, now: datetime, sink: Server
 ) -> None:
-    config = make_config(tmp_path, sink.port)
+    config = outbox_config(tmp_path, sink.port)
     for i in range(7):
-        lifecycle.add(seeded, subscribers.Wanted(f"r{i}@example.org", "model"), "operator", now)
+        lifecycle.add(subscribed, subscribers.Wanted(f"r{i}@example.org", "model"), "operator", now)
     stop = threading.Event()
-    stopped = run_send(seeded, config, now, renderer=StopAfter(config, stop, 3), stop=stop)
+    stopped = run_send(subscribed, config, now, renderer=StopAfter(config, stop, 3), stop=stop)
     assert [d.status for d in stopped.digests] == ["queued"] * 3
     assert sink.handler.count == 0, "nothing is sent once asked to stop"
-    resumed = run_send(seeded, config, now)
+    resumed = run_send(subscribed, config, now)
     assert resumed.count("sent") == 10
     assert len({m.message_id for m in sink.handler.wait_for(10)}) == 10
 
@@ -419,7 +415,7 @@ def later_run_delivers_them(store: Store, tmp_path: Path, when: datetime) -> Non
     held = {r["message_id"] for r in digest_rows(store) if r["status"] != "sent"}
     assert held
     with serve(Sink()) as good:
-        report = run_send(store, make_config(tmp_path, good.port), when)
+        report = run_send(store, outbox_config(tmp_path, good.port), when)
         received = good.handler.wait_for(len(held))
     assert {r.message_id for r in received} >= held
     assert all(r["status"] == "sent" and r["attempts"] == 1 for r in digest_rows(store))
@@ -428,48 +424,48 @@ def later_run_delivers_them(store: Store, tmp_path: Path, when: datetime) -> Non
 
 
 def test_a_paced_run_outlasts_the_relays_idle_timeout(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     # A slot every 0.5 s; the relay closes a connection idle for 0.2 s.
     with serve(Sink(idle_timeout=0.2)) as server:
-        config = make_config(tmp_path, server.port, {"concurrency": 1, "rate_per_second": 2})
-        report = run_send(seeded, config, now)
+        config = outbox_config(tmp_path, server.port, {"concurrency": 1, "rate_per_second": 2})
+        report = run_send(subscribed, config, now)
         server.handler.wait_for(3)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
-    assert [r["attempts"] for r in digest_rows(seeded)] == [1, 1, 1]
+    assert [r["attempts"] for r in digest_rows(subscribed)] == [1, 1, 1]
     assert server.handler.idle_closed >= 2
 
 
 def test_too_many_connections_costs_no_attempt(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     with serve(BusyGreeting(limit=1)) as server:
-        report = run_send(seeded, make_config(tmp_path, server.port, {"concurrency": 4}), now)
+        report = run_send(subscribed, outbox_config(tmp_path, server.port, {"concurrency": 4}), now)
         server.handler.wait_for(3)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
-    assert [r["attempts"] for r in digest_rows(seeded)] == [1, 1, 1]
+    assert [r["attempts"] for r in digest_rows(subscribed)] == [1, 1, 1]
     assert server.handler.refused >= 1
 
 
 def test_a_relay_that_refuses_the_greeting_keeps_everything_queued_until_it_takes_mail(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     with serve(BusyGreeting(times=2)) as server:
-        config = make_config(tmp_path, server.port)
+        config = outbox_config(tmp_path, server.port)
         for minutes in (0, 5):
-            report = run_send(seeded, config, now + timedelta(minutes=minutes))
+            report = run_send(subscribed, config, now + timedelta(minutes=minutes))
             assert report.error is not None
             assert BusyGreeting.REPLY in report.error
-            assert [(r["status"], r["attempts"]) for r in digest_rows(seeded)] == [
+            assert [(r["status"], r["attempts"]) for r in digest_rows(subscribed)] == [
                 ("queued", 0)
             ] * 3
-            assert untouched(seeded)
-        ids = {r["message_id"] for r in digest_rows(seeded)}
-        report = run_send(seeded, config, now + timedelta(minutes=10))
+            assert untouched(subscribed)
+        ids = {r["message_id"] for r in digest_rows(subscribed)}
+        report = run_send(subscribed, config, now + timedelta(minutes=10))
         received = server.handler.wait_for(3)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
     assert {r.message_id for r in received} == ids
-    assert untouched(seeded)
+    assert untouched(subscribed)
 
 
 @pytest.mark.parametrize(
@@ -477,18 +473,18 @@ def test_a_relay_that_refuses_the_greeting_keeps_everything_queued_until_it_take
     ["452 4.3.1 Insufficient system storage", "450 4.7.1 Error: too much mail from 127.0.0.1"],
 )
 def test_a_relay_that_takes_no_mail_for_now_stops_the_run_without_using_attempts(
-    seeded: Store, tmp_path: Path, now: datetime, reply: str
+    subscribed: Store, tmp_path: Path, now: datetime, reply: str
 ) -> None:
     with serve(RefuseMail(reply)) as server:
-        report = run_send(seeded, make_config(tmp_path, server.port, {"concurrency": 1}), now)
+        report = run_send(subscribed, outbox_config(tmp_path, server.port, {"concurrency": 1}), now)
     assert report.error is not None
     assert reply in report.error
     assert "\n" not in report.error
-    rows = digest_rows(seeded)
+    rows = digest_rows(subscribed)
     assert all(r["attempts"] == 0 and r["status"] in ("queued", "deferred") for r in rows)
     assert [r["error"] for r in rows if r["status"] == "deferred"] == [report.error.split(" (")[0]]
-    assert untouched(seeded)
-    later_run_delivers_them(seeded, tmp_path, now + timedelta(minutes=5))
+    assert untouched(subscribed)
+    later_run_delivers_them(subscribed, tmp_path, now + timedelta(minutes=5))
 
 
 def test_a_relay_size_limit_is_never_a_bounce(
@@ -499,7 +495,7 @@ def test_a_relay_size_limit_is_never_a_bounce(
         lifecycle.add(store, subscribers.Wanted(email_address, "model"), "operator", now)
     reply = "552 5.3.4 Message size exceeds fixed limit"
     with serve(RefuseMail(reply)) as server:
-        config = make_config(tmp_path, server.port)
+        config = outbox_config(tmp_path, server.port)
         for day, files in enumerate([seed_files[:2], seed_files[2:4], seed_files[4:]]):
             ingest_files(store, files, now + timedelta(days=day))
             report = run_send(store, config, now + timedelta(days=day))
@@ -514,34 +510,34 @@ def test_a_relay_size_limit_is_never_a_bounce(
 
 
 def test_a_digest_over_the_advertised_size_is_not_offered_and_not_a_bounce(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     with serve(SizeLimit(1000)) as server:
-        report = run_send(seeded, make_config(tmp_path, server.port), now)
+        report = run_send(subscribed, outbox_config(tmp_path, server.port), now)
         assert server.handler.mails == 0
     assert statuses(report) == dict.fromkeys(PEOPLE, "deferred")
     assert all("takes (SIZE)" in (d.error or "") for d in report.digests)
-    assert all((r["status"], r["attempts"]) == ("deferred", 0) for r in digest_rows(seeded))
-    assert untouched(seeded)
-    later_run_delivers_them(seeded, tmp_path, now + timedelta(minutes=5))
+    assert all((r["status"], r["attempts"]) == ("deferred", 0) for r in digest_rows(subscribed))
+    assert untouched(subscribed)
+    later_run_delivers_them(subscribed, tmp_path, now + timedelta(minutes=5))
 
 
 def test_the_same_refusal_for_every_recipient_is_the_relay_not_a_bounce(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     with serve(RejectAll("550 5.7.1 Unable to relay")) as server:
-        config = make_config(tmp_path, server.port)
+        config = outbox_config(tmp_path, server.port)
         for day in range(3):
-            report = run_send(seeded, config, now + timedelta(days=day))
+            report = run_send(subscribed, config, now + timedelta(days=day))
             assert report.error is not None
             assert "refused 3 different recipients in a row" in report.error
             assert "550 5.7.1 Unable to relay" in report.error
         assert server.handler.count == 0
-    rows = digest_rows(seeded)
+    rows = digest_rows(subscribed)
     assert all((r["status"], r["attempts"]) == ("deferred", 0) for r in rows)
     assert all("Unable to relay" in r["error"] for r in rows)
-    assert untouched(seeded)
-    later_run_delivers_them(seeded, tmp_path, now + timedelta(days=2, hours=1))
+    assert untouched(subscribed)
+    later_run_delivers_them(subscribed, tmp_path, now + timedelta(days=2, hours=1))
 
 
 def test_refusals_among_accepted_recipients_still_count_as_bounces(
@@ -553,7 +549,7 @@ def test_refusals_among_accepted_recipients_still_count_as_bounces(
         lifecycle.add(store, subscribers.Wanted(email_address, "model"), "operator", now)
     handler = RejectGone()
     with serve(handler) as server:
-        report = run_send(store, make_config(tmp_path, server.port, {"concurrency": 1}), now)
+        report = run_send(store, outbox_config(tmp_path, server.port, {"concurrency": 1}), now)
         server.handler.wait_for(2)
     assert report.error is None
     assert statuses(report) == {
@@ -586,7 +582,7 @@ class RejectGone(Sink):
 
 
 def test_a_stop_while_a_relay_stalls_cancels_within_the_grace_and_keeps_the_digest(
-    seeded: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime
 ) -> None:
     with serve(Stall(times=None)) as stalling:
         config = config_module.from_mapping(
@@ -597,7 +593,7 @@ def test_a_stop_while_a_relay_stalls_cancels_within_the_grace_and_keeps_the_dige
             source=tmp_path / "config.toml",
         )
         stop = threading.Event()
-        database = seeded.path
+        database = subscribed.path
 
         def send_on_its_own_connection() -> None:
             with closing(Store(database)) as own:

@@ -12,7 +12,7 @@ from digest.store import Store
 
 from .conftest import SEED_FILES, Result, RunCli
 from .smtp_servers import Refuse421, Reject550, Sink, down_port, serve
-from .test_outbox import PEOPLE, make_config
+from .test_outbox import PEOPLE, outbox_config
 
 EX_TEMPFAIL = 75
 
@@ -168,7 +168,7 @@ def test_retry_since_takes_only_the_recent_failures_and_never_a_digest_without_m
     for address in ("ada@example.org", "alan@example.org"):
         lifecycle.add(store, subscribers.Wanted(address, "model"), "operator", now)
     with serve(Reject550("alan@example.org")) as strict:
-        config = make_config(tmp_path, strict.port)
+        config = outbox_config(tmp_path, strict.port)
         for day, files in enumerate([SEED_FILES[:2], SEED_FILES[2:4]]):
             moment = now + timedelta(days=day)
             ingest_files(store, files, moment)

@@ -15,6 +15,7 @@ import sys
 import tomllib
 import zipfile
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from html.parser import HTMLParser
@@ -34,7 +35,7 @@ from digest.render import MAX_BYTES, DigestContent, Health, Renderer, message_id
 from digest.stemming import Stemmer, words
 from digest.store import PaperRow, Store
 
-from .conftest import NOW, ROOT, SEED_FILES
+from .conftest import NOW, ROOT, copy_database
 
 GOLDEN = Path(__file__).parent / "golden"
 SENDER = "Paper Digest <digest@example.org>"
@@ -69,11 +70,11 @@ ABSTRACT = (
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    store = Store(tmp_path_factory.mktemp("render") / "digest.db")
-    ingest_files(store, SEED_FILES, NOW)
-    yield store
-    store.close()
+def seeds(tmp_path_factory: pytest.TempPathFactory, seeded_database: Path) -> Iterator[Store]:
+    """The seeds store, shared by this module (``seeded_digest`` caches on it): read only."""
+    folder = tmp_path_factory.mktemp("render")
+    with closing(Store(copy_database(seeded_database, folder))) as store:
+        yield store
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +160,9 @@ class Tags(HTMLParser):
 
 @pytest.mark.parametrize("part", ["html", "txt"])
 def test_the_seed_digest_matches_its_golden_file(
-    seeded: Store, renderer: Renderer, part: str, request: pytest.FixtureRequest
+    seeds: Store, renderer: Renderer, part: str, request: pytest.FixtureRequest
 ) -> None:
-    content = seeded_digest(seeded)
+    content = seeded_digest(seeds)
     rendered = renderer.html(content) if part == "html" else renderer.text(content)
     golden = GOLDEN / f"digest.{part}"
     if request.config.getoption("--update-golden"):
@@ -179,9 +180,9 @@ def test_the_seed_digest_matches_its_golden_file(
 
 
 def test_a_message_is_text_then_html_both_utf8_quoted_printable(
-    seeded: Store, renderer: Renderer
+    seeds: Store, renderer: Renderer
 ) -> None:
-    content = seeded_digest(seeded)
+    content = seeded_digest(seeds)
     message = parsed(renderer.message(content))
     assert message.get_content_type() == "multipart/alternative"
     parts = list(message.iter_parts())
@@ -193,9 +194,9 @@ def test_a_message_is_text_then_html_both_utf8_quoted_printable(
 
 
 def test_a_message_is_7bit_with_crlf_lines_of_at_most_78_characters(
-    seeded: Store, renderer: Renderer
+    seeds: Store, renderer: Renderer
 ) -> None:
-    data = renderer.message(seeded_digest(seeded))
+    data = renderer.message(seeded_digest(seeds))
     assert data.isascii()
     assert b"\n" not in data.replace(b"\r\n", b"")
     longest = max(len(line) for line in data.split(b"\r\n"))
@@ -204,8 +205,8 @@ def test_a_message_is_7bit_with_crlf_lines_of_at_most_78_characters(
     assert max(len(line) for line in body_lines) <= 78
 
 
-def test_rendering_is_deterministic(seeded: Store, renderer: Renderer) -> None:
-    content = seeded_digest(seeded)
+def test_rendering_is_deterministic(seeds: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeds)
     assert renderer.message(content) == renderer.message(content)
 
 
@@ -224,16 +225,16 @@ HEADERS = [
 
 @pytest.mark.parametrize(("name", "value"), HEADERS)
 def test_every_required_header_is_present(
-    seeded: Store, renderer: Renderer, name: str, value: str
+    seeds: Store, renderer: Renderer, name: str, value: str
 ) -> None:
-    message = parsed(renderer.message(seeded_digest(seeded)))
+    message = parsed(renderer.message(seeded_digest(seeds)))
     assert message.get_all(name) == [value]
 
 
 def test_message_id_and_list_unsubscribe_come_from_the_content(
-    seeded: Store, renderer: Renderer
+    seeds: Store, renderer: Renderer
 ) -> None:
-    content = seeded_digest(seeded)
+    content = seeded_digest(seeds)
     message = parsed(renderer.message(content))
     assert message["Message-ID"] == content.message_id
     links = content.links
@@ -243,10 +244,10 @@ def test_message_id_and_list_unsubscribe_come_from_the_content(
 
 
 def test_a_text_only_subscriber_gets_one_plain_part_with_the_same_headers(
-    seeded: Store, renderer: Renderer
+    seeds: Store, renderer: Renderer
 ) -> None:
     plain = dataclasses.replace(ADA, format="text")
-    content = seeded_digest(seeded, subscriber=plain)
+    content = seeded_digest(seeds, subscriber=plain)
     message = parsed(renderer.message(content))
     assert message.get_content_type() == "text/plain"
     assert str(message.get_content()).replace("\r\n", "\n") == renderer.text(content)
@@ -416,8 +417,8 @@ def test_a_hostile_filter_is_text_in_the_subject_and_the_html(renderer: Renderer
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_there_are_no_images_scripts_or_remote_resources(seeded: Store, renderer: Renderer) -> None:
-    html = renderer.html(seeded_digest(seeded))
+def test_there_are_no_images_scripts_or_remote_resources(seeds: Store, renderer: Renderer) -> None:
+    html = renderer.html(seeded_digest(seeds))
     tags = Tags(html)
     names = {tag for tag, _ in tags.tags}
     assert not names & {"img", "script", "link", "iframe", "object", "embed", "video", "audio"}
@@ -427,8 +428,8 @@ def test_there_are_no_images_scripts_or_remote_resources(seeded: Store, renderer
     assert "@import" not in html
 
 
-def test_css_is_inlined_and_dark_mode_rules_are_kept(seeded: Store, renderer: Renderer) -> None:
-    html = renderer.html(seeded_digest(seeded))
+def test_css_is_inlined_and_dark_mode_rules_are_kept(seeds: Store, renderer: Renderer) -> None:
+    html = renderer.html(seeded_digest(seeds))
     tags = Tags(html)
     styled = {attrs.get("class"): attrs.get("style") for _, attrs in tags.tags if "class" in attrs}
     assert "color: #1d4ed8" in (styled["title"] or "")
@@ -445,8 +446,8 @@ def paper_url(title: str) -> str:
     return f"https://arxiv.org/search/?query={quote(title, safe='')}&searchtype=title"
 
 
-def test_every_paper_and_code_link_is_in_both_parts(seeded: Store, renderer: Renderer) -> None:
-    content = seeded_digest(seeded)
+def test_every_paper_and_code_link_is_in_both_parts(seeds: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeds)
     message = parsed(renderer.message(content))
     hrefs, text = Tags(body(message, "html")).hrefs(), body(message, "plain")
     code = [u for m in content.matches for u in m.paper.links if "github.com/" in u]
@@ -457,8 +458,8 @@ def test_every_paper_and_code_link_is_in_both_parts(seeded: Store, renderer: Ren
 
 
 @pytest.mark.parametrize("kind", ["manage", "unsubscribe", "feed_atom", "feed_rss"])
-def test_the_footer_links_are_in_both_parts(seeded: Store, renderer: Renderer, kind: str) -> None:
-    content = seeded_digest(seeded)
+def test_the_footer_links_are_in_both_parts(seeds: Store, renderer: Renderer, kind: str) -> None:
+    content = seeded_digest(seeds)
     message = parsed(renderer.message(content))
     url = getattr(content.links, kind)
     assert url.startswith("https://digest.example.org/")
@@ -525,8 +526,8 @@ def test_the_trend_badge(renderer: Renderer, times_seen: int, best: int, badge: 
     assert badge in renderer.text(content)
 
 
-def test_each_paper_says_which_terms_it_matched(seeded: Store, renderer: Renderer) -> None:
-    content = seeded_digest(seeded)
+def test_each_paper_says_which_terms_it_matched(seeds: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeds)
     text = renderer.text(content)
     for found in content.matches:
         assert f"matched: {', '.join(found.matched)}" in text
@@ -655,8 +656,8 @@ def test_the_more_line_when_capped(renderer: Renderer, more: int, line: str | No
         assert url in Tags(html).hrefs()
 
 
-def test_the_footer_shows_the_filter_and_the_address(seeded: Store, renderer: Renderer) -> None:
-    content = seeded_digest(seeded)
+def test_the_footer_shows_the_filter_and_the_address(seeds: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeds)
     for part in (renderer.text(content), "".join(Tags(renderer.html(content)).text)):
         assert f"Your filter: {FILTER}" in part
         assert "Sent to ada@example.org." in part
@@ -665,8 +666,8 @@ def test_the_footer_shows_the_filter_and_the_address(seeded: Store, renderer: Re
 # size ----------------------------------------------------------------------------------------
 
 
-def test_a_25_paper_seed_digest_is_well_under_100_kb(seeded: Store, renderer: Renderer) -> None:
-    content = seeded_digest(seeded, cap=25)
+def test_a_25_paper_seed_digest_is_well_under_100_kb(seeds: Store, renderer: Renderer) -> None:
+    content = seeded_digest(seeds, cap=25)
     assert len(content.matches) == 25
     fitted, data = renderer.fit(content)
     assert fitted == content
@@ -781,9 +782,9 @@ def reference_highlights(query: str, text: str, stemmer: Stemmer) -> list[str]:
     return [text[s:e] for s, e in merged]
 
 
-def test_highlights_agree_with_a_token_by_token_scan_on_the_seeds(seeded: Store) -> None:
+def test_highlights_agree_with_a_token_by_token_scan_on_the_seeds(seeds: Store) -> None:
     stemmer = Stemmer()
-    papers = seeded.papers(limit=120)
+    papers = seeds.papers(limit=120)
     for row in papers:
         vocabulary = words(row.abstract)
         queries = [vocabulary[7], vocabulary[-3][:3] + "*", f'"{vocabulary[10]} {vocabulary[11]}"']

@@ -16,7 +16,7 @@ from digest.store import Store, iso
 
 from .conftest import SEED_FILES, RunCli
 from .smtp_servers import Reject550, serve
-from .test_outbox import make_config
+from .test_outbox import outbox_config
 
 DAY = timedelta(days=1)
 
@@ -51,14 +51,14 @@ def test_message_bytes_go_after_sending_and_after_the_retry_window_for_failures(
     for address in ("ada@example.org", "alan@example.org"):
         lifecycle.add(store, subscribers.Wanted(address, "model"), "operator", now - 30 * DAY)
     with serve(Reject550("alan@example.org")) as server:
-        config = make_config(tmp_path, server.port)
+        config = outbox_config(tmp_path, server.port)
         for age, files in [(20, SEED_FILES[:2]), (3, SEED_FILES[2:4])]:
             moment = now - age * DAY
             ingest_files(store, files, moment)
             transport = transport_for(config.delivery, config.smtp)
             outbox.send(store, config, transport, lambda moment=moment: moment)  # type: ignore[misc]
         server.handler.wait_for(2)
-    deliveries = store.db["deliveries"].count
+    deliveries = store.count("deliveries")
     with store.write():  # a sent digest from before bytes were dropped at sending
         store.db.execute("UPDATE digests SET message = X'00' WHERE status = 'sent' AND id = 1")
     dry = retention.prune(store, config, now, dry_run=True)
@@ -72,8 +72,8 @@ def test_message_bytes_go_after_sending_and_after_the_retry_window_for_failures(
         "SELECT status, created_at FROM digests WHERE message IS NOT NULL"
     ).fetchall()
     assert kept == [("failed", iso(now - 3 * DAY))]
-    assert store.db["digests"].count == 4
-    assert store.db["deliveries"].count == deliveries
+    assert store.count("digests") == 4
+    assert store.count("deliveries") == deliveries
 
 
 def test_sign_ups_never_confirmed_go_after_the_confirm_window_and_a_day(

@@ -34,7 +34,7 @@ from digest.scheduler import (
 )
 from digest.store import Store, iso
 
-from .smtp_servers import Server, Sink, serve
+from .smtp_servers import Server
 
 DIGEST = str(Path(sys.executable).with_name("digest"))
 
@@ -244,12 +244,6 @@ def wait_for_file(path: Path, timeout: float = 20) -> bytes:
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
     return path.read_bytes()
-
-
-@pytest.fixture
-def sink() -> Iterator[Server]:
-    with serve(Sink()) as server:
-        yield server
 
 
 @pytest.mark.slow

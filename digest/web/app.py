@@ -60,7 +60,7 @@ def create_app(
         limit=RateLimit(config.web.subscribe_per_hour, HOUR, now),
         address_limit=RateLimit(config.web.subscribe_per_address_per_hour, HOUR, now),
         preview_limit=RateLimit(config.web.preview_per_10_minutes, PREVIEW_WINDOW, now),
-        feeds=FeedRunner(config, lambda: Store(database, create=False)),
+        feeds=FeedRunner(config, lambda: Store(database, create=False), now),
         renderer=Renderer(config),
         transport_factory=transport_factory
         or (lambda: transport_for(config.delivery, config.smtp)),

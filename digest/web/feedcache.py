@@ -4,9 +4,9 @@
 itself; its store's SQLite connection must stay on the thread that opened it, so
 it runs on one dedicated thread that owns that store.  A rebuild never blocks the
 event loop, and the cache is shared by every request.  The event loop remembers for
-a second what it was handed (``FRESH_SECONDS``), so a feed polled by many readers
-costs no thread hop at all; changes made through this app are seen at once
-(``forget``), changes by other processes within that second.  Beside each body this keeps
+a second of the app's clock what it was handed (``FRESH_SECONDS``), so a feed polled
+by many readers costs no thread hop at all; changes made through this app are seen at
+once (``forget``), changes by other processes within that second.  Beside each body this keeps
 what serving it needs, computed once: the gzip bytes (level 6, fixed mtime, with
 their own ETag ``"<etag>-gz"`` since they are another representation) and the
 header lists of the plain, gzip and 304 answers.
@@ -15,11 +15,11 @@ header lists of the plain, gzip and 304 answers.
 import asyncio
 import gzip
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from email.utils import format_datetime
 
 from digest.config import Config
@@ -51,14 +51,17 @@ class Variant:
 class FeedRunner:
     """``Feeds`` on one thread of its own, with the gzip bytes and headers cached per ETag."""
 
-    def __init__(self, config: Config, open_store: Callable[[], Store]) -> None:
+    def __init__(
+        self, config: Config, open_store: Callable[[], Store], clock: Callable[[], datetime]
+    ) -> None:
         self._config = config
         self._open = open_store
+        self._clock = clock
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="digest-feeds")
         self._store: Store | None = None
         self._feeds: Feeds | None = None
         self._variants: OrderedDict[tuple[str, bool], Variant] = OrderedDict()
-        self._recent: dict[tuple[str, str, Format], tuple[float, Variant]] = {}
+        self._recent: dict[tuple[str, str, Format], tuple[datetime, Variant]] = {}
         max_age = config.web.feed_max_age_seconds
         self._cache_control = {
             False: f"public, max-age={max_age}".encode(),
@@ -68,14 +71,15 @@ class FeedRunner:
     async def get(self, kind: str, key: str, fmt: Format) -> Variant | None:
         """The feed ``kind`` ("all", "topic", "private") named ``key``; None when unknown.
 
-        A body handed out less than ``FRESH_SECONDS`` ago is handed out again without
-        asking the feeds thread: a hot feed then costs a dictionary lookup.
+        A body handed out less than ``FRESH_SECONDS`` ago (by the app's clock) is handed
+        out again without asking the feeds thread: a hot feed then costs a dictionary
+        lookup.  A clock set back makes it ask again rather than keep the body longer.
         """
         wanted = (kind, key, fmt)
-        now = time.monotonic()
+        now = self._clock()
         recent = self._recent  # forget() replaces it: what was fetched before is dropped
         seen = recent.get(wanted)
-        if seen is not None and now - seen[0] < FRESH_SECONDS:
+        if seen is not None and 0 <= (now - seen[0]).total_seconds() < FRESH_SECONDS:
             return seen[1]
         loop = asyncio.get_running_loop()
         found = await loop.run_in_executor(self._pool, self._get, kind, key, fmt)
@@ -131,7 +135,7 @@ class FeedRunner:
     def _start(self) -> Feeds:
         store = self._open()
         try:
-            self._feeds = Feeds(store, self._config)
+            self._feeds = Feeds(store, self._config, clock=self._clock)
         except BaseException:
             store.close()
             raise
