@@ -13,7 +13,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from digest import lifecycle, match, pipeline
+from digest import declared, match, pipeline
 from digest.config import Config
 from digest.store import Store
 
@@ -40,7 +40,7 @@ def config(tmp_path: Path) -> Config:
 def run_once(config: Config, moment: datetime) -> pipeline.CycleReport:
     """``digest run --once`` at ``moment``: sync the declared subscribers, then the cycle."""
     with closing(Store(config.storage.database)) as store:
-        lifecycle.sync_declared(store, config, moment)
+        declared.sync_declared(store, config, moment)
     return pipeline.run_once(config, lambda: moment)
 
 
