@@ -22,9 +22,10 @@ from digest.lifecycle import (
     insert_new,
     restore,
     retired_by_config,
+    take_over_settings,
 )
 from digest.models import Subscriber
-from digest.store import Store, iso
+from digest.store import Store
 from digest.subscribers import Wanted, check, get
 
 log = logging.getLogger("digest.lifecycle")
@@ -32,7 +33,7 @@ log = logging.getLogger("digest.lifecycle")
 
 @dataclass(frozen=True, slots=True)
 class SyncStep:
-    """One thing the config sync does (or, with ``changes`` empty, declines to do)."""
+    """One thing the config sync does, or (``keep-…``) declines to do, and why."""
 
     email: str
     what: Literal["add", "update", "retire", "restore", "keep-unsubscribed", "keep-own-settings"]
@@ -142,22 +143,8 @@ def _apply(store: Store, step: SyncStep, wanted: Mapping[str, Wanted], now: date
         with store.write():
             insert_new(store, wanted[step.email.casefold()], "config", now)
     elif step.what == "update":
-        person = get(store, step.email)
         fields = {k: getattr(wanted[step.email.casefold()], k) for k in SETTINGS}
-        with store.write():
-            store.update_subscriber(
-                person.id,
-                {**fields, "source": "config", "settings_owner": "config", "updated_at": iso(now)},
-            )
-            store.add_event(
-                person.id,
-                "settings",
-                "config",
-                person.status,
-                person.status,
-                step.detail,
-                at=iso(now),
-            )
+        take_over_settings(store, get(store, step.email), fields, now, step.detail)
     elif step.what == "retire":
         change_status(store, get(store, step.email), "unsubscribe", "config", now, step.detail)
     elif step.what == "restore":

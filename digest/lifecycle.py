@@ -1,7 +1,10 @@
 """The subscriber lifecycle: every change of state or settings, who may make it, and its history.
 
-The CLI, the web front, the config sync and the delivery path only call this
-module; none of them writes a subscriber's status or settings on its own.
+The CLI, the web front and the config sync (``declared``) only call this module;
+none of them writes a subscriber's status or settings on its own.  The one
+change made elsewhere is the delivery path's ``active`` → ``bouncing``, which
+the store makes in the transaction that records the bounce, with the same kind
+of history row (channel ``delivery``), as this table allows.
 
 States: ``pending`` (asked on the web, not confirmed) → ``active`` ⇄ ``paused``;
 any state → ``unsubscribed``; ``active`` → ``bouncing`` (the delivery path, after
@@ -13,7 +16,8 @@ not list is refused.  Two rules shape it:
   ``unsubscribed`` subscriber but their own confirmed request (double opt-in),
   whoever declared them: not the config, not the operator.  The one exception
   undoes the config's own act: a subscriber the config retired (dropped from
-  ``[[subscribers]]``) is restored when the config declares them again.
+  ``[[subscribers]]``) is restored, to the state they were retired from, when
+  the config declares them again, unless they unsubscribed themselves since.
 * **Consent and deliverability differ.**  ``bouncing`` is the delivery path's
   judgement, so the operator may overrule it (``resume``) once the address or
   the relay is fixed; a confirmed request does too.
@@ -253,6 +257,24 @@ def change_settings(
     return _fresh(store, person)
 
 
+def take_over_settings(
+    store: Store, person: Subscriber, fields: Mapping[str, str], now: datetime, detail: str
+) -> Subscriber:
+    """The config declares ``person``: its values become their settings, and the config
+    their owner (the sync only calls this for settings no subscriber has taken)."""
+    if person.settings_owner == "subscriber":
+        raise Refused(f"{person.email} chose their own settings: the config cannot take them")
+    with store.write():
+        store.update_subscriber(
+            person.id,
+            {**fields, "source": "config", "settings_owner": "config", "updated_at": iso(now)},
+        )
+        store.add_event(
+            person.id, "settings", "config", person.status, person.status, detail, at=iso(now)
+        )
+    return _fresh(store, person)
+
+
 def set_by_operator(
     store: Store, email: str, changes: Mapping[str, str], now: datetime
 ) -> Subscriber:
@@ -288,10 +310,11 @@ Kind = Literal["confirm", "known"]
 
 
 def request(store: Store, wanted: Wanted, now: datetime) -> tuple[Subscriber, Kind]:
-    """A sign-up request from the web: which email it calls for, changing no existing row.
+    """A sign-up request from the web: which email it calls for.
 
     An unknown address is stored ``pending``; any other keeps its state and
-    settings (the filter asked for travels in the signed confirmation link).
+    settings (the filter asked for travels in the signed confirmation link), and
+    a pending one only has its time renewed, so its newest link lives its full time.
     Active and paused subscribers get a note instead of a link.
     """
     checked = check(wanted)
@@ -299,12 +322,12 @@ def request(store: Store, wanted: Wanted, now: datetime) -> tuple[Subscriber, Ki
     if current is None:
         try:
             return add(store, checked, "subscriber", now), "confirm"
-        except (UsageError, DigestError):  # the same address, posted twice at once
+        except DigestError:  # the same address, posted twice at once
             current = store.subscriber(checked.email)
             if current is None:
                 raise
     if current.status == "pending":
-        with store.write():  # the newest link lives its full time (see expire_pending)
+        with store.write():
             store.update_subscriber(current.id, {"updated_at": iso(now)})
     return current, "known" if current.status in ("active", "paused") else "confirm"
 
