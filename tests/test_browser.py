@@ -86,6 +86,7 @@ def test_subscribe_confirm_manage_and_unsubscribe_in_a_browser(
         page.goto(site.confirm_link())
         page.wait_for_selector("h1:has-text('Confirm your subscription')")
         assert status(site, "ada@example.org") == "pending"  # the GET changed nothing
+        shot(page, "03b-confirm")
         page.click("button:has-text('Confirm my subscription')")
         page.wait_for_selector("text=You are subscribed")
         assert status(site, "ada@example.org") == "active"
