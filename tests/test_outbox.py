@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from digest import config as config_module
-from digest import lifecycle, outbox, subscribers
+from digest import delivery, lifecycle, outbox, subscribers
 from digest.config import Config
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
@@ -582,8 +582,9 @@ class RejectGone(Sink):
 
 
 def test_a_stop_while_a_relay_stalls_cancels_within_the_grace_and_keeps_the_digest(
-    subscribed: Store, tmp_path: Path, now: datetime
+    subscribed: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(delivery, "STOP_GRACE_SECONDS", 1.0)  # 5 s in service; shorter here
     with serve(Stall(times=None)) as stalling:
         config = config_module.from_mapping(
             {
@@ -607,9 +608,9 @@ def test_a_stop_while_a_relay_stalls_cancels_within_the_grace_and_keeps_the_dige
             time.sleep(0.05)
         stopped_at = time.monotonic()
         stop.set()
-        sending.join(timeout=outbox.STOP_GRACE_SECONDS + 5)
+        sending.join(timeout=delivery.STOP_GRACE_SECONDS + 5)
         assert not sending.is_alive(), "the stalled send outlived the grace"
-        assert time.monotonic() - stopped_at < outbox.STOP_GRACE_SECONDS + 5
+        assert time.monotonic() - stopped_at < delivery.STOP_GRACE_SECONDS + 5
     assert digest_statuses(database) == ["queued"], "given back for the next run"
 
 
