@@ -44,7 +44,7 @@ from digest import links
 from digest.config import Config
 from digest.errors import ConfigError, QueryError
 from digest.files import make_private_dir
-from digest.match import compile_filter, shared_stemmer
+from digest.match import compile_filter, shared_stemmer, trend_key
 from digest.models import Subscriber, code_links, paper_url
 from digest.query import Corpus, to_fts5
 from digest.store import PaperRow, Store
@@ -316,10 +316,10 @@ def _content(abstract: str, code: Sequence[tuple[str, str]]) -> str:
 
 
 def _by_trend(papers: list[PaperRow]) -> list[PaperRow]:
-    """Most listings first, then best position, then newest (as ``_trending_seqs``)."""
+    """Trending first (``match.trend_key``), then newest (as the store's ``trending_seqs``)."""
     papers = sorted(papers, key=lambda p: p.seq)
     papers.sort(key=lambda p: p.first_seen, reverse=True)
-    papers.sort(key=lambda p: (-p.times_seen, p.best_position))
+    papers.sort(key=trend_key)
     return papers
 
 

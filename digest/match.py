@@ -58,6 +58,13 @@ class Match:
         }
 
 
+def trend_key(paper: PaperRow) -> tuple[int, int]:
+    """What "trending" means, the one place it is said: more listings first, then the better
+    best position.  Digests, previews and feeds sort by it (the store's
+    ``trending_seqs`` says the same in SQL; a test keeps the two in step)."""
+    return -paper.times_seen, paper.best_position
+
+
 def trend_note(paper: PaperRow) -> str:
     """How a paper trended, in words: ``seen in 3 listings, best #2`` or ``listed once at #5``."""
     if paper.times_seen > 1:
@@ -69,7 +76,7 @@ def ranked(matches: Sequence[Match]) -> list[Match]:
     """Trending first, then relevance, then newest."""
     return sorted(
         matches,
-        key=lambda m: (-m.paper.times_seen, m.paper.best_position, -m.relevance, -m.paper.seq),
+        key=lambda m: (*trend_key(m.paper), -m.relevance, -m.paper.seq),
     )
 
 
@@ -105,13 +112,11 @@ def top_matches(
 
 
 def _trend_head(hits: list[int], papers: Sequence[PaperRow], limit: int | None) -> list[int]:
-    """The hits whose trend key is at least as good as that of the ``limit``-th best."""
-    if limit is None or len(hits) <= limit:
+    """The hits whose trend is at least as good as that of the ``limit``-th best."""
+    if limit is None:
         return hits
-    key = {i: (-papers[i].times_seen, papers[i].best_position) for i in hits}
-    order = sorted(hits, key=key.__getitem__)
-    cutoff = key[order[limit - 1]]
-    return [i for i in order if key[i] <= cutoff]
+    order = sorted(hits, key=lambda i: trend_key(papers[i]))
+    return _contenders(order, limit, lambda i: trend_key(papers[i]))
 
 
 def search(
@@ -282,8 +287,8 @@ class Batch:
         """
         node = compile_filter(subscriber.filter)
         papers = self.papers
-        found = sorted(members(self.bits(subscriber)), key=lambda i: _trend(papers[i]))
-        head = _contenders(found, self.settings.max_papers, lambda i: _trend(papers[i]))
+        found = sorted(members(self.bits(subscriber)), key=lambda i: trend_key(papers[i]))
+        head = _contenders(found, self.settings.max_papers, lambda i: trend_key(papers[i]))
         matches = ranked(
             [
                 Match(papers[i], self.corpus.matched(node, i), self.corpus.relevance(node, i))
@@ -297,11 +302,6 @@ class Batch:
             else f"the last {self.settings.lookback_days} days (no digest yet)"
         )
         return Pending(subscriber, window, matches, matches[: self.settings.max_papers], len(found))
-
-
-def _trend(paper: PaperRow) -> tuple[int, int]:
-    """The trend part of the ranking: more listings first, then the better position."""
-    return -paper.times_seen, paper.best_position
 
 
 def _contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, int]]) -> list[int]:

@@ -10,6 +10,7 @@ import pytest
 
 from digest.errors import StoreError
 from digest.ingest import ingest_files
+from digest.match import trend_key
 from digest.models import STATUSES, Status, find_links, normalize_title, paper_id
 from digest.store import Store
 from digest.store.migrations import migrations
@@ -148,3 +149,13 @@ def test_the_schema_allows_exactly_the_statuses_the_code_knows(store: Store) -> 
     assert allowed is not None
     assert tuple(re.findall(r"'(\w+)'", allowed.group(1))) == STATUSES
     assert set(get_args(Status)) == set(STATUSES)
+
+
+def test_the_stores_trending_order_is_match_trend_key(seeded_store: Store) -> None:
+    """The SQL of ``trending_seqs`` and ``match.trend_key`` say "trending" the same way."""
+    papers = seeded_store.papers()
+    expected = sorted(papers, key=lambda p: p.seq)
+    expected.sort(key=lambda p: p.first_seen, reverse=True)
+    expected.sort(key=trend_key)
+    assert seeded_store.trending_seqs(len(papers)) == [p.seq for p in expected]
+    assert len({trend_key(p) for p in papers}) > 10, "the seeds exercise the key"
