@@ -46,7 +46,7 @@ from digest.errors import ConfigError, QueryError
 from digest.files import make_private_dir
 from digest.match import compile_filter, shared_stemmer, trend_key
 from digest.models import Subscriber, code_links, paper_url
-from digest.query import Corpus, to_fts5
+from digest.query import Corpus, Focus, to_fts5
 from digest.store import PaperRow, Store
 
 Format = Literal["atom", "rss"]
@@ -179,9 +179,11 @@ class Feeds:
         wanted = self.config.feeds.max_entries
         found: list[PaperRow] = []
         start, size = 0, wanted + 10
+        stemmer = shared_stemmer()
+        focus = Focus.of(node, stemmer)  # index only what this one filter asks about
         while start < len(candidates) and len(found) < wanted:
             chunk = candidates[start : start + size]
-            hits = Corpus(shared_stemmer(), [(p.title, p.abstract) for p in chunk]).evaluate(node)
+            hits = Corpus(stemmer, [(p.title, p.abstract) for p in chunk], focus).evaluate(node)
             found.extend(paper for i, paper in enumerate(chunk) if hits >> i & 1)
             start, size = start + size, size * 2
         return found[:wanted]
