@@ -346,8 +346,8 @@ def confirmable(
     if person is None or person.email.casefold() != email.casefold():
         return None
     if person.status == "unsubscribed":
-        left, _ = store.entered(person.id, "unsubscribed") or (person.updated_at, "")
-        if iso(requested_at) <= left:
+        last = store.last_unsubscribe(person.id)
+        if iso(requested_at) <= (last.at if last else person.updated_at):
             return None
     return person
 
@@ -390,7 +390,7 @@ def retired_by_config(store: Store, person: Subscriber) -> bool:
     if person.status != "unsubscribed":
         return False
     last = store.last_unsubscribe(person.id)
-    return last is not None and last[1] == "config"
+    return last is not None and last.channel == "config"
 
 
 def restore(store: Store, person: Subscriber, now: datetime) -> Subscriber:
@@ -398,8 +398,8 @@ def restore(store: Store, person: Subscriber, now: datetime) -> Subscriber:
     bouncing subscriber does not come back active)."""
     next_status(person.status, "restore", "config")
     last = store.last_unsubscribe(person.id)
-    previous = last[0] if last is not None and last[0] in ("active", "paused", "bouncing") else None
-    back: Status = previous or "active"  # type: ignore[assignment]
+    was = last.from_status if last is not None else None
+    back: Status = "paused" if was == "paused" else "bouncing" if was == "bouncing" else "active"
     with store.write():
         store.update_subscriber(person.id, {"status": back, "updated_at": iso(now)})
         store.add_event(person.id, "restore", "config", person.status, back, at=iso(now))

@@ -393,3 +393,16 @@ def test_coming_back_after_an_unsubscribe_revokes_the_old_links(store: Store) ->
     assert back.status == "active"
     assert back.filter == "robots"
     assert not links.verify(back, before, "feed"), "a feed URL from before stays dead"
+
+
+def test_a_link_asked_for_before_ones_own_unsubscribe_never_undoes_it(store: Store) -> None:
+    """The config drops bo, bo asks for a link, then unsubscribes from an old digest:
+    that link is older than the unsubscribe that is bo's own, so it confirms nothing."""
+    declare(store, ("bo@example.org", "diffusion"), ("ada@example.org", "x"))
+    declare(store, ("ada@example.org", "x"))  # the config drops bo at NOW
+    person = subscribers.get(store, "bo@example.org")
+    asked = NOW + timedelta(hours=1)
+    lifecycle.unsubscribe(store, person, NOW + timedelta(hours=2))
+    later = NOW + timedelta(hours=3)
+    assert lifecycle.confirm(store, person.id, person.email, "x", asked, later) is None
+    assert subscribers.get(store, "bo@example.org").status == "unsubscribed"

@@ -3,7 +3,7 @@
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
@@ -32,6 +32,14 @@ def insert_event(
         "VALUES (?, COALESCE(?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now')), ?, ?, ?, ?, ?)",
         [subscriber_id, at, action, channel, from_status, to_status, detail],
     )
+
+
+class Unsubscribed(NamedTuple):
+    """When, from which state and through which channel a subscriber was unsubscribed."""
+
+    at: str
+    from_status: str | None
+    channel: str
 
 
 class SubscriberStore(Base):
@@ -107,24 +115,15 @@ class SubscriberStore(Base):
         keys = ("at", "action", "channel", "from_status", "to_status", "detail")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def entered(self, subscriber_id: int, to_status: str) -> tuple[str, str] | None:
-        """When and through which channel the subscriber last entered ``to_status``."""
+    def last_unsubscribe(self, subscriber_id: int) -> Unsubscribed | None:
+        """The newest event that left the subscriber unsubscribed (repeats included: a
+        person's own unsubscribe after the config's is recorded, and is the newest)."""
         row = self.db.execute(
-            "SELECT at, channel FROM subscription_events "
-            "WHERE subscriber_id = ? AND to_status = ? AND from_status IS NOT ? "
-            "ORDER BY id DESC LIMIT 1",
-            [subscriber_id, to_status, to_status],
-        ).fetchone()
-        return (str(row[0]), str(row[1])) if row else None
-
-    def last_unsubscribe(self, subscriber_id: int) -> tuple[str | None, str] | None:
-        """The newest event that left the subscriber unsubscribed: (from status, channel)."""
-        row = self.db.execute(
-            "SELECT from_status, channel FROM subscription_events "
+            "SELECT at, from_status, channel FROM subscription_events "
             "WHERE subscriber_id = ? AND to_status = 'unsubscribed' ORDER BY id DESC LIMIT 1",
             [subscriber_id],
         ).fetchone()
-        return (row[0], str(row[1])) if row else None
+        return Unsubscribed(str(row[0]), row[1], str(row[2])) if row else None
 
     def app_secret(self, name: str, make: Callable[[], str]) -> tuple[str, bool]:
         """The stored secret ``name``, created with ``make`` on first use; True if just created."""
