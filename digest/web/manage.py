@@ -25,8 +25,8 @@ from digest.errors import QueryError, UsageError
 from digest.lifecycle import SETTINGS
 from digest.models import FORMATS, FREQUENCIES, Subscriber
 from digest.store import Store
-from digest.web.forms import CsrfToken, Form, client_address, csrf_ok, read_form
-from digest.web.preview import Preview, preview
+from digest.web.forms import CsrfToken, Form, csrf_ok, read_form
+from digest.web.preview import Preview
 from digest.web.state import Web, web_of
 from digest.web.subscribe import FORBIDDEN, FilterError, run_preview, too_many
 
@@ -62,9 +62,7 @@ def manage(request: Request) -> Response:
         person = lookup(store, request.path_params["token"], "manage")
         if person is None:
             return _not_found(web)
-        form = _stored(person)
-        if not web.preview_limit.hit(client_address(request)):  # over the limit: no preview
-            form = _with_preview(web, store, person.filter, form)
+        form = _with_preview(web, request, store, person.filter, _stored(person))
     notice = NOTICES.get(request.query_params.get("done", ""))
     return _page(web, request, person, replace(form, notice=notice))
 
@@ -130,13 +128,15 @@ def _stored(person: Subscriber) -> ManageForm:
     return ManageForm({key: str(getattr(person, key)) for key in SETTINGS})
 
 
-def _with_preview(web: Web, store: Store, query: str, form: ManageForm) -> ManageForm:
+def _with_preview(
+    web: Web, request: Request, store: Store, query: str, form: ManageForm
+) -> ManageForm:
+    """The page's own preview, under the same limit as the button (over it: none)."""
     try:
-        digest = web.config.digest
-        shown = preview(store, query, web.now(), digest.paper_url, digest.lookback_days)
+        shown = run_preview(web, request, store, query)
     except QueryError as err:
         return replace(form, filter_error=FilterError.of(err))
-    return replace(form, preview=shown)
+    return form if isinstance(shown, int) else replace(form, preview=shown)
 
 
 def _page(
