@@ -275,12 +275,20 @@ class Service:
             yield
         except Exception as err:  # the boundary: nothing may stop the service
             text = str(err) if isinstance(err, DigestError) else f"{type(err).__name__}: {err}"
-            if self._last_error.get(name) != text:
-                log.error("%s: %s", name, text, exc_info=not isinstance(err, DigestError))
-            self._last_error[name] = text
+            self._failing(name, text, traceback=not isinstance(err, DigestError))
         else:
-            if self._last_error.pop(name, None) is not None:
-                log.info("%s: working again", name)
+            self._working(name, f"{name}: working again")
+
+    def _failing(self, name: str, text: str, *, traceback: bool = False) -> None:
+        """Log ``name``'s failure once: again only when it says something new."""
+        if self._last_error.get(name) != text:
+            log.error("%s: %s", name, text, exc_info=traceback)
+        self._last_error[name] = text
+
+    def _working(self, name: str, message: str) -> None:
+        """After a failure of ``name`` was logged, say once that it works again."""
+        if self._last_error.pop(name, None) is not None:
+            log.info("%s", message)
 
     def _wait(self) -> None:
         interval = watchdog_interval()
@@ -297,12 +305,9 @@ class Service:
             with pipeline.open_store(self.config, self.identity) as store:
                 store.count("papers")
         except (DigestError, OSError, sqlite3.Error) as err:
-            if self._last_error.get("watchdog") != str(err):
-                log.error("watchdog: not healthy: %s", err)
-            self._last_error["watchdog"] = str(err)
+            self._failing("watchdog", f"not healthy: {err}")
             return False
-        if self._last_error.pop("watchdog", None) is not None:
-            log.info("watchdog: the database answers again")
+        self._working("watchdog", "watchdog: the database answers again")
         return True
 
     def _reload(self) -> None:
