@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digest.dumps import HEADER_PHRASES, parse
-from digest.models import normalize_title
+from digest.titles import normalize_title
 
 SEED_DIR = Path(__file__).resolve().parent.parent / "examples" / "dumps"
 HEADER = (

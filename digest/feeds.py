@@ -45,9 +45,10 @@ from digest.config import Config
 from digest.errors import ConfigError
 from digest.files import make_private_dir
 from digest.match import compile_filter, shared_stemmer, trend_key
-from digest.models import Subscriber, code_links, paper_url
+from digest.models import PaperRow, Subscriber
+from digest.paper_links import code_links, paper_url
 from digest.query import Corpus, Focus, to_fts5
-from digest.store import PaperRow, Store
+from digest.store import Store
 
 Format = Literal["atom", "rss"]
 FORMATS: tuple[Format, ...] = ("atom", "rss")

@@ -20,10 +20,10 @@ from functools import lru_cache
 from typing import Any
 
 from digest.config import DigestConfig
-from digest.models import Subscriber
+from digest.models import PaperRow, Subscriber
 from digest.query import Corpus, Explanation, Focus, Node, members, parse, to_fts5
 from digest.stemming import Stemmer
-from digest.store import PaperRow, Store, iso
+from digest.store import Store, iso
 
 
 @lru_cache(maxsize=1)

@@ -1,68 +1,13 @@
-"""Plain data passed between the stages: dumps -> store -> match -> render -> deliver."""
+"""Plain records passed between the stages: entries, papers, sightings, subscribers, ingest results.
 
-import hashlib
-import re
-import unicodedata
-from collections.abc import Sequence
+Data only: what derives a value from text (a paper's id, its links) lives in
+``titles`` and ``paper_links``; these records hold the result."""
+
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Literal, NamedTuple
-from urllib.parse import quote, urlsplit
+from typing import Any, Literal, NamedTuple
 
-_URL = re.compile(r"https?://[^\s{}<>\"'\\|^`\[\]]+")
-_URL_TAIL = ".,;:!?)'\""
-
-
-def normalize_title(title: str) -> str:
-    """The identity of a paper: NFKC, case-folded, whitespace collapsed."""
-    if not title.isascii():
-        title = unicodedata.normalize("NFKC", title)
-    return " ".join(title.casefold().split())
-
-
-def paper_id(title: str) -> str:
-    """A stable 16-hex-digit id derived from the normalized title."""
-    return hashlib.sha256(normalize_title(title).encode()).hexdigest()[:16]
-
-
-def find_links(text: str) -> list[str]:
-    """URLs in an abstract, in order, without LaTeX residue or trailing punctuation."""
-    found: dict[str, None] = {}
-    if "http" not in text:
-        return []
-    for match in _URL.finditer(text):
-        url = match.group().rstrip(_URL_TAIL)
-        if url.count("(") < url.count(")"):
-            url = url[: url.rindex(")")]
-        if len(url) > len("https://x.y"):
-            found.setdefault(url, None)
-    return list(found)
-
-
-REPO_HOSTS = frozenset(
-    {"github.com", "gitlab.com", "huggingface.co", "bitbucket.org", "codeberg.org"}
-)
-
-
-@lru_cache(maxsize=8192)
-def paper_url(template: str, title: str) -> str:
-    """``[digest] paper_url`` with ``{title}`` URL-encoded (cached: papers recur across digests)."""
-    return template.replace("{title}", quote(title, safe=""))
-
-
-def code_links(links: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """http(s) links to a repository host, labelled ``Code (host/path)``."""
-    found = []
-    for url in links:
-        try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").removeprefix("www.")
-        except ValueError:
-            continue
-        path = parts.path.rstrip("/")
-        if parts.scheme in ("http", "https") and host in REPO_HOSTS and path:
-            found.append((url, f"Code ({host}{path})"))
-    return tuple(found)
+from digest.paper_links import find_links
+from digest.titles import paper_id
 
 
 class Entry(NamedTuple):
@@ -170,3 +115,42 @@ class Subscriber:
             "settings_owner": self.settings_owner,
             "created_at": self.created_at,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class PaperRow:
+    """A stored paper with its trend signal."""
+
+    seq: int
+    id: str
+    title: str
+    abstract: str
+    links: list[str]
+    first_seen: str
+    times_seen: int
+    best_position: int
+    last_seen: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "abstract": self.abstract,
+            "links": self.links,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "times_seen": self.times_seen,
+            "best_position": self.best_position,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One listing a paper appeared in: its date, the position, when it was ingested.
+
+    No file name: sightings are shown to readers, and dump files are the operator's business.
+    """
+
+    listing_date: str | None
+    position: int
+    ingested_at: str

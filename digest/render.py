@@ -39,10 +39,10 @@ from digest.mime import CONTROL, assemble, boundary, clean, date, encoded_words,
 from digest.mime import confirmation_id as confirmation_id
 from digest.mime import message_id as message_id
 from digest.mime import sender_domain as sender_domain
-from digest.models import Subscriber, code_links, paper_url
+from digest.models import PaperRow, Subscriber
+from digest.paper_links import code_links, paper_url
 from digest.query import Node, highlights, terms
 from digest.stemming import Stemmer
-from digest.store import PaperRow
 
 MAX_BYTES = 100_000
 ABSTRACT_CHARS = 450

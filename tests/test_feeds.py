@@ -25,8 +25,10 @@ from digest.errors import ConfigError
 from digest.feeds import FORMATS, FeedBody, Feeds, Format, build_all
 from digest.ingest import ingest_files
 from digest.links import token
-from digest.models import STATUSES, Entry, Subscriber, paper_id, paper_url
-from digest.store import PaperRow, Store, iso
+from digest.models import STATUSES, Entry, PaperRow, Subscriber
+from digest.paper_links import paper_url
+from digest.store import Store, iso
+from digest.titles import paper_id
 
 from .conftest import NOW, SEED_FILES, copy_database, make_config
 

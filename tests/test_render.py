@@ -29,11 +29,11 @@ from digest.config import from_mapping
 from digest.ingest import ingest_files
 from digest.links import links_for
 from digest.match import Match
-from digest.models import Subscriber
+from digest.models import PaperRow, Subscriber
 from digest.query import Or, Phrase, Prefix, Term, highlights, parse
 from digest.render import MAX_BYTES, DigestContent, Health, Renderer, message_id
 from digest.stemming import Stemmer, words
-from digest.store import PaperRow, Store
+from digest.store import Store
 
 from .conftest import NOW, ROOT, copy_database
 
@@ -818,7 +818,7 @@ from digest.config import Config
 from digest.links import links_for
 from digest.match import Match
 from digest.models import Subscriber
-from digest.store import PaperRow
+from digest.models import PaperRow
 person = Subscriber(1, "ada@example.org", "Ada", "agents", "daily", "html", "active", "cli",
                     "s", 0, "", "")
 row = PaperRow(1, "00", "Agents <b>", "Agents " * 40, [], "", 1, 1, "")

@@ -11,9 +11,11 @@ import pytest
 from digest.errors import StoreError
 from digest.ingest import ingest_files
 from digest.match import trend_key
-from digest.models import STATUSES, Status, find_links, normalize_title, paper_id
+from digest.models import STATUSES, Status
+from digest.paper_links import find_links
 from digest.store import Store
 from digest.store.migrations import migrations
+from digest.titles import normalize_title, paper_id
 
 
 def test_a_new_database_is_migrated_and_in_wal_mode(store: Store) -> None:

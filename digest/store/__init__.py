@@ -10,7 +10,7 @@ from pathlib import Path
 
 from digest.store.base import Base, Identity, iso
 from digest.store.outbox import OutboxStore, QueuedDigest
-from digest.store.papers import DumpCounts, PaperRow, PaperStore, Sighting
+from digest.store.papers import DumpCounts, PaperStore
 from digest.store.queue import OutboxRow, QueueStore, Waiting
 from digest.store.retention import Pruned, RetentionStore
 from digest.store.runs import RunStore
@@ -29,10 +29,8 @@ __all__ = [
     "DumpCounts",
     "Identity",
     "OutboxRow",
-    "PaperRow",
     "Pruned",
     "QueuedDigest",
-    "Sighting",
     "Store",
     "Waiting",
     "iso",

@@ -7,47 +7,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from digest.models import Entry, paper_id
+from digest.models import Entry, PaperRow, Sighting
 from digest.store.base import Base, iso
-
-
-@dataclass(frozen=True, slots=True)
-class PaperRow:
-    """A stored paper with its trend signal."""
-
-    seq: int
-    id: str
-    title: str
-    abstract: str
-    links: list[str]
-    first_seen: str
-    times_seen: int
-    best_position: int
-    last_seen: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "abstract": self.abstract,
-            "links": self.links,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-            "times_seen": self.times_seen,
-            "best_position": self.best_position,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """One listing a paper appeared in: its date, the position, when it was ingested.
-
-    No file name: sightings are shown to readers, and dump files are the operator's business.
-    """
-
-    listing_date: str | None
-    position: int
-    ingested_at: str
+from digest.titles import paper_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ from starlette.responses import JSONResponse, Response
 
 from digest import links, match
 from digest.errors import DigestError
-from digest.models import Subscriber, paper_url
+from digest.models import Subscriber
+from digest.paper_links import paper_url
 from digest.store import Store
 from digest.web.state import web_of
 

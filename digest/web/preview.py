@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from digest import match
 from digest.dates import weekday_month_day
-from digest.models import paper_url
+from digest.paper_links import paper_url
 from digest.store import Store
 from digest.subscribers import check_filter
 
