@@ -10,6 +10,23 @@ from digest.paper_links import find_links
 from digest.titles import paper_id
 
 
+@dataclass(frozen=True, slots=True)
+class PaperMeta:
+    """What a source knows of a paper beyond its title and abstract (text dumps know none).
+
+    Every field is optional: a source gives what it has.  ``published`` is an
+    ISO date (YYYY-MM-DD); ``upvotes`` and ``comments`` are as of this sighting.
+    """
+
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    published: str | None = None
+    upvotes: int | None = None
+    comments: int | None = None
+    github: str | None = None
+
+
 class Entry(NamedTuple):
     """A title/abstract pair; ``position`` is its 1-based rank, ``line`` its title line.
 
@@ -24,10 +41,15 @@ class Entry(NamedTuple):
     line: int
     paper_id: str
     links: tuple[str, ...]
+    meta: PaperMeta | None = None
 
     @classmethod
-    def of(cls, position: int, title: str, abstract: str, line: int) -> "Entry":
-        return cls(position, title, abstract, line, paper_id(title), tuple(find_links(abstract)))
+    def of(
+        cls, position: int, title: str, abstract: str, line: int, meta: PaperMeta | None = None
+    ) -> "Entry":
+        """``line``: the title's line in a dump, or the item's index in a source's response."""
+        links = tuple(find_links(abstract))
+        return cls(position, title, abstract, line, paper_id(title), links, meta)
 
 
 FileStatus = Literal["ingested", "duplicate", "rejected"]

@@ -50,7 +50,7 @@ class PaperStore(Base):
         for batch in batches:
             seqs: dict[str, int] = {}
             papers: list[tuple[Any, ...]] = []
-            for _position, title, abstract, _line, pid, links in batch:
+            for _position, title, abstract, _line, pid, links, _meta in batch:
                 if pid not in seqs:
                     seqs[pid] = next_seq
                     links_json = json.dumps(links) if links else "[]"
