@@ -162,6 +162,33 @@ def by_day(papers: Sequence[PaperRow]) -> list[tuple[str, int]]:
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """The papers a subscriber's next digest draws from, the one rule for every matcher:
+    those stored after their last digest, or, before a first digest, those first seen
+    in the ``lookback_days`` before ``now``."""
+
+    after_seq: int | None
+    since: datetime | None
+    description: str
+
+    @classmethod
+    def of(
+        cls, last_seq: int | None, lookback_days: int, now: datetime, last_at: str = ""
+    ) -> "Window":
+        """``last_seq``: the newest paper the subscriber's last digest considered, if any."""
+        if last_seq is not None:
+            when = f" ({last_at})" if last_at else ""
+            return cls(last_seq, None, f"since the last digest{when}")
+        since = now - timedelta(days=lookback_days)
+        return cls(None, since, f"the last {lookback_days} days (no digest yet)")
+
+    def holds(self, paper: PaperRow) -> bool:
+        return (self.after_seq is None or paper.seq > self.after_seq) and (
+            self.since is None or paper.first_seen >= iso(self.since)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
     """A subscriber's next digest: the papers in it and how many more matched.
 
@@ -189,12 +216,17 @@ def pending(
 ) -> Pending:
     """The papers that would go in this subscriber's next digest."""
     node = parse(subscriber.filter)
-    after_seq, since, window = _window(store, subscriber, settings, now)
+    window = _window(store, subscriber, settings, now)
     candidates = store.papers(
-        since=since, after_seq=after_seq, undelivered_to=subscriber.id, fts=to_fts5(node)
+        since=window.since,
+        after_seq=window.after_seq,
+        undelivered_to=subscriber.id,
+        fts=to_fts5(node),
     )
     matches = select(node, candidates, stemmer or shared_stemmer())
-    return Pending(subscriber, window, matches, matches[: settings.max_papers], len(matches))
+    return Pending(
+        subscriber, window.description, matches, matches[: settings.max_papers], len(matches)
+    )
 
 
 def beyond(
@@ -211,26 +243,23 @@ def beyond(
     reader nowhere else; the private feed holds only the newest ``max_entries``.
     """
     node = compile_filter(subscriber.filter)
-    after_seq = digest["after_seq"]
-    since = None
-    if after_seq is None:  # a first digest: the lookback days before it, as Batch does
-        built = datetime.fromisoformat(digest["created_at"])
-        since = built - timedelta(days=settings.lookback_days)
+    built = datetime.fromisoformat(digest["created_at"])
+    window = Window.of(digest["after_seq"], settings.lookback_days, built)
     candidates = store.papers(
-        since=since, after_seq=after_seq, undelivered_to=subscriber.id, fts=to_fts5(node)
+        since=window.since,
+        after_seq=window.after_seq,
+        undelivered_to=subscriber.id,
+        fts=to_fts5(node),
     )
     inside = [paper for paper in candidates if paper.seq <= digest["max_seq"]]
     return select(node, inside, stemmer or shared_stemmer())
 
 
-def _window(
-    store: Store, subscriber: Subscriber, settings: DigestConfig, now: datetime
-) -> tuple[int | None, datetime | None, str]:
+def _window(store: Store, subscriber: Subscriber, settings: DigestConfig, now: datetime) -> Window:
     last = store.last_digest(subscriber.id)
-    if last is not None:
-        return int(last["max_seq"]), None, f"since the last digest ({last['created_at']})"
-    since = now - timedelta(days=settings.lookback_days)
-    return None, since, f"the last {settings.lookback_days} days (no digest yet)"
+    if last is None:
+        return Window.of(None, settings.lookback_days, now)
+    return Window.of(int(last["max_seq"]), settings.lookback_days, now, last["created_at"])
 
 
 @lru_cache(maxsize=200_000)
@@ -251,33 +280,37 @@ class Batch:
         self, store: Store, settings: DigestConfig, now: datetime, stemmer: Stemmer | None = None
     ) -> None:
         self.settings = settings
+        self.now = now
         self.last_seqs = store.last_digest_seqs()
-        self.since = now - timedelta(days=settings.lookback_days)
+        first = Window.of(None, settings.lookback_days, now)
+        assert first.since is not None
         floor = min(self.last_seqs.values(), default=None)
-        self.papers = store.window_papers(floor, self.since)
+        self.papers = store.window_papers(floor, first.since)
         self.seqs = [p.seq for p in self.papers]
         self.corpus = Corpus(
             stemmer or shared_stemmer(), [(p.title, p.abstract) for p in self.papers]
         )
         self.delivered = store.delivered_since(self.seqs[0]) if self.seqs else {}
-        self.fresh = sum(
-            1 << i for i, p in enumerate(self.papers) if p.first_seen >= iso(self.since)
-        )
+        self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
 
     def bits(self, subscriber: Subscriber) -> int:
         """The candidates this subscriber would get: filter, window, not yet delivered."""
-        found = self.corpus.evaluate(compile_filter(subscriber.filter)) & self._window(subscriber)
+        window = self.window(subscriber)
+        found = self.corpus.evaluate(compile_filter(subscriber.filter)) & self._bits(window)
         for seq in self.delivered.get(subscriber.id, ()):
             at = bisect_left(self.seqs, seq)
             if at < len(self.seqs) and self.seqs[at] == seq:
                 found &= ~(1 << at)
         return found
 
-    def _window(self, subscriber: Subscriber) -> int:
-        last = self.last_seqs.get(subscriber.id)
-        if last is None:
+    def window(self, subscriber: Subscriber) -> Window:
+        return Window.of(self.last_seqs.get(subscriber.id), self.settings.lookback_days, self.now)
+
+    def _bits(self, window: Window) -> int:
+        """``window`` over the corpus: every paper in it has ``Window.holds``."""
+        if window.after_seq is None:
             return self.fresh
-        return self.corpus.all & ~((1 << bisect_right(self.seqs, last)) - 1)
+        return self.corpus.all & ~((1 << bisect_right(self.seqs, window.after_seq)) - 1)
 
     def pending(self, subscriber: Subscriber) -> Pending:
         """The subscriber's next digest, ranked and capped.
@@ -295,12 +328,7 @@ class Batch:
                 for i in head
             ]
         )
-        last = self.last_seqs.get(subscriber.id)
-        window = (
-            "since the last digest"
-            if last is not None
-            else f"the last {self.settings.lookback_days} days (no digest yet)"
-        )
+        window = self.window(subscriber).description
         return Pending(subscriber, window, matches, matches[: self.settings.max_papers], len(found))
 
 
@@ -376,12 +404,12 @@ def _in_window(
     now: datetime,
     reasons: list[str],
 ) -> bool:
-    after_seq, since, window = _window(store, subscriber, settings, now)
-    inside = (after_seq is None or paper.seq > after_seq) and (
-        since is None or paper.first_seen >= iso(since)
-    )
+    window = _window(store, subscriber, settings, now)
+    inside = window.holds(paper)
     if not inside:
-        reasons.append(f"first seen {paper.first_seen[:10]}, outside the window: {window}")
+        reasons.append(
+            f"first seen {paper.first_seen[:10]}, outside the window: {window.description}"
+        )
     return inside
 
 

@@ -307,3 +307,29 @@ def test_matching_many_subscribers_at_once_gives_each_the_same_digest_as_alone(
         )
         assert together.more == alone.more
         assert [m.matched for m in together.capped] == [m.matched for m in alone.capped]
+
+
+def test_the_window_is_after_the_last_digest_or_the_lookback_days_before_a_first(
+    seeded_store: Store, now: datetime
+) -> None:
+    papers = seeded_store.papers()
+    newest, oldest = max(papers, key=lambda p: p.seq), min(papers, key=lambda p: p.seq)
+    first = match.Window.of(None, 7, now)
+    assert first.description == "the last 7 days (no digest yet)"
+    assert all(first.holds(p) for p in papers)
+    assert not match.Window.of(None, 7, now + timedelta(days=8)).holds(newest)
+    later = match.Window.of(oldest.seq, 7, now, "2026-11-20T07:00:00Z")
+    assert later.description == "since the last digest (2026-11-20T07:00:00Z)"
+    assert not later.holds(oldest) and later.holds(newest)
+    assert later.since is None  # once a digest was built, age no longer matters
+
+
+def test_batch_and_explain_share_the_window(seeded_store: Store, now: datetime) -> None:
+    person = subscribe(seeded_store, "model", now, "w@example.org")
+    batch = match.Batch(seeded_store, SETTINGS, now + timedelta(days=30))
+    assert batch.pending(person).total == 0
+    assert batch.pending(person).window == "the last 7 days (no digest yet)"
+    paper = seeded_store.papers()[0]
+    verdict = match.explain(seeded_store, person, paper, SETTINGS, now + timedelta(days=30))
+    assert not verdict.included
+    assert any("outside the window: the last 7 days" in r for r in verdict.reasons)
