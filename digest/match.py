@@ -14,14 +14,23 @@ are the matches first stored after their last digest (or within
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from digest.config import DigestConfig
 from digest.models import PaperRow, Subscriber
-from digest.query import Corpus, Explanation, Focus, Node, members, parse, to_fts5
+from digest.query import (
+    Corpus,
+    Explanation,
+    Focus,
+    Node,
+    highlights,
+    members,
+    parse,
+    to_fts5,
+)
 from digest.stemming import Stemmer
 from digest.store import Store, iso
 
@@ -34,11 +43,17 @@ def shared_stemmer() -> Stemmer:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A paper selected by a query, with the terms it satisfied."""
+    """A paper selected by a query, with the terms it satisfied.
+
+    ``spans``: the character spans of the abstract that the query's positive terms
+    match, worked out (``highlighted``) only for the papers that go in a digest; the
+    renderer marks them and never parses the filter itself.
+    """
 
     paper: PaperRow
     matched: list[str]
     relevance: float
+    spans: tuple[tuple[int, int], ...] = ()
 
     @property
     def score(self) -> float:
@@ -223,10 +238,18 @@ def pending(
         undelivered_to=subscriber.id,
         fts=to_fts5(node),
     )
-    matches = select(node, candidates, stemmer or shared_stemmer())
-    return Pending(
-        subscriber, window.description, matches, matches[: settings.max_papers], len(matches)
-    )
+    stemmer = stemmer or shared_stemmer()
+    matches = select(node, candidates, stemmer)
+    capped = highlighted(node, matches[: settings.max_papers], stemmer)
+    return Pending(subscriber, window.description, matches, capped, len(matches))
+
+
+def highlighted(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
+    """``matches`` with the spans of their abstracts that ``node`` matched."""
+    return [
+        replace(m, spans=tuple(highlights(node, m.paper.abstract, stemmer, "abstract")))
+        for m in matches
+    ]
 
 
 def beyond(
@@ -329,7 +352,8 @@ class Batch:
             ]
         )
         window = self.window(subscriber).description
-        return Pending(subscriber, window, matches, matches[: self.settings.max_papers], len(found))
+        capped = highlighted(node, matches[: self.settings.max_papers], self.corpus.stemmer)
+        return Pending(subscriber, window, matches, capped, len(found))
 
 
 def _contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, int]]) -> list[int]:

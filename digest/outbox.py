@@ -34,7 +34,7 @@ from digest.delivery import pid_alive, recover
 from digest.errors import BuildError
 from digest.links import links_for
 from digest.mailer import DeliveryError, Transport
-from digest.match import Batch, Pending, shared_stemmer
+from digest.match import Batch, Pending
 from digest.models import Subscriber
 from digest.render import DigestContent, Health, Renderer, message_id
 from digest.reports import DigestReport as DigestReport
@@ -309,7 +309,7 @@ def send(
     """
     now = clock()
     report = SendReport()
-    builder = Builder(store, config, renderer or Renderer(config, stemmer=shared_stemmer()), now)
+    builder = Builder(store, config, renderer or Renderer(config), now)
     subscriber = store.subscriber(only) if only else None
     only = subscriber.email if subscriber else only  # the stored spelling (an IDN domain)
     due, report.not_due = due_subscribers(store, config, now, only, builder.last_built)

@@ -41,8 +41,7 @@ from digest.mime import message_id as message_id
 from digest.mime import sender_domain as sender_domain
 from digest.models import PaperRow, Subscriber
 from digest.paper_links import code_links, paper_url
-from digest.query import Node, highlights, terms
-from digest.stemming import Stemmer
+from digest.query import Node, terms
 
 MAX_BYTES = 100_000
 ABSTRACT_CHARS = 450
@@ -125,9 +124,8 @@ def template_environment() -> Environment:
 class Renderer:
     """Templates compiled once; one renderer serves every digest of a run (one thread)."""
 
-    def __init__(self, config: Config, *, stemmer: Stemmer | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.stemmer = stemmer or Stemmer()
         env = template_environment()
         self._html = env.get_template(HTML_TEMPLATE)
         self._text = env.get_template(TEXT_TEMPLATE)
@@ -224,7 +222,6 @@ class Renderer:
 
     def _context(self, content: DigestContent) -> dict[str, Any]:
         subscriber = content.subscriber
-        node = _filter_node(subscriber.filter)
         more = content.more
         return {
             "subject": self.subject(content),
@@ -233,21 +230,17 @@ class Renderer:
             "greeting": clean(subscriber.name) or clean(subscriber.email),
             "email": clean(subscriber.email),
             "filter": clean(subscriber.filter),
-            "papers": [self._paper(m, node) for m in content.matches],
+            "papers": [self._paper(m) for m in content.matches],
             "more": f"{more} more paper{' matches' if more == 1 else 's match'}" if more else "",
             "more_url": content.links.more(content.message_id),
             "links": content.links,
             "health": _health(content.health),
         }
 
-    def _paper(self, match: Match, node: Node | None) -> PaperView:
+    def _paper(self, match: Match) -> PaperView:
         paper = match.paper
-        abstract = CONTROL.sub(" ", paper.abstract)
-        spans = _outside_links(
-            highlights(node, abstract, self.stemmer, "abstract") if node else [],
-            abstract,
-            paper.links,
-        )
+        abstract = CONTROL.sub(" ", paper.abstract)  # same length: match's spans still hold
+        spans = _outside_links(list(match.spans), abstract, paper.links)
         segments = _segments(abstract, spans, *_excerpt(abstract, spans))
         return PaperView(
             title=clean(paper.title),

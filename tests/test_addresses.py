@@ -13,7 +13,6 @@ import pytest
 from digest import addresses
 from digest.errors import UsageError
 from digest.render import Renderer
-from digest.stemming import Stemmer
 
 from .test_render import ADA, CONFIG, content_for, paper
 
@@ -124,7 +123,7 @@ LONG_NAMES = ["A" * 2000, "É" * 2000, "Ada " * 500, "名" * 2000]
 @pytest.mark.parametrize("name", LONG_NAMES, ids=["ascii", "latin", "words", "cjk"])
 def test_a_2000_character_name_keeps_every_header_line_under_998_bytes(name: str) -> None:
     person = dataclasses.replace(ADA, name=name, email="ana@bücher.de")
-    data = Renderer(CONFIG, stemmer=Stemmer()).message(content_for([paper(1)], subscriber=person))
+    data = Renderer(CONFIG).message(content_for([paper(1)], subscriber=person))
     head = data.split(b"\r\n\r\n", 1)[0]
     assert max(len(line) for line in head.split(b"\r\n")) < 998
     shown = " ".join(name.split())[: addresses.NAME_CHARS].strip()
@@ -142,7 +141,7 @@ def test_a_2000_character_name_keeps_every_header_line_under_998_bytes(name: str
 
 def test_a_non_ascii_name_in_the_to_header_of_a_digest_parses_back_without_defects() -> None:
     person = dataclasses.replace(ADA, name="Zoë Ünal-Łukasiewicz", email="zoe@example.org")
-    data = Renderer(CONFIG, stemmer=Stemmer()).message(content_for([paper(1)], subscriber=person))
+    data = Renderer(CONFIG).message(content_for([paper(1)], subscriber=person))
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     (mailbox,) = parsed["To"].addresses
     assert (mailbox.display_name, mailbox.addr_spec) == ("Zoë Ünal-Łukasiewicz", "zoe@example.org")

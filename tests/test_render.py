@@ -3,6 +3,7 @@
 The golden files are regenerated with ``pytest --update-golden``; review their diff.
 """
 
+import contextlib
 import dataclasses
 import email
 import email.policy
@@ -26,6 +27,7 @@ import pytest
 
 from digest import match, render
 from digest.config import from_mapping
+from digest.errors import QueryError
 from digest.ingest import ingest_files
 from digest.links import links_for
 from digest.match import Match
@@ -79,7 +81,7 @@ def seeds(tmp_path_factory: pytest.TempPathFactory, seeded_database: Path) -> It
 
 @pytest.fixture(scope="module")
 def renderer() -> Renderer:
-    return Renderer(CONFIG, stemmer=Stemmer())
+    return Renderer(CONFIG)
 
 
 def content_for(
@@ -90,7 +92,11 @@ def content_for(
     health: Health = FRESH,
     created_at: datetime = NOW,
 ) -> DigestContent:
+    """The content the outbox would hand over: ``matches`` highlighted as matching does."""
     sender = CONFIG.delivery.from_
+    with contextlib.suppress(QueryError):  # a filter stored before the rules: no highlights
+        node = match.compile_filter(subscriber.filter)
+        matches = match.highlighted(node, matches, match.shared_stemmer())
     return DigestContent(
         subscriber=subscriber,
         matches=matches,
