@@ -8,7 +8,7 @@ kinds: full GETs (200 with the whole body) and conditional GETs
 real ``digest.web.create_app`` under uvicorn (``digest serve``'s proxy and
 server-header settings, no access log) in a process of its own, so the client
 does not compete with it for the GIL; its feed route answers from the feed
-cache (``feedcache``): the bytes built once with feedgen, rebuilt only when an
+cache (``feed_cache``): the bytes built once with feedgen, rebuilt only when an
 ingest changes the store.  Every response is checked: its status, its ETag,
 and for a 200 that the body is byte for byte the feed.  The client is a plain
 asyncio HTTP/1.1 client written here (it sends a request, reads the head and

@@ -39,7 +39,7 @@ from digest.mailer import Envelope, Outcome, Transport, transport_for
 from digest.models import Subscriber
 from digest.store import Store
 from digest.web import create_app, resolve_secret, start_in_thread
-from digest.web.feedcache import FRESH_SECONDS
+from digest.web.feed_cache import FRESH_SECONDS
 from digest.web.server import is_loopback
 from tests.smtp_servers import Sink, serve
 

@@ -22,12 +22,18 @@ from digest.errors import StoreError
 from digest.mailer import Transport, transport_for
 from digest.render import Renderer
 from digest.store import Identity, Store
-from digest.web import manage, pages, subscribe, syndication
-from digest.web.feedcache import FeedRunner
+from digest.web import (
+    feed_routes,
+    health_routes,
+    manage_routes,
+    paper_routes,
+    subscribe_routes,
+)
+from digest.web.feed_cache import FeedRunner
 from digest.web.forms import MAX_FORM_BYTES
 from digest.web.security import ConfirmTokens, Csrf, RateLimit
 from digest.web.state import HOUR, PREVIEW_WINDOW, Web, web_of
-from digest.web.views import Views
+from digest.web.templating import PageTemplates
 
 log = logging.getLogger(__name__)
 TITLES = {
@@ -54,7 +60,7 @@ def create_app(
         config=config,
         database=database,
         clock=now,
-        views=Views(config),
+        pages=PageTemplates(config),
         confirm=ConfirmTokens(secret, config.web.confirm_hours * HOUR, now),
         csrf=Csrf(secret, now),
         limit=RateLimit(config.web.subscribe_per_hour, HOUR, now),
@@ -86,20 +92,20 @@ def create_app(
 
 def routes() -> list[Route]:
     return [
-        Route("/", subscribe.home),
-        _post("/subscribe", subscribe.subscribe),
-        Route("/confirm/{token}", subscribe.confirm_page),
-        _post("/confirm/{token}", subscribe.confirm),
-        Route("/manage/{token}", manage.manage),
-        _post("/manage/{token}", manage.manage_post),
-        Route("/unsubscribe/{token}", manage.unsubscribe),
-        _post("/unsubscribe/{token}", manage.unsubscribe_post),
-        Route("/feeds/topics/{name}", syndication.topic_feed),
-        Route("/feeds/{name}", syndication.site_feed),
-        Route("/papers/{id}", pages.paper),
-        Route("/matches/{token}/{mark}", pages.matches),
-        Route("/healthz", pages.healthz),
-        Route("/readyz", pages.readyz),
+        Route("/", subscribe_routes.home),
+        _post("/subscribe", subscribe_routes.subscribe),
+        Route("/confirm/{token}", subscribe_routes.confirm_page),
+        _post("/confirm/{token}", subscribe_routes.confirm),
+        Route("/manage/{token}", manage_routes.manage),
+        _post("/manage/{token}", manage_routes.manage_post),
+        Route("/unsubscribe/{token}", manage_routes.unsubscribe),
+        _post("/unsubscribe/{token}", manage_routes.unsubscribe_post),
+        Route("/feeds/topics/{name}", feed_routes.topic_feed),
+        Route("/feeds/{name}", feed_routes.site_feed),
+        Route("/papers/{id}", paper_routes.paper),
+        Route("/matches/{token}/{mark}", paper_routes.matches),
+        Route("/healthz", health_routes.healthz),
+        Route("/readyz", health_routes.readyz),
     ]
 
 
@@ -112,7 +118,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     title = TITLES.get(exc.status_code, "Something went wrong")
     text = "There is nothing at this address." if exc.status_code == 404 else exc.detail
-    return web_of(request).views.message(
+    return web_of(request).pages.message(
         title, text, status=exc.status_code, links=[("/", "Start page")], headers=exc.headers
     )
 

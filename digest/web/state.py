@@ -6,7 +6,7 @@ the mail transport), so tests drive time and read the mail they caused.
 SQLite connections belong to the thread that opened them, and sync handlers run
 in a thread pool, so a handler opens the store for the length of one request
 (``with web.store() as store``: about a millisecond) and closes it.  The feeds
-keep their own store on their own thread (``syndication.FeedRunner``).
+keep their own store on their own thread (``feed_cache.FeedRunner``).
 """
 
 from collections.abc import Callable, Iterator
@@ -22,9 +22,9 @@ from digest.config import Config
 from digest.mailer import Transport
 from digest.render import Renderer
 from digest.store import Identity, Store
-from digest.web.feedcache import FeedRunner
+from digest.web.feed_cache import FeedRunner
 from digest.web.security import Clock, ConfirmTokens, Csrf, RateLimit
-from digest.web.views import Views
+from digest.web.templating import PageTemplates
 
 HOUR = 3600
 PREVIEW_WINDOW = 600  # [web] preview_per_10_minutes
@@ -35,7 +35,7 @@ class Web:
     config: Config
     database: Path
     clock: Clock
-    views: Views
+    pages: PageTemplates
     confirm: ConfirmTokens
     csrf: Csrf
     limit: RateLimit  # subscription requests per client address

@@ -1,28 +1,18 @@
-"""Read-only pages: one paper with its trend history, the papers a digest had no room
-for, and the health checks.
+"""Paper routes: one paper with its trend history, and the papers a digest had no room for.
 
 ``/matches/<feed token>/<digest mark>`` is where a digest's "N more papers match"
 leads: the matches of that digest's window that it did not carry, which reach the
 reader nowhere else (the next digest starts after them; the feed holds only the
 newest few).  Who may read a private feed may read it, as long as they subscribe.
-
-``/healthz`` says whether the service can read its database, how fresh the
-papers are and how many dumps were rejected (``{"status", "papers", "last_ingest",
-"rejected_dumps", "last_rejection"}``, 503 when the database cannot be read): the
-operator's view, where rejections belong (readers' digests never mention them);
-``/readyz`` only checks that the database answers, for a load balancer
-or ``systemd`` to wait on.
 """
 
 import logging
 import re
-import sqlite3
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from digest import links, match
-from digest.errors import DigestError
 from digest.models import Subscriber
 from digest.paper_links import paper_url
 from digest.store import Store
@@ -43,10 +33,10 @@ def paper(request: Request) -> Response:
             found = store.paper(ref)
             history = store.sightings(found.seq) if found else []
     if found is None:
-        return web.views.message(
+        return web.pages.message(
             "No such paper", "We have no paper with this id.", status=404, links=[("/", "Home")]
         )
-    return web.views.page(
+    return web.pages.page(
         "paper",
         title=found.title,
         paper=found,
@@ -63,14 +53,14 @@ def matches(request: Request) -> Response:
         reader = _feed_reader(store, request.path_params["token"])
         digest = reader and DIGEST_MARK.fullmatch(mark) and store.digest_by_mark(reader.id, mark)
         if reader is None or not digest:
-            return web.views.message(
+            return web.pages.message(
                 "No such digest",
                 "This link does not lead to a digest of a current subscription.",
                 status=404,
                 links=[("/", "Home")],
             )
         found = match.beyond(store, reader, digest, web.config.digest)
-    return web.views.page(
+    return web.pages.page(
         "matches",
         title=f"{len(found)} more paper{'' if len(found) == 1 else 's'} from your digest",
         papers=found,
@@ -83,37 +73,3 @@ def _feed_reader(store: Store, token: str) -> Subscriber | None:
     """The subscriber whose feed token this is, unless they have unsubscribed."""
     found = links.resolve(token, "feed", store.subscriber_by_id)
     return None if found is None or found.status == "unsubscribed" else found
-
-
-def healthz(request: Request) -> Response:
-    web = web_of(request)
-    try:
-        with web.store() as store:
-            if web.identity is not None:
-                store.check_identity(web.identity)
-            papers = store.count("papers")
-            last = store.last_ingest_at()
-            rejected, last_rejection = store.rejections_summary()
-    except (DigestError, OSError, sqlite3.Error) as err:
-        log.error("health check: %s", err)
-        unknown = dict.fromkeys(["papers", "last_ingest", "rejected_dumps", "last_rejection"])
-        return JSONResponse({"status": "error", **unknown}, 503, headers=NO_CACHE)
-    body = {
-        "status": "ok",
-        "papers": papers,
-        "last_ingest": last,
-        "rejected_dumps": rejected,
-        "last_rejection": last_rejection,
-    }
-    return JSONResponse(body, headers=NO_CACHE)
-
-
-def readyz(request: Request) -> Response:
-    web = web_of(request)
-    try:
-        with web.store() as store:
-            store.last_ingest_at()
-    except (DigestError, OSError, sqlite3.Error) as err:
-        log.error("readiness check: %s", err)
-        return JSONResponse({"status": "error"}, 503, headers=NO_CACHE)
-    return JSONResponse({"status": "ready"}, headers=NO_CACHE)

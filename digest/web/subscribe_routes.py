@@ -11,7 +11,7 @@ A subscription request is CSRF-checked and validated (a bad filter comes back
 with the caret under the fault, status 400, nothing stored).  Only an accepted
 request counts against the rate limits, per client address and per recipient
 address at once (``security.admit``), so typos never lock anyone out and no one
-can flood a mailbox from many clients.  It is then handed to ``signup``; the
+can flood a mailbox from many clients.  It is then handed to ``double_opt_in``; the
 answer is the same page whoever the address belongs to.
 
 ``GET /confirm/<token>`` changes nothing: it shows the address and the filter
@@ -35,7 +35,7 @@ from digest import lifecycle, links, subscribers
 from digest.errors import QueryError, UndeliverableAddress, UsageError
 from digest.models import Subscriber
 from digest.store import Store
-from digest.web import signup
+from digest.web import double_opt_in
 from digest.web.forms import CsrfToken, Form, client_address, csrf_ok, read_form
 from digest.web.preview import Preview, preview
 from digest.web.security import ConfirmRequest, TokenExpired, admit
@@ -74,7 +74,7 @@ def home(request: Request) -> Response:
 
 def home_page(web: Web, request: Request, form: HomeForm, status: int = 200) -> Response:
     csrf = CsrfToken(web, request)
-    page = web.views.page(
+    page = web.pages.page(
         "home", status, title="Trending papers, filtered for you", form=form, csrf=csrf.field
     )
     page.headers["Cache-Control"] = "private, no-store"
@@ -91,7 +91,7 @@ def _subscribe(web: Web, request: Request, form: Form) -> Response:
     if form.get("action") == "preview":
         return _preview(web, request, form)
     if not csrf_ok(web, request, form):
-        return web.views.message("Please try again", *FORBIDDEN, status=403)
+        return web.pages.message("Please try again", *FORBIDDEN, status=403)
     checked = _checked(form)
     if checked.email_error or checked.filter_error:
         return home_page(web, request, checked, 400)
@@ -107,7 +107,7 @@ def _subscribe(web: Web, request: Request, form: Form) -> Response:
 def too_many(web: Web, what: str, wait: int) -> Response:
     """The 429 page: what was refused, when to try again, and the way back."""
     minutes = (wait + 59) // 60
-    return web.views.message(
+    return web.pages.message(
         "Too many requests",
         what,
         f"Please try again in {minutes} minute{'' if minutes == 1 else 's'}.",
@@ -141,15 +141,15 @@ def _request(web: Web, wanted: subscribers.Wanted) -> Response:
     now = web.now()
     with web.store() as store:
         person, kind = lifecycle.request(store, wanted, now)
-    link = signup.link_for(web.config, person, kind, web.confirm, wanted.filter)
-    envelope = signup.message(web.renderer, person, kind, link, wanted.filter, now)
-    if not signup.deliver(web.transport_factory, envelope):
-        return web.views.message(
+    link = double_opt_in.link_for(web.config, person, kind, web.confirm, wanted.filter)
+    envelope = double_opt_in.message(web.renderer, person, kind, link, wanted.filter, now)
+    if not double_opt_in.deliver(web.transport_factory, envelope):
+        return web.pages.message(
             "We could not send the email",
             "Our mail server did not take the message just now. Please try again later.",
             status=503,
         )
-    return web.views.message(
+    return web.pages.message(
         "Check your inbox",
         f"We have sent a message to {wanted.email}.",
         f"To start your digest, open the link in it within {web.config.web.confirm_hours} "
@@ -161,7 +161,7 @@ def _request(web: Web, wanted: subscribers.Wanted) -> Response:
 
 def _preview(web: Web, request: Request, form: Form) -> Response:
     if not csrf_ok(web, request, form):
-        return web.views.message("Please try again", *FORBIDDEN, status=403)
+        return web.pages.message("Please try again", *FORBIDDEN, status=403)
     email, query = form.get("email", "").strip(), form.get("filter", "").strip()
     try:
         with web.store() as store:
@@ -199,7 +199,7 @@ def confirm_page(request: Request) -> Response:
         return _invalid_link(web)
     if person.status in ("active", "paused"):  # confirming again changes nothing
         return _confirmed(web, person)
-    return web.views.page(
+    return web.pages.page(
         "confirm",
         title="Confirm your subscription",
         email=claim.email,
@@ -228,7 +228,7 @@ def _claim(web: Web, request: Request) -> ConfirmRequest | Response:
     try:
         claim = web.confirm.read(request.path_params["token"])
     except TokenExpired:
-        return web.views.message(
+        return web.pages.message(
             "This link has expired",
             f"Confirmation links work for {web.config.web.confirm_hours} hours.",
             "Subscribe again to get a new one.",
@@ -239,7 +239,7 @@ def _claim(web: Web, request: Request) -> ConfirmRequest | Response:
 
 
 def _invalid_link(web: Web) -> Response:
-    return web.views.message(
+    return web.pages.message(
         "This link is not valid",
         "It may have been cut short, or the address was unsubscribed since.",
         status=404,
@@ -248,7 +248,7 @@ def _invalid_link(web: Web) -> Response:
 
 
 def _confirmed(web: Web, person: Subscriber) -> Response:
-    return web.views.page(
+    return web.pages.page(
         "confirmed",
         title="You are subscribed",
         person=person,

@@ -28,7 +28,7 @@ from digest.store import Store
 from digest.web.forms import CsrfToken, Form, csrf_ok, read_form
 from digest.web.preview import Preview
 from digest.web.state import Web, web_of
-from digest.web.subscribe import FORBIDDEN, FilterError, run_preview, too_many
+from digest.web.subscribe_routes import FORBIDDEN, FilterError, run_preview, too_many
 
 NOTICES = {
     "saved": "Your settings are saved.",
@@ -80,7 +80,7 @@ def _manage_post(web: Web, request: Request, form: Form) -> Response:
         if person is None:
             return _not_found(web)
         if not csrf_ok(web, request, form):
-            return web.views.message("Please try again", *FORBIDDEN, status=403)
+            return web.pages.message("Please try again", *FORBIDDEN, status=403)
         action = form.get("action", "save")
         if action in STATUS_ACTIONS:
             return _change_status(web, store, person, token, STATUS_ACTIONS[action])
@@ -143,7 +143,7 @@ def _page(
     web: Web, request: Request, person: Subscriber, form: ManageForm, status: int = 200
 ) -> Response:
     csrf = CsrfToken(web, request)
-    page = web.views.page(
+    page = web.pages.page(
         "manage",
         status,
         title="Your subscription",
@@ -168,7 +168,7 @@ def unsubscribe(request: Request) -> Response:
     if person.status == "unsubscribed":
         return _unsubscribed(web, person)
     path = request.url.path
-    return web.views.page("unsubscribe", title="Unsubscribe?", person=person, action=path)
+    return web.pages.page("unsubscribe", title="Unsubscribe?", person=person, action=path)
 
 
 def unsubscribe_post(request: Request) -> Response:
@@ -184,7 +184,7 @@ def unsubscribe_post(request: Request) -> Response:
 
 
 def _unsubscribed(web: Web, person: Subscriber) -> Response:
-    return web.views.message(
+    return web.pages.message(
         "You are unsubscribed",
         f"{person.email} will get no more digests from us.",
         "Changed your mind? Subscribe again from the start page and confirm the email.",
@@ -193,7 +193,7 @@ def _unsubscribed(web: Web, person: Subscriber) -> Response:
 
 
 def _not_found(web: Web) -> Response:
-    return web.views.message(
+    return web.pages.message(
         "This link is not valid",
         "It may have been cut short when it was copied, or replaced by a newer one.",
         "Use the link in your most recent digest.",

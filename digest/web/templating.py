@@ -1,4 +1,4 @@
-"""Views: the web front's Jinja2 templates, turned into HTML responses with safe headers.
+"""Templating: the web front's Jinja2 templates, turned into HTML responses with safe headers.
 
 The pages live in ``templates/web/`` beside the email templates and include the
 same CSS partials, so the site and the digest look alike (light and dark).
@@ -29,7 +29,7 @@ SECURITY_HEADERS = {
 }
 
 
-class Views:
+class PageTemplates:
     """Templates compiled once per app; rendering is thread-safe (Jinja2 templates are)."""
 
     def __init__(self, config: Config) -> None:

@@ -2,7 +2,7 @@
 
 Feed readers poll often, so this path is kept short (``make bench`` compares it
 with a bare route returning the same bytes): look the body up in the feed cache
-(``feedcache``), answer ``304`` with no body when the reader has this version
+(``feed_cache``), answer ``304`` with no body when the reader has this version
 (``If-None-Match`` with weak comparison, as RFC 9110 asks for GET, or else
 ``If-Modified-Since``), otherwise send the cached bytes -- gzipped when
 ``Accept-Encoding`` allows it -- with header lists prepared once per body.
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from digest.feeds import FORMATS, FeedBody, Format
-from digest.web.feedcache import GZIP_SUFFIX, Raw, Variant
+from digest.web.feed_cache import GZIP_SUFFIX, Raw, Variant
 from digest.web.state import web_of
 
 
