@@ -73,18 +73,25 @@ class Match:
         }
 
 
-def trend_key(paper: PaperRow) -> tuple[int, int]:
-    """What "trending" means, the one place it is said: more listings first, then the better
-    best position.  Digests, previews and feeds sort by it (the store's
-    ``trending_seqs`` says the same in SQL; a test keeps the two in step)."""
-    return -paper.times_seen, paper.best_position
+def trend_key(paper: PaperRow) -> tuple[int, int, int]:
+    """What "trending" means, the one place it is said: more upvotes first (where a source
+    gives them; none counts as 0), then more listings, then the better best position.
+    Digests, previews and feeds sort by it (the store's ``trending_seqs`` says the same
+    in SQL; a test keeps the two in step)."""
+    return -(paper.meta.upvotes or 0), -paper.times_seen, paper.best_position
 
 
 def trend_note(paper: PaperRow) -> str:
-    """How a paper trended, in words: ``seen in 3 listings, best #2`` or ``listed once at #5``."""
+    """How a paper trended, in words: ``seen in 3 listings, best #2``, ``listed once at
+    #5``, led by ``12 upvotes, `` where a source counted them."""
     if paper.times_seen > 1:
-        return f"seen in {paper.times_seen} listings, best #{paper.best_position}"
-    return f"listed once at #{paper.best_position}"
+        note = f"seen in {paper.times_seen} listings, best #{paper.best_position}"
+    else:
+        note = f"listed once at #{paper.best_position}"
+    votes = paper.meta.upvotes
+    if votes:
+        return f"{votes} upvote{'' if votes == 1 else 's'}, {note}"
+    return note
 
 
 def ranked(matches: Sequence[Match]) -> list[Match]:
@@ -356,7 +363,7 @@ class Batch:
         return Pending(subscriber, window, matches, capped, len(found))
 
 
-def _contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, int]]) -> list[int]:
+def _contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, ...]]) -> list[int]:
     """The items ahead of the cap's cut in trend order, and those tied with the last one in."""
     if len(by_trend) <= cap:
         return by_trend

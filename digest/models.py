@@ -27,6 +27,9 @@ class PaperMeta:
     github: str | None = None
 
 
+NO_META = PaperMeta()
+
+
 class Entry(NamedTuple):
     """A title/abstract pair; ``position`` is its 1-based rank, ``line`` its title line.
 
@@ -141,7 +144,8 @@ class Subscriber:
 
 @dataclass(frozen=True, slots=True)
 class PaperRow:
-    """A stored paper with its trend signal."""
+    """A stored paper with its trend signal; ``meta`` holds what sources told of it
+    (``upvotes`` and ``comments``: the most any sighting had)."""
 
     seq: int
     id: str
@@ -152,8 +156,10 @@ class PaperRow:
     times_seen: int
     best_position: int
     last_seen: str
+    meta: PaperMeta = NO_META
 
     def as_json(self) -> dict[str, Any]:
+        meta = self.meta
         return {
             "id": self.id,
             "title": self.title,
@@ -163,6 +169,13 @@ class PaperRow:
             "last_seen": self.last_seen,
             "times_seen": self.times_seen,
             "best_position": self.best_position,
+            "arxiv_id": meta.arxiv_id,
+            "authors": list(meta.authors),
+            "categories": list(meta.categories),
+            "published": meta.published,
+            "upvotes": meta.upvotes,
+            "comments": meta.comments,
+            "github": meta.github,
         }
 
 

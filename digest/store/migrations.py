@@ -174,3 +174,49 @@ def m005_subscription_events(db: Database) -> None:
         )""",
         "CREATE INDEX subscription_events_subscriber ON subscription_events(subscriber_id, id)",
     )
+
+
+@migrations()
+def m006_sources(db: Database) -> None:
+    """What sources tell of a paper (arXiv id, authors, categories, votes), which source a
+    fetch came from, and each source's fetch state (validators, back-off, last outcome).
+
+    A source polled hourly records a fetch per change of its response, so a listing
+    counts once per source and listing date, not once per fetch (``paper_trends``);
+    a text dump still counts once per file.
+    """
+    _run(
+        db,
+        "ALTER TABLE papers ADD COLUMN arxiv_id TEXT",
+        "ALTER TABLE papers ADD COLUMN authors TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE papers ADD COLUMN categories TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE papers ADD COLUMN published TEXT",
+        "ALTER TABLE papers ADD COLUMN github TEXT",
+        "CREATE UNIQUE INDEX papers_arxiv_id ON papers(arxiv_id) WHERE arxiv_id IS NOT NULL",
+        "ALTER TABLE sightings ADD COLUMN upvotes INTEGER",
+        "ALTER TABLE sightings ADD COLUMN comments INTEGER",
+        "ALTER TABLE dumps ADD COLUMN source TEXT",
+        """CREATE TABLE sources (
+            name TEXT PRIMARY KEY,
+            etag TEXT,
+            last_modified TEXT,
+            last_attempt TEXT,
+            last_success TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            next_attempt TEXT
+        )""",
+        "DROP VIEW paper_trends",
+        """CREATE VIEW paper_trends AS
+            SELECT s.paper_seq AS seq,
+                   COUNT(DISTINCT CASE WHEN d.source IS NULL THEN 'file:' || d.id
+                         ELSE 'source:' || d.source || ':' || COALESCE(d.listing_date, '') END)
+                       AS times_seen,
+                   MIN(s.position) AS best_position,
+                   MAX(d.ingested_at) AS last_seen,
+                   MAX(s.upvotes) AS upvotes,
+                   MAX(s.comments) AS comments
+            FROM sightings s JOIN dumps d ON d.id = s.dump_id
+            GROUP BY s.paper_seq""",
+    )

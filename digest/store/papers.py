@@ -7,9 +7,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from digest.models import Entry, PaperRow, Sighting
+from digest.models import NO_META, Entry, PaperMeta, PaperRow, Sighting
 from digest.store.base import Base, iso
-from digest.titles import paper_id
+from digest.titles import paper_id, title_and_arxiv_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,8 @@ class PaperStore(Base):
         next_seq = self._next_seq()
         total = new = 0
         for batch in batches:
+            if any(entry.meta is not None for entry in batch):
+                batch = self._identified(batch)
             seqs: dict[str, int] = {}
             papers: list[tuple[Any, ...]] = []
             for _position, title, abstract, _line, pid, links, _meta in batch:
@@ -59,13 +61,48 @@ class PaperStore(Base):
             added = self._insert_papers(papers)
             if added < len(papers):
                 seqs = self._seqs_of(set(seqs))
-            sightings = [(dump_id, entry.position, seqs[entry.paper_id]) for entry in batch]
-            self.db.conn.executemany(
-                "INSERT INTO sightings (dump_id, position, paper_seq) VALUES (?, ?, ?)", sightings
-            )
+            self._add_sightings(dump_id, batch, seqs)
             total += len(batch)
             new += added
         return DumpCounts(total, new, total - new)
+
+    def _add_sightings(self, dump_id: int, batch: Sequence[Entry], seqs: dict[str, int]) -> None:
+        conn = self.db.conn
+        if all(entry.meta is None for entry in batch):
+            conn.executemany(
+                "INSERT INTO sightings (dump_id, position, paper_seq) VALUES (?, ?, ?)",
+                [(dump_id, entry.position, seqs[entry.paper_id]) for entry in batch],
+            )
+            return
+        conn.executemany(
+            "INSERT INTO sightings (dump_id, position, paper_seq, upvotes, comments) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(dump_id, e.position, seqs[e.paper_id], *_votes(e.meta)) for e in batch],
+        )
+        conn.executemany(_ENRICH, [_enrichment(seqs[e.paper_id], e.meta) for e in batch if e.meta])
+
+    def _identified(self, batch: Sequence[Entry]) -> list[Entry]:
+        """Each entry with the id of the stored paper it is: the one with its arXiv id, or
+        the one with its title and no other arXiv id; a paper with the title of another
+        (different arXiv id) gets an id of its own."""
+        found = []
+        for entry in batch:
+            arxiv_id = entry.meta.arxiv_id if entry.meta else None
+            if arxiv_id is None:
+                found.append(entry)
+                continue
+            row = self.db.execute(
+                "SELECT id FROM papers WHERE arxiv_id = ? UNION ALL "
+                "SELECT id FROM papers WHERE id = ? AND COALESCE(arxiv_id, ?) = ? LIMIT 1",
+                [arxiv_id, entry.paper_id, arxiv_id, arxiv_id],
+            ).fetchone()
+            if row is not None:
+                found.append(entry._replace(paper_id=row[0]))
+            elif self._seqs_of({entry.paper_id}):
+                found.append(entry._replace(paper_id=title_and_arxiv_id(entry.title, arxiv_id)))
+            else:
+                found.append(entry)
+        return found
 
     def _insert_papers(self, papers: list[tuple[Any, ...]]) -> int:
         """Insert the papers whose id is not stored yet, and index them; how many that was."""
@@ -111,10 +148,11 @@ class PaperStore(Base):
         return tuple(int(value) for value in row)
 
     def trending_seqs(self, limit: int) -> list[int]:
-        """The ``limit`` most trending papers: most listings, best position, then newest."""
+        """The ``limit`` most trending papers (``match.trend_key``), then newest."""
         rows = self.db.execute(
             "SELECT t.seq FROM paper_trends t JOIN papers p ON p.seq = t.seq "
-            "ORDER BY t.times_seen DESC, t.best_position ASC, p.first_seen DESC, p.seq ASC "
+            "ORDER BY COALESCE(t.upvotes, 0) DESC, t.times_seen DESC, t.best_position ASC, "
+            "p.first_seen DESC, p.seq ASC "
             "LIMIT ?",
             [limit],
         )
@@ -187,7 +225,8 @@ class PaperStore(Base):
             params.extend(seqs)
         sql = (
             f"{_PAPER_SELECT} WHERE {' AND '.join(where)} "
-            "ORDER BY p.first_seen DESC, t.times_seen DESC, t.best_position ASC, p.seq ASC"
+            "ORDER BY p.first_seen DESC, COALESCE(t.upvotes, 0) DESC, t.times_seen DESC, "
+            "t.best_position ASC, p.seq ASC"
         )
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -233,15 +272,65 @@ class PaperStore(Base):
 
 _PAPER_SELECT = (
     "SELECT p.seq, p.id, p.title, p.abstract, p.links, p.first_seen, "
-    "t.times_seen, t.best_position, t.last_seen "
+    "t.times_seen, t.best_position, t.last_seen, "
+    "p.arxiv_id, p.authors, p.categories, p.published, t.upvotes, t.comments, p.github "
     "FROM papers p JOIN paper_trends t ON t.seq = p.seq"
 )
 
 
 def _paper(row: Sequence[Any]) -> PaperRow:
-    seq, pid, title, abstract, links, first_seen, times_seen, best, last_seen = row
+    seq, pid, title, abstract, links, first_seen, times_seen, best, last_seen = row[:9]
     return PaperRow(
-        seq, pid, title, abstract, json.loads(links), first_seen, times_seen, best, last_seen
+        seq,
+        pid,
+        title,
+        abstract,
+        json.loads(links),
+        first_seen,
+        times_seen,
+        best,
+        last_seen,
+        _meta(row[9:]),
+    )
+
+
+def _meta(row: Sequence[Any]) -> PaperMeta:
+    """A text dump's paper (the common case) shares the one empty ``NO_META``."""
+    arxiv_id, authors, categories, published, upvotes, comments, github = row
+    if arxiv_id is None and authors == "[]" and upvotes is None and github is None:
+        return NO_META
+    return PaperMeta(
+        arxiv_id,
+        tuple(json.loads(authors)),
+        tuple(json.loads(categories)),
+        published,
+        upvotes,
+        comments,
+        github,
+    )
+
+
+_ENRICH = (
+    "UPDATE papers SET arxiv_id = COALESCE(arxiv_id, ?), "
+    "authors = CASE WHEN authors = '[]' THEN ? ELSE authors END, "
+    "categories = CASE WHEN categories = '[]' THEN ? ELSE categories END, "
+    "published = COALESCE(published, ?), github = COALESCE(github, ?) WHERE seq = ?"
+)
+
+
+def _votes(meta: PaperMeta | None) -> tuple[int | None, int | None]:
+    return (meta.upvotes, meta.comments) if meta else (None, None)
+
+
+def _enrichment(seq: int, meta: PaperMeta) -> tuple[Any, ...]:
+    """A paper first known from a text dump gains what a source knows: what it lacks only."""
+    return (
+        meta.arxiv_id,
+        json.dumps(meta.authors),
+        json.dumps(meta.categories),
+        meta.published,
+        meta.github,
+        seq,
     )
 
 
