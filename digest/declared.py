@@ -140,8 +140,7 @@ def _step_for(wanted: Wanted, current: Subscriber | None, retired: bool) -> Sync
 
 def _apply(store: Store, step: SyncStep, wanted: Mapping[str, Wanted], now: datetime) -> None:
     if step.what == "add":
-        with store.write():
-            insert_new(store, wanted[step.email.casefold()], "config", now)
+        insert_new(store, wanted[step.email.casefold()], "config", now)
     elif step.what == "update":
         fields = {k: getattr(wanted[step.email.casefold()], k) for k in SETTINGS}
         take_over_settings(store, get(store, step.email), fields, now, step.detail)

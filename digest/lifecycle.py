@@ -134,8 +134,7 @@ def change_status(
     new = next_status(person.status, action, channel)
     if new == person.status:
         if action == "unsubscribe" and channel != "config" and retired_by_config(store, person):
-            with store.write():
-                store.add_event(person.id, action, channel, new, new, detail, at=iso(now))
+            store.add_event(person.id, action, channel, new, new, detail, at=iso(now))
         return person
     with store.write():
         changes: dict[str, Any] = {"status": new, "updated_at": iso(now)}
@@ -154,8 +153,7 @@ def add(store: Store, wanted: Wanted, channel: Channel, now: datetime) -> Subscr
         raise UsageError(
             f"{checked.email} is already subscribed", "use `digest subscribers set` to change it"
         )
-    with store.write():
-        return insert_new(store, checked, channel, now)
+    return insert_new(store, checked, channel, now)
 
 
 def add_many(
@@ -169,24 +167,26 @@ def add_many(
 def insert_new(
     store: Store, wanted: Wanted, channel: Channel, now: datetime, source: Source | None = None
 ) -> Subscriber:
+    """The subscriber and the first line of their history, together or not at all."""
     status = next_status(None, "create", channel)
     stamp = iso(now)
-    person = store.insert_subscriber(
-        {
-            "email": wanted.email,
-            "name": wanted.name,
-            "filter": wanted.filter,
-            "frequency": wanted.frequency,
-            "format": wanted.format,
-            "status": status,
-            "source": source or SOURCE_OF[channel],
-            "settings_owner": OWNER_OF[channel],
-            "secret": new_secret(),
-            "created_at": stamp,
-            "updated_at": stamp,
-        }
-    )
-    store.add_event(person.id, "create", channel, None, status, source or "", at=stamp)
+    with store.write():
+        person = store.insert_subscriber(
+            {
+                "email": wanted.email,
+                "name": wanted.name,
+                "filter": wanted.filter,
+                "frequency": wanted.frequency,
+                "format": wanted.format,
+                "status": status,
+                "source": source or SOURCE_OF[channel],
+                "settings_owner": OWNER_OF[channel],
+                "secret": new_secret(),
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        )
+        store.add_event(person.id, "create", channel, None, status, source or "", at=stamp)
     return person
 
 
@@ -210,8 +210,7 @@ def remove(
             "remove their table first, then purge",
         )
     if purge:
-        with store.write():
-            store.delete_subscriber(current.id)
+        store.delete_subscriber(current.id)
         return current
     return change_status(store, current, "unsubscribe", "operator", now)
 
@@ -327,8 +326,7 @@ def request(store: Store, wanted: Wanted, now: datetime) -> tuple[Subscriber, Ki
             if current is None:
                 raise
     if current.status == "pending":
-        with store.write():
-            store.update_subscriber(current.id, {"updated_at": iso(now)})
+        store.update_subscriber(current.id, {"updated_at": iso(now)})
     return current, "known" if current.status in ("active", "paused") else "confirm"
 
 
@@ -369,9 +367,8 @@ def confirm(
     person = confirmable(store, subscriber_id, email, requested_at)
     if person is None or person.status in ("active", "paused"):
         return person
-    if person.status == "unsubscribed":
-        with store.write():  # links and feed URLs from before the unsubscribe stay dead
-            store.update_subscriber(person.id, {"secret": new_secret()})
+    if person.status == "unsubscribed":  # links and feed URLs from before it stay dead
+        store.update_subscriber(person.id, {"secret": new_secret()})
     person = change_settings(store, person, {"filter": query}, "subscriber", now)
     return change_status(store, person, "confirm", "subscriber", now)
 

@@ -4,6 +4,12 @@ A real file in WAL mode, its schema built by the append-only migrations in
 ``migrations.py``.  Writes happen in ``BEGIN IMMEDIATE`` transactions so that
 two processes never interleave half-done work.  The methods are grouped by
 entity, one module each (papers, subscribers, outbox), and combined here.
+
+The one rule of transactions: every public method that writes is all-or-nothing
+on its own, one ``store.write()`` of its own.  ``write()`` nests: inside a
+caller's ``with store.write():`` a method joins that transaction instead of
+committing, so the core makes several writes one unit by wrapping them, and
+wraps nothing else.  ``tests/test_store_transactions.py`` holds every method to it.
 """
 
 from pathlib import Path

@@ -67,6 +67,7 @@ class Base:
 
     def __init__(self, path: Path, *, create: bool = True, named_by: str = "") -> None:
         self.path = path
+        self._depth = 0  # how many write() blocks are open: only the outermost commits
         try:
             if create:
                 make_private_dir(path.parent)
@@ -174,9 +175,31 @@ class Base:
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        """One all-or-nothing write transaction, taken with the write lock held from the start."""
-        with self._immediate():
+        """One all-or-nothing write transaction, taken with the write lock held from the start.
+
+        Re-entrant: inside another ``write()`` it joins that transaction (a savepoint), so
+        the outermost one commits everything or nothing, and an error the caller catches
+        undoes only the inner block's writes (``record_digest`` skipping a taken digest).
+        """
+        self._depth += 1
+        try:
+            with self._savepoint() if self._depth > 1 else self._immediate():
+                yield
+        finally:
+            self._depth -= 1
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        name = f"write_{self._depth}"
+        self.db.execute(f"SAVEPOINT {name}")
+        try:
             yield
+        except BaseException:
+            if self.db.conn.in_transaction:  # some errors (a full disk) end it all at once
+                self.db.execute(f"ROLLBACK TO {name}")
+                self.db.execute(f"RELEASE {name}")
+            raise
+        self.db.execute(f"RELEASE {name}")
 
     def count(self, table: str) -> int:
         return self.db[table].count if self.db[table].exists() else 0

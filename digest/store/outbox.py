@@ -46,13 +46,13 @@ class OutboxStore(Base):
         message: bytes,
         created_at: str,
     ) -> int | None:
-        """Record a queued digest and its deliveries (inside ``write()``).
+        """Record a queued digest and its deliveries.
 
         Returns None, recording nothing, when another run already put one of
         these papers in a digest for this subscriber.
         """
         try:
-            with self.db.atomic():
+            with self.write():
                 cursor = self.db.execute(
                     "INSERT INTO digests (subscriber_id, message_id, max_seq, papers, more, "
                     "created_at, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -81,15 +81,16 @@ class OutboxStore(Base):
     ) -> int | None:
         """Record a digest that could not be built: ``failed``, no papers, no message.
 
-        Inside ``write()``.  None, recording nothing, when the Message-ID is taken
-        (another run recorded the same failure).
+        None, recording nothing, when the Message-ID is taken (another run recorded
+        the same failure).
         """
         try:
-            cursor = self.db.execute(
-                "INSERT INTO digests (subscriber_id, message_id, status, max_seq, papers, "
-                "created_at, error) VALUES (?, ?, 'failed', ?, 0, ?, ?)",
-                [subscriber_id, message_id, max_seq, created_at, error],
-            )
+            with self.write():
+                cursor = self.db.execute(
+                    "INSERT INTO digests (subscriber_id, message_id, status, max_seq, papers, "
+                    "created_at, error) VALUES (?, ?, 'failed', ?, 0, ?, ?)",
+                    [subscriber_id, message_id, max_seq, created_at, error],
+                )
         except sqlite3.IntegrityError:
             return None
         return int(cursor.lastrowid or 0)

@@ -27,10 +27,11 @@ class PaperStore(Base):
         return rows[0] if rows else None
 
     def add_dump(self, file_name: str, sha256: str, now: datetime) -> int:
-        cursor = self.db.execute(
-            "INSERT INTO dumps (sha256, file_name, ingested_at) VALUES (?, ?, ?)",
-            [sha256, file_name, iso(now)],
-        )
+        with self.write():
+            cursor = self.db.execute(
+                "INSERT INTO dumps (sha256, file_name, ingested_at) VALUES (?, ?, ?)",
+                [sha256, file_name, iso(now)],
+            )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -44,7 +45,12 @@ class PaperStore(Base):
         looked up only when some of them were already stored, which in a big
         dump of new papers saves a query per batch.
         """
-        stamp = iso(now)
+        with self.write():
+            return self._add_entries(dump_id, batches, iso(now))
+
+    def _add_entries(
+        self, dump_id: int, batches: Iterable[Sequence[Entry]], stamp: str
+    ) -> DumpCounts:
         next_seq = self._next_seq()
         total = new = 0
         for batch in batches:
@@ -121,11 +127,12 @@ class PaperStore(Base):
         return added
 
     def finish_dump(self, dump_id: int, listing_date: str | None, counts: DumpCounts) -> None:
-        self.db.execute(
-            "UPDATE dumps SET listing_date = ?, entries = ?, new_papers = ?, seen_papers = ? "
-            "WHERE id = ?",
-            [listing_date, counts.entries, counts.new, counts.seen, dump_id],
-        )
+        with self.write():
+            self.db.execute(
+                "UPDATE dumps SET listing_date = ?, entries = ?, new_papers = ?, seen_papers = ? "
+                "WHERE id = ?",
+                [listing_date, counts.entries, counts.new, counts.seen, dump_id],
+            )
 
     def add_rejection(self, file_name: str, sha256: str, error: str, now: datetime) -> None:
         with self.write():

@@ -72,7 +72,8 @@ class SubscriberStore(Base):
     def insert_subscriber(self, fields: dict[str, Any]) -> Subscriber:
         """Insert a subscriber; a duplicate address raises StoreError."""
         try:
-            self.db.table("subscribers").insert(fields)
+            with self.write():
+                self.db.table("subscribers").insert(fields)
         except sqlite3.IntegrityError:
             raise StoreError(f"{fields['email']} is already subscribed") from None
         found = self.subscriber(fields["email"])
@@ -80,13 +81,15 @@ class SubscriberStore(Base):
         return found
 
     def update_subscriber(self, subscriber_id: int, changes: dict[str, Any]) -> None:
-        self.db.table("subscribers").update(subscriber_id, changes)
+        with self.write():
+            self.db.table("subscribers").update(subscriber_id, changes)
 
     def delete_subscriber(self, subscriber_id: int) -> None:
         """Everything about a subscriber: their digests and deliveries go with them."""
-        self.db.execute("DELETE FROM deliveries WHERE subscriber_id = ?", [subscriber_id])
-        self.db.execute("DELETE FROM digests WHERE subscriber_id = ?", [subscriber_id])
-        self.db.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
+        with self.write():
+            self.db.execute("DELETE FROM deliveries WHERE subscriber_id = ?", [subscriber_id])
+            self.db.execute("DELETE FROM digests WHERE subscriber_id = ?", [subscriber_id])
+            self.db.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
 
     def add_event(
         self,
@@ -99,11 +102,13 @@ class SubscriberStore(Base):
         *,
         at: str | None,
     ) -> None:
-        """One line of a subscriber's history (inside the caller's write transaction).
-
-        ``at`` None stamps the database's clock (for the delivery path, which has none).
-        """
-        insert_event(self.db, subscriber_id, action, channel, from_status, to_status, detail, at)
+        """One line of a subscriber's history; ``at`` None stamps the database's clock (for
+        the delivery path, which has none).  Wrap it with the change it records in one
+        ``write()``, or the change can be stored without its line."""
+        with self.write():
+            insert_event(
+                self.db, subscriber_id, action, channel, from_status, to_status, detail, at
+            )
 
     def events(self, subscriber_id: int) -> list[dict[str, Any]]:
         """A subscriber's history, oldest first."""
