@@ -1,17 +1,18 @@
 """The store: migrations, WAL, the FTS index in sync, stable ids, trend signal."""
 
+import os
 import re
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 
 from digest.errors import StoreError
 from digest.ingest import ingest_files
 from digest.match import trend_key
-from digest.models import STATUSES, Status
+from digest.models import STATUSES, Entry, PaperMeta, Status
 from digest.paper_links import find_links
 from digest.store import Store
 from digest.store.migrations import migrations
@@ -161,3 +162,79 @@ def test_the_stores_trending_order_is_match_trend_key(seeded_store: Store) -> No
     expected.sort(key=trend_key)
     assert seeded_store.trending_seqs(len(papers)) == [p.seq for p in expected]
     assert len({trend_key(p) for p in papers}) > 10, "the seeds exercise the key"
+
+
+# what sources tell of a paper ------------------------------------------------------------
+
+ABSTRACT = "A study of how sources describe papers. " * 5
+
+
+def from_source(
+    store: Store, source: str, listing: str, entries: list[Entry], at: datetime
+) -> None:
+    """A source's response stored as ingest stores it: one dump, its entries, its listing."""
+    with store.write():
+        dump = store.add_dump(f"{source}.{listing}", os.urandom(8).hex(), at, source=source)
+        counts = store.add_entries(dump, [entries], at)
+        store.finish_dump(dump, listing, counts)
+
+
+def sourced(position: int, title: str, arxiv_id: str, **meta: Any) -> Entry:
+    return Entry.of(position, title, ABSTRACT, position, PaperMeta(arxiv_id=arxiv_id, **meta))
+
+
+def test_a_paper_from_a_text_dump_gains_what_a_source_knows_and_stays_one_row(
+    seeded_store: Store, now: datetime
+) -> None:
+    dumped = seeded_store.papers()[0]
+    authors = ("Ada Lovelace", "Émilie du Châtelet")
+    entry = Entry.of(
+        1,
+        dumped.title.upper(),
+        dumped.abstract,
+        1,
+        PaperMeta("2411.01234", authors, ("cs.CL",), "2026-11-20", 12, 3, "https://github.com/a/b"),
+    )
+    before = seeded_store.count("papers")
+    from_source(seeded_store, "hf", "2026-11-24", [entry], now)
+    assert seeded_store.count("papers") == before
+    paper = seeded_store.paper(dumped.id)
+    assert paper is not None
+    assert paper.meta == PaperMeta(
+        "2411.01234", authors, ("cs.CL",), "2026-11-20", 12, 3, "https://github.com/a/b"
+    )
+    assert paper.times_seen == dumped.times_seen + 1
+
+
+def test_two_papers_with_one_title_and_two_arxiv_ids_stay_two(store: Store, now: datetime) -> None:
+    from_source(store, "hf", "2026-11-24", [sourced(1, "Attention", "2401.00001")], now)
+    from_source(store, "arxiv", "2026-11-24", [sourced(1, "Attention", "2401.00002")], now)
+    from_source(store, "hf", "2026-11-25", [sourced(2, "attention", "2401.00001")], now)
+    found = {p.meta.arxiv_id: p for p in store.papers()}
+    assert sorted(found) == ["2401.00001", "2401.00002"]
+    assert found["2401.00001"].times_seen == 2
+    assert found["2401.00002"].times_seen == 1
+    assert found["2401.00001"].id != found["2401.00002"].id
+
+
+def test_a_source_polled_all_day_counts_one_listing_a_day(store: Store, now: datetime) -> None:
+    for hour, votes in enumerate((3, 9, 14)):
+        entry = sourced(1, "Polled paper", "2402.00001", upvotes=votes)
+        from_source(store, "hf", "2026-11-24", [entry], now + timedelta(hours=hour))
+    (paper,) = store.papers()
+    assert paper.times_seen == 1
+    assert paper.meta.upvotes == 14
+    from_source(store, "hf", "2026-11-25", [sourced(4, "Polled paper", "2402.00001")], now)
+    assert store.papers()[0].times_seen == 2
+
+
+def test_upvotes_lead_the_trending_order_in_sql_as_in_trend_key(
+    seeded_store: Store, now: datetime
+) -> None:
+    papers = seeded_store.papers()
+    voted = papers[-1]
+    entry = Entry.of(9, voted.title, voted.abstract, 9, PaperMeta("2403.00001", upvotes=2))
+    from_source(seeded_store, "hf", "2026-11-24", [entry], now)
+    assert seeded_store.trending_seqs(1) == [voted.seq]
+    expected = sorted(seeded_store.papers(), key=lambda p: (trend_key(p), p.first_seen))
+    assert expected[0].seq == voted.seq

@@ -20,7 +20,7 @@ import pytest
 
 from digest.errors import DatabaseReplaced
 from digest.models import Entry
-from digest.store import DumpCounts, Identity, Store, iso
+from digest.store import DumpCounts, Identity, SourceState, Store, iso
 
 from .conftest import NOW
 
@@ -135,6 +135,7 @@ WRITES: dict[str, Call] = {
     "prune_rejections": lambda s, w: s.prune_rejections(STAMP, dry_run=False),
     "prune_messages": lambda s, w: s.prune_messages(STAMP, dry_run=False),
     "start_run": lambda s, w: s.start_run("prune", STAMP, STAMP),
+    "save_source_state": lambda s, w: s.save_source_state(SourceState("hf", failures=1)),
     "finish_run": lambda s, w: s.finish_run(w.run, STAMP, "sent 1"),
 }
 
@@ -145,6 +146,8 @@ def check_another_identity(store: Store, world: World) -> None:
 
 
 READS: dict[str, Call] = {
+    "source_state": lambda s, w: s.source_state("hf"),
+    "source_states": lambda s, w: s.source_states(),
     "check_identity": check_another_identity,
     "count": lambda s, w: s.count("papers"),
     "delivered_since": lambda s, w: s.delivered_since(0),

@@ -20,10 +20,19 @@ from digest.store.papers import DumpCounts, PaperStore
 from digest.store.queue import OutboxRow, QueueStore, Waiting
 from digest.store.retention import Pruned, RetentionStore
 from digest.store.runs import RunStore
+from digest.store.sources import SourceState, SourceStore
 from digest.store.subscribers import SubscriberStore
 
 
-class Store(PaperStore, SubscriberStore, OutboxStore, RunStore, QueueStore, RetentionStore):
+class Store(
+    PaperStore,
+    SubscriberStore,
+    OutboxStore,
+    RunStore,
+    QueueStore,
+    RetentionStore,
+    SourceStore,
+):
     """Open the database at ``path``: creating and migrating it, or (``create=False``)
     only an existing, up-to-date one (see ``Base``)."""
 
@@ -37,6 +46,7 @@ __all__ = [
     "OutboxRow",
     "Pruned",
     "QueuedDigest",
+    "SourceState",
     "Store",
     "Waiting",
     "iso",

@@ -26,11 +26,14 @@ class PaperStore(Base):
         rows = list(self.db["dumps"].rows_where("sha256 = ?", [sha256], limit=1))
         return rows[0] if rows else None
 
-    def add_dump(self, file_name: str, sha256: str, now: datetime) -> int:
+    def add_dump(
+        self, file_name: str, sha256: str, now: datetime, source: str | None = None
+    ) -> int:
+        """A dump file, or (``source``: its name) a source's response."""
         with self.write():
             cursor = self.db.execute(
-                "INSERT INTO dumps (sha256, file_name, ingested_at) VALUES (?, ?, ?)",
-                [sha256, file_name, iso(now)],
+                "INSERT INTO dumps (sha256, file_name, ingested_at, source) VALUES (?, ?, ?, ?)",
+                [sha256, file_name, iso(now), source],
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
