@@ -12,6 +12,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Mapping
+from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -180,6 +181,74 @@ class ScheduleConfig(Section):
         return ZoneInfo(self.timezone)
 
 
+DURATION = re.compile(r"([1-9]\d{0,4})([mhd])")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86_400}
+SOURCE_KINDS = ("daily-papers", "arxiv", "dump")
+
+
+def duration_seconds(value: str) -> int:
+    """``"30m"``, ``"1h"``, ``"1d"`` in seconds (the shape is checked where it is read)."""
+    found = DURATION.fullmatch(value)
+    assert found is not None
+    return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+
+
+class SourceTable(Section):
+    """A ``[[sources]]`` table: where digest fetches papers itself, and how often."""
+
+    name: str
+    kind: Literal["daily-papers", "arxiv", "dump"]
+    url: str
+    every: str = "1h"
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", value):
+            raise ValueError(
+                "must be 1 to 40 lower-case letters, digits and hyphens (it names files)"
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        if not DURATION.fullmatch(value) or duration_seconds(value) < 300:
+            raise ValueError('must be a duration of at least 5 minutes: "30m", "1h", "1d"')
+        return value
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(seconds=duration_seconds(self.every))
+
+
+class FetchConfig(Section):
+    """What every source shares: how to ask (politely), and where raw responses are kept."""
+
+    contact_url: str = ""
+    archive_dir: ConfigPath = Path("var/archive")
+    archive_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    max_redirects: Annotated[int, Field(ge=0, le=20)] = 5
+    max_megabytes: Annotated[int, Field(ge=1, le=1024)] = 20
+
+    @field_validator("contact_url")
+    @classmethod
+    def _contact(cls, value: str) -> str:
+        if value and not re.fullmatch(r"(https?://|mailto:)\S+", value):
+            raise ValueError("must be an http(s):// or mailto: URL where you can be reached")
+        return value
+
+
 class LogConfig(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -240,7 +309,21 @@ class Config(Section):
     log: LogConfig = LogConfig()
     subscribers: Annotated[tuple[SubscriberTable, ...], Field(strict=False)] = ()
     topics: Annotated[tuple[TopicTable, ...], Field(strict=False)] = ()
+    sources: Annotated[tuple[SourceTable, ...], Field(strict=False)] = ()
+    fetch: FetchConfig = FetchConfig()
     source: Path | None = Field(None, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, value: tuple[SourceTable, ...]) -> tuple[SourceTable, ...]:
+        names = [source.name for source in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"source names must be unique: {', '.join(twice)} given twice")
+        return value
+
+    def source_named(self, name: str) -> SourceTable | None:
+        return next((s for s in self.sources if s.name == name), None)
 
 
 _PATH_KEYS = (
@@ -248,6 +331,7 @@ _PATH_KEYS = (
     ("inbox", "dir"),
     ("delivery", "maildir"),
     ("feeds", "dir"),
+    ("fetch", "archive_dir"),
 )
 
 

@@ -26,7 +26,6 @@ content is HTML built here from escaped text, and characters XML 1.0 forbids are
 import hashlib
 import html
 import re
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -43,7 +42,7 @@ from feedgen.util import xml_elem
 from digest import links
 from digest.config import Config
 from digest.errors import ConfigError
-from digest.files import make_private_dir
+from digest.files import write_atomic
 from digest.match import compile_filter, shared_stemmer, trend_key
 from digest.models import PaperRow, Subscriber
 from digest.paper_links import code_links, paper_url
@@ -271,7 +270,7 @@ def build_all(
             body = make(fmt)
             assert body is not None
             path = stem.parent / f"{stem.name}.{fmt}"
-            _write_atomic(path, body.data, private=private)
+            write_atomic(path, body.data, private=private)
             written.append((path, body.entries))
     kept = {path for path, _ in written}
     _prune(root / "topics", _SLUG_FILE, kept)
@@ -325,27 +324,6 @@ def _by_trend(papers: list[PaperRow]) -> list[PaperRow]:
 def _utc(stamp: str) -> datetime:
     """A stored ``2026-11-24T07:00:00Z`` as an aware UTC datetime."""
     return datetime.fromisoformat(stamp).astimezone(UTC).replace(microsecond=0)
-
-
-def _write_atomic(path: Path, data: bytes, *, private: bool = False) -> None:
-    """A private feed (its address is its only key) stays 0600 in a 0700 folder, whatever
-    the umask: the web front, this same process, serves it; nobody else should read it."""
-    if private:
-        make_private_dir(path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed before the rename
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            handle.write(data)
-        if not private:
-            temporary.chmod(0o644)  # mkstemp makes it 0600; the web server must read it
-        temporary.replace(path)  # atomic: readers see the old file or the new one
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _prune(folder: Path, ours: re.Pattern[str], kept: set[Path]) -> None:

@@ -16,6 +16,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,3 +178,26 @@ def free_space(path: Path) -> int | None:
         except OSError:
             continue
     return None
+
+
+def write_atomic(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Write ``path`` whole or not at all: readers see the old file or the new one.
+
+    ``private``: 0600 in a 0700 folder, whatever the umask (a private feed, whose
+    address is its only key); else 0644, for a web server to read."""
+    if private:
+        make_private_dir(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed before the rename
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    temporary = Path(handle.name)
+    try:
+        with handle:
+            handle.write(data)
+        if not private:
+            temporary.chmod(0o644)  # mkstemp makes it 0600; the web server must read it
+        temporary.replace(path)  # atomic: readers see the old file or the new one
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

@@ -21,11 +21,15 @@ import errno
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from digest import sources
+from digest.archive import Archived, parse_name
 from digest.dump_reader import (
     NO_WORKER,
     WORKER_MIN_BYTES,
@@ -48,12 +52,14 @@ from digest.files import (
     taken,
 )
 from digest.models import FileResult, IngestReport
+from digest.sources import Parsed
 from digest.store import Store
 
 log = logging.getLogger(__name__)
 PROCESSED = "processed"
 FAILED = "failed"
 _CHUNK = 1 << 20
+MAX_RESPONSE_BYTES = 1024 << 20  # the most [fetch] max_megabytes allows
 
 
 def collect(paths: list[Path]) -> list[Path]:
@@ -304,7 +310,10 @@ def _ingest_file(
         opened = _Opened(path, expected)
     except OSError as err:
         return _unreadable(path, err)
+    archived = parse_name(path.name)
     with opened.handle:
+        if archived is not None:
+            return _replay(store, opened, archived, now)
         try:
             with read_batches(
                 path, progress, worker_min_bytes=worker_min_bytes, nofollow=nofollow
@@ -357,6 +366,70 @@ def _store_dump(
     return FileResult(
         opened.shown, "ingested", counts.entries, counts.new, counts.seen, dump_id=dump_id
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A source's response as fetched (or read back from the archive): its bytes and
+    what they are — which source, which kind of body, which listing."""
+
+    source: str
+    kind: str
+    listing_date: str
+    body: bytes
+    name: str  # the archive file's name: how the fetch is recorded and shown
+
+
+def ingest_response(store: Store, response: Response, now: datetime) -> tuple[FileResult, Parsed]:
+    """Store a source's response the way a dump file is stored: the same duplicate
+    detection (by content hash), the same entry rules, one transaction, and a
+    rejection recorded with its reason when the response cannot be read at all.
+
+    Items that break the entry rules are skipped, each with its reason in
+    ``Parsed.skipped``: a source is not one person's file, and one odd item must
+    not hold back a day of papers.
+    """
+    sha256 = hashlib.sha256(response.body).hexdigest()
+    known = store.dump_by_hash(sha256)
+    if known is not None:
+        entries = int(known["entries"])
+        found = FileResult(response.name, "duplicate", entries, 0, entries, dump_id=known["id"])
+        return found, Parsed()
+    try:
+        parsed = sources.parse(response.kind, response.body, response.name)
+    except DigestError as err:
+        store.add_rejection(response.name, sha256, str(err), now)
+        return FileResult(response.name, "rejected", error=str(err)), Parsed()
+    with store.write():
+        dump_id = store.add_dump(response.name, sha256, now, source=response.source)
+        counts = store.add_entries(dump_id, [parsed.entries], now)
+        store.finish_dump(dump_id, _listing_date(parsed, response), counts)
+    result = FileResult(
+        response.name, "ingested", counts.entries, counts.new, counts.seen, dump_id=dump_id
+    )
+    return result, parsed
+
+
+def _listing_date(parsed: Parsed, response: Response) -> str:
+    """The day the listing gives itself when it is a date (an arXiv feed's announcement
+    day), else the day it was fetched for: a source polled all day, or on a weekend,
+    counts as one listing per day it announced (``paper_trends``)."""
+    given = parsed.listing_date or ""
+    return given if re.fullmatch(r"\d{4}-\d{2}-\d{2}", given) else response.listing_date
+
+
+def _replay(store: Store, opened: "_Opened", archived: Archived, now: datetime) -> FileResult:
+    """An archived response dropped in the inbox or named to ``digest ingest``: read back
+    through the path it first took, so a replay of what was stored adds nothing."""
+    body = opened.handle.read(MAX_RESPONSE_BYTES + 1)
+    if len(body) > MAX_RESPONSE_BYTES:
+        return _refused(opened.shown, f"over {MAX_RESPONSE_BYTES >> 20} MB: not a response")
+    opened.unchanged()
+    response = Response(
+        archived.source, archived.kind, archived.listing_date, body, opened.path.name
+    )
+    result, _ = ingest_response(store, response, now)
+    return replace(result, path=opened.shown)
 
 
 def _file_away(path: Path, inbox: Path, result: FileResult) -> Path:
