@@ -36,6 +36,7 @@ ABSTRACT_MIN = 150
 ABSTRACT_MAX = 20_000
 MAX_LINE_BYTES = 4 * ABSTRACT_MAX
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _BOM = "\ufeff"
 
@@ -80,11 +81,11 @@ class DumpParser:
                 in_header = False
                 text = _unpack_first_title(text)
             if title is None:
-                if len(text) > TITLE_MAX:
+                if title_problem(text):
                     self._title_too_long(text, number, title_line)
                 title, title_line = text, number
             else:
-                if not ABSTRACT_MIN <= len(text) <= ABSTRACT_MAX:
+                if abstract_problem(text):
                     self._bad_abstract(text, number, title_line)
                 self.entries += 1
                 yield Entry.of(self.entries, title, text, title_line)
@@ -149,6 +150,47 @@ class DumpParser:
 
     def _fail(self, reason: str, number: int) -> NoReturn:
         raise DumpError(reason, source=self.source, line=number)
+
+
+def title_problem(title: str) -> str | None:
+    """Why ``title`` cannot be a paper's title (its length), or None.
+
+    With ``abstract_problem`` and ``entry_problem`` this is the one owner of the
+    entry rules: the dump parser words the failure with its line numbers, the
+    listing sources (``digest.sources``) skip the item with this reason.
+    """
+    if not title:
+        return "title missing"
+    if len(title) > TITLE_MAX:
+        return f"title of {len(title):,} characters, over {TITLE_MAX}"
+    return None
+
+
+def abstract_problem(abstract: str) -> str | None:
+    """Why ``abstract`` cannot be a paper's abstract (its length), or None."""
+    if not abstract:
+        return "abstract missing"
+    if len(abstract) < ABSTRACT_MIN:
+        return f"abstract of {len(abstract)} characters, under {ABSTRACT_MIN}"
+    if len(abstract) > ABSTRACT_MAX:
+        return f"abstract of {len(abstract):,} characters, over {ABSTRACT_MAX:,}"
+    return None
+
+
+def entry_problem(title: str, abstract: str) -> str | None:
+    """Why this pair cannot be an entry, or None: the dump rules, for text that came as fields.
+
+    A dump checks control characters line by line as it reads (``_clean``);
+    a source's fields never went through lines, so the same pattern is checked here.
+    """
+    for name, text in (("title", title), ("abstract", abstract)):
+        control = _CONTROL.search(text)
+        if control:
+            return f"{name} has a control character (U+{ord(control.group()):04X})"
+        surrogate = _SURROGATE.search(text)
+        if surrogate:  # JSON can escape one (\ud800); no UTF-8 can encode it
+            return f"{name} has a lone surrogate (U+{ord(surrogate.group()):04X})"
+    return title_problem(title) or abstract_problem(abstract)
 
 
 def _unpack_first_title(text: str) -> str:

@@ -111,6 +111,21 @@ class QueryError(UsageError):
         return f"{self.message}\n{self.caret()}"
 
 
+class SourceFailed(DigestError):
+    """A listing source could not be fetched or read; ``reason`` is one line for a log and status.
+
+    ``retry_after``: the seconds the server asked us to wait (429 or 503 with a
+    ``Retry-After``), for the scheduler's back-off; None when it said nothing.
+    """
+
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(reason, hint)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class DiskFull(DigestError):
     """The disk (or the database's size limit) is full: nothing more can be written there.
 
