@@ -90,14 +90,22 @@ def fetch_all(
     force: bool = False,
     day: date | None = None,
 ) -> list[FetchResult]:
-    """Ask each source that is due (every one with ``force``); each fails alone."""
+    """Ask each source that is due (every one with ``force``); each fails alone.
+
+    A cancelled ``client`` (the service stopping) ends the run: the sources not
+    asked yet wait for the next one, with nothing recorded against them.
+    """
     results = []
     for source in sources:
+        if client.cancelled:
+            break
         try:
             results.append(fetch_source(store, config, client, source, now, force=force, day=day))
         except Exception as err:  # the boundary: one source never stops the others
             reason = str(err) if isinstance(err, DigestError) else f"{type(err).__name__}: {err}"
-            log.error("source %s: %s", source.name, reason, exc_info=not isinstance(err, DigestError))
+            log.error(
+                "source %s: %s", source.name, reason, exc_info=not isinstance(err, DigestError)
+            )
             results.append(_failed(store, source, now, reason, None))
     return results
 
@@ -125,6 +133,8 @@ def fetch_source(
     try:
         fetched = client.get(url, validators)
     except SourceFailed as err:
+        if client.cancelled:  # not the source's fault: nothing recorded, no back-off
+            return FetchResult(source.name, "failed", error=str(err))
         log.error("source %s: %s", source.name, err)
         return _failed(store, source, now, str(err), err.retry_after)
     if fetched is None:
@@ -141,7 +151,9 @@ def fetch_source(
         return replace(_failed(store, source, now, reason, None), archived=name)
     if parsed.skipped:
         log.warning(
-            "source %s: skipped %d item(s): %s", source.name, len(parsed.skipped),
+            "source %s: skipped %d item(s): %s",
+            source.name,
+            len(parsed.skipped),
             "; ".join(parsed.skipped[:5]) + ("; …" if len(parsed.skipped) > 5 else ""),
         )
     if day is None:

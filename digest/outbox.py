@@ -215,10 +215,16 @@ def _identity(upcoming: Pending, now: datetime) -> list[str]:
 
 
 class _HealthCheck:
-    """The ingest-health line: last ingest and staleness (rejected dumps are for operators)."""
+    """The ingest-health line: when the papers were last known fresh, and staleness
+    (rejected dumps and failing sources are for operators).
+
+    Fresh as of the newest ingest or the newest successful fetch, whichever is
+    later: a source that answered "nothing changed" an hour ago is an hour fresh.
+    """
 
     def __init__(self, store: Store, now: datetime) -> None:
-        self.last_ingest = store.last_ingest_at()
+        fetched = [state.last_success for state in store.source_states() if state.last_success]
+        self.last_ingest = max(filter(None, [store.last_ingest_at(), *fetched]), default=None)
         self.stale = self.last_ingest is None or self.last_ingest < iso(now - timedelta(days=1))
 
     def of(self, subscriber: Subscriber) -> Health:

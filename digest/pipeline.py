@@ -14,10 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from threading import Event
 
-from digest import feeds, mailer, outbox, queue, retention
+from digest import feeds, fetching, mailer, outbox, queue, retention
 from digest.config import Config
 from digest.ingest import InboxWatch, ingest_inbox, wait_until_settled
 from digest.models import IngestReport
+from digest.sources.http import SourceClient
 from digest.store import Identity, Store, iso
 
 log = logging.getLogger("digest")
@@ -26,6 +27,7 @@ Clock = Callable[[], datetime]
 
 @dataclass(slots=True)
 class CycleReport:
+    fetched: list[fetching.FetchResult] = field(default_factory=list)
     ingest: IngestReport | None = None
     send: outbox.SendReport | None = None
     feeds: list[tuple[Path, int]] = field(default_factory=list)
@@ -48,6 +50,10 @@ class CycleReport:
         rejected = self.ingest is not None and self.ingest.rejected > 0
         sent = queue.exit_status(self.send) if self.send is not None else queue.EX_OK
         return queue.EX_FAILED if rejected else sent
+
+
+def new_papers(results: list[fetching.FetchResult]) -> int:
+    return sum(result.new for result in results)
 
 
 def ingest(
@@ -130,9 +136,30 @@ def build_feeds(config: Config, identity: Identity | None = None) -> list[tuple[
     return written
 
 
+def fetch(
+    config: Config,
+    clock: Clock,
+    identity: Identity | None = None,
+    client: SourceClient | None = None,
+) -> list[fetching.FetchResult]:
+    """Ask every enabled source that is due (``fetching``); each logs its own line.
+
+    ``client``: the caller's, to cancel from another thread (the service stopping).
+    """
+    sources = fetching.chosen(config, None)
+    if not sources:
+        return []
+    with (
+        open_store(config, identity) as store,
+        client or fetching.make_client(config.fetch) as used,
+    ):
+        return fetching.fetch_all(store, config, used, clock(), sources)
+
+
 def run_once(config: Config, clock: Clock) -> CycleReport:
     """``digest run --once``: the whole cycle, in order."""
     report = CycleReport()
+    report.fetched = fetch(config, clock)
     report.ingest = ingest(config, clock)
     report.send = deliver(config, clock)
     report.feeds = build_feeds(config)

@@ -34,15 +34,17 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest import config as config_module
-from digest import declared, pipeline
+from digest import declared, fetching, pipeline
 from digest.config import Config, ScheduleConfig
 from digest.errors import AlreadyRunning as AlreadyRunning
 from digest.errors import ConfigError, DigestError
 from digest.ingest import InboxWatch
+from digest.sources.http import SourceClient
 from digest.store import Identity, Store, iso
 
 log = logging.getLogger("digest")
 DELIVER = "deliver"
+FETCH_CHECK_SECONDS = 60  # how often the fetch job looks for a source that is due
 
 
 class InstanceLock:
@@ -160,13 +162,14 @@ class Service:
         self.stopping = threading.Event()
         self.reload_wanted = threading.Event()
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(1)},
+            executors={"default": ThreadPoolExecutor(1), "fetch": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
         )
         self.web: Callable[[], None] | None = None
         self.identity: Identity | None = None
         self._last_error: dict[str, str] = {}
         self.inbox_watch = InboxWatch()  # "unchanged since the previous poll" (ingest.settled)
+        self._fetch_client: SourceClient | None = None  # the fetch run's, to cancel at a stop
 
     def clock(self) -> datetime:
         return datetime.now(self.config.schedule.zone)
@@ -216,6 +219,14 @@ class Service:
             id="poll",
             next_run_time=datetime.now(schedule.zone),
         )
+        if fetching.chosen(self.config, None):
+            self.scheduler.add_job(
+                self._fetch,
+                IntervalTrigger(seconds=FETCH_CHECK_SECONDS),
+                id="fetch",
+                executor="fetch",
+                next_run_time=datetime.now(schedule.zone),
+            )
         for at in () if schedule.after_ingest else schedule.deliver_at:
             hour, minute = at.split(":")
             trigger = CronTrigger(hour=int(hour), minute=int(minute), timezone=schedule.zone)
@@ -253,6 +264,28 @@ class Service:
             pipeline.build_feeds(self.config, self.identity)
             if self.config.schedule.after_ingest and report.new_papers:
                 self._deliver(slot=self.clock())
+
+    def _fetch(self) -> None:
+        """On a thread of its own: a slow source never delays ingest or delivery."""
+        with self._job("fetch"):
+            if self.stopping.is_set():
+                return
+            client = fetching.make_client(self.config.fetch)
+            self._fetch_client = client
+            try:
+                results = pipeline.fetch(self.config, self.clock, self.identity, client)
+            finally:
+                self._fetch_client = None
+            if any(result.status == "ingested" for result in results):
+                new = pipeline.new_papers(results)
+                self.scheduler.add_job(self._after_fetch, kwargs={"new": new}, id="after-fetch")
+
+    def _after_fetch(self, new: int) -> None:
+        """Back on the main job thread: the feeds, and a delivery when it follows ingest."""
+        with self._job("feeds"):
+            pipeline.build_feeds(self.config, self.identity)
+        if self.config.schedule.after_ingest and new:
+            self._deliver(slot=self.clock())
 
     def _deliver(self, slot: datetime | None = None) -> None:
         with self._job("deliver"):
@@ -347,6 +380,9 @@ class Service:
     def _stop(self) -> None:
         notify("STOPPING=1")
         self.stopping.set()
+        client = self._fetch_client
+        if client is not None:
+            client.cancel()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self.web is not None:

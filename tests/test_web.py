@@ -1193,6 +1193,7 @@ def test_healthz_and_readyz(site: Site) -> None:
         "last_ingest": "2026-11-24T07:00:00Z",
         "rejected_dumps": 0,
         "last_rejection": None,
+        "sources": {},
     }
     assert site.client.get("/readyz").json() == {"status": "ready"}
 
@@ -1223,6 +1224,7 @@ def test_healthz_is_503_when_the_database_cannot_be_read(tmp_path: Path) -> None
             "last_ingest": None,
             "rejected_dumps": None,
             "last_rejection": None,
+            "sources": None,
         }
         assert client.get("/readyz").status_code == 503
         assert client.get("/papers/0000000000000000").status_code == 503

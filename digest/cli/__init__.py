@@ -1,6 +1,7 @@
 """The ``digest`` command: parse arguments, call one core function, print the result.
 
 One module per group of commands: ``ingest`` (ingest, papers, status, migrate),
+``fetching`` (fetch),
 ``subscribers`` (the subscribers group), ``matching`` (match, explain), ``mail``
 (preview, send, the outbox group, prune) and ``service`` (run, serve, the feeds
 group); ``app`` holds what they share.  This module makes the ``digest`` group,
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli import ingest, mail, matching, service, subscribers
+from digest.cli import fetching, ingest, mail, matching, service, subscribers
 from digest.cli.app import (
     CONFIG_HELP,
     CONFIG_TYPE,
@@ -53,6 +54,7 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int, quiet: bool)
 
 for command in (
     ingest.ingest,
+    fetching.fetch_command,
     ingest.papers,
     ingest.status,
     ingest.migrate_command,

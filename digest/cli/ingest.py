@@ -133,6 +133,9 @@ def status(app: App, as_json: bool) -> None:
         from digest import queue
 
         info = app.store.status() | queue.status(app.store, now())
+        info["sources"] = [
+            app.store.source_state(source.name).as_json() for source in app.config.sources
+        ]
     if as_json:
         emit_json(info)
         return
@@ -143,6 +146,20 @@ def status(app: App, as_json: bool) -> None:
     click.echo(f"subscribers  {info['subscribers']} ({info['bouncing']} bouncing)")
     click.echo(f"last ingest  {last['at'] + '  ' + last['file'] if last else 'never'}")
     _print_outbox_status(info["outbox"], info["last_delivery"])
+    for source in info["sources"]:
+        click.echo(f"source       {_source_line(source)}")
+
+
+def _source_line(state: dict[str, Any]) -> str:
+    """``hf: ok at …`` or ``hf: failing (3 times) since …: reason; next attempt …``."""
+    name, success = state["name"], state["last_success"]
+    if not state["failures"]:
+        return f"{name}: ok, last fetched {success}" if success else f"{name}: never fetched"
+    since = f"last success {success}" if success else "never succeeded"
+    return (
+        f"{name}: failing ({state['failures']}×, {since}): {state['last_error']}; "
+        f"next attempt {state['next_attempt']}"
+    )
 
 
 def _print_outbox_status(box: dict[str, Any], run: dict[str, Any] | None) -> None:

@@ -81,6 +81,8 @@ class SourceClient:
         self.total_timeout = total_timeout
         self.max_redirects = max_redirects
         self.max_bytes = max_bytes
+        self.cancelled = False
+        self._deadline: _Deadline | None = None
         self._client = httpx.Client(
             headers={"User-Agent": user_agent},
             transport=transport
@@ -102,9 +104,20 @@ class SourceClient:
     def close(self) -> None:
         self._client.close()
 
+    def cancel(self) -> None:
+        """End the request in flight now, from another thread (a service stopping), and
+        refuse any further one: each ends in ``SourceFailed`` at once."""
+        self.cancelled = True
+        deadline = self._deadline
+        if deadline is not None:
+            deadline.expire()
+
     def get(self, url: str, validators: Validators = Validators()) -> Fetched | None:
         """The body at ``url``, or None when it has not changed since ``validators`` were given."""
+        if self.cancelled:
+            raise SourceFailed("stopped: the service is shutting down")
         deadline = _Deadline(self.total_timeout)
+        self._deadline = deadline
         seen = [url]
         with deadline.watch():
             while True:
@@ -252,7 +265,7 @@ class _Deadline:
 
     @contextmanager
     def watch(self) -> Iterator[None]:
-        timer = threading.Timer(self._end - time.monotonic(), self._expire)
+        timer = threading.Timer(self._end - time.monotonic(), self.expire)
         timer.daemon = True
         timer.start()
         try:
@@ -284,7 +297,7 @@ class _Deadline:
             if self._expired and self._socket is not None:
                 _shut(self._socket)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
             self._expired = True
             if self._socket is not None:
