@@ -3,9 +3,9 @@
 ``/healthz`` says whether the service can read its database, how fresh the
 papers are, how many dumps were rejected and how each source fares (``{"status",
 "papers", "last_ingest", "rejected_dumps", "last_rejection", "sources"}``, 503
-when the database cannot be read): the operator's view, where rejections belong (readers' digests never mention them);
-``/readyz`` only checks that the database answers, for a load balancer
-or ``systemd`` to wait on.
+when the database cannot be read): the operator's view, where rejections belong
+(readers' digests never mention them); ``/readyz`` only checks that the database
+answers, for a load balancer or ``systemd`` to wait on.
 """
 
 import logging
