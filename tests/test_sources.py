@@ -9,14 +9,11 @@ specifications describe them.  Nothing here reaches past 127.0.0.1.
 import gzip
 import json
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -34,83 +31,11 @@ from digest.sources.backoff import DAY, backoff, next_attempt
 from digest.sources.daily_papers import parse_daily_papers
 from digest.sources.http import SourceClient, Validators, retry_after, user_agent
 
+from .http_servers import Respond, Site, chunked_forever, reply, serve
+
 FIXTURES = Path(__file__).parent / "fixtures" / "sources"
 ABSTRACT = "An abstract long enough for the dump rules, " * 5
 UA = "digest/0.1.0 (+https://operator.example/contact)"
-
-
-# --- a real HTTP server, scripted per test ---------------------------------------------
-
-
-@dataclass
-class Site:
-    """A server on 127.0.0.1: its base URL, the requests it saw, and an event that ends drips."""
-
-    url: str
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-Respond = Callable[[BaseHTTPRequestHandler, Site], None]
-
-
-@contextmanager
-def serve(respond: Respond) -> Iterator[Site]:
-    """A threading HTTP/1.1 server whose every GET is answered by ``respond``."""
-    site = Site("")
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            site.requests.append((self.path, dict(self.headers.items())))
-            with suppress(BrokenPipeError, ConnectionResetError):  # the client hung up, as asked
-                respond(self, site)
-            self.close_connection = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    site.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield site
-    finally:
-        site.stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def reply(
-    handler: BaseHTTPRequestHandler,
-    status: int = 200,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-) -> None:
-    headers = {"Date": handler.date_time_string(), **(headers or {})}
-    handler.send_response_only(status)
-    for name, value in headers.items():
-        handler.send_header(name, value)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
-def chunked_forever(
-    handler: BaseHTTPRequestHandler, site: Site, chunk: bytes, pause: float
-) -> None:
-    """A chunked body that never ends: a chunk, then a pause, until the client hangs up."""
-    handler.send_response(200)
-    handler.send_header("Transfer-Encoding", "chunked")
-    handler.end_headers()
-    while not site.stop.is_set():
-        handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-        handler.wfile.flush()
-        site.stop.wait(pause)
 
 
 def client(**options: Any) -> SourceClient:
@@ -644,7 +569,7 @@ paper_keys = st.sampled_from(
 item_like = st.dictionaries(paper_keys, json_values, max_size=8).map(lambda d: {"paper": d, **d})
 
 
-@settings(max_examples=150)
+@settings(max_examples=60)
 @given(json_values | st.lists(json_values | item_like, max_size=6))
 def test_daily_papers_raises_nothing_but_source_failed_on_any_json(value: object) -> None:
     try:
@@ -672,7 +597,7 @@ metas = st.builds(
 )
 
 
-@settings(max_examples=100)
+@settings(max_examples=40)
 @given(
     st.lists(
         st.tuples(titles, abstracts, metas),

@@ -1,0 +1,325 @@
+"""Fetching sources: ``digest fetch`` and the service's fetch job against a real local server.
+
+The server (``http_servers``) answers with the fixtures of ``fixtures/sources/`` in
+their real shapes; it honours ``If-None-Match`` the way a real API does, fails
+when told, stalls when told.  Everything runs through the CLI or ``fetching``
+itself with a real store file and a real archive folder.
+"""
+
+import threading
+from collections.abc import Iterator
+from contextlib import closing
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from digest import fetching, pipeline
+from digest.archive import parse_name
+from digest.config import Config, SourceTable
+from digest.errors import ConfigError
+from digest.store import SourceState, Store, iso
+
+from .conftest import NOW, RunCli, make_config
+from .http_servers import Site, chunked_forever, reply, serve
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sources"
+DAILY = (FIXTURES / "daily_papers.json").read_bytes()
+RSS = (FIXTURES / "arxiv.rss").read_bytes()
+ETAG = '"v1"'
+
+
+def api(handler: BaseHTTPRequestHandler, site: Site) -> None:
+    """The Daily Papers API, conditional on its one ETag; ``/broken`` fails, ``/garbage``
+    is not JSON, ``/rss`` is an arXiv feed."""
+    path = handler.path
+    if path.startswith("/broken"):
+        reply(handler, 500, b"oops")
+    elif path.startswith("/busy"):
+        reply(handler, 503, b"busy", {"Retry-After": "7200"})
+    elif path.startswith("/garbage"):
+        reply(handler, 200, b"<html>maintenance</html>", {"Content-Type": "text/html"})
+    elif path.startswith("/rss"):
+        reply(handler, 200, RSS, {"Content-Type": "application/rss+xml"})
+    elif path.startswith("/stall"):
+        chunked_forever(handler, site, b"[", 0.05)
+    elif handler.headers.get("If-None-Match") == ETAG:
+        reply(handler, 304)
+    else:
+        reply(handler, 200, DAILY, {"ETag": ETAG, "Content-Type": "application/json"})
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    with serve(api) as running:
+        yield running
+
+
+def configured(tmp_path: Path, site: Site, *paths: str, kinds: tuple[str, ...] = ()) -> Path:
+    """A config file whose sources are ``paths`` on the local site (daily-papers unless
+    ``kinds`` says otherwise), with the database created."""
+    sources = "".join(
+        f'[[sources]]\nname = "s{n}"\nkind = "{kinds[n] if n < len(kinds) else "daily-papers"}"\n'
+        f'url = "{site.url}{path}"\nevery = "1h"\n'
+        for n, path in enumerate(paths)
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[storage]\ndatabase = "var/digest.db"\n[inbox]\ndir = "inbox"\n'
+        '[delivery]\nmaildir = "mail"\n[feeds]\ndir = "feeds"\n'
+        '[fetch]\narchive_dir = "archive"\ncontact_url = "https://lab.example/digest"\n' + sources,
+        encoding="utf-8",
+    )
+    Store(tmp_path / "var" / "digest.db").close()
+    return path
+
+
+def opened(tmp_path: Path) -> closing[Store]:
+    return closing(Store(tmp_path / "var" / "digest.db"))
+
+
+def test_fetch_stores_the_papers_with_what_the_source_knows_and_keeps_the_response(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    config = configured(tmp_path, site, "/api/daily_papers")
+    result = run_cli("fetch", "--json", config=config)
+    assert result.exit_code == 0, result.stderr
+    (report,) = result.json()
+    assert report["status"] == "ingested"
+    assert report["new"] == report["entries"] >= 3
+    assert report["skipped"], "the fixture holds items the rules refuse"
+    with opened(tmp_path) as store:
+        papers = {p.meta.arxiv_id: p for p in store.papers()}
+    assert "2509.05123" in papers  # stored without its version
+    hostile = papers["2509.05123"]
+    assert hostile.title.startswith("<script>")
+    assert hostile.meta.authors
+    archived = tmp_path / "archive" / report["archived"]
+    assert archived.read_bytes() == DAILY
+    found = parse_name(archived.name)
+    assert found is not None
+    assert (found.source, found.kind) == ("s0", "daily-papers")
+    _path, headers = site.requests[-1]
+    assert "digest/" in headers["User-Agent"]
+    assert "https://lab.example/digest" in headers["User-Agent"]
+
+
+def test_an_unchanged_listing_costs_one_conditional_request_and_adds_nothing(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    config = configured(tmp_path, site, "/api/daily_papers")
+    assert run_cli("fetch", config=config).exit_code == 0
+    with opened(tmp_path) as store:
+        before = store.status()
+    again = run_cli("fetch", config=config)
+    assert again.exit_code == 0
+    assert "not modified" in again.stdout
+    assert site.requests[-1][1]["If-None-Match"] == ETAG
+    with opened(tmp_path) as store:
+        assert store.status()["dumps"] == before["dumps"]
+        assert store.status()["papers"] == before["papers"]
+    assert len(list((tmp_path / "archive").iterdir())) == 1
+
+
+def test_the_same_response_twice_is_a_duplicate_like_the_same_dump_twice(
+    tmp_path: Path, site: Site
+) -> None:
+    config = make_config(
+        tmp_path, storage={"database": "digest.db"}, fetch={"archive_dir": "archive"}
+    )
+    source = SourceTable(name="hf", kind="daily-papers", url=f"{site.url}/api/daily_papers")
+    with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
+        first = fetching.fetch_source(store, config, c, source, NOW, force=True)
+        # a server that forgot its ETag sends the same bytes again
+        store.save_source_state(SourceState("hf"))
+        second = fetching.fetch_source(store, config, c, source, NOW, force=True)
+    assert first.status == "ingested"
+    assert second.status == "duplicate"
+    assert second.new == 0
+
+
+def test_one_failing_source_neither_stops_the_others_nor_hides(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    config = configured(tmp_path, site, "/broken", "/api/daily_papers")
+    result = run_cli("fetch", "--json", config=config)
+    assert result.exit_code == 1
+    broken, working = result.json()
+    assert broken["status"] == "failed"
+    assert "500" in broken["error"]
+    assert working["status"] == "ingested"
+    status = run_cli("status", "--json", config=config).json()
+    states = {s["name"]: s for s in status["sources"]}
+    assert states["s0"]["failures"] == 1
+    assert "500" in states["s0"]["last_error"]
+    assert states["s1"]["failures"] == 0
+    assert states["s1"]["last_success"]
+    text = run_cli("status", config=config).stdout
+    assert "s0: failing (1×" in text
+    assert "s1: ok" in text
+
+
+def test_a_failing_source_backs_off_and_retry_after_is_honoured(tmp_path: Path, site: Site) -> None:
+    config = make_config(tmp_path, storage={"database": "digest.db"})
+    broken = SourceTable(name="broken", kind="daily-papers", url=f"{site.url}/broken", every="1h")
+    busy = SourceTable(name="busy", kind="daily-papers", url=f"{site.url}/busy", every="1h")
+    with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
+        asked = len(site.requests)
+        fetching.fetch_all(store, config, c, NOW, [broken, busy])
+        assert len(site.requests) == asked + 2
+        fetching.fetch_all(store, config, c, NOW + timedelta(minutes=59), [broken, busy])
+        assert len(site.requests) == asked + 2, "never more often than every"
+        fetching.fetch_all(store, config, c, NOW + timedelta(hours=1), [broken, busy])
+        assert len(site.requests) == asked + 3, "busy asked for two hours"
+        assert store.source_state("broken").failures == 2
+        later = datetime.fromisoformat(store.source_state("broken").next_attempt or "")
+        assert later - (NOW + timedelta(hours=1)) >= timedelta(hours=2), "backs off"
+        assert store.source_state("busy").next_attempt == iso(NOW + timedelta(hours=2))
+
+
+def test_a_response_that_cannot_be_read_is_rejected_kept_and_counted_as_a_failure(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    config = configured(tmp_path, site, "/garbage")
+    result = run_cli("fetch", "--json", config=config)
+    assert result.exit_code == 1
+    (report,) = result.json()
+    assert report["status"] == "failed"
+    assert "not JSON" in report["error"]
+    assert (tmp_path / "archive" / report["archived"]).exists()
+    with opened(tmp_path) as store:
+        assert store.rejections_summary()[0] == 1
+        assert store.count("papers") == 0
+
+
+def test_an_archived_response_replays_through_digest_ingest(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    config = configured(tmp_path, site, "/api/daily_papers")
+    report = run_cli("fetch", "--json", config=config).json()[0]
+    archived = tmp_path / "archive" / report["archived"]
+    again = run_cli("ingest", "--json", str(archived), config=config)
+    assert again.exit_code == 0
+    assert again.json()["files"][0]["status"] == "duplicate"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    config_fresh = configured(fresh, site)
+    replayed = run_cli("ingest", "--json", str(archived), config=config_fresh).json()["files"][0]
+    assert replayed["status"] == "ingested"
+    assert replayed["new"] == report["new"]
+    with opened(fresh) as store:
+        assert {p.meta.arxiv_id for p in store.papers()} >= {"2509.05123"}
+
+
+def test_an_arxiv_feed_is_fetched_and_its_announcement_day_is_the_listing(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    config = configured(tmp_path, site, "/rss", kinds=("arxiv",))
+    (report,) = run_cli("fetch", "--json", config=config).json()
+    assert report["status"] == "ingested"
+    with opened(tmp_path) as store:
+        papers = store.papers()
+        assert papers
+        assert all(p.meta.categories for p in papers)
+
+
+def test_date_asks_for_that_days_listing_and_only_of_daily_papers(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    config = configured(
+        tmp_path, site, "/api/daily_papers", "/rss", kinds=("daily-papers", "arxiv")
+    )
+    result = run_cli("fetch", "--source", "s0", "--date", "2026-11-20", config=config)
+    assert result.exit_code == 0, result.stderr
+    assert site.requests[-1][0] == "/api/daily_papers?date=2026-11-20"
+    assert "If-None-Match" not in site.requests[-1][1]
+    refused = run_cli("fetch", "--source", "s1", "--date", "2026-11-20", config=config)
+    assert refused.exit_code == 1
+    assert "daily-papers sources only" in refused.stdout + refused.stderr
+
+
+def test_fetch_without_sources_or_with_an_unknown_one_is_a_usage_error(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    none = run_cli("fetch")
+    assert none.exit_code == 2
+    assert "[[sources]]" in none.stderr
+    config = configured(tmp_path, site, "/api/daily_papers")
+    unknown = run_cli("fetch", "--source", "nope", config=config)
+    assert unknown.exit_code == 2
+    assert "no source named 'nope'" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("table", "complaint"),
+    [
+        ({"name": "Bad Name", "kind": "arxiv", "url": "https://x.org"}, "lower-case"),
+        ({"name": "a", "kind": "rss", "url": "https://x.org"}, "kind"),
+        ({"name": "a", "kind": "arxiv", "url": "ftp://x.org"}, "http"),
+        ({"name": "a", "kind": "arxiv", "url": "https://x.org", "every": "1m"}, "5 minutes"),
+        ({"name": "a", "kind": "arxiv", "url": "https://x.org", "every": "hourly"}, "duration"),
+    ],
+)
+def test_a_bad_source_table_is_a_config_error_naming_it(
+    tmp_path: Path, table: dict[str, str], complaint: str
+) -> None:
+    with pytest.raises(ConfigError, match=complaint) as caught:
+        make_config(tmp_path, sources=[table])
+    assert "[[sources]] #1" in str(caught.value)
+
+
+def test_two_sources_with_one_name_are_refused(tmp_path: Path) -> None:
+    twice = {"name": "a", "kind": "arxiv", "url": "https://x.org"}
+    with pytest.raises(ConfigError, match="given twice"):
+        make_config(tmp_path, sources=[twice, twice])
+
+
+class Watching(list[tuple[str, dict[str, str]]]):
+    """The site's request log, setting ``asked`` at the first request."""
+
+    def __init__(self, asked: threading.Event) -> None:
+        super().__init__()
+        self.asked = asked
+
+    def append(self, item: tuple[str, dict[str, str]]) -> None:
+        super().append(item)
+        self.asked.set()
+
+
+def test_a_stop_cancels_the_fetch_in_flight_and_records_nothing_against_the_source(
+    tmp_path: Path, site: Site
+) -> None:
+    config: Config = make_config(tmp_path, storage={"database": "digest.db"})
+    stalls = SourceTable(name="stalls", kind="daily-papers", url=f"{site.url}/stall")
+    later = SourceTable(name="later", kind="daily-papers", url=f"{site.url}/api/daily_papers")
+    with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
+        asked = threading.Event()
+        site.requests = Watching(asked)
+        stopper = threading.Thread(target=lambda: (asked.wait(10), c.cancel()))
+        stopper.start()
+        started = datetime.now()
+        results = fetching.fetch_all(store, config, c, NOW, [stalls, later])
+        stopper.join()
+    assert datetime.now() - started < timedelta(seconds=10)
+    assert [r.source for r in results] == ["stalls"], "the rest wait for the next run"
+    with closing(Store(config.storage.database)) as store:
+        assert store.source_state("stalls").failures == 0
+
+
+def test_run_once_fetches_the_due_sources_before_ingesting_the_inbox(
+    tmp_path: Path, site: Site
+) -> None:
+    config = make_config(
+        tmp_path,
+        storage={"database": "digest.db"},
+        inbox={"dir": "inbox"},
+        delivery={"maildir": "mail"},
+        feeds={"dir": "feeds"},
+        fetch={"archive_dir": "archive"},
+        sources=[{"name": "hf", "kind": "daily-papers", "url": f"{site.url}/api/daily_papers"}],
+    )
+    report = pipeline.run_once(config, lambda: NOW)
+    assert [r.status for r in report.fetched] == ["ingested"]
+    with closing(Store(config.storage.database)) as store:
+        assert store.count("papers") == report.fetched[0].new
