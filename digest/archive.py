@@ -58,8 +58,11 @@ def keep(folder: Path, name: str, body: bytes) -> Path:
     return path
 
 
-def prune(folder: Path, now: datetime, keep_days: int, *, dry_run: bool = False) -> list[Path]:
-    """The archive files fetched more than ``keep_days`` ago, deleted unless ``dry_run``.
+def prune(
+    folder: Path, now: datetime, keep_days: int, *, dry_run: bool = False
+) -> list[tuple[Path, int]]:
+    """The archive files fetched more than ``keep_days`` ago, with their sizes, deleted
+    unless ``dry_run``.
 
     Only files named as this module names them are touched: whatever else an
     operator keeps in the folder stays.
@@ -71,7 +74,7 @@ def prune(folder: Path, now: datetime, keep_days: int, *, dry_run: bool = False)
     for path in sorted(folder.iterdir()):
         found = parse_name(path.name)
         if found is not None and found.fetched_at < cutoff and path.is_file():
-            old.append(path)
+            old.append((path, path.stat().st_size))
             if not dry_run:
                 path.unlink(missing_ok=True)
     return old

@@ -9,6 +9,8 @@ What grows with time and nobody reads any more is removed:
 * the message bytes of sent digests, and of failed ones built more than
   ``[storage] keep_failed_days`` ago (until then ``digest outbox retry --failed``
   can send them again);
+* raw source responses in ``[fetch] archive_dir`` fetched more than
+  ``[fetch] archive_days`` ago (what they held is in the database);
 * sign-ups still ``pending`` ``[web] confirm_hours`` + 24 hours after they were
   made: their link has expired, so the row only keeps an unconfirmed address.
 
@@ -22,7 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from digest import lifecycle
+from digest import archive, lifecycle
 from digest.config import Config
 from digest.store import Pruned, Store, iso
 
@@ -74,7 +76,15 @@ def prune(store: Store, config: Config, now: datetime, *, dry_run: bool = False)
         )
     )
     report.rules.append((_pending_rule(config), _expire_pending(store, config, now, dry_run)))
+    report.rules.append(_archive_rule(config, now, dry_run))
     return report
+
+
+def _archive_rule(config: Config, now: datetime, dry_run: bool) -> tuple[str, Pruned]:
+    days = config.fetch.archive_days
+    old = archive.prune(config.fetch.archive_dir, now, days, dry_run=dry_run)
+    size = sum(size for _, size in old)
+    return f"archived source responses older than {days} days", Pruned(len(old), size)
 
 
 def _pending_rule(config: Config) -> str:

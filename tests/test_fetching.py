@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import fetching, pipeline
-from digest.archive import parse_name
+from digest import archive, fetching, pipeline, retention
 from digest.config import Config, SourceTable
 from digest.errors import ConfigError
 from digest.store import SourceState, Store, iso
@@ -97,7 +96,7 @@ def test_fetch_stores_the_papers_with_what_the_source_knows_and_keeps_the_respon
     assert hostile.meta.authors
     archived = tmp_path / "archive" / report["archived"]
     assert archived.read_bytes() == DAILY
-    found = parse_name(archived.name)
+    found = archive.parse_name(archived.name)
     assert found is not None
     assert (found.source, found.kind) == ("s0", "daily-papers")
     _path, headers = site.requests[-1]
@@ -323,3 +322,38 @@ def test_run_once_fetches_the_due_sources_before_ingesting_the_inbox(
     assert [r.status for r in report.fetched] == ["ingested"]
     with closing(Store(config.storage.database)) as store:
         assert store.count("papers") == report.fetched[0].new
+
+
+def test_an_archive_name_says_source_listing_time_and_kind_and_nothing_else_parses(
+    tmp_path: Path,
+) -> None:
+    name = archive.name_for("hf", "daily-papers", "2026-11-24", NOW)
+    assert name == "hf.2026-11-24.20261124T070000Z.daily-papers.json"
+    assert archive.parse_name(name) == archive.Archived("hf", "2026-11-24", NOW, "daily-papers")
+    for other in ("2026-11-24.txt", "hf.2026-13-40.20261124T070000Z.arxiv.xml", name + ".tmp"):
+        assert archive.parse_name(other) is None
+
+
+def test_prune_removes_old_responses_only_and_leaves_other_files(tmp_path: Path) -> None:
+    folder = tmp_path / "archive"
+    old = archive.keep(
+        folder, archive.name_for("hf", "dump", "2026-10-01", NOW - timedelta(days=40)), b"x"
+    )
+    new = archive.keep(
+        folder, archive.name_for("hf", "dump", "2026-11-20", NOW - timedelta(days=4)), b"y"
+    )
+    notes = folder / "notes.txt"
+    notes.write_text("the operator's own")
+    config = make_config(
+        tmp_path, storage={"database": "digest.db"}, fetch={"archive_dir": "archive"}
+    )
+    with closing(Store(config.storage.database)) as store:
+        dry = retention.prune(store, config, NOW, dry_run=True)
+        assert old.exists()
+        report = retention.prune(store, config, NOW)
+    rule = next(pruned for text, pruned in report.rules if "archived" in text)
+    assert (rule.rows, rule.bytes) == (1, 1)
+    assert dry.as_json()["rules"] == report.as_json()["rules"]
+    assert not old.exists()
+    assert new.exists()
+    assert notes.exists()

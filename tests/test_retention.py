@@ -112,7 +112,7 @@ def test_prune_from_the_cli_says_what_it_would_remove(
     assert "would remove      0  job runs older than 90 days" in dry.stdout
     report = run_cli("prune", "--json").json()
     assert report["dry_run"] is False
-    assert [set(r) for r in report["rules"]] == [{"rule", "rows", "bytes"}] * 4
+    assert [set(r) for r in report["rules"]] == [{"rule", "rows", "bytes"}] * 5
 
 
 def test_run_once_prunes_and_records_a_prune_run(config_file: Path, now: datetime) -> None:
