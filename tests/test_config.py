@@ -19,7 +19,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_the_example_config_loads_and_states_every_default() -> None:
     example = config.load(ROOT / "config.example.toml", environ={})
     defaults = config.from_mapping({}, source=ROOT / "config.example.toml")
-    assert example.model_copy(update={"subscribers": (), "topics": ()}) == defaults
+    assert example.model_copy(update={"subscribers": (), "topics": (), "sources": ()}) == defaults
+    assert [(s.name, s.enabled) for s in example.sources] == [("hf", False)]
     assert [(t.name, t.feed_slug) for t in example.topics] == [("Diffusion models", "diffusion")]
     assert [s.email for s in example.subscribers] == ["ada@example.org", "grace@example.org"]
 

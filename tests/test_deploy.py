@@ -380,6 +380,7 @@ def test_every_data_path_of_the_server_config_is_in_the_state_directory() -> Non
         data["inbox"]["dir"],
         data["delivery"]["maildir"],
         data["feeds"]["dir"],
+        data["fetch"]["archive_dir"],
     ]
     for raw in paths:
         path = Path(raw)
