@@ -14,7 +14,7 @@ others go on.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Literal
@@ -89,10 +89,13 @@ def fetch_all(
     *,
     force: bool = False,
     day: date | None = None,
+    on_result: Callable[[FetchResult], object] | None = None,
 ) -> list[FetchResult]:
     """Ask each source that is due (every one with ``force``); each fails alone.
 
-    A cancelled ``client`` (the service stopping) ends the run: the sources not
+    ``on_result`` hears of each source as it is done, so that what one source
+    brought goes on (feeds, delivery) while a slow one is still being asked.  A
+    cancelled ``client`` (the service stopping) ends the run: the sources not
     asked yet wait for the next one, with nothing recorded against them.
     """
     results = []
@@ -100,13 +103,16 @@ def fetch_all(
         if client.cancelled:
             break
         try:
-            results.append(fetch_source(store, config, client, source, now, force=force, day=day))
+            result = fetch_source(store, config, client, source, now, force=force, day=day)
         except Exception as err:  # the boundary: one source never stops the others
             reason = str(err) if isinstance(err, DigestError) else f"{type(err).__name__}: {err}"
             log.error(
                 "source %s: %s", source.name, reason, exc_info=not isinstance(err, DigestError)
             )
-            results.append(_failed(store, source, now, reason, None))
+            result = _failed(store, source, now, reason, None)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
     return results
 
 

@@ -52,10 +52,6 @@ class CycleReport:
         return queue.EX_FAILED if rejected else sent
 
 
-def new_papers(results: list[fetching.FetchResult]) -> int:
-    return sum(result.new for result in results)
-
-
 def ingest(
     config: Config,
     clock: Clock,
@@ -141,10 +137,12 @@ def fetch(
     clock: Clock,
     identity: Identity | None = None,
     client: SourceClient | None = None,
+    on_result: Callable[[fetching.FetchResult], object] | None = None,
 ) -> list[fetching.FetchResult]:
     """Ask every enabled source that is due (``fetching``); each logs its own line.
 
-    ``client``: the caller's, to cancel from another thread (the service stopping).
+    ``client``: the caller's, to cancel from another thread (the service stopping);
+    ``on_result``: told of each source as it is done.
     """
     sources = fetching.chosen(config, None)
     if not sources:
@@ -153,7 +151,7 @@ def fetch(
         open_store(config, identity) as store,
         client or fetching.make_client(config.fetch) as used,
     ):
-        return fetching.fetch_all(store, config, used, clock(), sources)
+        return fetching.fetch_all(store, config, used, clock(), sources, on_result=on_result)
 
 
 def run_once(config: Config, clock: Clock) -> CycleReport:

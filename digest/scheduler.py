@@ -273,12 +273,14 @@ class Service:
             client = fetching.make_client(self.config.fetch)
             self._fetch_client = client
             try:
-                results = pipeline.fetch(self.config, self.clock, self.identity, client)
+                pipeline.fetch(self.config, self.clock, self.identity, client, self._fetched)
             finally:
                 self._fetch_client = None
-            if any(result.status == "ingested" for result in results):
-                new = pipeline.new_papers(results)
-                self.scheduler.add_job(self._after_fetch, kwargs={"new": new}, id="after-fetch")
+
+    def _fetched(self, result: fetching.FetchResult) -> None:
+        """As each source is done: what it brought goes on while the next is asked."""
+        if result.status == "ingested" and not self.stopping.is_set():
+            self.scheduler.add_job(self._after_fetch, kwargs={"new": result.new})
 
     def _after_fetch(self, new: int) -> None:
         """Back on the main job thread: the feeds, and a delivery when it follows ingest."""

@@ -15,18 +15,29 @@ from pathlib import Path
 
 import pytest
 
-from digest import archive, fetching, pipeline, retention
+from digest import archive, fetching, lifecycle, pipeline, retention, subscribers
 from digest.config import Config, SourceTable
 from digest.errors import ConfigError
+from digest.ingest import ingest_files
 from digest.store import SourceState, Store, iso
 
 from .conftest import NOW, RunCli, make_config
 from .http_servers import Site, chunked_forever, reply, serve
+from .smtp_servers import Server
+from .test_scheduler import Running
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sources"
 DAILY = (FIXTURES / "daily_papers.json").read_bytes()
 RSS = (FIXTURES / "arxiv.rss").read_bytes()
 ETAG = '"v1"'
+SEED = sorted((Path(__file__).parent.parent / "examples" / "dumps").glob("*.txt"))[0]
+BAD = {
+    "/truncated": DAILY[: len(DAILY) // 2],
+    "/shape": b'{"papers": []}',
+    "/untitled": b'[{"paper": {"id": "2501.00001", "summary": "x"}}]',
+    "/notxml": b"this is no feed at all",
+    "/huge": b"[" + b" " * (2 << 20) + b"]",
+}
 
 
 def api(handler: BaseHTTPRequestHandler, site: Site) -> None:
@@ -43,6 +54,16 @@ def api(handler: BaseHTTPRequestHandler, site: Site) -> None:
         reply(handler, 200, RSS, {"Content-Type": "application/rss+xml"})
     elif path.startswith("/stall"):
         chunked_forever(handler, site, b"[", 0.05)
+    elif path in BAD:
+        reply(handler, 200, BAD[path])
+    elif path.startswith("/loop"):
+        reply(handler, 302, b"", {"Location": "/loop"})
+    elif path.startswith("/dump"):
+        reply(handler, 200, SEED.read_bytes(), {"Content-Type": "text/plain"})
+    elif path.startswith("/flaky"):
+        site.requests.append(("flaky", {}))
+        failing = sum(1 for p, _ in site.requests if p == "flaky") == 1
+        reply(handler, *((500, b"oops") if failing else (200, DAILY)))
     elif handler.headers.get("If-None-Match") == ETAG:
         reply(handler, 304)
     else:
@@ -357,3 +378,93 @@ def test_prune_removes_old_responses_only_and_leaves_other_files(tmp_path: Path)
     assert not old.exists()
     assert new.exists()
     assert notes.exists()
+
+
+@pytest.mark.slow
+def test_the_daemon_fetches_delivers_what_one_source_brought_while_another_stalls_and_stops_in_time(
+    tmp_path: Path, site: Site, sink: Server
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[storage]\ndatabase = "var/digest.db"\n[inbox]\ndir = "inbox"\n[feeds]\ndir = "feeds"\n'
+        f'[delivery]\nbackend = "smtp"\n[smtp]\nport = {sink.port}\n'
+        '[schedule]\npoll_seconds = 1\ndeliver_at = ["after_ingest"]\n'
+        '[fetch]\narchive_dir = "archive"\ntimeout_seconds = 600\n'
+        f'[[sources]]\nname = "hf"\nkind = "daily-papers"\nurl = "{site.url}/api/daily_papers"\n'
+        f'[[sources]]\nname = "slow"\nkind = "daily-papers"\nurl = "{site.url}/stall"\n',
+        encoding="utf-8",
+    )
+    with closing(Store(tmp_path / "var" / "digest.db")) as store:
+        lifecycle.add(
+            store, subscribers.Wanted("ada@example.org", "retrieval OR routing"), "operator", NOW
+        )
+    service = Running(config, tmp_path / "n.sock")
+    service.expect("READY=1")
+    [message] = sink.handler.wait_for(1, timeout=30)  # from hf, while slow still stalls
+    assert message.rcpt_tos == ("ada@example.org",)
+    assert any(path == "/stall" for path, _ in site.requests)
+    code, err = service.stop()  # asserts the exit within 10 s of SIGTERM
+    assert code == 0, err
+    assert "source hf: ingested" in err
+    with closing(Store(tmp_path / "var" / "digest.db")) as store:
+        assert store.source_state("slow").failures == 0, "a stop is not the source's failure"
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "complaint"),
+    [
+        ("/garbage", "daily-papers", "not JSON"),
+        ("/truncated", "daily-papers", "not JSON"),
+        ("/shape", "daily-papers", "list"),
+        ("/untitled", "daily-papers", "title"),
+        ("/notxml", "arxiv", "feed"),
+        ("/huge", "daily-papers", "response over"),
+        ("/loop", "daily-papers", "redirect"),
+    ],
+)
+def test_bad_input_is_a_clear_failure_that_stores_nothing(
+    tmp_path: Path, site: Site, path: str, kind: str, complaint: str
+) -> None:
+    config = make_config(
+        tmp_path,
+        storage={"database": "digest.db"},
+        fetch={"archive_dir": "archive", "max_megabytes": 1},
+    )
+    source = SourceTable(name="bad", kind=kind, url=f"{site.url}{path}")
+    with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
+        (result,) = fetching.fetch_all(store, config, c, NOW, [source])
+        assert result.status == "failed"
+        assert complaint.casefold() in (result.error or "").casefold(), result.error
+        assert store.count("papers") == 0
+        assert store.count("dumps") == 0
+        assert store.source_state("bad").failures == 1
+
+
+def test_a_dump_at_a_url_is_fetched_like_a_dump_in_the_inbox(
+    tmp_path: Path, site: Site, seed_files: list[Path]
+) -> None:
+    config = make_config(tmp_path, storage={"database": "digest.db"}, fetch={"archive_dir": "a"})
+    source = SourceTable(name="mirror", kind="dump", url=f"{site.url}/dump")
+    with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
+        (result,) = fetching.fetch_all(store, config, c, NOW, [source])
+        assert result.status == "ingested"
+        assert result.new == store.count("papers") > 0
+    inbox = make_config(tmp_path / "other", storage={"database": "digest.db"})
+    (tmp_path / "other").mkdir()
+    with closing(Store(inbox.storage.database)) as store:
+        ingest_files(store, [SEED], NOW)
+        assert store.count("papers") == result.new
+
+
+def test_a_source_that_fails_then_answers_is_well_again(tmp_path: Path, site: Site) -> None:
+    config = make_config(tmp_path, storage={"database": "digest.db"}, fetch={"archive_dir": "a"})
+    source = SourceTable(name="flaky", kind="daily-papers", url=f"{site.url}/flaky")
+    with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
+        (first,) = fetching.fetch_all(store, config, c, NOW, [source])
+        assert first.status == "failed"
+        (second,) = fetching.fetch_all(store, config, c, NOW + timedelta(hours=1), [source])
+        assert second.status == "ingested"
+        state = store.source_state("flaky")
+    assert state.failures == 0
+    assert state.last_success == iso(NOW + timedelta(hours=1))
+    assert state.last_error  # the last error is kept for the operator, dated
