@@ -23,6 +23,8 @@ from digest import archive
 from digest.config import Config, FetchConfig, SourceTable
 from digest.errors import DigestError, SourceFailed, UsageError
 from digest.ingest import Response, ingest_response
+from digest.models import FileResult
+from digest.sources import Parsed
 from digest.sources.backoff import next_attempt
 from digest.sources.http import SourceClient, Validators, user_agent
 from digest.store import SourceState, Store, iso
@@ -147,14 +149,11 @@ def fetch_source(
         _succeeded(store, source, state, now, validators)
         return FetchResult(source.name, "not-modified", next_attempt=_next(source, now))
     listing = (day or now.astimezone(UTC).date()).isoformat()
-    name = archive.name_for(source.name, source.kind, listing, now)
-    archive.keep(config.fetch.archive_dir, name, fetched.body)
-    response = Response(source.name, source.kind, listing, fetched.body, name)
-    stored, parsed = ingest_response(store, response, now)
+    stored, parsed, archived = _store(store, config, source, listing, fetched.body, now)
     if stored.status == "rejected":
         reason = stored.error or "rejected"
-        log.error("source %s: %s (kept as %s)", source.name, reason, name)
-        return replace(_failed(store, source, now, reason, None), archived=name)
+        log.error("source %s: %s (kept as %s)", source.name, reason, archived)
+        return replace(_failed(store, source, now, reason, None), archived=archived)
     if parsed.skipped:
         log.warning(
             "source %s: skipped %d item(s): %s",
@@ -162,10 +161,9 @@ def fetch_source(
             len(parsed.skipped),
             "; ".join(parsed.skipped[:5]) + ("; …" if len(parsed.skipped) > 5 else ""),
         )
-    if day is None:
-        _succeeded(store, source, state, now, fetched.validators)
-    else:
-        _succeeded(store, source, state, now, validators_of(state))
+    _succeeded(
+        store, source, state, now, fetched.validators if day is None else validators_of(state)
+    )
     log.info(
         "source %s: %s, %d entries, %d new", source.name, stored.status, stored.entries, stored.new
     )
@@ -175,9 +173,25 @@ def fetch_source(
         stored.entries,
         stored.new,
         parsed.skipped,
-        archived=name,
+        archived=archived,
         next_attempt=_next(source, now),
     )
+
+
+def _store(
+    store: Store, config: Config, source: SourceTable, listing: str, body: bytes, now: datetime
+) -> tuple[FileResult, Parsed, str | None]:
+    """Archive the response, then ingest it; a duplicate's copy is dropped (the first is
+    kept), so the archive holds each response once and never one that was not offered."""
+    name = archive.name_for(source.name, source.kind, listing, now)
+    kept = archive.keep(config.fetch.archive_dir, name, body)
+    stored, parsed = ingest_response(
+        store, Response(source.name, source.kind, listing, body, name), now
+    )
+    if stored.status == "duplicate":
+        kept.unlink(missing_ok=True)
+        return stored, parsed, None
+    return stored, parsed, name
 
 
 def url_for(source: SourceTable, day: date | None) -> str:

@@ -157,6 +157,8 @@ def test_the_same_response_twice_is_a_duplicate_like_the_same_dump_twice(
     assert first.status == "ingested"
     assert second.status == "duplicate"
     assert second.new == 0
+    assert second.archived is None
+    assert [p.name for p in (tmp_path / "archive").iterdir()] == [first.archived]
 
 
 def test_one_failing_source_neither_stops_the_others_nor_hides(
