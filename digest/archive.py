@@ -2,7 +2,7 @@
 
 One file per response that changed, under ``[fetch] archive_dir``, named
 ``<source>.<listing date>.<fetched at>.<kind>.<ext>`` (e.g.
-``hf.2026-12-02.20261202T071500Z.daily-papers.json``), so that ``digest ingest
+``hf.2026-12-02.20261202T071500000000Z.daily-papers.json``), so that ``digest ingest
 FILE`` knows how to read it again and which source and listing it was, and a
 bug report can attach it as it came.  Files older than ``[fetch] archive_days``
 are pruned with the rest of retention.
@@ -18,9 +18,9 @@ from digest.files import write_atomic
 EXTENSIONS = {"daily-papers": "json", "arxiv": "xml", "dump": "txt"}
 _NAME = re.compile(
     r"(?P<source>[a-z0-9][a-z0-9-]{0,39})\.(?P<listing>\d{4}-\d{2}-\d{2})\."
-    r"(?P<stamp>\d{8}T\d{6}Z)\.(?P<kind>daily-papers|arxiv|dump)\.(?:json|xml|txt)"
+    r"(?P<stamp>\d{8}T\d{12}Z)\.(?P<kind>daily-papers|arxiv|dump)\.(?:json|xml|txt)"
 )
-_STAMP = "%Y%m%dT%H%M%SZ"
+_STAMP = "%Y%m%dT%H%M%S%fZ"  # to the microsecond: two fetches never share a name
 
 
 @dataclass(frozen=True, slots=True)

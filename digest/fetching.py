@@ -184,14 +184,17 @@ def _store(
     """Archive the response, then ingest it; a duplicate's copy is dropped (the first is
     kept), so the archive holds each response once and never one that was not offered."""
     name = archive.name_for(source.name, source.kind, listing, now)
-    kept = archive.keep(config.fetch.archive_dir, name, body)
-    stored, parsed = ingest_response(
-        store, Response(source.name, source.kind, listing, body, name), now
-    )
-    if stored.status == "duplicate":
-        kept.unlink(missing_ok=True)
-        return stored, parsed, None
-    return stored, parsed, name
+    path = config.fetch.archive_dir / name
+    fresh = not path.exists()  # not so only when one instant fetches twice (a fixed clock)
+    if fresh:
+        archive.keep(config.fetch.archive_dir, name, body)
+    response = Response(source.name, source.kind, listing, body, name)
+    stored, parsed = ingest_response(store, response, now)
+    if stored.status != "duplicate":
+        return stored, parsed, name
+    if fresh:
+        path.unlink(missing_ok=True)
+    return stored, parsed, None
 
 
 def url_for(source: SourceTable, day: date | None) -> str:

@@ -151,9 +151,12 @@ def test_the_same_response_twice_is_a_duplicate_like_the_same_dump_twice(
     source = SourceTable(name="hf", kind="daily-papers", url=f"{site.url}/api/daily_papers")
     with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
         first = fetching.fetch_source(store, config, c, source, NOW, force=True)
+        assert first.archived is not None
         # a server that forgot its ETag sends the same bytes again
         store.save_source_state(SourceState("hf"))
-        second = fetching.fetch_source(store, config, c, source, NOW, force=True)
+        second = fetching.fetch_source(
+            store, config, c, source, NOW + timedelta(hours=1), force=True
+        )
     assert first.status == "ingested"
     assert second.status == "duplicate"
     assert second.new == 0
@@ -351,9 +354,14 @@ def test_an_archive_name_says_source_listing_time_and_kind_and_nothing_else_pars
     tmp_path: Path,
 ) -> None:
     name = archive.name_for("hf", "daily-papers", "2026-11-24", NOW)
-    assert name == "hf.2026-11-24.20261124T070000Z.daily-papers.json"
+    assert name == "hf.2026-11-24.20261124T070000000000Z.daily-papers.json"
     assert archive.parse_name(name) == archive.Archived("hf", "2026-11-24", NOW, "daily-papers")
-    for other in ("2026-11-24.txt", "hf.2026-13-40.20261124T070000Z.arxiv.xml", name + ".tmp"):
+    for other in (
+        "2026-11-24.txt",
+        "hf.2026-13-40.20261124T070000000000Z.arxiv.xml",
+        "hf.2026-11-24.20261124T070000Z.dump.txt",
+        name + ".tmp",
+    ):
         assert archive.parse_name(other) is None
 
 
