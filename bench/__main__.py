@@ -1,7 +1,7 @@
 """``python -m bench``: run each stage's benchmark, print its figures, then a summary table.
 
 Each stage is one module with ``run(settings) -> list[Figure]``, listed in
-``STAGES`` below in pipeline order (ingest, match, render, send, then the
+``STAGES`` below in pipeline order (ingest, fetch, match, render, send, then the
 whole daily cycle); add later stages (feeds) there.  Stages that would run
 long use fewer rounds unless ``--repeat`` is given (``Settings.rounds``); the
 shared data they generate is in ``bench.workload``.  A FAIL against a target
@@ -26,6 +26,7 @@ from bench import (
     Settings,
     cycle,
     feeds,
+    fetch,
     ingest,
     match,
     number,
@@ -40,6 +41,7 @@ Stage = Callable[[Settings], list[Figure]]
 
 STAGES: dict[str, Stage] = {
     "ingest": ingest.run,
+    "fetch": fetch.run,
     "match": match.run,
     "render": render.run,
     "send": send.run,

@@ -169,7 +169,7 @@ def generate(path: Path, entries: int, seed: int) -> DumpInfo:
 def measure_cli(folder: Path, dump: DumpInfo) -> ChildRun:
     """``digest ingest --json`` on a fresh database, in a fresh, measured process."""
     config = write_config(folder)
-    _settle()
+    settle()
     progress(f"[{STAGE}] timing digest ingest …")
     child = run_measured(digest_argv(config, dump.path), folder, child_env())
     check_report(child, dump.entries)
@@ -219,7 +219,7 @@ def check_database(database: Path, entries: int) -> None:
         raise BenchError(f"database holds {papers:,} papers, {indexed:,} indexed")
 
 
-def _settle() -> None:
+def settle() -> None:
     """Flush dirty pages left by earlier steps so they are not written during a timing."""
     if hasattr(os, "sync"):
         os.sync()
@@ -231,7 +231,7 @@ def _settle() -> None:
 def measure_ceiling(database: Path, rows: list[Row]) -> CeilingTimes:
     """Bare executemany + FTS5 rebuild of the same rows, prepared before the clock starts."""
     database.parent.mkdir(parents=True, exist_ok=True)
-    _settle()
+    settle()
     return bare_sqlite(database, rows)
 
 

@@ -184,6 +184,8 @@ def entry_problem(title: str, abstract: str) -> str | None:
     a source's fields never went through lines, so the same pattern is checked here.
     """
     for name, text in (("title", title), ("abstract", abstract)):
+        if text.isprintable():  # no control character, no surrogate: one fast pass
+            continue
         control = _CONTROL.search(text)
         if control:
             return f"{name} has a control character (U+{ord(control.group()):04X})"
