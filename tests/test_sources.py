@@ -30,6 +30,7 @@ from digest.sources.arxiv import parse_arxiv
 from digest.sources.backoff import DAY, backoff, next_attempt
 from digest.sources.daily_papers import parse_daily_papers
 from digest.sources.http import SourceClient, Validators, retry_after, user_agent
+from digest.sources.listing import careful_person, person
 
 from .http_servers import Respond, Site, chunked_forever, reply, serve
 
@@ -765,3 +766,16 @@ def test_a_rejected_dump_is_the_reason_a_dump_source_fails() -> None:
 def test_an_unknown_kind_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown source kind 'rss'"):
         parse("rss", b"", "t")
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.text(),
+        st.text(alphabet=" \t\u00a0\u202eab\x00\ud800", max_size=8),
+        st.none(),
+        st.integers(),
+    )
+)
+def test_a_names_quick_path_says_what_the_careful_one_says(value: object) -> None:
+    assert person(value) == careful_person(value)

@@ -151,7 +151,26 @@ def iso_date(value: object) -> str | None:
 
 
 def person(value: object) -> str | None:
-    """An author's name: text of at most NAME_MAX characters with no control character."""
+    """An author's name: text of at most NAME_MAX characters with no control character.
+
+    Most names are printable with single spaces, which already is what the careful
+    path would return (a control character or surrogate is never printable): they
+    skip it, which on a listing of 2,000 papers saves most of the authors' cost.
+    """
+    if (
+        type(value) is str
+        and value.isprintable()
+        and len(value) <= NAME_MAX
+        and "  " not in value
+        and value[:1] != " "
+        and value[-1:] != " "
+    ):
+        return value or None
+    return careful_person(value)
+
+
+def careful_person(value: object) -> str | None:
+    """``person`` the long way: whitespace collapsed, then length and characters checked."""
     name = clean_text(value)
     if not name or len(name) > NAME_MAX or _UNSAFE.search(name):
         return None

@@ -58,69 +58,102 @@ class PaperStore(Base):
         total = new = 0
         for batch in batches:
             if any(entry.meta is not None for entry in batch):
-                batch = self._identified(batch)
-            seqs: dict[str, int] = {}
-            papers: list[tuple[Any, ...]] = []
-            for _position, title, abstract, _line, pid, links, _meta in batch:
-                if pid not in seqs:
-                    seqs[pid] = next_seq
-                    links_json = json.dumps(links) if links else "[]"
-                    papers.append((next_seq, pid, title, abstract, links_json, stamp, dump_id))
-                    next_seq += 1
-            added = self._insert_papers(papers)
-            if added < len(papers):
-                seqs = self._seqs_of(set(seqs))
-            self._add_sightings(dump_id, batch, seqs)
+                added, next_seq = self._add_sourced(dump_id, batch, next_seq, stamp)
+            else:
+                added, next_seq = self._add_dumped(dump_id, batch, next_seq, stamp)
             total += len(batch)
             new += added
         return DumpCounts(total, new, total - new)
 
-    def _add_sightings(self, dump_id: int, batch: Sequence[Entry], seqs: dict[str, int]) -> None:
+    def _add_dumped(
+        self, dump_id: int, batch: Sequence[Entry], next_seq: int, stamp: str
+    ) -> tuple[int, int]:
+        """A text dump's entries: the hot path of a big ingest, insert first, look up after."""
+        seqs: dict[str, int] = {}
+        papers: list[tuple[Any, ...]] = []
+        for _position, title, abstract, _line, pid, links, _meta in batch:
+            if pid not in seqs:
+                seqs[pid] = next_seq
+                links_json = json.dumps(links) if links else "[]"
+                papers.append((next_seq, pid, title, abstract, links_json, stamp, dump_id))
+                next_seq += 1
+        added = self._insert_papers(_INSERT_PAPER, papers)
+        if added < len(papers):
+            seqs = self._seqs_of(set(seqs))
+        self.db.conn.executemany(
+            "INSERT INTO sightings (dump_id, position, paper_seq) VALUES (?, ?, ?)",
+            [(dump_id, entry.position, seqs[entry.paper_id]) for entry in batch],
+        )
+        return added, next_seq
+
+    def _add_sourced(
+        self, dump_id: int, batch: Sequence[Entry], next_seq: int, stamp: str
+    ) -> tuple[int, int]:
+        """A source's entries: which stored paper each is, new papers inserted with what the
+        source knows, stored ones given what they lack, each sighting with its votes."""
+        batch = self._identified(batch)
+        known = self._seqs_of({entry.paper_id for entry in batch})
+        seqs = dict(known)
+        papers: list[tuple[Any, ...]] = []
+        for entry in batch:
+            if entry.paper_id not in seqs:
+                seqs[entry.paper_id] = next_seq
+                papers.append(_sourced_row(next_seq, entry, stamp, dump_id))
+                next_seq += 1
+        added = self._insert_papers(_INSERT_SOURCED, papers)
         conn = self.db.conn
-        if all(entry.meta is None for entry in batch):
-            conn.executemany(
-                "INSERT INTO sightings (dump_id, position, paper_seq) VALUES (?, ?, ?)",
-                [(dump_id, entry.position, seqs[entry.paper_id]) for entry in batch],
-            )
-            return
         conn.executemany(
             "INSERT INTO sightings (dump_id, position, paper_seq, upvotes, comments) "
             "VALUES (?, ?, ?, ?, ?)",
             [(dump_id, e.position, seqs[e.paper_id], *_votes(e.meta)) for e in batch],
         )
-        conn.executemany(_ENRICH, [_enrichment(seqs[e.paper_id], e.meta) for e in batch if e.meta])
+        conn.executemany(
+            _ENRICH,
+            [
+                _enrichment(known[e.paper_id], e.meta)
+                for e in batch
+                if e.meta and e.paper_id in known
+            ],
+        )
+        return added, next_seq
 
     def _identified(self, batch: Sequence[Entry]) -> list[Entry]:
         """Each entry with the id of the stored paper it is: the one with its arXiv id, or
         the one with its title and no other arXiv id; a paper with the title of another
         (different arXiv id) gets an id of its own."""
+        wanted = {e.meta.arxiv_id for e in batch if e.meta and e.meta.arxiv_id}
+        by_arxiv = dict(self._rows("SELECT arxiv_id, id FROM papers WHERE arxiv_id IN", wanted))
+        titled = dict(
+            self._rows("SELECT id, arxiv_id FROM papers WHERE id IN", {e.paper_id for e in batch})
+        )
         found = []
         for entry in batch:
             arxiv_id = entry.meta.arxiv_id if entry.meta else None
             if arxiv_id is None:
                 found.append(entry)
-                continue
-            row = self.db.execute(
-                "SELECT id FROM papers WHERE arxiv_id = ? UNION ALL "
-                "SELECT id FROM papers WHERE id = ? AND COALESCE(arxiv_id, ?) = ? LIMIT 1",
-                [arxiv_id, entry.paper_id, arxiv_id, arxiv_id],
-            ).fetchone()
-            if row is not None:
-                found.append(entry._replace(paper_id=row[0]))
-            elif self._seqs_of({entry.paper_id}):
+            elif arxiv_id in by_arxiv:
+                found.append(entry._replace(paper_id=by_arxiv[arxiv_id]))
+            elif entry.paper_id in titled and titled[entry.paper_id] not in (None, arxiv_id):
                 found.append(entry._replace(paper_id=title_and_arxiv_id(entry.title, arxiv_id)))
             else:
                 found.append(entry)
         return found
 
-    def _insert_papers(self, papers: list[tuple[Any, ...]]) -> int:
+    def _rows(self, select_in: str, values: set[str]) -> list[tuple[Any, ...]]:
+        """``SELECT … WHERE column IN (values)``, in chunks within SQLite's variable limit."""
+        ordered = sorted(values)
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(ordered), 900):
+            chunk = ordered[start : start + 900]
+            rows += self.db.execute(f"{select_in} ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
+
+    def _insert_papers(self, insert: str, papers: list[tuple[Any, ...]]) -> int:
         """Insert the papers whose id is not stored yet, and index them; how many that was."""
+        if not papers:
+            return 0
         conn = self.db.conn
-        added = conn.executemany(
-            "INSERT INTO papers (seq, id, title, abstract, links, first_seen, first_dump) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            papers,
-        ).rowcount
+        added = conn.executemany(insert, papers).rowcount
         if added:
             conn.execute(
                 "INSERT INTO papers_fts (rowid, title, abstract) "
@@ -320,12 +353,40 @@ def _meta(row: Sequence[Any]) -> PaperMeta:
     )
 
 
+_INSERT_PAPER = (
+    "INSERT INTO papers (seq, id, title, abstract, links, first_seen, first_dump) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_SOURCED = (
+    "INSERT INTO papers (seq, id, title, abstract, links, first_seen, first_dump, "
+    "arxiv_id, authors, categories, published, github) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
 _ENRICH = (
     "UPDATE papers SET arxiv_id = COALESCE(arxiv_id, ?), "
     "authors = CASE WHEN authors = '[]' THEN ? ELSE authors END, "
     "categories = CASE WHEN categories = '[]' THEN ? ELSE categories END, "
     "published = COALESCE(published, ?), github = COALESCE(github, ?) WHERE seq = ?"
 )
+
+
+def _sourced_row(seq: int, entry: Entry, stamp: str, dump_id: int) -> tuple[Any, ...]:
+    meta = entry.meta or NO_META
+    links = json.dumps(entry.links) if entry.links else "[]"
+    return (
+        seq,
+        entry.paper_id,
+        entry.title,
+        entry.abstract,
+        links,
+        stamp,
+        dump_id,
+        meta.arxiv_id,
+        json.dumps(meta.authors),
+        json.dumps(meta.categories),
+        meta.published,
+        meta.github,
+    )
 
 
 def _votes(meta: PaperMeta | None) -> tuple[int | None, int | None]:
