@@ -113,8 +113,12 @@ def template_dir() -> Path:
 
 
 def template_environment() -> Environment:
-    """The one Jinja2 setup for email and web: autoescaped HTML, strict about undefined names."""
-    return Environment(
+    """The one Jinja2 setup for email and web: autoescaped HTML, strict about undefined names.
+
+    ``byline`` is a filter (``paper.meta.authors|byline``) for the pages that list papers
+    as rows: the one rule for a short byline, wherever a template needs it.
+    """
+    env = Environment(
         loader=FileSystemLoader(template_dir()),
         autoescape=select_autoescape(["html.j2"], default=False),
         undefined=StrictUndefined,
@@ -123,6 +127,8 @@ def template_environment() -> Environment:
         keep_trailing_newline=True,
         auto_reload=False,
     )
+    env.filters["byline"] = byline
+    return env
 
 
 class Renderer:
