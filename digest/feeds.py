@@ -27,8 +27,9 @@ sources never give, so RSS names them in ``dc:creator`` (Dublin Core, the elemen
 readers show), declared only in feeds that name someone: a feed of text-dump papers
 stays byte for byte what it was.
 
-Text from dumps, sources and subscribers is never markup: titles are XML text (escaped by lxml),
-content is HTML built here from escaped text, and characters XML 1.0 forbids are dropped.
+Text from dumps, sources and subscribers is never markup: titles, names and categories
+are XML text (escaped by lxml), content is HTML built here from escaped text, and
+characters XML 1.0 forbids are dropped.
 """
 
 import hashlib
@@ -54,13 +55,7 @@ from digest.errors import ConfigError
 from digest.files import make_private_dir
 from digest.match import compile_filter, shared_stemmer, trend_key
 from digest.models import PaperRow, Subscriber
-from digest.paper_links import (
-    LISTED_AUTHORS,
-    PaperLinks,
-    author_names,
-    links_of,
-    plain_name,
-)
+from digest.paper_links import LISTED_AUTHORS, PaperLinks, author_names, links_of, plain_name
 from digest.query import Corpus, Focus, to_fts5
 from digest.store import Store
 
@@ -226,7 +221,7 @@ class Feeds:
             links = links_of(paper, self.config.digest.paper_url)
             entry.link(href=links.abstract_url, rel="alternate")
             related = _related(links)
-            entry.register_extension("code", partial(_RelatedLinks, related), atom=True, rss=False)
+            entry.register_extension("related", partial(_RelatedLinks, related), rss=False)
             _credit(entry, paper)
             entry.published(seen)
             entry.updated(seen)

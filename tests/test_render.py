@@ -605,7 +605,9 @@ def test_the_small_links_say_whose_they_are_to_a_screen_reader(renderer: Rendere
         "A large collaboration on agents on Daily Papers",
         "PDF of Old-style agents",
     ]
-    assert len({label for label, _ in named}) == len(named)  # distinct, each with its visible label
+    assert len({label for label, _ in named}) == len(
+        named
+    )  # distinct; each holds its visible label
 
 
 def test_a_paper_without_an_arxiv_id_has_no_pdf_or_daily_papers_link(renderer: Renderer) -> None:
