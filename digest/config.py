@@ -128,9 +128,11 @@ class DigestConfig(Section):
 
     @field_validator("paper_url")
     @classmethod
-    def _has_title(cls, value: str) -> str:
+    def _http_with_title(cls, value: str) -> str:
         if "{title}" not in value:
             raise ValueError("must contain {title}, replaced by the URL-encoded paper title")
+        if not value.startswith(("http://", "https://")):  # readers follow it from mail and feeds
+            raise ValueError("must start with http:// or https://")
         return value
 
 

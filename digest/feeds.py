@@ -19,8 +19,17 @@ tiny query per request, so an ingest by another process (the scheduler) is seen 
 anyone calling ``invalidate()``.  ``build_all`` writes the same bytes into
 ``[feeds] dir`` atomically, for any static web server.
 
-Text from dumps and subscribers is never markup: titles are XML text (escaped by lxml),
-content is HTML built here from escaped text, and characters XML 1.0 forbids are dropped.
+An entry links to the paper's arXiv abstract when a source gave its id (else to
+``[digest] paper_url``), with its PDF, Daily Papers and code pages as related links,
+and carries the authors and categories sources gave (``paper_links``).  Atom names each
+author in ``<author><name>``; RSS 2.0's ``<author>`` must be an email address, which
+sources never give, so RSS names them in ``dc:creator`` (Dublin Core, the element feed
+readers show), declared only in feeds that name someone: a feed of text-dump papers
+stays byte for byte what it was.
+
+Text from dumps, sources and subscribers is never markup: titles, names and categories
+are XML text (escaped by lxml), content is HTML built here from escaped text, and
+characters XML 1.0 forbids are dropped.
 """
 
 import hashlib
@@ -45,7 +54,7 @@ from digest.errors import ConfigError
 from digest.files import write_atomic
 from digest.match import compile_filter, shared_stemmer, trend_key
 from digest.models import PaperRow, Subscriber
-from digest.paper_links import code_links, paper_url
+from digest.paper_links import LISTED_AUTHORS, PaperLinks, author_names, links_of, plain_name
 from digest.query import Corpus, Focus, to_fts5
 from digest.store import Store
 
@@ -202,16 +211,20 @@ class Feeds:
         gen.language("en")
         gen.generator("digest")
         gen.updated(modified)
+        if any(paper.meta.authors for paper in papers):
+            gen.load_extension("dc", atom=False, rss=True)  # before add_entry: entries inherit it
         for paper, seen in zip(papers, dates, strict=True):
             entry = gen.add_entry(order="append")
             entry.id(self._tag(f"paper/{paper.id}"))
             entry.title(_text(paper.title))
-            entry.link(href=paper_url(self.config.digest.paper_url, paper.title), rel="alternate")
-            code = code_links(paper.links)
-            entry.register_extension("code", partial(_RelatedLinks, code), atom=True, rss=False)
+            links = links_of(paper, self.config.digest.paper_url)
+            entry.link(href=links.abstract_url, rel="alternate")
+            related = _related(links)
+            entry.register_extension("related", partial(_RelatedLinks, related), rss=False)
+            _credit(entry, paper)
             entry.published(seen)
             entry.updated(seen)
-            entry.content(_content(paper.abstract, code), type="html")
+            entry.content(_content(paper.abstract, related), type="html")
         data = gen.atom_str(pretty=True) if fmt == "atom" else gen.rss_str(pretty=True)
         return FeedBody(
             data=data,
@@ -226,7 +239,8 @@ class Feeds:
 
 
 class _RelatedLinks:
-    """An Atom ``<link rel="related">`` per code link: a feedgen entry extension.
+    """An Atom ``<link rel="related">`` per PDF, Daily Papers or code link: a feedgen entry
+    extension.
 
     feedgen 1.0's ``FeedEntry.link`` drops each link's ``rel`` and ``title`` in Atom (a
     shadowed variable), which would turn code links into extra ``alternate`` links.
@@ -300,15 +314,37 @@ def _xml_safe(value: str) -> str:
 
 
 def _text(value: str) -> str:
-    """One line of XML-safe text (titles)."""
+    """One line of XML-safe text (titles, names, categories)."""
     return " ".join(_xml_safe(value).split())
 
 
-def _content(abstract: str, code: Sequence[tuple[str, str]]) -> str:
-    """The abstract as escaped HTML, then one link per code repository."""
+def _related(links: PaperLinks) -> list[tuple[str, str]]:
+    """(url, label) of the pages beside the abstract: PDF, Daily Papers, then code."""
+    found = [(links.pdf_url, "PDF"), (links.daily_papers_url, "Daily Papers")]
+    return [(url, label) for url, label in found if url] + list(links.code)
+
+
+def _credit(entry: Any, paper: PaperRow) -> None:
+    """The entry's authors (the first ``LISTED_AUTHORS``) and categories, as plain text.
+
+    Atom's ``<author>`` holds a name; feedgen writes RSS's ``<author>`` only with an
+    email, so there the names go to ``dc:creator`` (loaded by ``_build`` when needed).
+    """
+    listed = author_names(paper.meta.authors, LISTED_AUTHORS)
+    names = [name for name in map(_text, listed) if name]
+    if names:
+        entry.author([{"name": name} for name in names])
+        entry.dc.dc_creator(names)
+    terms = [term for term in map(_text, map(plain_name, paper.meta.categories)) if term]
+    if terms:
+        entry.category([{"term": term} for term in terms])
+
+
+def _content(abstract: str, related: Sequence[tuple[str, str]]) -> str:
+    """The abstract as escaped HTML, then one link per related page (PDF, code, ...)."""
     parts = [f"<p>{html.escape(_xml_safe(abstract), quote=False)}</p>"]
-    if code:
-        anchors = [f'<a href="{html.escape(url)}">{html.escape(label)}</a>' for url, label in code]
+    if related:
+        anchors = [f'<a href="{html.escape(u)}">{html.escape(label)}</a>' for u, label in related]
         parts.append(f"<p>{' · '.join(anchors)}</p>")
     return "\n".join(parts)
 

@@ -40,7 +40,7 @@ from digest.mime import confirmation_id as confirmation_id
 from digest.mime import message_id as message_id
 from digest.mime import sender_domain as sender_domain
 from digest.models import PaperRow, Subscriber
-from digest.paper_links import code_links, paper_url
+from digest.paper_links import PaperLinks, byline, links_of
 from digest.query import Node, terms
 
 MAX_BYTES = 100_000
@@ -60,6 +60,7 @@ CONFIRM_SUBJECTS: dict[ConfirmKind, str] = {
 }
 _LINE = re.compile(rf"(\S.{{0,{TEXT_WIDTH - 4}}})(?:\s+|$)|(\S+)\s*")  # a line, or a long word
 Segment = tuple[str, bool]
+Source = tuple[str, str, str]  # (url, visible label, accessible name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,10 @@ class PaperView:
     """One paper as both templates show it."""
 
     title: str
-    url: str
+    url: str  # its arXiv abstract page when a source gave the id, else ``[digest] paper_url``
+    byline: str  # "A, B and C", "A, B, C et al.", or empty (``paper_links.byline``)
+    byline_text: str  # the same, wrapped for the text part
+    sources: tuple[Source, ...]  # its PDF and Daily Papers pages, when the arXiv id is known
     badge: str
     matched: str
     segments: tuple[Segment, ...]  # the abstract excerpt; True marks a highlight
@@ -109,8 +113,12 @@ def template_dir() -> Path:
 
 
 def template_environment() -> Environment:
-    """The one Jinja2 setup for email and web: autoescaped HTML, strict about undefined names."""
-    return Environment(
+    """The one Jinja2 setup for email and web: autoescaped HTML, strict about undefined names.
+
+    ``byline`` is a filter (``paper.meta.authors|byline``) for the pages that list papers
+    as rows: the one rule for a short byline, wherever a template needs it.
+    """
+    env = Environment(
         loader=FileSystemLoader(template_dir()),
         autoescape=select_autoescape(["html.j2"], default=False),
         undefined=StrictUndefined,
@@ -119,6 +127,8 @@ def template_environment() -> Environment:
         keep_trailing_newline=True,
         auto_reload=False,
     )
+    env.filters["byline"] = byline
+    return env
 
 
 class Renderer:
@@ -242,14 +252,19 @@ class Renderer:
         abstract = CONTROL.sub(" ", paper.abstract)  # same length: match's spans still hold
         spans = _outside_links(list(match.spans), abstract, paper.links)
         segments = _segments(abstract, spans, *_excerpt(abstract, spans))
+        links = links_of(paper, self.config.digest.paper_url)
+        title, names = clean(paper.title), byline(paper.meta.authors)
         return PaperView(
-            title=clean(paper.title),
-            url=paper_url(self.config.digest.paper_url, paper.title),
+            title=title,
+            url=links.abstract_url,
+            byline=names,
+            byline_text=_wrap(names),
+            sources=_sources(links, title),
             badge=_badge(paper),
             matched=", ".join(match.matched),
             segments=segments,
             text=_wrap("".join(f"*{text}*" if marked else text for text, marked in segments)),
-            code=code_links(paper.links),
+            code=links.code,
         )
 
     def _headers(self, content: DigestContent, subject: str) -> list[tuple[str, str]]:
@@ -305,6 +320,17 @@ def _fit_terms(found: list[str], room: int) -> str:
 
 def _badge(paper: PaperRow) -> str:
     return f"{'Trending' if paper.times_seen > 1 else 'New'}: {trend_note(paper)}"
+
+
+def _sources(links: PaperLinks, title: str) -> tuple[Source, ...]:
+    """The small links beside a title.  Their visible labels repeat on every paper, so each
+    carries an accessible name that says whose it is (a screen reader's list of links)."""
+    found: list[Source] = []
+    if links.pdf_url:
+        found.append((links.pdf_url, "PDF", f"PDF of {title}"))
+    if links.daily_papers_url:
+        found.append((links.daily_papers_url, "Daily Papers", f"{title} on Daily Papers"))
+    return tuple(found)
 
 
 def _outside_links(

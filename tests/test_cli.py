@@ -7,12 +7,16 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import pytest
 
 from digest.cli import cli
+from digest.models import Entry, PaperMeta
+from digest.store import Store
 
 from .conftest import ROOT, RunCli
 
@@ -121,6 +125,24 @@ def test_papers_json_has_the_documented_fields(run_cli: RunCli, seed_files: list
     assert len(papers) == 689
     assert {"id", "title", "abstract", "first_seen", "times_seen"} <= set(papers[0])
     assert max(p["times_seen"] for p in papers) >= 2
+
+
+def test_papers_and_match_show_the_byline_a_source_gave(run_cli: RunCli, tmp_path: Path) -> None:
+    meta = PaperMeta(arxiv_id="2411.01234", authors=("Ada Lovelace", "Charles Babbage"))
+    when = datetime.now(UTC)
+    with closing(Store(tmp_path / "var" / "digest.db")) as store, store.write():
+        dump = store.add_dump("hf", "f" * 64, when, source="hf")
+        batch = [
+            Entry.of(1, "Zyzzyva agents", "An abstract about zyzzyva.", 1, meta),
+            Entry.of(2, "Zyzzyva without authors", "Another abstract about zyzzyva.", 2),
+        ]
+        store.finish_dump(dump, None, store.add_entries(dump, [batch], when))
+    listed = run_cli("papers").stdout.splitlines()
+    matched = run_cli("match", "--query", "zyzzyva").stdout.splitlines()
+    for lines in (listed, matched):
+        [first] = [i for i, line in enumerate(lines) if line.endswith("  Zyzzyva agents")]
+        assert lines[first + 1] == "    Ada Lovelace and Charles Babbage"
+        assert len(lines) == (3 if lines is listed else 5)  # no byline for the other paper
 
 
 def test_papers_since_filters_by_first_seen(run_cli: RunCli, seed_files: list[Path]) -> None:

@@ -126,6 +126,10 @@ BAD = {
         "[digest]\npaper_url = 'https://x.org'\n",
         "[digest] paper_url: must contain {title}",
     ),
+    "paper url not http": (
+        "[digest]\npaper_url = 'javascript:alert({title})'\n",
+        "[digest] paper_url: must start with http:// or https://",
+    ),
     "base url not http": (
         "[web]\nbase_url = 'ftp://x'\n",
         "[web] base_url: must start with http:// or https://",

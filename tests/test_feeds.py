@@ -25,8 +25,8 @@ from digest.errors import ConfigError
 from digest.feeds import FORMATS, FeedBody, Feeds, Format, build_all
 from digest.ingest import ingest_files
 from digest.links import token
-from digest.models import STATUSES, Entry, PaperRow, Subscriber
-from digest.paper_links import paper_url
+from digest.models import STATUSES, Entry, PaperMeta, PaperRow, Subscriber
+from digest.paper_links import LISTED_AUTHORS, paper_url
 from digest.store import Store, iso
 from digest.titles import paper_id
 
@@ -131,6 +131,17 @@ def add_papers(store: Store, entries: list[tuple[str, str]], at: datetime) -> No
         dump = store.add_dump("test.txt", hashlib.sha256(repr(entries).encode()).hexdigest(), at)
         batch = [Entry.of(i, title, text, i) for i, (title, text) in enumerate(entries, 1)]
         store.finish_dump(dump, None, store.add_entries(dump, [batch], at))
+
+
+def add_sourced(store: Store, papers: list[tuple[str, PaperMeta]], at: datetime) -> None:
+    """Store papers as a source's response does: each with what the source knows of it."""
+    with store.write():
+        dump = store.add_dump("hf", hashlib.sha256(repr(papers).encode()).hexdigest(), at, "hf")
+        batch = [
+            Entry.of(i, title, f"An abstract about agents, number {i}.", i, meta)
+            for i, (title, meta) in enumerate(papers, 1)
+        ]
+        store.finish_dump(dump, "2026-11-24", store.add_entries(dump, [batch], at))
 
 
 def entry_titles(body: FeedBody, fmt: Format) -> dict[str, str]:
@@ -301,6 +312,117 @@ def test_a_hostile_title_and_abstract_are_text_in_the_xml(
         assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in body.data
     content = parsed.entries[0].content[0].value if fmt == "atom" else parsed.entries[0].description
     assert "&lt;script&gt;alert(2)&lt;/script&gt;" in content  # escaped text inside the HTML
+
+
+# what sources know: authors, categories, arXiv links ------------------------------------
+
+SOURCED = PaperMeta(
+    arxiv_id="2411.01234",
+    authors=("Ada Lovelace", "Charles Babbage", "Émilie du Châtelet"),
+    categories=("cs.CL", "cs.AI"),
+    published="2026-11-20",
+    upvotes=42,
+    comments=3,
+    github="https://github.com/example/agents",
+)
+
+
+def entries_by_title(parsed: Any) -> dict[str, Any]:
+    return {entry.title: entry for entry in parsed.entries}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_entry_from_a_source_carries_authors_categories_and_arxiv_links(
+    store: Store, fmt: Format
+) -> None:
+    add_sourced(store, [("Agents from a source", SOURCED)], NOW)
+    add_papers(store, [("Agents from a text dump", "An abstract about agents.")], NOW)
+    body = Feeds(store, CONFIG).public(fmt)
+    entries = entries_by_title(parse(body))
+    sourced, dumped = entries["Agents from a source"], entries["Agents from a text dump"]
+    assert sourced.link == "https://arxiv.org/abs/2411.01234"
+    assert [a["name"] for a in sourced.authors] == list(SOURCED.authors)
+    assert [tag.term for tag in sourced.tags] == ["cs.CL", "cs.AI"]
+    html = sourced.content[0].value if fmt == "atom" else sourced.description
+    for url, label in [
+        ("https://arxiv.org/pdf/2411.01234", "PDF"),
+        ("https://huggingface.co/papers/2411.01234", "Daily Papers"),
+        ("https://github.com/example/agents", "Code (github.com/example/agents)"),
+    ]:
+        assert f'<a href="{url}">{label}</a>' in html
+        if fmt == "atom":
+            assert (url, label) in [(k.href, k.title) for k in sourced.links if k.rel == "related"]
+    assert dumped.link == paper_url(CONFIG.digest.paper_url, "Agents from a text dump")
+    assert "tags" not in dumped
+    assert "arxiv.org/pdf" not in (dumped.content[0].value if fmt == "atom" else dumped.description)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_rss_names_authors_in_dc_creator_and_atom_in_author(store: Store, fmt: Format) -> None:
+    """RSS 2.0's <author> must be an email address; sources give names only."""
+    add_sourced(store, [("Agents from a source", SOURCED)], NOW)
+    add_papers(store, [("Agents from a text dump", "An abstract about agents.")], NOW)
+    root = ElementTree.fromstring(Feeds(store, CONFIG).public(fmt).data)
+    dc = "{http://purl.org/dc/elements/1.1/}creator"
+    if fmt == "atom":
+        atom = "{http://www.w3.org/2005/Atom}"
+        found = {
+            e.findtext(f"{atom}title"): [a.findtext(f"{atom}name") for a in e.iter(f"{atom}author")]
+            for e in root.iter(f"{atom}entry")
+        }
+        assert not list(root.iter(dc))
+    else:
+        found = {e.findtext("title"): [c.text for c in e.iter(dc)] for e in root.iter("item")}
+        assert not list(root.iter("author"))
+    assert found == {"Agents from a source": list(SOURCED.authors), "Agents from a text dump": []}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_feed_without_authors_declares_no_dublin_core(populated: Store, fmt: Format) -> None:
+    assert b"purl.org/dc" not in Feeds(populated, CONFIG).public(fmt).data
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_entry_names_at_most_the_listed_authors(store: Store, fmt: Format) -> None:
+    authors = tuple(f"Author {i}" for i in range(LISTED_AUTHORS + 500))
+    add_sourced(store, [("A collaboration on agents", PaperMeta(authors=authors))], NOW)
+    [entry] = parse(Feeds(store, CONFIG).public(fmt)).entries
+    assert [a["name"] for a in entry.authors] == list(authors[:LISTED_AUTHORS])
+    assert entry.link == paper_url(CONFIG.digest.paper_url, "A collaboration on agents")
+
+
+HOSTILE_META = PaperMeta(
+    arxiv_id='2411.01234"><script>',
+    authors=(
+        "<script>alert(1)</script>",
+        'A "quoted" & <b>bold</b> ]]> name',
+        "Eve\u202eevil",
+        "Line\r\nbreak\x00\x0b",
+        "\u2066\u2069 \n",  # nothing left: no author
+    ),
+    categories=('cs.CL"/><category term="injected', "<b>x</b>", "\x1f"),
+    github="javascript:alert(1)",
+)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_hostile_names_and_categories_are_text_in_the_xml(store: Store, fmt: Format) -> None:
+    add_sourced(store, [("Agents under attack", HOSTILE_META)], NOW)
+    body = Feeds(store, CONFIG).public(fmt)
+    [entry] = parse(body).entries
+    assert [a["name"] for a in entry.authors] == [
+        "<script>alert(1)</script>",
+        'A "quoted" & <b>bold</b> ]]> name',
+        "Eve evil",
+        "Line break",
+    ]
+    assert [tag.term for tag in entry.tags] == ['cs.CL"/><category term="injected', "<b>x</b>"]
+    assert entry.link == "https://arxiv.org/abs/2411.01234%22%3E%3Cscript%3E"
+    assert b"<script" not in body.data
+    assert b"<b>" not in body.data
+    assert "\u202e".encode() not in body.data
+    assert b"javascript:" not in body.data
+    ElementTree.fromstring(body.data)  # well-formed
 
 
 # private feeds --------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from digest.errors import QueryError
 from digest.ingest import ingest_files
 from digest.links import links_for
 from digest.match import Match
-from digest.models import PaperRow, Subscriber
+from digest.models import NO_META, PaperMeta, PaperRow, Subscriber
 from digest.query import Or, Phrase, Prefix, Term, highlights, parse
 from digest.render import MAX_BYTES, DigestContent, Health, Renderer, message_id
 from digest.stemming import Stemmer, words
@@ -114,7 +114,9 @@ def seeded_digest(store: Store, cap: int = 10, subscriber: Subscriber = ADA) -> 
     return content_for(found[:cap], subscriber=subscriber, more=len(found[:]) - cap)
 
 
-def paper(n: int, title: str = "", abstract: str = ABSTRACT, **trend: int) -> Match:
+def paper(
+    n: int, title: str = "", abstract: str = ABSTRACT, meta: PaperMeta = NO_META, **trend: int
+) -> Match:
     row = PaperRow(
         seq=n,
         id=f"{n:016x}",
@@ -125,6 +127,7 @@ def paper(n: int, title: str = "", abstract: str = ABSTRACT, **trend: int) -> Ma
         times_seen=trend.get("times_seen", 1),
         best_position=trend.get("best_position", n),
         last_seen="2026-11-24T07:00:00Z",
+        meta=meta,
     )
     return Match(row, ["agents"], 1.0)
 
@@ -177,6 +180,59 @@ def test_the_seed_digest_matches_its_golden_file(
     assert golden.exists(), f"{golden} is missing: run pytest --update-golden and review it"
     expected = golden.read_text(encoding="utf-8")
     assert rendered == expected, (
+        f"{golden.name} differs from the rendering: if the change is intended, run "
+        "`.venv/bin/pytest tests/test_render.py --update-golden` and review the diff"
+    )
+
+
+SOURCED = [
+    paper(
+        1,
+        "Agents that plan with a language model",
+        meta=PaperMeta(
+            arxiv_id="2411.01234",
+            authors=("Ada Lovelace", "Charles Babbage", "Mary Somerville"),
+            categories=("cs.AI", "cs.CL"),
+            published="2026-11-20",
+            upvotes=42,
+            comments=5,
+            github="https://github.com/example/agents",  # the abstract links it too: shown once
+        ),
+        times_seen=2,
+        best_position=1,
+    ),
+    paper(
+        2,
+        "A large collaboration on agents",
+        abstract="Agents, measured by many hands over many years.",
+        meta=PaperMeta(
+            arxiv_id="2411.00002v3",
+            authors=tuple(f"Author Number{i}" for i in range(1, 40)),
+            upvotes=1,
+            github="https://github.com/collab/agents-kit",
+        ),
+    ),
+    paper(
+        3,
+        "Old-style agents",
+        meta=PaperMeta(arxiv_id="cs/0112017", authors=("Grace Hopper", "Alan Turing")),
+    ),
+    paper(4, "Agents known by name only", meta=PaperMeta(authors=("Émilie du Châtelet",))),
+    paper(5, "Agents from a text dump"),  # no meta: exactly as before sources
+]
+
+
+@pytest.mark.parametrize("part", ["html", "txt"])
+def test_a_digest_of_papers_from_sources_matches_its_golden_file(
+    renderer: Renderer, part: str, request: pytest.FixtureRequest
+) -> None:
+    content = content_for(SOURCED)
+    rendered = renderer.html(content) if part == "html" else renderer.text(content)
+    golden = GOLDEN / f"digest-sources.{part}"
+    if request.config.getoption("--update-golden"):
+        golden.write_text(rendered, encoding="utf-8", newline="")
+    assert golden.exists(), f"{golden} is missing: run pytest --update-golden and review it"
+    assert rendered == golden.read_text(encoding="utf-8"), (
         f"{golden.name} differs from the rendering: if the change is intended, run "
         "`.venv/bin/pytest tests/test_render.py --update-golden` and review the diff"
     )
@@ -413,6 +469,37 @@ def test_a_hostile_title_is_text_in_every_part_never_markup(
     assert title in text
 
 
+HOSTILE_AUTHORS = [
+    ("<script>alert(1)</script>", "<script>alert(1)</script>"),
+    ('"><img src=x onerror=alert(1)>', '"><img src=x onerror=alert(1)>'),
+    ("O'Brien & \"Quotes\"", "O'Brien & \"Quotes\""),
+    ("Eve\u202eliam.ecnalevol@ada", "Eve liam.ecnalevol@ada"),
+    ("\u2067Isolated\u2069 \u200fMarks", "Isolated Marks"),
+    ("Ada\r\nBcc: eve@example.org\r\n\r\n<b>body</b>", "Ada Bcc: eve@example.org <b>body</b>"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "shown"), HOSTILE_AUTHORS)
+def test_a_hostile_author_name_is_plain_text_in_every_part(
+    renderer: Renderer, name: str, shown: str
+) -> None:
+    meta = PaperMeta(arxiv_id="2411.01234", authors=(name, "Grace Hopper"))
+    plain = parsed(renderer.message(content_for([paper(1)])))
+    message = parsed(renderer.message(content_for([paper(1, meta=meta)])))
+    assert message["Bcc"] is None
+    assert len(message.keys()) == len(plain.keys())
+    html, text = body(message, "html"), body(message, "plain")
+    tags = Tags(html)
+    assert {tag for tag, _ in tags.tags} <= {
+        "html", "head", "meta", "title", "style", "body", "table", "tbody", "tr", "td",
+        "h1", "p", "span", "a", "strong",
+    }  # fmt: skip
+    assert not any(name.startswith("on") for _, attrs in tags.tags for name in attrs)
+    assert f"{shown} and Grace Hopper" in "".join(tags.text)
+    assert f"   {shown} and Grace Hopper\n" in text
+    assert not any(c in html + text for c in "\u202e\u2067\u2069\u200f")
+
+
 def test_a_hostile_filter_is_text_in_the_subject_and_the_html(renderer: Renderer) -> None:
     person = dataclasses.replace(ADA, filter='"<script>alert(1)</script>" OR agents')
     content = content_for([paper(1)], subscriber=person)
@@ -488,6 +575,50 @@ def test_paper_url_is_configurable(renderer: Renderer) -> None:
     assert "https://papers.example/s?q=A%20b%26c" in Tags(html).hrefs()
 
 
+def test_a_paper_from_a_source_links_its_abstract_pdf_daily_papers_and_code_in_both_parts(
+    renderer: Renderer,
+) -> None:
+    message = parsed(renderer.message(content_for(SOURCED[:2])))
+    hrefs, text = Tags(body(message, "html")).hrefs(), body(message, "plain")
+    for url in [
+        "https://arxiv.org/abs/2411.01234",
+        "https://arxiv.org/pdf/2411.01234",
+        "https://huggingface.co/papers/2411.01234",
+        "https://github.com/example/agents",
+        "https://arxiv.org/abs/2411.00002v3",
+        "https://arxiv.org/pdf/2411.00002v3",
+        "https://huggingface.co/papers/2411.00002",
+        "https://github.com/collab/agents-kit",
+    ]:
+        assert hrefs.count(url) == 1, url
+        assert text.count(f"{url}\n") == 1, url
+    assert all(href.startswith("https://") for href in hrefs)
+
+
+def test_the_small_links_say_whose_they_are_to_a_screen_reader(renderer: Renderer) -> None:
+    tags = Tags(renderer.html(content_for(SOURCED)))
+    named = [(a["aria-label"] or "", a["href"]) for tag, a in tags.tags if "aria-label" in a]
+    assert [label for label, _ in named] == [
+        "PDF of Agents that plan with a language model",
+        "Agents that plan with a language model on Daily Papers",
+        "PDF of A large collaboration on agents",
+        "A large collaboration on agents on Daily Papers",
+        "PDF of Old-style agents",
+    ]
+    assert len({label for label, _ in named}) == len(
+        named
+    )  # distinct; each holds its visible label
+
+
+def test_a_paper_without_an_arxiv_id_has_no_pdf_or_daily_papers_link(renderer: Renderer) -> None:
+    content = content_for(SOURCED[3:])
+    html, text = renderer.html(content), renderer.text(content)
+    assert "arxiv.org/pdf" not in html + text
+    assert "huggingface.co/papers" not in html + text
+    assert 'class="meta sources"' not in html
+    assert html.count('class="meta byline"') == 1  # the named paper; the text dump's has none
+
+
 CODE_LINKS = [
     ("https://github.com/org/repo", "Code (github.com/org/repo)"),
     ("https://www.github.com/org/repo/", "Code (github.com/org/repo)"),
@@ -530,6 +661,24 @@ def test_the_trend_badge(renderer: Renderer, times_seen: int, best: int, badge: 
     content = content_for([paper(1, times_seen=times_seen, best_position=best)])
     assert badge in renderer.html(content)
     assert badge in renderer.text(content)
+
+
+UPVOTES = [
+    (None, 1, "New: listed once at #1"),
+    (0, 1, "New: listed once at #1"),
+    (1, 1, "New: 1 upvote, listed once at #1"),
+    (42, 3, "Trending: 42 upvotes, seen in 3 listings, best #1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("upvotes", "times_seen", "badge"), UPVOTES)
+def test_the_trend_badge_leads_with_a_sources_upvotes(
+    renderer: Renderer, upvotes: int | None, times_seen: int, badge: str
+) -> None:
+    found = paper(1, meta=PaperMeta(upvotes=upvotes), times_seen=times_seen)
+    content = content_for([found])
+    assert f"{badge} · matched" in renderer.html(content)
+    assert f"   {badge} · matched" in renderer.text(content)
 
 
 def test_each_paper_says_which_terms_it_matched(seeds: Store, renderer: Renderer) -> None:
@@ -709,6 +858,23 @@ def test_fit_moves_the_overflow_into_more(renderer: Renderer) -> None:
     assert len(renderer.message(one_more)) >= MAX_BYTES, "fit() should keep as many as fit"
     text = body(parsed(data), "plain")
     assert f"{fitted.more} more papers match — see them all" in text
+
+
+def test_bylines_of_countless_long_names_still_fit(renderer: Renderer) -> None:
+    """A collaboration paper lists thousands of authors; a hostile source, endless names."""
+    names = tuple(f"{i:04d} " + "Longname " * 60 for i in range(3000))
+    matches = [
+        paper(n, meta=PaperMeta(arxiv_id=f"2411.{n:05d}", authors=names, upvotes=n))
+        for n in range(1, 201)
+    ]
+    content = content_for(matches)
+    fitted, data = renderer.fit(content)
+    assert 25 < len(fitted.matches) < 200
+    assert len(data) < MAX_BYTES
+    text = body(parsed(data), "plain")
+    assert text.count(" et al.\n") == len(fitted.matches)
+    assert "0003 Longname" not in text  # only the first three names, each cut short
+    assert max(len(line) for line in text.splitlines() if "Longname" in line) <= 72  # wrapped
 
 
 # message ids -------------------------------------------------------------------------------

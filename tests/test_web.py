@@ -36,7 +36,7 @@ from digest.config import Config, from_mapping
 from digest.errors import ConfigError, UsageError
 from digest.ingest import ingest_files
 from digest.mailer import Envelope, Outcome, Transport, transport_for
-from digest.models import Subscriber
+from digest.models import Entry, PaperMeta, Subscriber
 from digest.store import Store
 from digest.web import create_app, resolve_secret, start_in_thread
 from digest.web.feed_cache import FRESH_SECONDS
@@ -1177,6 +1177,110 @@ def test_a_paper_page_shows_listing_dates_and_positions_but_no_file_names(site: 
     assert re.findall(r"<tr><td>([^<]*)</td><td>#(\d+)</td>", html) == seen
     for name in files:
         assert name.removesuffix(".txt") not in html
+
+
+ZYZZYVA = PaperMeta(
+    arxiv_id="2411.01234",
+    authors=("Ada Lovelace", "Charles Babbage", "Mary Somerville", "Grace Hopper"),
+    categories=("cs.CL", "cs.AI"),
+    published="2026-11-20",
+    upvotes=42,
+    comments=3,
+    github="https://github.com/example/zyzzyva",
+)
+
+
+def add_sourced(site: Site, papers: list[tuple[str, PaperMeta]]) -> list[str]:
+    """Store papers as a source's response does, at NOW; their ids."""
+    with closing(Store(site.config.storage.database)) as store, store.write():
+        dump = store.add_dump("hf", "f" * 64, NOW, source="hf")
+        batch = [
+            Entry.of(i, title, f"Zyzzyva agents, paper {i}, with {ABSTRACT}", i, meta)
+            for i, (title, meta) in enumerate(papers, 1)
+        ]
+        store.finish_dump(dump, "2026-11-24", store.add_entries(dump, [batch], NOW))
+    return [entry.paper_id for entry in batch]
+
+
+def test_a_paper_page_shows_what_its_source_told(site: Site) -> None:
+    [paper_id] = add_sourced(site, [("Zyzzyva: agents that plan", ZYZZYVA)])
+    html = site.client.get(f"/papers/{paper_id}").text
+    assert (
+        '<p class="byline">Ada Lovelace, Charles Babbage, Mary Somerville and Grace Hopper</p>'
+        in html
+    )
+    assert (
+        "arXiv:2411.01234 · cs.CL, cs.AI · published 2026-11-20 · 42 upvotes · 3 comments" in html
+    )
+    links = re.findall(r'<a class="link" href="([^"]+)"[^>]*>([^<]+)</a>', html)
+    assert links[:4] == [
+        ("https://arxiv.org/abs/2411.01234", "Abstract on arXiv"),
+        ("https://arxiv.org/pdf/2411.01234", "PDF"),
+        ("https://huggingface.co/papers/2411.01234", "Daily Papers"),
+        ("https://github.com/example/zyzzyva", "Code (github.com/example/zyzzyva)"),
+    ]
+
+
+def test_a_paper_page_lists_the_first_20_authors_then_how_many_more(site: Site) -> None:
+    authors = tuple(f"Author {i}" for i in range(1, 31))
+    [paper_id] = add_sourced(
+        site, [("Zyzzyva collaboration", PaperMeta(authors=authors, upvotes=1))]
+    )
+    html = site.client.get(f"/papers/{paper_id}").text
+    named = ", ".join(authors[:20])
+    assert f'<p class="byline">{named} and 10 more</p>' in html
+    assert '<p class="hint">1 upvote</p>' in html
+    assert re.search(
+        r'<a class="link" href="https://arxiv.org/search/\?query=Zyzzyva%20collaboration[^"]*">Find this paper</a>',
+        html,
+    )
+    assert "arxiv.org/pdf" not in html
+
+
+def test_a_paper_page_of_a_text_dump_shows_no_source_facts(site: Site) -> None:
+    with closing(Store(site.config.storage.database)) as store:
+        paper = store.papers(limit=1)[0]
+    html = site.client.get(f"/papers/{paper.id}").text
+    assert 'class="byline"' not in html
+    assert "arXiv:" not in html
+    assert ">Find this paper</a>" in html
+
+
+def test_hostile_author_names_are_text_on_the_paper_page(site: Site) -> None:
+    meta = PaperMeta(
+        authors=("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "Eve\u202eevil"),
+        categories=("<b>cs.CL</b>",),
+        published='2026"><script>',
+    )
+    [paper_id] = add_sourced(site, [("Zyzzyva under attack", meta)])
+    html = site.client.get(f"/papers/{paper_id}").text
+    assert "<script" not in html
+    assert "<img" not in html
+    assert "<b>" not in html
+    assert "\u202e" not in html
+    assert (
+        "&lt;script&gt;alert(1)&lt;/script&gt;, &#34;&gt;&lt;img src=x onerror=alert(1)&gt; and Eve evil"
+        in html
+    )
+
+
+def test_the_preview_and_the_more_page_show_bylines(make_site: MakeSite) -> None:
+    site = make_site(digest={"max_papers": 1})
+    add_sourced(
+        site, [("Zyzzyva one", ZYZZYVA), ("Zyzzyva two", PaperMeta(authors=("Grace Hopper",)))]
+    )
+    preview = site.subscribe("ada@example.org", "zyzzyva", action="preview").text
+    assert "Zyzzyva one</a><br>Ada Lovelace, Charles Babbage, Mary Somerville et al.<br>" in preview
+    assert "Zyzzyva two</a><br>Grace Hopper<br>" in preview
+    site.active("ada@example.org", "zyzzyva")
+    [mail] = site.send_digests()
+    text = text_of(mail)
+    assert (
+        "1. Zyzzyva one\n   Ada Lovelace, Charles Babbage, Mary Somerville et al.\n   https://arxiv.org/abs/2411.01234\n"
+        in text
+    )
+    page = site.client.get(more_line(mail)[1]).text
+    assert "Zyzzyva two</a><br>Grace Hopper<br>" in page
 
 
 @pytest.mark.parametrize("ref", ["0000000000000000", "not-an-id", "A" * 16])

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +21,7 @@ import click
 from digest import config as config_module
 from digest.config import Config
 from digest.errors import DigestError, UsageError
+from digest.paper_links import byline
 from digest.store import Store, iso
 
 if TYPE_CHECKING:
@@ -193,6 +194,13 @@ def errors(app: App) -> Iterator[None]:
         yield
     except DigestError as err:
         fail(err, app.verbose)
+
+
+def echo_byline(authors: Sequence[str]) -> None:
+    """A listed paper's byline, indented under its title; nothing when no source named anyone."""
+    names = byline(authors)
+    if names:
+        click.echo(f"    {names}")
 
 
 def emit_json(data: Any) -> None:

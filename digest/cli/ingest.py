@@ -11,7 +11,7 @@ import click
 
 from digest import ingest as ingest_module
 from digest import match
-from digest.cli.app import App, emit_json, errors, now, parse_since
+from digest.cli.app import App, echo_byline, emit_json, errors, now, parse_since
 from digest.errors import UsageError
 from digest.models import IngestReport
 
@@ -112,6 +112,7 @@ def papers(app: App, since: str | None, query: str | None, limit: int, as_json: 
         return
     for row in rows:
         click.echo(f"{row.id}  {row.first_seen[:10]}  seen {row.times_seen}×  {row.title}")
+        echo_byline(row.meta.authors)
     if not rows:
         click.echo("no papers", err=True)
 

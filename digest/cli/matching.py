@@ -3,7 +3,7 @@
 import click
 
 from digest import match, subscribers
-from digest.cli.app import App, emit_json, errors, now, parse_since
+from digest.cli.app import App, echo_byline, emit_json, errors, now, parse_since
 from digest.errors import UsageError
 
 
@@ -48,6 +48,7 @@ def _print_matches(found: list[match.Match], as_json: bool) -> None:
         return
     for m in found:
         click.echo(f"{m.paper.id}  seen {m.paper.times_seen}×  {m.paper.title}")
+        echo_byline(m.paper.meta.authors)
         click.echo(f"    matched: {', '.join(m.matched)}")
     click.echo(f"{len(found)} papers", err=True)
 

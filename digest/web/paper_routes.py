@@ -8,13 +8,14 @@ newest few).  Who may read a private feed may read it, as long as they subscribe
 
 import logging
 import re
+from typing import NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from digest import links, match
-from digest.models import Subscriber
-from digest.paper_links import paper_url
+from digest.models import PaperMeta, PaperRow, Subscriber
+from digest.paper_links import full_byline, links_of, plain_name
 from digest.store import Store
 from digest.web.state import web_of
 
@@ -40,10 +41,40 @@ def paper(request: Request) -> Response:
         "paper",
         title=found.title,
         paper=found,
-        url=paper_url(web.config.digest.paper_url, found.title),
+        byline=full_byline(found.meta.authors),
+        facts=_facts(found.meta),
+        read=_links(found, web.config.digest.paper_url),
         sightings=history,
         cache="public, max-age=300",
     )
+
+
+class _Reading(NamedTuple):
+    """Where to read a paper: ``url`` (its arXiv abstract, else the search) and the source's
+    ``pages`` (PDF, Daily Papers, code not already among the abstract's own links)."""
+
+    url: str
+    label: str
+    pages: list[tuple[str, str]]
+
+
+def _links(paper: PaperRow, search: str) -> _Reading:
+    found = links_of(paper, search)
+    pages = [(found.pdf_url, "PDF"), (found.daily_papers_url, "Daily Papers")]
+    pages += [(url, label) for url, label in found.code if url not in paper.links]
+    label = "Abstract on arXiv" if found.pdf_url else "Find this paper"
+    return _Reading(found.abstract_url, label, [(url, text) for url, text in pages if url])
+
+
+def _facts(meta: PaperMeta) -> list[str]:
+    """What a source told of the paper, one short phrase each; none for a text dump's paper."""
+    found = [f"arXiv:{plain_name(meta.arxiv_id)}" if meta.arxiv_id else ""]
+    found.append(", ".join(filter(None, map(plain_name, meta.categories))))
+    found.append(f"published {plain_name(meta.published)}" if meta.published else "")
+    for count, noun in ((meta.upvotes, "upvote"), (meta.comments, "comment")):
+        if count is not None:
+            found.append(f"{count} {noun}{'' if count == 1 else 's'}")
+    return [fact for fact in found if fact]
 
 
 def matches(request: Request) -> Response:

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from digest import match
 from digest.dates import weekday_month_day
-from digest.paper_links import paper_url
+from digest.paper_links import byline, links_of
 from digest.store import Store
 from digest.subscribers import check_filter
 
@@ -23,6 +23,7 @@ class PreviewPaper:
     id: str
     title: str
     url: str
+    byline: str  # "A, B and C", or empty when no source named the authors
     badge: str
     matched: str
     first_seen: str
@@ -67,7 +68,8 @@ def _paper(found: match.Match, paper_link: str) -> PreviewPaper:
     return PreviewPaper(
         id=paper.id,
         title=paper.title,
-        url=paper_url(paper_link, paper.title),
+        url=links_of(paper, paper_link).abstract_url,
+        byline=byline(paper.meta.authors),
         badge=badge,
         matched=", ".join(found.matched),
         first_seen=_label(paper.first_seen[:10]),
