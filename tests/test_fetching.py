@@ -6,6 +6,7 @@ when told, stalls when told.  Everything runs through the CLI or ``fetching``
 itself with a real store file and a real archive folder.
 """
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -478,3 +479,47 @@ def test_a_source_that_fails_then_answers_is_well_again(tmp_path: Path, site: Si
     assert state.failures == 0
     assert state.last_success == iso(NOW + timedelta(hours=1))
     assert state.last_error  # the last error is kept for the operator, dated
+
+
+def test_a_seed_paper_then_seen_by_a_source_is_one_paper_whose_digest_links_its_abstract(
+    tmp_path: Path, seed_files: list[Path], run_cli: RunCli
+) -> None:
+    assert run_cli("ingest", *map(str, seed_files)).exit_code == 0
+    with closing(Store(tmp_path / "var" / "digest.db")) as store:
+        seeded = store.papers()[0]
+        before = store.count("papers")
+    item = {
+        "paper": {
+            "id": "2411.04242v2",
+            "title": f"  {seeded.title.upper()} ",
+            "summary": seeded.abstract,
+            "authors": [{"name": "Łukasz Kaiser"}, {"name": "Ada Lovelace"}],
+            "upvotes": 42,
+        },
+        "numComments": 3,
+    }
+    body = json.dumps([item]).encode()
+    with serve(lambda handler, site: reply(handler, 200, body)) as site:
+        config = tmp_path / "config.toml"
+        config.write_text(
+            config.read_text(encoding="utf-8")
+            + f'[[sources]]\nname = "hf"\nkind = "daily-papers"\nurl = "{site.url}/api"\n',
+            encoding="utf-8",
+        )
+        fetched = run_cli("fetch", "--json")
+    assert fetched.exit_code == 0, fetched.stderr
+    assert fetched.json()[0]["new"] == 0
+    with closing(Store(tmp_path / "var" / "digest.db")) as store:
+        assert store.count("papers") == before
+        paper = store.paper(seeded.id)
+        assert paper is not None
+        assert paper.meta.arxiv_id == "2411.04242"
+        assert paper.meta.authors == ("Łukasz Kaiser", "Ada Lovelace")
+        assert paper.meta.upvotes == 42
+        lifecycle.add(
+            store, subscribers.Wanted("ada@example.org", f'"{seeded.title}"'), "operator", NOW
+        )
+    preview = run_cli("preview", "ada@example.org", "--text")
+    assert preview.exit_code == 0, preview.stderr
+    assert "https://arxiv.org/abs/2411.04242" in preview.stdout
+    assert "Łukasz Kaiser and Ada Lovelace" in preview.stdout
