@@ -15,6 +15,7 @@ from digest.errors import QueryError
 from digest.query import (
     And,
     Corpus,
+    Document,
     Explanation,
     Focus,
     Node,
@@ -44,6 +45,7 @@ def seed_papers() -> list[tuple[str, str]]:
 
 PAPERS = seed_papers()
 TITLES = [title for title, _ in PAPERS]
+DOCUMENTS = [Document(title, abstract) for title, abstract in PAPERS]
 STEMMER = Stemmer()
 ANALYSES = [(STEMMER.analyze(t), STEMMER.analyze(a)) for t, a in PAPERS]
 
@@ -67,7 +69,7 @@ WGAN = "Wasserstein GAN"
 
 @pytest.fixture(scope="module")
 def corpus() -> Corpus:
-    return Corpus(STEMMER, PAPERS)
+    return Corpus(STEMMER, DOCUMENTS)
 
 
 @pytest.fixture(scope="module")
@@ -489,7 +491,7 @@ def test_a_corpus_focused_on_one_filter_answers_it_as_the_full_one(
 ) -> None:
     """The preview and backtests index only what their filter asks about: same answers."""
     node = parse(query)
-    focused = Corpus(STEMMER, PAPERS, Focus.of(node, STEMMER))
+    focused = Corpus(STEMMER, DOCUMENTS, Focus.of(node, STEMMER))
     assert focused.evaluate(node) == corpus.evaluate(node)
     for i in members(corpus.evaluate(node)):
         assert focused.matched(node, i) == corpus.matched(node, i)

@@ -3,15 +3,16 @@
 * ``tree``: the nodes a filter parses into, and the walks over them.
 * ``syntax``: the lexer and parser (``parse``), the only code that reads user syntax.
 * ``prefilter``: ``to_fts5``, a safe superset ``MATCH`` for the store.
-* ``evaluation``: ``Corpus`` (and ``Focus``), which indexes documents once and answers
-  many filters with bit operations, plus BM25 relevance.
+* ``evaluation``: ``Corpus`` (and ``Focus``), which indexes documents (``Document``: title,
+  abstract, authors, categories) once and answers many filters with bit operations,
+  plus BM25 relevance.
 * ``explanation``: why a document does or does not match.
 * ``highlighting``: the spans of a text that a filter's terms match.
 
 The names other modules use are re-exported here.
 """
 
-from digest.query.evaluation import Corpus, Focus, members
+from digest.query.evaluation import Corpus, Document, Focus, members
 from digest.query.explanation import Explanation
 from digest.query.highlighting import highlights
 from digest.query.prefilter import to_fts5
@@ -35,6 +36,7 @@ __all__ = [
     "FIELDS",
     "And",
     "Corpus",
+    "Document",
     "Explanation",
     "FieldName",
     "Focus",

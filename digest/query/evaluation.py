@@ -15,10 +15,11 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import NamedTuple
 
 from digest.query.explanation import Explanation, explain, satisfied
 from digest.query.tree import (
-    FIELDS,
+    TEXT_FIELDS,
     And,
     Leaf,
     Node,
@@ -27,6 +28,7 @@ from digest.query.tree import (
     Phrase,
     Prefix,
     Term,
+    TextField,
     every_leaf,
     leaf_words,
     positive,
@@ -34,6 +36,16 @@ from digest.query.tree import (
 from digest.stemming import Stemmer, words
 
 _K1, _B = 1.2, 0.75  # the usual BM25 constants, as in FTS5's bm25()
+
+
+class Document(NamedTuple):
+    """What a filter sees of a paper: its text, and the authors and categories its
+    sources gave (none for a paper from text dumps)."""
+
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
 
 
 class _FieldIndex:
@@ -195,20 +207,20 @@ class Focus:
 
 
 class Corpus:
-    """Documents (title, abstract) indexed once so that many filters evaluate cheaply.
+    """Documents indexed once so that many filters evaluate cheaply.
 
     With ``focus`` (``Focus.of(node)``) only what that filter needs is indexed.
     """
 
     def __init__(
-        self, stemmer: Stemmer, documents: Sequence[tuple[str, str]], focus: Focus | None = None
+        self, stemmer: Stemmer, documents: Sequence[Document], focus: Focus | None = None
     ) -> None:
         self.stemmer = stemmer
         self.size = len(documents)
         self.all = (1 << self.size) - 1
-        self.fields = {
-            name: _FieldIndex([doc[k] for doc in documents], stemmer, focus)
-            for k, name in enumerate(FIELDS)
+        self.fields: dict[TextField, _FieldIndex] = {
+            "title": _FieldIndex([doc.title for doc in documents], stemmer, focus),
+            "abstract": _FieldIndex([doc.abstract for doc in documents], stemmer, focus),
         }
         self._memo: dict[Leaf, int] = {}
 
@@ -235,7 +247,7 @@ class Corpus:
 
     def _leaf(self, leaf: Leaf) -> int:
         bits = 0
-        for name in FIELDS if leaf.field is None else (leaf.field,):
+        for name in TEXT_FIELDS if leaf.field is None else (leaf.field,):
             index = self.fields[name]
             if isinstance(leaf, Term):
                 bits |= index.stems.get(self.stemmer.stem(leaf.word), 0)
@@ -265,7 +277,7 @@ class Corpus:
     def _frequency(self, leaf: Leaf, i: int) -> tuple[int, int, float]:
         """Occurrences of a satisfied leaf (a prefix counts once), field length, mean length."""
         tf, length, average = 0, 0, 0.0
-        for name in FIELDS if leaf.field is None else (leaf.field,):
+        for name in TEXT_FIELDS if leaf.field is None else (leaf.field,):
             index = self.fields[name]
             if not isinstance(leaf, Prefix):
                 tf += len(index.starts(self._stems(leaf), i))

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-FieldName = Literal["title", "abstract"]
-FIELDS: tuple[FieldName, ...] = ("title", "abstract")
+TextField = Literal["title", "abstract"]
+FieldName = TextField
+TEXT_FIELDS: tuple[TextField, ...] = ("title", "abstract")
+FIELDS: tuple[FieldName, ...] = TEXT_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
