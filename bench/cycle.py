@@ -44,6 +44,7 @@ from bench.workload import (
     write_papers,
 )
 from digest.config import DigestConfig
+from digest.match import documents
 from digest.query import Corpus, parse
 from digest.stemming import Stemmer
 from digest.store import Store
@@ -181,7 +182,7 @@ def expected_senders(database: Path) -> int:
     try:
         since = utc_now() - timedelta(days=DigestConfig().lookback_days)
         window = store.papers(since=since)
-        corpus = Corpus(Stemmer(), [(p.title, p.abstract) for p in window])
+        corpus = Corpus(Stemmer(), documents(window))
         filters = [s.filter for s in store.subscribers(["active"])]
     finally:
         store.close()

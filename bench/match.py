@@ -54,7 +54,7 @@ from bench.workload import (
     write_papers,
 )
 from digest.config import DigestConfig
-from digest.match import Batch, compile_filter, pending, shared_stemmer
+from digest.match import Batch, compile_filter, documents, pending, shared_stemmer
 from digest.models import Subscriber
 from digest.query import Corpus, members, parse
 from digest.stemming import FTS_TOKENIZE, Stemmer
@@ -206,7 +206,7 @@ def check_sample(setup: Setup, seed: int) -> None:
     settings = DigestConfig()
     batch = Batch(setup.store, settings, setup.now)
     window = setup.store.papers(since=setup.now - timedelta(days=settings.lookback_days))
-    corpus = Corpus(Stemmer(), [(p.title, p.abstract) for p in window])
+    corpus = Corpus(Stemmer(), documents(window))
     sample = random.Random(seed).sample(setup.subscribers, min(SAMPLE, len(setup.subscribers)))
     nonempty = 0
     for subscriber in sample:

@@ -35,7 +35,7 @@ from bench import BenchError, Settings, progress
 from bench.dumpgen import DumpInfo, load_corpus, write_dumps
 from digest.ingest import ingest_files
 from digest.models import Subscriber
-from digest.query import Corpus, parse
+from digest.query import Corpus, Document, parse
 from digest.stemming import Stemmer, words
 from digest.store import Store, iso
 
@@ -296,7 +296,7 @@ def matching_filters(
     For the stages that need full digests (render, send): a filter matching
     nothing gives no digest, one matching half the papers is not an interest.
     """
-    corpus = Corpus(Stemmer(), papers)
+    corpus = Corpus(Stemmer(), [Document(title, abstract) for title, abstract in papers])
     maker = FilterMaker(papers, seed)
     found: list[str] = []
     for _ in range(count * 100):

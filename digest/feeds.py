@@ -52,7 +52,7 @@ from digest import links
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.files import write_atomic
-from digest.match import compile_filter, shared_stemmer, trend_key
+from digest.match import compile_filter, documents, shared_stemmer, trend_key
 from digest.models import PaperRow, Subscriber
 from digest.paper_links import LISTED_AUTHORS, PaperLinks, author_names, links_of, plain_name
 from digest.query import Corpus, Focus, to_fts5
@@ -192,7 +192,7 @@ class Feeds:
         focus = Focus.of(node, stemmer)  # index only what this one filter asks about
         while start < len(candidates) and len(found) < wanted:
             chunk = candidates[start : start + size]
-            hits = Corpus(stemmer, [(p.title, p.abstract) for p in chunk], focus).evaluate(node)
+            hits = Corpus(stemmer, documents(chunk), focus).evaluate(node)
             found.extend(paper for i, paper in enumerate(chunk) if hits >> i & 1)
             start, size = start + size, size * 2
         return found[:wanted]

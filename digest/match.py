@@ -13,7 +13,7 @@ are the matches first stored after their last digest (or within
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -23,6 +23,7 @@ from digest.config import DigestConfig
 from digest.models import PaperRow, Subscriber
 from digest.query import (
     Corpus,
+    Document,
     Explanation,
     Focus,
     Node,
@@ -39,6 +40,12 @@ from digest.store import Store, iso
 def shared_stemmer() -> Stemmer:
     """One stem cache per process: every search and batch reuses the words already stemmed."""
     return Stemmer()
+
+
+def documents(papers: Iterable[PaperRow]) -> list[Document]:
+    """What the filter language sees of each paper: its title and abstract, and the
+    authors and categories its sources gave (``author:``, ``category:``)."""
+    return [Document(p.title, p.abstract, p.meta.authors, p.meta.categories) for p in papers]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +131,7 @@ def top_matches(
     first ``limit`` places get their relevance and matched terms computed: a
     preview of a filter matching thousands of papers costs what its head costs.
     """
-    corpus = Corpus(stemmer, [(p.title, p.abstract) for p in papers], Focus.of(node, stemmer))
+    corpus = Corpus(stemmer, documents(papers), Focus.of(node, stemmer))
     hits = list(members(corpus.evaluate(node)))
     contenders = _trend_head(hits, papers, limit)
     head = ranked(
@@ -317,9 +324,7 @@ class Batch:
         floor = min(self.last_seqs.values(), default=None)
         self.papers = store.window_papers(floor, first.since)
         self.seqs = [p.seq for p in self.papers]
-        self.corpus = Corpus(
-            stemmer or shared_stemmer(), [(p.title, p.abstract) for p in self.papers]
-        )
+        self.corpus = Corpus(stemmer or shared_stemmer(), documents(self.papers))
         self.delivered = store.delivered_since(self.seqs[0]) if self.seqs else {}
         self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
 
@@ -393,7 +398,7 @@ def explain(
 ) -> Verdict:
     """Say in words why ``paper`` is or is not in the subscriber's next digest."""
     node = parse(subscriber.filter)
-    corpus = Corpus(stemmer or shared_stemmer(), [(paper.title, paper.abstract)])
+    corpus = Corpus(stemmer or shared_stemmer(), documents([paper]))
     why = corpus.explain(node, 0)
     reasons = _filter_reasons(why, subscriber.filter)
     delivered = store.delivery(subscriber.id, paper.seq)

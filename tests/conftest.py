@@ -2,8 +2,9 @@
 an SMTP sink, the CLI."""
 
 import json
+import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 from digest.cli import cli
 from digest.config import Config, from_mapping
 from digest.ingest import ingest_files
+from digest.models import Entry
 from digest.store import Store
 
 from .smtp_servers import Server, Sink, serve
@@ -63,6 +65,17 @@ def seeded_store(tmp_path: Path, seeded_database: Path) -> Iterator[Store]:
 def copy_database(database: Path, folder: Path) -> Path:
     """A copy of a closed database (no WAL left beside it) as ``folder/digest.db``."""
     return Path(shutil.copy(database, folder / "digest.db"))
+
+
+def from_source(
+    store: Store, source: str, listing: str, entries: Sequence[Entry], at: datetime
+) -> None:
+    """A source's response stored as ingest stores it: one dump, its entries (with the
+    ``meta`` the source gave), its listing."""
+    with store.write():
+        dump = store.add_dump(f"{source}.{listing}", os.urandom(8).hex(), at, source=source)
+        counts = store.add_entries(dump, [entries], at)
+        store.finish_dump(dump, listing, counts)
 
 
 def make_config(folder: Path | None = None, **sections: Mapping[str, Any] | list[Any]) -> Config:

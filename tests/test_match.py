@@ -9,11 +9,11 @@ import pytest
 from digest import lifecycle, match, subscribers
 from digest.config import DigestConfig
 from digest.ingest import ingest_files
-from digest.models import Subscriber
+from digest.models import Entry, PaperMeta, PaperRow, Subscriber
 from digest.stemming import Stemmer
 from digest.store import Store, iso
 
-from .conftest import RunCli
+from .conftest import RunCli, from_source
 
 SETTINGS = DigestConfig()
 
@@ -140,6 +140,70 @@ def test_the_papers_of_a_digest_carry_the_spans_their_filter_matched(
             marked = [found.paper.abstract[a:b].casefold() for a, b in found.spans]
             assert marked, found.paper.title
             assert all(word.startswith("diffus") for word in marked)  # the stem, as FTS5
+
+
+def lists_again(store: Store, papers: list[PaperRow], meta: PaperMeta, now: datetime) -> None:
+    """A source lists these stored papers again, with what it knows of them."""
+    entries = [
+        Entry.of(
+            n, p.title, p.abstract, n, PaperMeta(f"2411.{p.seq:05d}", meta.authors, meta.categories)
+        )
+        for n, p in enumerate(papers, start=1)
+    ]
+    from_source(store, "arxiv", "2026-11-24", entries, now)
+
+
+def test_a_subscriber_filtering_by_author_gets_that_authors_papers_and_why(
+    seeded_store: Store, now: datetime
+) -> None:
+    papers = seeded_store.papers()
+    theirs, vision = papers[3:6], papers[6]
+    lists_again(
+        seeded_store,
+        theirs,
+        PaperMeta(authors=("Ada Lovelace", "Émilie du Châtelet"), categories=("cs.CL",)),
+        now,
+    )
+    lists_again(
+        seeded_store,
+        [vision],
+        PaperMeta(authors=("Émilie du Châtelet",), categories=("cs.CV",)),
+        now,
+    )
+    person = subscribe(seeded_store, "author:chatelet -category:cs.CV", now)
+    for upcoming in (
+        match.pending(seeded_store, person, SETTINGS, now),
+        match.Batch(seeded_store, SETTINGS, now).pending(person),
+    ):
+        assert {m.paper.id for m in upcoming.matches} == {p.id for p in theirs}
+        assert all(m.matched == ["author:chatelet"] for m in upcoming.matches)
+        assert all(m.spans == () for m in upcoming.capped)  # a name is not in the abstract
+    stored = seeded_store.paper(vision.id)
+    assert stored is not None
+    verdict = match.explain(seeded_store, person, stored, SETTINGS, now)
+    assert not verdict.included
+    assert "matched: author:chatelet" in verdict.reasons
+    assert "excluded by NOT: category:cs.CV" in verdict.reasons
+    elsewhere = seeded_store.paper(papers[0].id)
+    assert elsewhere is not None
+    assert (
+        "missing: author:chatelet"
+        in match.explain(seeded_store, person, elsewhere, SETTINGS, now).reasons
+    )
+
+
+def test_a_backtest_by_author_and_word_finds_what_the_store_prefilter_lets_through(
+    seeded_store: Store, now: datetime
+) -> None:
+    """The FTS5 index knows no authors: the words narrow the candidates, the Corpus decides."""
+    papers = [p for p in seeded_store.papers() if "diffusion" in p.abstract.lower()][:4]
+    lists_again(seeded_store, papers[:2], PaperMeta(authors=("Yann LeCun",)), now)
+    found = match.backtest(seeded_store, "diffusion author:lecun")
+    assert {m.paper.id for m in found} == {p.id for p in papers[:2]}
+    assert match.backtest(seeded_store, "diffusion OR author:lecun")[0].matched
+    assert {m.paper.id for m in match.backtest(seeded_store, "author:lecun")} == {
+        p.id for p in papers[:2]
+    }
 
 
 def test_explain_says_which_terms_matched_and_the_position(

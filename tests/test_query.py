@@ -1,10 +1,12 @@
-"""The filter language, specified by tables over the five real seed dumps."""
+"""The filter language, specified by tables over the five real seed dumps, and over
+papers whose sources gave authors and categories."""
 
 import re
 import sqlite3
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,23 +14,35 @@ from hypothesis import strategies as st
 
 from digest.dumps import parse as parse_dump
 from digest.errors import QueryError
+from digest.match import documents
+from digest.models import Entry, PaperMeta, PaperRow
 from digest.query import (
+    FIELDS,
+    META_FIELDS,
     And,
     Corpus,
+    Document,
     Explanation,
     Focus,
+    Leaf,
     Node,
     Not,
     Or,
     Phrase,
     Prefix,
     Term,
+    TextField,
+    highlights,
+    leaf_count,
     members,
     parse,
     terms,
     to_fts5,
 )
-from digest.stemming import FTS_TOKENIZE, Analysis, Stemmer
+from digest.stemming import FTS_TOKENIZE, Analysis, Stemmer, fold, words
+from digest.store import Store
+
+from .conftest import NOW, from_source
 
 DUMPS = Path(__file__).resolve().parent.parent / "examples" / "dumps"
 
@@ -44,6 +58,7 @@ def seed_papers() -> list[tuple[str, str]]:
 
 PAPERS = seed_papers()
 TITLES = [title for title, _ in PAPERS]
+DOCUMENTS = [Document(title, abstract) for title, abstract in PAPERS]
 STEMMER = Stemmer()
 ANALYSES = [(STEMMER.analyze(t), STEMMER.analyze(a)) for t, a in PAPERS]
 
@@ -67,7 +82,7 @@ WGAN = "Wasserstein GAN"
 
 @pytest.fixture(scope="module")
 def corpus() -> Corpus:
-    return Corpus(STEMMER, PAPERS)
+    return Corpus(STEMMER, DOCUMENTS)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +134,8 @@ def naive(node: Node) -> list[bool]:
 
 @cache
 def naive_leaf(leaf: Term | Phrase | Prefix) -> tuple[bool, ...]:
+    if leaf.field in META_FIELDS:
+        return tuple(naive_meta(leaf, doc) for doc in DOCUMENTS)
     if isinstance(leaf, Prefix):
         return tuple(
             any(w.startswith(leaf.prefix) for f in fields for w in f.words)
@@ -133,6 +150,19 @@ def naive_leaf(leaf: Term | Phrase | Prefix) -> tuple[bool, ...]:
 def in_field(leaf: Term | Phrase | Prefix) -> list[tuple[Analysis, ...]]:
     picks = {None: (0, 1), "title": (0,), "abstract": (1,)}[leaf.field]
     return [tuple(doc[k] for k in picks) for doc in ANALYSES]
+
+
+def naive_meta(leaf: Leaf, doc: Document) -> bool:
+    """The documented meaning of an author or category leaf, one value at a time:
+    an author's name as its folded words (unstemmed), a category whole and folded."""
+    if leaf.field == "author":
+        values = [tuple(words(name)) for name in doc.authors]
+    else:
+        values = [(fold(code),) for code in doc.categories]
+    if isinstance(leaf, Prefix):
+        return any(w.startswith(leaf.prefix) for value in values for w in value)
+    wanted = leaf.words if isinstance(leaf, Phrase) else (leaf.word,)
+    return any(contains(value, wanted) for value in values)
 
 
 def contains(stems: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
@@ -153,6 +183,8 @@ def exact_in_fts5(node: Node) -> bool:
             return all(map(exact_in_fts5, children))
         case Prefix() | Not():
             return False
+        case Term(field=field) | Phrase(field=field) if field in META_FIELDS:
+            return False  # not in the FTS5 index: the prefilter lets everything through
     return True
 
 
@@ -212,6 +244,32 @@ PARSES = [
     ("Ε", "ε"),
     ("ŁOJASIEWICZ", "łojasiewicz"),
     ('"a""b"', "(AND a b)"),
+    ("author:lecun", "author:lecun"),
+    ("author:LeCun", "author:lecun"),
+    ('author:"Yann LeCun"', 'author:"yann lecun"'),
+    ("author:lec*", "author:lec*"),
+    ("author:Châtelet", "author:chatelet"),
+    ("author:Jean-Pierre", 'author:"jean pierre"'),
+    ("author:(lecun OR hinton)", "(OR author:lecun author:hinton)"),
+    ("author:(lecun -hinton)", "(AND author:lecun (NOT author:hinton))"),
+    ("author:Yann LeCun", "(AND author:yann lecun)"),
+    ("category:cs.CL", "category:cs.cl"),
+    ("category:CS.cl", "category:cs.cl"),
+    ("category:cs.*", "category:cs.*"),
+    ("category:cs*", "category:cs*"),
+    ("category:hep-th", "category:hep-th"),
+    ("category:cond-mat.stat-mech", "category:cond-mat.stat-mech"),
+    ("category:2.7", "category:2.7"),
+    ("category:(cs.CL OR cs.LG)", "(OR category:cs.cl category:cs.lg)"),
+    ("category:(cs.CL -cs.CV)", "(AND category:cs.cl (NOT category:cs.cv))"),
+    ("category:((cs.CL) OR (stat.ML))", "(OR category:cs.cl category:stat.ml)"),
+    ("category:-cs.CV x", "(AND (NOT category:cs.cv) x)"),
+    ("-category:cs.CV x", "(AND (NOT category:cs.cv) x)"),
+    ("category:cs.CL cs.CL", '(AND category:cs.cl "cs cl")'),
+    ("category:(cs.CL) cs.CL", '(AND category:cs.cl "cs cl")'),
+    ("diffusion author:lecun -category:cs.CV", "(AND diffusion author:lecun (NOT category:cs.cv))"),
+    ("author:x category:cs.LG title:y", "(AND author:x category:cs.lg title:y)"),
+    ("author:(author:x y)", "(AND author:x author:y)"),
 ]
 
 
@@ -250,12 +308,23 @@ def test_leaves_keep_the_text_as_written() -> None:
         ("a a A", ["a", "A"]),
         ("regulari* NOT (x OR y)", ["regulari*"]),
         ("ε-greedy Łojasiewicz", ["ε-greedy", "Łojasiewicz"]),
+        (
+            'diffusion author:"Yann LeCun" -category:cs.CV',
+            ["diffusion", 'author:"Yann LeCun"'],
+        ),
+        (
+            "category:(cs.CL OR cs.*) author:(lec* -x)",
+            ["category:cs.CL", "category:cs.*", "author:lec*"],
+        ),
     ],
 )
 def test_terms_are_positive_leaves_as_written(query: str, expected: list[str]) -> None:
     assert terms(parse(query)) == expected
 
 
+UNKNOWN_FIELD = "':' is only allowed after title, abstract, author or category"
+CATEGORY = "not a category: write one as arXiv does (cs.CL, hep-th) or a prefix (cs.*)"
+NEGATION_ONLY = "a filter must include at least one term"
 DEEP = "too deeply nested: at most 32 levels of (), NOT, - and fields"
 ERRORS = [
     ("", 0, "empty filter: write at least one word"),
@@ -283,10 +352,10 @@ ERRORS = [
     ("x é*", 2, "a prefix needs at least 2 characters before '*'"),
     ("co-o*", 0, "a prefix must be a single word"),
     ("state-of-the-art*", 0, "a prefix must be a single word"),
-    ("foo:bar", 3, "':' is only allowed after title or abstract"),
-    ("Title:bar", 5, "':' is only allowed after title or abstract"),
-    ("a :b", 2, "':' is only allowed after title or abstract"),
-    ("see https://x.org", 9, "':' is only allowed after title or abstract"),
+    ("foo:bar", 3, UNKNOWN_FIELD),
+    ("Title:bar", 5, UNKNOWN_FIELD),
+    ("a :b", 2, UNKNOWN_FIELD),
+    ("see https://x.org", 9, UNKNOWN_FIELD),
     ("title: x", 0, 'title: must be directly followed by a word, a "phrase" or a (group)'),
     ("x abstract:", 2, 'abstract: must be directly followed by a word, a "phrase" or a (group)'),
     ("title:OR x", 0, 'title: must be directly followed by a word, a "phrase" or a (group)'),
@@ -323,6 +392,36 @@ ERRORS = [
     ("(" * 33 + "a" + ")" * 33, 32, DEEP),
     ("a " + "NOT " * 33 + "b", 130, DEEP),
     ("title:" + "(" * 40 + "a" + ")" * 40, 37, DEEP),
+    ("Author:x", 6, UNKNOWN_FIELD),
+    ("authors:x", 7, UNKNOWN_FIELD),
+    ("author: x", 0, 'author: must be directly followed by a word, a "phrase" or a (group)'),
+    (
+        "category: cs.CL",
+        0,
+        'category: must be directly followed by a word, a "phrase" or a (group)',
+    ),
+    ("title:(author:x)", 7, "author: cannot be used inside title:"),
+    ("author:(a category:cs.CL)", 10, "category: cannot be used inside author:"),
+    ("category:(title:x)", 10, "title: cannot be used inside category:"),
+    ("abstract:(x OR (author:y))", 16, "author: cannot be used inside abstract:"),
+    ("-author:x", 0, NEGATION_ONLY),
+    ("-category:cs.CV", 0, NEGATION_ONLY),
+    ("category:(-cs.CV)", 0, NEGATION_ONLY),
+    ("author:a*", 7, "a prefix needs at least 2 characters before '*'"),
+    ("author:yann-lec*", 7, "a prefix must be a single word"),
+    ("category:c*", 9, "a prefix needs at least 2 characters before '*'"),
+    ("category:cs.*x", 12, "'*' must end a word, as in prefix*"),
+    ("category:*", 9, "'*' must end a word, as in prefix*"),
+    ("category:cs_CL", 11, CATEGORY),
+    ("category:cś.CL", 10, CATEGORY),
+    ("category:.cs", 9, CATEGORY),
+    ("x category:(cs.CL OR c+s)", 22, CATEGORY),
+    ('category:"cs.CL"', 9, "write a category without quotes, as in category:cs.CL"),
+    ("category:(cs.CL NEAR cs.LG)", 16, 'NEAR is not supported; use a "phrase"'),
+    ("category:--cs", 9, "'-' must be directly followed by a word, a \"phrase\" or a (group)"),
+    ("category:cs.CL:x", 14, UNKNOWN_FIELD),
+    ("category:(cs.CL", 9, "unclosed '(': add a closing ')'"),
+    ("category:(cs.CL OR)", 16, "OR needs a term on each side"),
 ]
 
 
@@ -472,6 +571,173 @@ def test_relevance_prefers_more_occurrences_and_rarer_terms(corpus: Corpus) -> N
     assert corpus.relevance(parse("title:video"), i2v) > corpus.relevance(parse("title:model"), i2v)
 
 
+# --- authors and categories ----------------------------------------------------------------
+
+SOURCED = {
+    "engines": Document(
+        "Notes on the analytical engine", "Bernoulli numbers.",
+        ("Ada Lovelace", "Émilie du Châtelet"), ("cs.CL", "cs.LG"),
+    ),
+    "convnets": Document(
+        "Convolutional networks", "Handwritten digits.",
+        ("Yann LeCun", "Léon Bottou", "Yoshua Bengio"), ("cs.CV", "cs.LG", "stat.ML"),
+    ),
+    "reversed": Document(
+        "A reply", "On the engine.", ("Lovelace Émilie Durand",), ("math.HO",)
+    ),
+    "namesake": Document(
+        "Lovelace and the engine", "Lovelace wrote of LeCun-like machines.", (), ()
+    ),
+    "serre": Document(
+        "Cohomologie galoisienne", "Corps locaux.",
+        ("Jean-Pierre Serre", "Conor O'Brien"), ("math.AG", "hep-th"),
+    ),
+    "physics": Document(
+        "Spin glasses", "Replica trick.", ("ADA KING",), ("cond-mat.stat-mech", "cs.CLX")
+    ),
+}  # fmt: skip
+NAMED = list(SOURCED)
+
+
+@pytest.fixture(scope="module")
+def sourced() -> Corpus:
+    return Corpus(STEMMER, list(SOURCED.values()))
+
+
+def picked(corpus: Corpus, query: str) -> set[str]:
+    return {NAMED[i] for i in members(corpus.evaluate(parse(query)))}
+
+
+AUTHORED = [
+    ("author:lovelace", {"engines", "reversed"}),
+    ("author:LOVELACE", {"engines", "reversed"}),
+    ("lovelace", {"namesake"}),
+    ("title:lovelace OR author:lovelace", {"engines", "reversed", "namesake"}),
+    ("author:chatelet", {"engines"}),
+    ("author:Châtelet", {"engines"}),
+    ("author:CHÂTELET", {"engines"}),
+    ("author:emilie", {"engines", "reversed"}),
+    ('author:"du Chatelet"', {"engines"}),
+    ('author:"émilie du châtelet"', {"engines"}),
+    ('author:"Ada Lovelace"', {"engines"}),
+    ('author:"lovelace emilie"', {"reversed"}),
+    ('author:"lovelace émilie durand"', {"reversed"}),
+    ('author:"ada lovelace emilie"', set()),
+    ('author:"Lovelace Ada"', set()),
+    ("author:lov*", {"engines", "reversed"}),
+    ("author:lu*", set()),
+    ("author:le*", {"convnets"}),
+    ("author:leon", {"convnets"}),
+    ("author:lecun", {"convnets"}),
+    ("author:lecuns", set()),
+    ("author:bengio author:lecun", {"convnets"}),
+    ("author:(bengio lovelace)", set()),
+    ("author:(bengio OR lovelace)", {"engines", "convnets", "reversed"}),
+    ("author:Jean-Pierre", {"serre"}),
+    ("author:o'brien", {"serre"}),
+    ("author:obrien", set()),
+    ("author:ada", {"engines", "physics"}),
+    ("author:ada -author:king", {"engines"}),
+    ("category:cs.CL", {"engines"}),
+    ("category:CS.cl", {"engines"}),
+    ("category:cs.LG", {"engines", "convnets"}),
+    ("category:cs", set()),
+    ("category:cs.*", {"engines", "convnets", "physics"}),
+    ("category:cs.CL*", {"engines", "physics"}),
+    ("category:hep-th", {"serre"}),
+    ("category:hep*", {"serre"}),
+    ("category:cond-mat.stat-mech", {"physics"}),
+    ("category:(math.* OR stat.ML)", {"convnets", "reversed", "serre"}),
+    ("category:cs.LG -category:cs.CV", {"engines"}),
+    ("engine -category:math.*", {"engines", "namesake"}),
+    ("engine author:lovelace -category:cs.CL", {"reversed"}),
+    ("title:engine OR category:hep-th", {"engines", "namesake", "serre"}),
+]
+
+
+@pytest.mark.parametrize(("query", "names"), AUTHORED)
+def test_authors_and_categories_select_exactly(
+    sourced: Corpus, query: str, names: set[str]
+) -> None:
+    """Any author, any category; names accent- and case-blind but unstemmed; a phrase
+    within one author's name; a category whole, or a prefix with ``*``."""
+    assert picked(sourced, query) == names
+
+
+@pytest.mark.parametrize(("query", "names"), AUTHORED)
+def test_authors_and_categories_agree_with_the_naive_oracle(
+    sourced: Corpus, query: str, names: set[str]
+) -> None:
+    node = parse(query)
+    assert picked(sourced, query) == {
+        name for name, doc in SOURCED.items() if naive_document(node, doc)
+    }
+    focused = Corpus(STEMMER, list(SOURCED.values()), Focus.of(node, STEMMER))
+    assert focused.evaluate(node) == sourced.evaluate(node)
+
+
+def naive_document(node: Node, doc: Document) -> bool:
+    """The documented semantics on one document, no index."""
+    match node:
+        case And(children):
+            return all(naive_document(child, doc) for child in children)
+        case Or(children):
+            return any(naive_document(child, doc) for child in children)
+        case Not(child):
+            return not naive_document(child, doc)
+    assert isinstance(node, Term | Phrase | Prefix)
+    if node.field in META_FIELDS:
+        return naive_meta(node, doc)
+    fields = {"title": doc.title, "abstract": doc.abstract}
+    analyses = [
+        STEMMER.analyze(text) for name, text in fields.items() if node.field in (None, name)
+    ]
+    if isinstance(node, Prefix):
+        return any(w.startswith(node.prefix) for a in analyses for w in a.words)
+    folded = node.words if isinstance(node, Phrase) else (node.word,)
+    wanted = tuple(STEMMER.stem(w) for w in folded)
+    return any(contains(a.stems, wanted) for a in analyses)
+
+
+def test_papers_without_metadata_match_no_author_and_no_category(corpus: Corpus) -> None:
+    """Text dumps give neither: such a paper is excluded by author:x, kept by -author:x."""
+    assert corpus.evaluate(parse("author:lovelace OR category:cs.*")) == 0
+    assert corpus.evaluate(parse("diffusion -author:lovelace")) == corpus.evaluate(
+        parse("diffusion")
+    )
+
+
+def test_explain_names_author_and_category_terms_with_their_field(sourced: Corpus) -> None:
+    node = parse("author:lovelace -category:cs.CL OR (category:hep-th author:serre)")
+    assert sourced.explain(node, NAMED.index("engines")) == Explanation(
+        False,
+        ["author:lovelace"],
+        ["category:hep-th", "author:serre"],
+        ["category:cs.CL"],
+    )
+    assert sourced.matched(node, NAMED.index("serre")) == ["category:hep-th", "author:serre"]
+
+
+def test_a_rare_author_weighs_in_the_relevance_like_a_rare_word(sourced: Corpus) -> None:
+    node = parse("author:lecun OR category:cs.LG")
+    convnets, engines = NAMED.index("convnets"), NAMED.index("engines")
+    assert sourced.relevance(node, convnets) > sourced.relevance(node, engines) > 0
+
+
+@pytest.mark.parametrize("field", ["abstract", "title", None])
+def test_highlights_skip_author_and_category_leaves(field: TextField | None) -> None:
+    """The abstract is highlighted where its own words matched, never for a name or category."""
+    text = "Lovelace wrote about cs.CL and the engine."
+    node = parse("author:lovelace category:cs.CL engine")
+    spans = highlights(node, text, STEMMER, field)
+    assert [text[a:b] for a, b in spans] == ["engine"]
+    assert highlights(parse("author:lovelace OR category:cs.*"), text, STEMMER, field) == []
+
+
+def test_author_and_category_terms_count_towards_the_filter_limit() -> None:
+    assert leaf_count(parse("author:(a b) category:(cs.CL OR cs.*) -author:c x")) == 6
+
+
 VALID = [q for q, _ in PARSES] + [q for pair in SAME_SELECTION for q in pair]
 VALID += [q for q, _ in ONLY] + [q for q, *_ in INCLUDES]
 
@@ -489,7 +755,7 @@ def test_a_corpus_focused_on_one_filter_answers_it_as_the_full_one(
 ) -> None:
     """The preview and backtests index only what their filter asks about: same answers."""
     node = parse(query)
-    focused = Corpus(STEMMER, PAPERS, Focus.of(node, STEMMER))
+    focused = Corpus(STEMMER, DOCUMENTS, Focus.of(node, STEMMER))
     assert focused.evaluate(node) == corpus.evaluate(node)
     for i in members(corpus.evaluate(node)):
         assert focused.matched(node, i) == corpus.matched(node, i)
@@ -513,6 +779,18 @@ FTS5 = [
     ("a OR -b", None),
     ("GPT-4", '"gpt 4"'),
     ("Ε", '"ε"'),
+    ("author:lecun", None),
+    ('author:"yann lecun"', None),
+    ("category:cs.CL", None),
+    ("video author:lecun", '"video"'),
+    ("video category:cs.*", '"video"'),
+    ("video OR author:lecun", None),
+    ("video -author:lecun", '"video"'),
+    ("video -(title:x author:lecun)", '"video"'),
+    (
+        'title:video abstract:(x OR "y z") author:x',
+        '({title} : ("video")) AND (({abstract} : ("x")) OR ({abstract} : ("y z")))',
+    ),
 ]
 
 
@@ -562,6 +840,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 PIECES = 'a b ab video Diffusion ε " ( ) * - : + ^ NEAR OR AND NOT title abstract title: abstract:'
+PIECES += " author: category: cs.CL cs.* . Émilie"
 GRAMMARISH = st.lists(
     st.tuples(st.sampled_from(PIECES.split()), st.sampled_from(["", " "])), max_size=12
 ).map(lambda parts: "".join(piece + gap for piece, gap in parts))
@@ -582,13 +861,18 @@ LEAVES = st.sampled_from(
         "pruning",
         "noise",
         "label",
+        "author:lovelace",
+        'author:"ada lovelace"',
+        "author:chat*",
+        "category:cs.CL",
+        "category:cs.*",
     ]
 )
 
 
 def compound(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     several = st.lists(inner, min_size=2, max_size=3)
-    fields = st.sampled_from(["title:", "abstract:", "-", "NOT ", ""])
+    fields = st.sampled_from(["title:", "abstract:", "author:", "-", "NOT ", ""])
     return st.one_of(
         several.map(" ".join),
         several.map(" OR ".join),
@@ -646,11 +930,169 @@ def test_well_formed_queries_agree_with_oracle_and_prefilter(
 ) -> None:
     node = outcome(query)
     if isinstance(node, QueryError):
-        assert node.reason.startswith(("a filter must", "title: cannot", "abstract: cannot"))
+        assert node.reason.startswith(("a filter must", *(f"{f}: cannot" for f in FIELDS)))
         return
     bits = corpus.evaluate(node)
     assert bools(bits) == naive(node)
     check_prefilter(corpus, fts, node)
+
+
+# --- random authors and categories ------------------------------------------------------
+
+NAMES = ["Ada Lovelace", "Émilie du Châtelet", "Lovelace Émilie Durand", "Yann LeCun", "ADA KING"]
+CODES = ["cs.CL", "cs.LG", "stat.ML", "hep-th", "cs.CLX"]
+TEXTS = ["Lovelace engines", "video diffusion models", "", "Émilie and Ada"]
+SOURCED_DOCUMENTS = st.lists(
+    st.builds(
+        Document,
+        st.sampled_from(TEXTS),
+        st.sampled_from(TEXTS),
+        st.lists(st.sampled_from(NAMES), max_size=3, unique=True).map(tuple),
+        st.lists(st.sampled_from(CODES), max_size=2, unique=True).map(tuple),
+    ),
+    min_size=1,
+    max_size=8,
+)
+META_LEAVES = st.sampled_from(
+    [
+        "author:lovelace",
+        'author:"ada lovelace"',
+        'author:"lovelace emilie"',
+        "author:Châtelet",
+        "author:lov*",
+        "author:ada",
+        "category:cs.CL",
+        "category:cs.*",
+        "category:CS.lg",
+        "lovelace",
+        "title:engines",
+        "video",
+        '"diffusion models"',
+        "emilie",
+    ]
+)
+WITH_META = st.recursive(
+    META_LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=2, max_size=3).map(" ".join),
+        st.lists(inner, min_size=2, max_size=3).map(" OR ".join),
+        st.tuples(st.sampled_from(["-", "NOT ", ""]), inner).map(
+            lambda pair: f"{pair[0]}({pair[1]})"
+        ),
+    ),
+    max_leaves=6,
+)
+
+
+@FUZZ
+@given(docs=SOURCED_DOCUMENTS, query=WITH_META)
+def test_random_filters_on_random_authors_and_categories_agree_with_the_oracle(
+    docs: list[Document], query: str
+) -> None:
+    node = outcome(query)
+    if isinstance(node, QueryError):
+        assert node.reason.startswith("a filter must")
+        return
+    corpus = Corpus(STEMMER, docs)
+    assert bools_of(corpus.evaluate(node), len(docs)) == [naive_document(node, d) for d in docs]
+    focused = Corpus(STEMMER, docs, Focus.of(node, STEMMER))
+    assert focused.evaluate(node) == corpus.evaluate(node)
+
+
+def bools_of(bits: int, size: int) -> list[bool]:
+    return [bool(bits >> i & 1) for i in range(size)]
+
+
+# --- the store's prefilter with authors and categories -----------------------------------
+
+AUTHORS = [("Ada Lovelace", "Émilie du Châtelet"), ("Yann LeCun",), ("Lovelace Émilie Durand",), ()]
+CATEGORIES = [("cs.CL", "cs.LG"), ("cs.CV",), ("stat.ML",), ()]
+
+
+class SourcedStore(NamedTuple):
+    """A store whose papers partly carry authors and categories, and a Corpus of its papers."""
+
+    store: Store
+    papers: list[PaperRow]
+    corpus: Corpus
+
+    def __repr__(self) -> str:  # Hypothesis prints it with a failing example: keep it short
+        return f"SourcedStore({len(self.papers)} papers)"
+
+
+@pytest.fixture
+def sourced_store(seeded_store: Store) -> SourcedStore:
+    """The seeds, every seventh of them listed again by a source that knows its authors and
+    categories, and the store's papers as ``match`` hands them to a Corpus."""
+    again = seeded_store.papers()[::7]
+    entries = [
+        Entry.of(
+            n,
+            p.title,
+            p.abstract,
+            n,
+            PaperMeta(f"2411.{n:05d}", AUTHORS[n % 4], CATEGORIES[n // 4 % 4]),
+        )
+        for n, p in enumerate(again, start=1)
+    ]
+    from_source(seeded_store, "arxiv", "2026-11-24", entries, NOW)
+    papers = seeded_store.papers()
+    return SourcedStore(seeded_store, papers, Corpus(STEMMER, documents(papers)))
+
+
+def test_the_sourced_store_has_papers_matched_by_authors_alone(sourced_store: SourcedStore) -> None:
+    """What makes the property below bite: "lovelace" is in no text, only in authors."""
+    corpus = sourced_store.corpus
+    assert corpus.evaluate(parse("author:lovelace")).bit_count() > 40
+    assert corpus.evaluate(parse("lovelace")) == 0
+    assert corpus.evaluate(parse("model author:lovelace -category:cs.CL")) != 0
+
+
+STORE_LEAVES = st.sampled_from(
+    [
+        "video",
+        "diffusion",
+        "model",
+        '"diffusion models"',
+        "regulari*",
+        "title:video",
+        "abstract:noise",
+        "author:lovelace",
+        'author:"ada lovelace"',
+        'author:"lovelace emilie"',
+        "author:chatelet",
+        "author:lov*",
+        "author:lecun",
+        "category:cs.CL",
+        "category:cs.*",
+        "category:stat.ML",
+    ]
+)
+STORE_FILTERS = st.recursive(
+    STORE_LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=2, max_size=3).map(" ".join),
+        st.lists(inner, min_size=2, max_size=3).map(" OR ".join),
+        st.tuples(st.sampled_from(["-", "NOT ", ""]), inner).map(lambda p: f"{p[0]}({p[1]})"),
+    ),
+    max_leaves=6,
+)
+
+
+@FUZZ
+@given(query=STORE_FILTERS)
+def test_the_stores_prefilter_keeps_every_paper_a_filter_with_authors_matches(
+    sourced_store: SourcedStore, query: str
+) -> None:
+    """Authors and categories are not in the FTS5 index: the prefilter must let through
+    every paper they could select, under AND, OR and NOT alike (``Corpus`` decides)."""
+    node = outcome(query)
+    if isinstance(node, QueryError):
+        assert node.reason.startswith("a filter must")
+        return
+    papers = sourced_store.papers
+    matched = {papers[i].seq for i in members(sourced_store.corpus.evaluate(node))}
+    assert matched <= {p.seq for p in sourced_store.store.papers(fts=to_fts5(node))}
 
 
 @pytest.mark.parametrize(

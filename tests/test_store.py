@@ -1,6 +1,5 @@
 """The store: migrations, WAL, the FTS index in sync, stable ids, trend signal."""
 
-import os
 import re
 import sqlite3
 from datetime import datetime, timedelta
@@ -17,6 +16,8 @@ from digest.paper_links import find_links
 from digest.store import Store
 from digest.store.migrations import migrations
 from digest.titles import normalize_title, paper_id
+
+from .conftest import from_source
 
 
 def test_a_new_database_is_migrated_and_in_wal_mode(store: Store) -> None:
@@ -167,16 +168,6 @@ def test_the_stores_trending_order_is_match_trend_key(seeded_store: Store) -> No
 # what sources tell of a paper ------------------------------------------------------------
 
 ABSTRACT = "A study of how sources describe papers. " * 5
-
-
-def from_source(
-    store: Store, source: str, listing: str, entries: list[Entry], at: datetime
-) -> None:
-    """A source's response stored as ingest stores it: one dump, its entries, its listing."""
-    with store.write():
-        dump = store.add_dump(f"{source}.{listing}", os.urandom(8).hex(), at, source=source)
-        counts = store.add_entries(dump, [entries], at)
-        store.finish_dump(dump, listing, counts)
 
 
 def sourced(position: int, title: str, arxiv_id: str, **meta: Any) -> Entry:

@@ -89,6 +89,37 @@ def test_a_bad_filter_shows_a_caret_and_stores_nothing(run_cli: RunCli) -> None:
     assert listed(run_cli) == []
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("diffusion author:lecun -category:cs.CV", None),
+        (
+            "category:("
+            + " OR ".join(f"cs.X{i}" for i in range(13))
+            + ") author:("
+            + " ".join(f"a{i}" for i in range(12))
+            + ")",
+            "error: bad filter at column 1: a filter can have at most 24 terms (this one has 25)",
+        ),
+        (
+            "title:(author:lecun)",
+            "error: bad filter at column 8: author: cannot be used inside title:",
+        ),
+    ],
+)
+def test_author_and_category_terms_are_filter_terms_like_any_other(
+    run_cli: RunCli, query: str, message: str | None
+) -> None:
+    result = add(run_cli, "ada@example.org", query)
+    if message is None:
+        assert result.exit_code == 0
+        assert [s["filter"] for s in listed(run_cli)] == [query]
+    else:
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[0] == message
+        assert listed(run_cli) == []
+
+
 def test_show_and_set_change_a_subscriber(run_cli: RunCli) -> None:
     add(run_cli)
     result = run_cli(

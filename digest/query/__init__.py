@@ -3,48 +3,58 @@
 * ``tree``: the nodes a filter parses into, and the walks over them.
 * ``syntax``: the lexer and parser (``parse``), the only code that reads user syntax.
 * ``prefilter``: ``to_fts5``, a safe superset ``MATCH`` for the store.
-* ``evaluation``: ``Corpus`` (and ``Focus``), which indexes documents once and answers
-  many filters with bit operations, plus BM25 relevance.
+* ``evaluation``: ``Corpus`` (and ``Focus``), which indexes documents (``Document``: title,
+  abstract, authors, categories) once and answers many filters with bit operations,
+  plus BM25 relevance.
 * ``explanation``: why a document does or does not match.
 * ``highlighting``: the spans of a text that a filter's terms match.
 
 The names other modules use are re-exported here.
 """
 
-from digest.query.evaluation import Corpus, Focus, members
+from digest.query.evaluation import Corpus, Document, Focus, members
 from digest.query.explanation import Explanation
 from digest.query.highlighting import highlights
 from digest.query.prefilter import to_fts5
 from digest.query.syntax import parse
 from digest.query.tree import (
     FIELDS,
+    META_FIELDS,
+    TEXT_FIELDS,
     And,
     FieldName,
     Leaf,
+    MetaField,
     Node,
     Not,
     Or,
     Phrase,
     Prefix,
     Term,
+    TextField,
     leaf_count,
     terms,
 )
 
 __all__ = [
     "FIELDS",
+    "META_FIELDS",
+    "TEXT_FIELDS",
     "And",
     "Corpus",
+    "Document",
     "Explanation",
     "FieldName",
     "Focus",
     "Leaf",
+    "MetaField",
     "Node",
     "Not",
     "Or",
     "Phrase",
     "Prefix",
     "Term",
+    "TextField",
     "highlights",
     "leaf_count",
     "members",

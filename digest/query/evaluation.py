@@ -8,6 +8,11 @@ Not = ``all & ~x``).  Leaves are memoised, and subscribers share most leaves, so
 costs a few dictionary lookups and big-int operations, not a query.  Stems come from
 ``stemming.Stemmer`` (SQLite's own porter), so Python and the store agree.  BM25 relevance
 orders documents that match equally.
+
+Authors and categories (``author:``, ``category:``) are lists of values per document,
+matched unstemmed: a name's words are not English words, and a category is a code.
+Most papers come from text dumps and have neither, and most filters ask about
+neither, so their index is built only when a filter first asks.
 """
 
 import math
@@ -15,25 +20,47 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import NamedTuple
 
 from digest.query.explanation import Explanation, explain, satisfied
 from digest.query.tree import (
-    FIELDS,
+    TEXT_FIELDS,
     And,
+    FieldName,
     Leaf,
+    MetaField,
     Node,
     Not,
     Or,
     Phrase,
     Prefix,
     Term,
+    TextField,
     every_leaf,
+    in_text,
     leaf_words,
     positive,
 )
-from digest.stemming import Stemmer, words
+from digest.stemming import Stemmer, fold, words
 
 _K1, _B = 1.2, 0.75  # the usual BM25 constants, as in FTS5's bm25()
+
+# The text fields a text leaf searches: the one it names, or both when it names none.
+_SEARCHED: dict[FieldName | None, tuple[TextField, ...]] = {
+    None: TEXT_FIELDS,
+    "title": ("title",),
+    "abstract": ("abstract",),
+}
+
+
+class Document(NamedTuple):
+    """What a filter sees of a paper: its text, and the authors and categories its
+    sources gave (none for a paper from text dumps)."""
+
+    title: str
+    abstract: str
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
 
 
 class _FieldIndex:
@@ -111,12 +138,7 @@ class _FieldIndex:
         return where
 
     def prefix(self, prefix: str) -> int:
-        bits = 0
-        at = bisect_left(self.sorted_words, prefix)
-        while at < len(self.sorted_words) and self.sorted_words[at].startswith(prefix):
-            bits |= self.words[self.sorted_words[at]]
-            at += 1
-        return bits
+        return _prefix_bits(self.sorted_words, self.words, prefix)
 
     def phrase(self, stems: tuple[str, ...]) -> int:
         """Documents holding every adjacent pair, kept if some start position lines all up."""
@@ -145,6 +167,72 @@ class _FieldIndex:
 
 
 _Postings = tuple[dict[str, list[int]], dict[str, list[int]], dict[tuple[str, str], list[int]]]
+
+
+class _ValueIndex:
+    """A metadata field of every document: a few values each (authors, categories),
+    each value a run of folded words (a name) or a single code (a category).
+
+    word -> bits, and adjacent pair within one value -> bits, so a phrase never
+    runs from one author's name into the next one's.
+    """
+
+    def __init__(self, values: Sequence[Sequence[tuple[str, ...]]]) -> None:
+        self._values = values
+        word_docs: dict[str, list[int]] = {}
+        pair_docs: dict[tuple[str, str], list[int]] = {}
+        for i, of_doc in enumerate(values):
+            for value in of_doc:
+                for word in value:
+                    word_docs.setdefault(word, []).append(i)
+                for pair in pairwise(value):
+                    pair_docs.setdefault(pair, []).append(i)
+        self.words = {word: _bits(found) for word, found in word_docs.items()}
+        self.pairs = {pair: _bits(found) for pair, found in pair_docs.items()}
+        self.sorted_words = sorted(self.words)
+
+    @classmethod
+    def of_names(cls, names: Sequence[tuple[str, ...]]) -> "_ValueIndex":
+        """Authors: each name as its folded words (``Émilie du Châtelet`` -> emilie du chatelet)."""
+        return cls([[tuple(words(name)) for name in of_doc] for of_doc in names])
+
+    @classmethod
+    def of_codes(cls, codes: Sequence[tuple[str, ...]]) -> "_ValueIndex":
+        """Categories: each code whole and case-folded (``cs.CL`` -> cs.cl)."""
+        return cls([[(fold(code),) for code in of_doc] for of_doc in codes])
+
+    def leaf(self, leaf: Leaf) -> int:
+        """The documents with a value holding the word, the prefix or the run of words."""
+        if isinstance(leaf, Prefix):
+            return _prefix_bits(self.sorted_words, self.words, leaf.prefix)
+        wanted = leaf_words(leaf)
+        if len(wanted) == 1:
+            return self.words.get(wanted[0], 0)
+        candidates = -1
+        for pair in pairwise(wanted):
+            candidates &= self.pairs.get(pair, 0)
+        if len(wanted) == 2 or not candidates:
+            return candidates
+        bits = 0
+        for i in members(candidates):
+            if any(_holds_run(value, wanted) for value in self._values[i]):
+                bits |= 1 << i
+        return bits
+
+
+def _holds_run(value: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
+    n = len(wanted)
+    return any(value[at : at + n] == wanted for at in range(len(value) - n + 1))
+
+
+def _prefix_bits(sorted_words: list[str], bits_of: dict[str, int], prefix: str) -> int:
+    """The documents holding a word that starts with ``prefix`` (a bisect, then a scan)."""
+    bits = 0
+    at = bisect_left(sorted_words, prefix)
+    while at < len(sorted_words) and sorted_words[at].startswith(prefix):
+        bits |= bits_of[sorted_words[at]]
+        at += 1
+    return bits
 
 
 def _bits(indexes: list[int]) -> int:
@@ -181,7 +269,8 @@ class Focus:
 
     @classmethod
     def of(cls, node: Node, stemmer: Stemmer) -> "Focus":
-        leaves = list(every_leaf(node))
+        """The text leaves' stems, prefixes and pairs (metadata is indexed apart, on demand)."""
+        leaves = [leaf for leaf in every_leaf(node) if in_text(leaf)]
         folded = [w for leaf in leaves if not isinstance(leaf, Prefix) for w in leaf_words(leaf)]
         table = stemmer.stems(folded)
         phrases = [
@@ -195,21 +284,24 @@ class Focus:
 
 
 class Corpus:
-    """Documents (title, abstract) indexed once so that many filters evaluate cheaply.
+    """Documents indexed once so that many filters evaluate cheaply.
 
-    With ``focus`` (``Focus.of(node)``) only what that filter needs is indexed.
+    With ``focus`` (``Focus.of(node)``) only what that filter needs of the text is
+    indexed; authors and categories are indexed on the first filter that names them.
     """
 
     def __init__(
-        self, stemmer: Stemmer, documents: Sequence[tuple[str, str]], focus: Focus | None = None
+        self, stemmer: Stemmer, documents: Sequence[Document], focus: Focus | None = None
     ) -> None:
         self.stemmer = stemmer
         self.size = len(documents)
         self.all = (1 << self.size) - 1
-        self.fields = {
-            name: _FieldIndex([doc[k] for doc in documents], stemmer, focus)
-            for k, name in enumerate(FIELDS)
+        self.fields: dict[TextField, _FieldIndex] = {
+            "title": _FieldIndex([doc.title for doc in documents], stemmer, focus),
+            "abstract": _FieldIndex([doc.abstract for doc in documents], stemmer, focus),
         }
+        self._documents = documents
+        self._meta: dict[MetaField, _ValueIndex] = {}
         self._memo: dict[Leaf, int] = {}
 
     def evaluate(self, node: Node) -> int:
@@ -234,8 +326,10 @@ class Corpus:
         return found
 
     def _leaf(self, leaf: Leaf) -> int:
+        if leaf.field == "author" or leaf.field == "category":
+            return self._meta_index(leaf.field).leaf(leaf)
         bits = 0
-        for name in FIELDS if leaf.field is None else (leaf.field,):
+        for name in _SEARCHED[leaf.field]:
             index = self.fields[name]
             if isinstance(leaf, Term):
                 bits |= index.stems.get(self.stemmer.stem(leaf.word), 0)
@@ -245,19 +339,36 @@ class Corpus:
                 bits |= index.phrase(self._stems(leaf))
         return bits
 
+    def _meta_index(self, field: MetaField) -> _ValueIndex:
+        index = self._meta.get(field)
+        if index is None:
+            if field == "author":
+                index = _ValueIndex.of_names([doc.authors for doc in self._documents])
+            else:
+                index = _ValueIndex.of_codes([doc.categories for doc in self._documents])
+            self._meta[field] = index
+        return index
+
     def _stems(self, leaf: Term | Phrase) -> tuple[str, ...]:
         folded = leaf_words(leaf)
         table = self.stemmer.stems(folded)
         return tuple(table[w] for w in folded)
 
     def relevance(self, node: Node, i: int) -> float:
-        """BM25 of document ``i`` over the positive leaves it satisfies, to order equal trends."""
+        """BM25 of document ``i`` over the positive leaves it satisfies, to order equal trends.
+
+        A satisfied author or category leaf counts as one occurrence in a field of
+        average length (its idf): a rare author says as much as a rare word.
+        """
         score = 0.0
         for leaf in dict.fromkeys(positive(node)):
             bits = self.evaluate(leaf)
             if bits >> i & 1:
                 n = bits.bit_count()
                 idf = math.log(1 + (self.size - n + 0.5) / (n + 0.5))
+                if not in_text(leaf):
+                    score += idf
+                    continue
                 tf, length, average = self._frequency(leaf, i)
                 score += idf * tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * length / average))
         return score
@@ -265,7 +376,7 @@ class Corpus:
     def _frequency(self, leaf: Leaf, i: int) -> tuple[int, int, float]:
         """Occurrences of a satisfied leaf (a prefix counts once), field length, mean length."""
         tf, length, average = 0, 0, 0.0
-        for name in FIELDS if leaf.field is None else (leaf.field,):
+        for name in _SEARCHED[leaf.field]:
             index = self.fields[name]
             if not isinstance(leaf, Prefix):
                 tf += len(index.starts(self._stems(leaf), i))

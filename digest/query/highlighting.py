@@ -9,7 +9,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import accumulate
 
-from digest.query.tree import Leaf, Node, Prefix, leaf_words, positive
+from digest.query.tree import Leaf, Node, Prefix, TextField, in_text, leaf_words, positive
 from digest.stemming import Stemmer, fold, words
 
 _TOKEN_CHARS = re.compile(r"[^\W_]+")  # stemming.words' token, applied to folded text
@@ -22,20 +22,22 @@ _ALIGNED: dict[str, bool] = {}  # non-ASCII character -> folds to exactly one ch
 
 
 def highlights(
-    node: Node, text: str, stemmer: Stemmer, field: str | None = None
+    node: Node, text: str, stemmer: Stemmer, field: TextField | None = None
 ) -> list[tuple[int, int]]:
     """Sorted, disjoint character spans of ``text`` that satisfy a positive leaf of ``node``.
 
     A word whose stem equals a Term's, a word starting with a Prefix, and each run of
     words that a Phrase matches, with words and stems exactly as ``Corpus`` sees them.
     ``field`` names the field ``text`` belongs to: leaves restricted to another field
-    are skipped (None applies every leaf).  It runs for every paper of every digest, so
-    it finds candidate words with ``str.find`` instead of stemming every word of the text.
+    are skipped (None applies every leaf of the text).  Author and category leaves are
+    never applied: they match a paper's metadata, not words of its text.  It runs for
+    every paper of every digest, so it finds candidate words with ``str.find`` instead
+    of stemming every word of the text.
     """
     leaves = [
         leaf
         for leaf in dict.fromkeys(positive(node))
-        if field is None or leaf.field in (None, field)
+        if in_text(leaf) and (field is None or leaf.field in (None, field))
     ]
     if not leaves:
         return []

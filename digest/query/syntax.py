@@ -4,13 +4,30 @@ A filter is one line (``diffusion title:"video generation" -survey``).  ``parse`
 into a small immutable tree (``tree``) or raises ``QueryError`` with a caret column; it is
 pure.  Everything FTS5 would read as syntax is rejected here, with a message that says
 how to write it instead.
+
+After ``category:`` (directly, or in its group) a value is a category as arXiv writes
+it, kept whole (``cs.CL``, ``cond-mat.stat-mech``), or a prefix of one (``cs.*``):
+``cs.CL`` read as words would be the phrase "cs cl", which no category is made of.
+After ``author:`` values are words, phrases and prefixes, as in the text.
 """
 
 import re
 from typing import NamedTuple
 
 from digest.errors import QueryError
-from digest.query.tree import And, FieldName, Leaf, Node, Not, Or, Phrase, Prefix, Term
+from digest.query.tree import (
+    FIELDS,
+    TEXT_FIELDS,
+    And,
+    FieldName,
+    Leaf,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Term,
+)
 from digest.stemming import words
 
 NEGATION_ONLY = "a filter must include at least one term"
@@ -20,7 +37,7 @@ UNSUPPORTED = "'{}' is not supported; juxtapose words for AND, use OR, NOT or -"
 STRAY_STAR = "'*' must end a word, as in prefix*"
 SHORT_PREFIX = "a prefix needs at least 2 characters before '*'"
 PREFIX_WORDS = "a prefix must be a single word"
-UNKNOWN_FIELD = "':' is only allowed after title or abstract"
+UNKNOWN_FIELD = "':' is only allowed after title, abstract, author or category"
 FIELD_TARGET = '{}: must be directly followed by a word, a "phrase" or a (group)'
 DASH_TARGET = "'-' must be directly followed by a word, a \"phrase\" or a (group)"
 FIELD_CONFLICT = "{}: cannot be used inside {}:"
@@ -32,6 +49,8 @@ EMPTY_GROUP = "empty group '()'"
 NO_WORDS = "'{}' contains no letters or digits"
 DANGLING = "{} needs a term on each side"
 NOT_TARGET = "NOT must be followed by a term"
+CATEGORY = "not a category: write one as arXiv does (cs.CL, hep-th) or a prefix (cs.*)"
+CATEGORY_QUOTED = "write a category without quotes, as in category:cs.CL"
 MAX_DEPTH = 32
 TOO_DEEP = f"too deeply nested: at most {MAX_DEPTH} levels of (), NOT, - and fields"
 
@@ -40,11 +59,12 @@ TOO_DEEP = f"too deeply nested: at most {MAX_DEPTH} levels of (), NOT, - and fie
 
 _TOKEN = re.compile(
     r"""(?P<space>\s+)|(?P<lparen>\()|(?P<rparen>\))|(?P<quote>"[^"]*"?)
-    |(?P<field>title:|abstract:)|(?P<colon>:)|(?P<neg>-(?=[^\W_]|["(]))|(?P<bare>[^\s()":]+)""",
+    |(?P<field>title:|abstract:|author:|category:)|(?P<colon>:)|(?P<neg>-(?=[^\W_]|["(]))|(?P<bare>[^\s()":]+)""",
     re.VERBOSE,
 )
 _WORD_CHAR = re.compile(r"[^\W_]")
 _UNSUPPORTED_CHAR = re.compile(r"[\^+]")
+_NOT_CATEGORY = re.compile(r"[^A-Za-z0-9.\-]")
 _OPERATORS = frozenset({"AND", "OR", "NOT"})
 _RESERVED = _OPERATORS | {"NEAR"}
 _TARGETS = frozenset({"word", "phrase", "prefix", "lparen", "neg", "field"})
@@ -61,15 +81,30 @@ def _lex(query: str) -> list[_Token]:
     """Split the query into tokens, rejecting everything FTS5 would read as syntax."""
     tokens: list[_Token] = []
     opens: list[int] = []
+    groups: list[bool] = []  # for each open "(": whether it groups categories
+    category = False  # whether a value here is a category: after category:, or in its group
     pending: _Token | None = None  # a "-" or "field:" still waiting for what it applies to
     for match in _TOKEN.finditer(query):
         kind = match.lastgroup or ""
-        token = None if kind == "space" else _classify(query, kind, match, opens)
+        if kind == "space":
+            token = None
+        elif category and kind in ("bare", "quote"):
+            token = _category(query, match.start(), match.group())
+        else:
+            token = _classify(query, kind, match, opens)
         if pending is not None and (token is None or token.kind not in _TARGETS):
             raise _unapplied(query, pending)
         if token is not None:
             tokens.append(token)
             pending = token if kind in ("neg", "field") else None
+            if kind == "field":
+                category = token.text == "category:"
+            elif kind == "lparen":
+                groups.append(category)
+            elif kind != "neg":
+                if kind == "rparen":
+                    groups.pop()  # _classify has checked that a "(" is open
+                category = groups[-1] if groups else False
     if pending is not None:
         raise _unapplied(query, pending)
     if opens:
@@ -110,12 +145,48 @@ def _phrase(query: str, start: int, text: str) -> _Token:
     return _Token("phrase", start, text, found)
 
 
-def _bare(query: str, start: int, text: str) -> _Token:
-    """A run of non-space characters: an operator, a word (maybe hyphenated) or a prefix."""
+def _operator(query: str, start: int, text: str) -> _Token | None:
+    """AND, OR and NOT as tokens; NEAR refused; None for anything else."""
     if text in _OPERATORS:
         return _Token(text, start, text)
     if text == "NEAR" or text.startswith("NEAR/"):
         raise QueryError(NEAR, query=query, column=start)
+    return None
+
+
+def _category(query: str, start: int, text: str) -> _Token:
+    """A category (``cs.CL``) or a prefix of one (``cs.*``), as one case-folded value.
+
+    arXiv's categories are ASCII letters, digits, dots and hyphens; anything else is
+    refused with the caret on it, so a typo is not a filter that silently matches nothing.
+    """
+    if text.startswith('"'):
+        raise QueryError(CATEGORY_QUOTED, query=query, column=start)
+    operator = _operator(query, start, text)
+    if operator is not None:
+        return operator
+    if text.startswith("-"):
+        raise QueryError(DASH_TARGET, query=query, column=start)
+    body = text.removesuffix("*")
+    bad = _NOT_CATEGORY.search(body)
+    if bad is not None or not body:
+        at = bad.start() if bad is not None else 0
+        reason = STRAY_STAR if text[at] == "*" else CATEGORY
+        raise QueryError(reason, query=query, column=start + at)
+    if not body[0].isalnum():
+        raise QueryError(CATEGORY, query=query, column=start)
+    if body == text:
+        return _Token("word", start, text, (body.lower(),))
+    if len(body) < 2:
+        raise QueryError(SHORT_PREFIX, query=query, column=start)
+    return _Token("prefix", start, text, (body.lower(),))
+
+
+def _bare(query: str, start: int, text: str) -> _Token:
+    """A run of non-space characters: an operator, a word (maybe hyphenated) or a prefix."""
+    operator = _operator(query, start, text)
+    if operator is not None:
+        return operator
     if text.isascii() and text.isalnum():
         return _Token("word", start, text, (text.lower(),))  # the common case, made cheap
     if text.startswith("-"):
@@ -142,6 +213,7 @@ def _bare(query: str, start: int, text: str) -> _Token:
 # --- parser ------------------------------------------------------------------------------
 
 _STARTS = _TARGETS | {"NOT"}
+_FIELD_OF: dict[str, FieldName] = {f"{name}:": name for name in FIELDS}
 
 
 class _Parser:
@@ -201,7 +273,7 @@ class _Parser:
         raise self.unexpected(token)
 
     def fielded(self, token: _Token) -> Node:
-        name: FieldName = "title" if token.text == "title:" else "abstract"
+        name = _FIELD_OF[token.text]
         if self.field not in (None, name):
             raise self.error(FIELD_CONFLICT.format(name, self.field), token)
         outer, self.field = self.field, name
@@ -210,11 +282,14 @@ class _Parser:
         return node
 
     def leaf(self, token: _Token) -> Leaf:
+        """A metadata leaf's text names its field (``author:lecun``), as explanations show it."""
+        field = self.field
+        text = token.text if field is None or field in TEXT_FIELDS else f"{field}:{token.text}"
         if token.kind == "prefix":
-            return Prefix(token.words[0], self.field, token.text)
+            return Prefix(token.words[0], field, text)
         if len(token.words) == 1:
-            return Term(token.words[0], self.field, token.text)
-        return Phrase(token.words, self.field, token.text)
+            return Term(token.words[0], field, text)
+        return Phrase(token.words, field, text)
 
     def unexpected(self, token: _Token) -> QueryError:
         """Name the operator or bracket that is missing its term."""

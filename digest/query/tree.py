@@ -1,15 +1,25 @@
 """The tree a filter parses into, and the walks over it that every other part shares.
 
 Nodes are small frozen dataclasses, hashable so that ``Corpus`` can memoise leaves.
-A leaf keeps its ``text`` as written, for subjects, explanations and highlights.
+A leaf keeps its ``text`` as written, for subjects, explanations and highlights; a leaf
+of a metadata field (``author:``, ``category:``) keeps its field in it too
+(``author:lecun``), since "matched: lecun" would say the word was in the text.
+
+Two kinds of fields: the text fields (``title``, ``abstract``), stemmed, indexed by
+FTS5 and searched by a leaf without a field; and the metadata fields (``author``,
+``category``) that sources give, unstemmed, outside FTS5, searched only when named.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-FieldName = Literal["title", "abstract"]
-FIELDS: tuple[FieldName, ...] = ("title", "abstract")
+TextField = Literal["title", "abstract"]
+MetaField = Literal["author", "category"]
+FieldName = TextField | MetaField
+TEXT_FIELDS: tuple[TextField, ...] = ("title", "abstract")
+META_FIELDS: tuple[MetaField, ...] = ("author", "category")
+FIELDS: tuple[FieldName, ...] = TEXT_FIELDS + META_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,11 @@ def every_leaf(node: Node) -> Iterator[Leaf]:
         yield from every_leaf(node.child)
     else:
         yield node
+
+
+def in_text(leaf: Leaf) -> bool:
+    """Whether the leaf searches the text (title, abstract), not a metadata field."""
+    return leaf.field is None or leaf.field in TEXT_FIELDS
 
 
 def leaf_words(leaf: Term | Phrase) -> tuple[str, ...]:
