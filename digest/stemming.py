@@ -30,6 +30,33 @@ def fold(text: str) -> str:
     return _COMBINING.sub("", decomposed).lower()
 
 
+_SPELLED = str.maketrans(
+    {
+        "ł": "l",
+        "ø": "o",
+        "æ": "ae",
+        "œ": "oe",
+        "ß": "ss",
+        "đ": "d",
+        "ð": "d",
+        "þ": "th",
+        "ı": "i",
+        "ħ": "h",
+        "ŧ": "t",
+        "ŋ": "n",
+    }
+)
+
+
+def spelled(word: str) -> str:
+    """A folded word with the letters that no accent-stripping takes apart (ł, ø, æ, ß …)
+    spelled in plain Latin, as people type a name: ``author:lukasz`` finds Łukasz.
+
+    For names only: the text fields must fold exactly as the FTS5 index does.
+    """
+    return word if word.isascii() else word.translate(_SPELLED)
+
+
 def words(text: str) -> list[str]:
     """The folded words of ``text`` in order (unstemmed)."""
     return _WORD.findall(fold(text))

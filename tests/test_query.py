@@ -39,7 +39,7 @@ from digest.query import (
     terms,
     to_fts5,
 )
-from digest.stemming import FTS_TOKENIZE, Analysis, Stemmer, fold, words
+from digest.stemming import FTS_TOKENIZE, Analysis, Stemmer, fold, spelled, words
 from digest.store import Store
 
 from .conftest import NOW, from_source
@@ -154,14 +154,15 @@ def in_field(leaf: Term | Phrase | Prefix) -> list[tuple[Analysis, ...]]:
 
 def naive_meta(leaf: Leaf, doc: Document) -> bool:
     """The documented meaning of an author or category leaf, one value at a time:
-    an author's name as its folded words (unstemmed), a category whole and folded."""
+    an author's name as its folded words (unstemmed, Ł spelled L), a category whole and
+    folded."""
     if leaf.field == "author":
-        values = [tuple(words(name)) for name in doc.authors]
+        values = [tuple(spelled(w) for w in words(name)) for name in doc.authors]
     else:
         values = [(fold(code),) for code in doc.categories]
     if isinstance(leaf, Prefix):
-        return any(w.startswith(leaf.prefix) for value in values for w in value)
-    wanted = leaf.words if isinstance(leaf, Phrase) else (leaf.word,)
+        return any(w.startswith(spelled(leaf.prefix)) for value in values for w in value)
+    wanted = tuple(map(spelled, leaf.words if isinstance(leaf, Phrase) else (leaf.word,)))
     return any(contains(value, wanted) for value in values)
 
 
@@ -595,6 +596,9 @@ SOURCED = {
     "physics": Document(
         "Spin glasses", "Replica trick.", ("ADA KING",), ("cond-mat.stat-mech", "cs.CLX")
     ),
+    "attention": Document(
+        "Attention is all", "Transformers.", ("Łukasz Kaiser", "Søren Ørsted"), ()
+    ),
 }  # fmt: skip
 NAMED = list(SOURCED)
 
@@ -625,7 +629,12 @@ AUTHORED = [
     ('author:"ada lovelace emilie"', set()),
     ('author:"Lovelace Ada"', set()),
     ("author:lov*", {"engines", "reversed"}),
-    ("author:lu*", set()),
+    ("author:lu*", {"attention"}),
+    ('author:"Lukasz Kaiser"', {"attention"}),
+    ('author:"łukasz kaiser"', {"attention"}),
+    ("author:soren", {"attention"}),
+    ("author:ørsted", {"attention"}),
+    ("author:orsted", {"attention"}),
     ("author:le*", {"convnets"}),
     ("author:leon", {"convnets"}),
     ("author:lecun", {"convnets"}),

@@ -41,7 +41,7 @@ from digest.query.tree import (
     leaf_words,
     positive,
 )
-from digest.stemming import Stemmer, fold, words
+from digest.stemming import Stemmer, fold, spelled, words
 
 _K1, _B = 1.2, 0.75  # the usual BM25 constants, as in FTS5's bm25()
 
@@ -194,7 +194,7 @@ class _ValueIndex:
     @classmethod
     def of_names(cls, names: Sequence[tuple[str, ...]]) -> "_ValueIndex":
         """Authors: each name as its folded words (``Émilie du Châtelet`` -> emilie du chatelet)."""
-        return cls([[tuple(words(name)) for name in of_doc] for of_doc in names])
+        return cls([[tuple(map(spelled, words(name))) for name in of_doc] for of_doc in names])
 
     @classmethod
     def of_codes(cls, codes: Sequence[tuple[str, ...]]) -> "_ValueIndex":
@@ -202,10 +202,11 @@ class _ValueIndex:
         return cls([[(fold(code),) for code in of_doc] for of_doc in codes])
 
     def leaf(self, leaf: Leaf) -> int:
-        """The documents with a value holding the word, the prefix or the run of words."""
+        """The documents with a value holding the word, the prefix or the run of words
+        (``spelled`` as the names were)."""
         if isinstance(leaf, Prefix):
-            return _prefix_bits(self.sorted_words, self.words, leaf.prefix)
-        wanted = leaf_words(leaf)
+            return _prefix_bits(self.sorted_words, self.words, spelled(leaf.prefix))
+        wanted = tuple(map(spelled, leaf_words(leaf)))
         if len(wanted) == 1:
             return self.words.get(wanted[0], 0)
         candidates = -1
