@@ -127,6 +127,20 @@ def test_a_second_send_sends_nothing_twice(
     assert sink.handler.count == 3
 
 
+def test_a_send_with_nobody_due_indexes_no_papers(
+    subscribed: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = outbox_config(tmp_path)
+    run_send(subscribed, config, now)
+    monkeypatch.setattr(outbox, "Batch", unreadable_batch)
+    again = run_send(subscribed, config, now + timedelta(minutes=5))
+    assert (again.digests, again.not_due) == ([], 3)
+
+
+def unreadable_batch(*args: Any) -> None:
+    raise AssertionError("the window papers were read with nobody due")
+
+
 def test_new_papers_go_out_the_next_day_without_repeating_old_ones(
     store: Store, seed_files: list[Path], sink: Server, tmp_path: Path, now: datetime
 ) -> None:
