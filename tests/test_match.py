@@ -307,3 +307,15 @@ def test_matching_many_subscribers_at_once_gives_each_the_same_digest_as_alone(
         )
         assert together.more == alone.more
         assert [m.matched for m in together.capped] == [m.matched for m in alone.capped]
+
+
+def test_polls_between_ingests_reuse_the_window_index_and_an_ingest_renews_it(
+    store: Store, seed_files: list[Path], now: datetime
+) -> None:
+    ingest_files(store, seed_files[:2], now)
+    first = match.Batch(store, SETTINGS, now)
+    assert match.Batch(store, SETTINGS, now + timedelta(hours=1)).corpus is first.corpus
+    ingest_files(store, seed_files[2:], now + timedelta(hours=2))
+    renewed = match.Batch(store, SETTINGS, now + timedelta(hours=2))
+    assert renewed.corpus is not first.corpus
+    assert renewed.corpus.size == len(renewed.papers) > first.corpus.size
