@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,8 +110,14 @@ def template_dir() -> Path:
     raise RenderError(f"no {HTML_TEMPLATE} beside {here}", "reinstall digest")
 
 
+@lru_cache(maxsize=1)
 def template_environment() -> Environment:
-    """The one Jinja2 setup for email and web: autoescaped HTML, strict about undefined names."""
+    """The one Jinja2 setup for email and web: autoescaped HTML, strict about undefined names.
+
+    One per process, so each template is compiled once however many renderers and apps
+    are made (compiling is most of what making one costs); Jinja2 environments are
+    thread-safe and, with ``auto_reload`` off, never change once a template is loaded.
+    """
     return Environment(
         loader=FileSystemLoader(template_dir()),
         autoescape=select_autoescape(["html.j2"], default=False),

@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -53,6 +54,9 @@ _CONFIRM = re.compile(r"http://\S+/confirm/\S+")
 _MANAGE = re.compile(r"http://\S+(/manage/\S+)")
 _MORE = re.compile(r"(\d+) more papers? match(?:es)? — see them all: (http://\S+)")
 _LISTED = re.compile(r'<li><a class="link" href="/papers/([0-9a-f]{16})">')
+# One TLS context for every client: making one loads the CA bundle, a tenth of a test
+# here, and these clients speak plain http to loopback anyway.
+TLS = ssl.create_default_context()
 
 
 # -- the server and its helpers ----------------------------------------------------------
@@ -234,7 +238,7 @@ def make_site(tmp_path: Path, seeded_database: Path) -> Iterator[MakeSite]:
                 config, secret=SECRET, clock=clock, transport_factory=transport_factory
             )
             url = stack.enter_context(running(app, sock))
-            client = stack.enter_context(httpx.Client(base_url=url, timeout=10))
+            client = stack.enter_context(httpx.Client(base_url=url, timeout=10, verify=TLS))
             return Site(url, config, clock, client)
 
         yield make
@@ -613,7 +617,7 @@ def test_a_post_without_a_matching_csrf_token_is_refused(
     if token == "forged":
         field_value = field_value[:-4] + "AAAA"
     elif token == "other":
-        with httpx.Client(base_url=site.url) as other:
+        with httpx.Client(base_url=site.url, verify=TLS) as other:
             field_value = _CSRF.search(other.get("/").text).group(1)  # type: ignore[union-attr]
     if not keep_cookie:
         site.client.cookies.clear()
@@ -873,7 +877,8 @@ def test_one_click_post_unsubscribes_without_cookie_or_csrf_token(
 ) -> None:
     person = site.active("ada@example.org")
     path = link_path(person, "unsubscribe")
-    with httpx.Client(base_url=site.url) as provider:  # a mail provider: no cookie at all
+    # a mail provider: no cookie at all
+    with httpx.Client(base_url=site.url, verify=TLS) as provider:
         for _ in range(2):  # idempotent
             if encoding == "multipart":
                 response = provider.post(
@@ -896,7 +901,7 @@ def test_list_unsubscribe_is_one_url_whose_one_click_post_unsubscribes(site: Sit
     [url] = re.findall(r"<([^>]*)>", header)
     assert url == site.url + link_path(person, "unsubscribe")
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    with httpx.Client() as provider:  # what a mail provider sends, no cookie
+    with httpx.Client(verify=TLS) as provider:  # what a mail provider sends, no cookie
         response = provider.post(url, data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200
     changed = site.subscriber("ada@example.org")
@@ -1214,7 +1219,7 @@ def test_healthz_is_503_when_the_database_cannot_be_read(tmp_path: Path) -> None
     sock = loopback_socket()
     config = site_config(tmp_path, "http://127.0.0.1")
     app = create_app(config, folder, secret=SECRET)
-    with running(app, sock) as url, httpx.Client(base_url=url) as client:
+    with running(app, sock) as url, httpx.Client(base_url=url, verify=TLS) as client:
         health = client.get("/healthz")
         assert health.status_code == 503
         assert health.json() == {
@@ -1368,8 +1373,8 @@ def test_start_in_thread_serves_until_stopped(
     Store(config.storage.database).close()  # the web front never creates the database
     stop = start_in_thread(config)
     try:
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", verify=TLS).json()["status"] == "ok"
     finally:
         stop()
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/healthz")
+        httpx.get(f"http://127.0.0.1:{port}/healthz", verify=TLS)
