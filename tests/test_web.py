@@ -79,18 +79,43 @@ def start(app: Starlette, sock: socket.socket) -> tuple[uvicorn.Server, threadin
     return server, thread
 
 
+Waits = list[Callable[[], None]]
+
+
 @contextmanager
-def running(app: Starlette, sock: socket.socket) -> Iterator[str]:
-    """Serve ``app`` for the length of the block; yield its base URL."""
+def running(app: Starlette, sock: socket.socket, later: Waits | None = None) -> Iterator[str]:
+    """Serve ``app`` for the length of the block; yield its base URL.
+
+    The server is told to stop when the block ends and waited for there, or, given
+    ``later``, the wait is put there (see the ``later`` fixture).
+    """
     server, thread = start(app, sock)
+
+    def stopped() -> None:
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the server did not stop within 10 s"
+        sock.close()
+
     try:
         assert server.started, "the server stopped while starting"
         host, port = sock.getsockname()[:2]
         yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        if later is None:
+            stopped()
+        else:
+            later.append(stopped)
+
+
+@pytest.fixture(scope="session")
+def later() -> Iterator[Waits]:
+    """Waits for servers already told to stop, run at the end of the session: uvicorn
+    takes ~0.2 s to notice and wind down, which each test would otherwise spend idle."""
+    waits: Waits = []
+    yield waits
+    for wait in waits:
+        wait()
 
 
 def loopback_socket() -> socket.socket:
@@ -219,7 +244,7 @@ MakeSite = Callable[..., Site]
 
 
 @pytest.fixture
-def make_site(tmp_path: Path, seeded_database: Path) -> Iterator[MakeSite]:
+def make_site(tmp_path: Path, seeded_database: Path, later: Waits) -> Iterator[MakeSite]:
     """Start a server on a copy of the seeded database; all are stopped after the test.
 
     Keywords are config sections (``web={"subscribe_per_hour": 2}``) and
@@ -237,7 +262,7 @@ def make_site(tmp_path: Path, seeded_database: Path) -> Iterator[MakeSite]:
             app = create_app(
                 config, secret=SECRET, clock=clock, transport_factory=transport_factory
             )
-            url = stack.enter_context(running(app, sock))
+            url = stack.enter_context(running(app, sock, later))
             client = stack.enter_context(httpx.Client(base_url=url, timeout=10, verify=TLS))
             return Site(url, config, clock, client)
 
