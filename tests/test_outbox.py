@@ -555,15 +555,16 @@ def test_the_same_refusal_for_every_recipient_is_the_relay_not_a_bounce(
 
 
 def test_refusals_among_accepted_recipients_still_count_as_bounces(
-    store: Store, seed_files: list[Path], tmp_path: Path, now: datetime
+    seeded_store: Store, tmp_path: Path, now: datetime
 ) -> None:
-    ingest_files(store, seed_files, now)
     people = ["a@example.org", "gone1@example.org", "gone2@example.org", "b@example.org"]
     for email_address in people:
-        lifecycle.add(store, subscribers.Wanted(email_address, "model"), "operator", now)
+        lifecycle.add(seeded_store, subscribers.Wanted(email_address, "model"), "operator", now)
     handler = RejectGone()
     with serve(handler) as server:
-        report = run_send(store, outbox_config(tmp_path, server.port, {"concurrency": 1}), now)
+        report = run_send(
+            seeded_store, outbox_config(tmp_path, server.port, {"concurrency": 1}), now
+        )
         server.handler.wait_for(2)
     assert report.error is None
     assert statuses(report) == {
@@ -572,7 +573,7 @@ def test_refusals_among_accepted_recipients_still_count_as_bounces(
         "gone2@example.org": "failed",
         "b@example.org": "sent",
     }
-    assert {e: b for e, (_, b) in bounces(store).items()} == {
+    assert {e: b for e, (_, b) in bounces(seeded_store).items()} == {
         "a@example.org": 0,
         "gone1@example.org": 1,
         "gone2@example.org": 1,

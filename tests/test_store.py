@@ -69,14 +69,11 @@ def test_the_fts_index_follows_inserts_and_deletes(
     store.db.execute("INSERT INTO papers_fts(papers_fts) VALUES('integrity-check')")
 
 
-def test_porter_stemming_makes_plural_queries_find_singular_words(
-    store: Store, seed_files: list[Path], now: datetime
-) -> None:
-    ingest_files(store, seed_files, now)
-    [agents] = store.db.execute(
+def test_porter_stemming_makes_plural_queries_find_singular_words(seeded_store: Store) -> None:
+    [agents] = seeded_store.db.execute(
         "SELECT COUNT(*) FROM papers_fts WHERE papers_fts MATCH 'agents'"
     ).fetchone()
-    [agent] = store.db.execute(
+    [agent] = seeded_store.db.execute(
         "SELECT COUNT(*) FROM papers_fts WHERE papers_fts MATCH 'agent'"
     ).fetchone()
     assert agents == agent > 0
@@ -112,11 +109,8 @@ def test_links_are_found_in_abstracts_without_residue(abstract: str, links: list
     assert find_links(abstract) == links
 
 
-def test_stored_papers_keep_their_links_and_trend(
-    store: Store, seed_files: list[Path], now: datetime
-) -> None:
-    ingest_files(store, seed_files, now)
-    papers = store.papers()
+def test_stored_papers_keep_their_links_and_trend(seeded_store: Store) -> None:
+    papers = seeded_store.papers()
     assert len(papers) == 689
     with_links = [p for p in papers if p.links]
     assert with_links
@@ -125,11 +119,8 @@ def test_stored_papers_keep_their_links_and_trend(
     assert all(p.first_seen == "2026-11-24T07:00:00Z" for p in papers)
 
 
-def test_the_status_counts_what_is_stored(
-    store: Store, seed_files: list[Path], now: datetime
-) -> None:
-    ingest_files(store, seed_files, now)
-    info = store.status()
+def test_the_status_counts_what_is_stored(seeded_store: Store, seed_files: list[Path]) -> None:
+    info = seeded_store.status()
     assert (info["papers"], info["dumps"], info["sightings"], info["subscribers"]) == (
         689,
         5,
