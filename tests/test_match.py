@@ -26,17 +26,12 @@ def subscribe(
 
 def record_digest(store: Store, subscriber: Subscriber, seqs: list[int], now: datetime) -> int:
     """What the email stage does when it builds a digest: one digest row, one delivery per paper."""
+    max_seq = store.max_seq()
+    message_id = f"<{subscriber.id}.{max_seq}@test>"
     with store.write():
-        max_seq = store.db.execute("SELECT MAX(seq) FROM papers").fetchone()[0]
-        cursor = store.db.execute(
-            "INSERT INTO digests (subscriber_id, message_id, max_seq, papers, created_at) VALUES (?, ?, ?, ?, ?)",
-            [subscriber.id, f"<{subscriber.id}.{max_seq}@test>", max_seq, len(seqs), iso(now)],
-        )
-        store.db.conn.executemany(
-            "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id, rank) VALUES (?, ?, ?, ?)",
-            [(subscriber.id, seq, cursor.lastrowid, rank) for rank, seq in enumerate(seqs, 1)],
-        )
-    return int(cursor.lastrowid or 0)
+        digest_id = store.record_digest(subscriber.id, message_id, max_seq, seqs, 0, b"", iso(now))
+    assert digest_id is not None
+    return digest_id
 
 
 def test_a_backtest_returns_only_matching_papers_with_their_matched_terms(
