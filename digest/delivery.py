@@ -131,10 +131,11 @@ class Deliverer:
         while not self.stop.is_set():
             if all(worker.done() for worker in workers):
                 return
-            await asyncio.sleep(STOP_POLL_SECONDS)
+            # wakes when the workers are done, not at the next poll: every run waited for it
+            await asyncio.wait(workers, timeout=STOP_POLL_SECONDS)
         deadline = loop.time() + STOP_GRACE_SECONDS
         while loop.time() < deadline and not all(worker.done() for worker in workers):
-            await asyncio.sleep(STOP_POLL_SECONDS)
+            await asyncio.wait(workers, timeout=STOP_POLL_SECONDS)
         for worker in workers:
             worker.cancel()
 

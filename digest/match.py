@@ -305,6 +305,15 @@ def compile_filter(query: str) -> Node:
     return parse(query)
 
 
+@lru_cache(maxsize=1)
+def window_corpus(stemmer: Stemmer, documents: tuple[Document, ...]) -> Corpus:
+    """The last window indexed, kept for the next run: between two ingests every poll
+    sees the same window papers (only who is due changes), and indexing them is most of
+    the cost of a send.  A corpus is a pure function of its documents, so sharing it is safe.
+    """
+    return Corpus(stemmer, documents)
+
+
 class Batch:
     """Match many subscribers at once against one corpus of candidate papers.
 
@@ -324,7 +333,7 @@ class Batch:
         floor = min(self.last_seqs.values(), default=None)
         self.papers = store.window_papers(floor, first.since)
         self.seqs = [p.seq for p in self.papers]
-        self.corpus = Corpus(stemmer or shared_stemmer(), documents(self.papers))
+        self.corpus = window_corpus(stemmer or shared_stemmer(), tuple(documents(self.papers)))
         self.delivered = store.delivered_since(self.seqs[0]) if self.seqs else {}
         self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
 

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from digest.config import Config
 from digest.delivery import STOP_GRACE_SECONDS as STOP_GRACE_SECONDS
@@ -112,30 +113,43 @@ class Failed:
 
 
 class Builder:
-    """Renders the digests of due subscribers against one batch of candidate papers."""
+    """Renders the digests of due subscribers against one batch of candidate papers.
+
+    The batch (the costly part: every window paper indexed) is read at the first
+    digest built, so a run with nobody due, the common poll, indexes nothing.
+    """
 
     def __init__(self, store: Store, config: Config, renderer: Renderer, now: datetime) -> None:
+        self.store = store
         self.config = config
         self.sender = config.delivery.from_
         self.renderer = renderer
         self.now = now
         self.last_built = store.last_digest_times()  # read before the batch: see record()
-        newest = store.max_seq()
-        self.batch = Batch(store, config.digest, now)
+        self.newest = store.max_seq()
         self.health = _HealthCheck(store, now)
-        self.max_seq = max([newest, *self.batch.seqs])  # the next digests start after it
+
+    @cached_property
+    def batch(self) -> Batch:
+        return Batch(self.store, self.config.digest, self.now)
+
+    @cached_property
+    def max_seq(self) -> int:
+        """The newest paper considered: the next digests start after it."""
+        return max([self.newest, *self.batch.seqs])
 
     def build(self, subscriber: Subscriber) -> Built | Failed | DigestReport:
         """The rendered digest, the failure (logged) of this one subscriber's digest, or the
         report of a subscriber skipped for having nothing new."""
+        batch = self.batch  # read outside the try: a store that cannot be read stops the run
         try:
-            return self._build(subscriber)
+            return self._build(batch, subscriber)
         except Exception as err:  # one subscriber's digest, whatever the cause: see the docstring
             identity = message_id(subscriber, [f"failed:{iso(self.now)}"], self.sender)
             return failed("build", subscriber, err, identity, self.now)
 
-    def _build(self, subscriber: Subscriber) -> Built | DigestReport:
-        upcoming = self.batch.pending(subscriber)
+    def _build(self, batch: Batch, subscriber: Subscriber) -> Built | DigestReport:
+        upcoming = batch.pending(subscriber)
         if not upcoming.capped and not self.config.digest.send_empty:
             return DigestReport(subscriber.email, "skipped", 0, error="no new matching papers")
         health = self.health.of(subscriber)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,9 +113,13 @@ def template_dir() -> Path:
     raise RenderError(f"no {HTML_TEMPLATE} beside {here}", "reinstall digest")
 
 
+@lru_cache(maxsize=1)
 def template_environment() -> Environment:
     """The one Jinja2 setup for email and web: autoescaped HTML, strict about undefined names.
 
+    One per process, so each template is compiled once however many renderers and apps
+    are made (compiling is most of what making one costs); Jinja2 environments are
+    thread-safe and, with ``auto_reload`` off, never change once a template is loaded.
     ``byline`` is a filter (``paper.meta.authors|byline``) for the pages that list papers
     as rows: the one rule for a short byline, wherever a template needs it.
     """

@@ -2,11 +2,11 @@
 
 The filter language is evaluated in Python (to match many subscribers at once
 and to say which terms matched), so Python must split and stem text the way
-SQLite does.  Splitting is done here with a regular expression equivalent to
-``unicode61`` (letters and digits are token characters, diacritics removed,
-case folded); stemming is delegated to SQLite's own ``porter`` tokenizer
-through a private in-memory FTS5 table, and cached, so the stems are SQLite's
-by construction rather than by imitation.
+SQLite does.  Splitting is done here with a regular expression (a character
+table for ASCII text) equivalent to ``unicode61`` (letters and digits are token
+characters, diacritics removed, case folded); stemming is delegated to SQLite's
+own ``porter`` tokenizer through a private in-memory FTS5 table, and cached, so
+the stems are SQLite's by construction rather than by imitation.
 """
 
 import re
@@ -19,6 +19,10 @@ from dataclasses import dataclass
 FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
 
 _WORD = re.compile(r"[^\W_]+")
+# A byte -> itself lowercased when an ASCII letter or digit, else a space (``words`` splits there).
+_ASCII_WORDS = bytes(
+    ord(c.lower()) if c.isascii() and c.isalnum() else 32 for c in map(chr, range(256))
+)
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 
@@ -59,6 +63,8 @@ def spelled(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """The folded words of ``text`` in order (unstemmed)."""
+    if text.isascii():  # most abstracts: one table lookup per byte, 2-3x the regex's speed
+        return text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
     return _WORD.findall(fold(text))
 
 

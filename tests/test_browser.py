@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_web import MakeSite, Site, make_site  # noqa: F401
+from tests.test_web import MakeSite, Site, later, make_site  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -1,5 +1,6 @@
 """Reading a dump in batches: here for a small file, in a parser process for a big one, alike."""
 
+import hashlib
 import os
 import signal
 import sys
@@ -111,8 +112,9 @@ def test_a_dump_big_enough_for_the_parser_process_is_stored_whole(
     result = ingest_file(store, path, now)
     assert (result.status, result.entries, result.new) == ("ingested", 5_000, 5_000)
     assert table_counts(store) == {"papers": 5_000, "dumps": 1, "sightings": 5_000, "fts": 5_000}
-    listing = store.db.execute("SELECT listing_date FROM dumps WHERE id = ?", [result.dump_id])
-    assert listing.fetchone() == ("Nov 24",)
+    dump = store.dump_by_hash(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert dump is not None
+    assert (dump["id"], dump["listing_date"]) == (result.dump_id, "Nov 24")
 
 
 def kill_the_worker_once(signum: int = signal.SIGKILL) -> tuple[list[int], Callable[[int], None]]:

@@ -82,12 +82,21 @@ def ada(populated: Store) -> Subscriber:
     return found
 
 
+@pytest.fixture(scope="module")
+def two_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seeds ingested over two days, once for the module: copy it, never open it."""
+    path = tmp_path_factory.mktemp("two-days") / "digest.db"
+    with closing(Store(path)) as store:
+        ingest_files(store, SEED_FILES[:3], NOW - timedelta(days=1))
+        ingest_files(store, SEED_FILES[3:], NOW)
+    return path
+
+
 @pytest.fixture
-def fresh(store: Store) -> Store:
-    """A store of its own, populated in two days, for tests that change it."""
-    ingest_files(store, SEED_FILES[:3], NOW - timedelta(days=1))
-    ingest_files(store, SEED_FILES[3:], NOW)
-    return store
+def fresh(tmp_path: Path, two_days: Path) -> Iterator[Store]:
+    """A store of its own, populated in two days, for tests that change it (a copy)."""
+    with closing(Store(copy_database(two_days, tmp_path))) as opened:
+        yield opened
 
 
 def get(feeds: Feeds, kind: str, fmt: Format, secret_token: str = "") -> FeedBody:

@@ -320,6 +320,7 @@ def test_a_full_database_stops_the_ingest_with_one_line_and_leaves_the_file(
     store: Store, inbox: Path, now: datetime
 ) -> None:
     """Old code raised sqlite3.OperationalError: database or disk is full."""
+    # a full disk, simulated on the raw connection: the database may grow by two pages
     pages = store.db.execute("PRAGMA page_count").fetchone()[0]
     store.db.execute(f"PRAGMA max_page_count = {pages + 2}")
     shutil.copy(SEED_FILES[1], inbox / "big.txt")

@@ -14,7 +14,7 @@ from .test_dumps import ABSTRACT, REJECTED
 
 def table_counts(store: Store) -> dict[str, int]:
     return {t: store.count(t) for t in ("papers", "dumps", "sightings")} | {
-        "fts": store.db.execute("SELECT COUNT(*) FROM papers_fts").fetchone()[0]
+        "fts": store.count("papers_fts")
     }
 
 
@@ -159,7 +159,4 @@ def test_a_dump_bigger_than_one_batch_is_stored_whole(
     [result] = ingest_files(store, [big], now).files
     assert (result.status, result.entries, result.new) == ("ingested", 2500, 2500)
     assert table_counts(store) == {"papers": 2500, "dumps": 1, "sightings": 2500, "fts": 2500}
-    hits = store.db.execute(
-        "SELECT COUNT(*) FROM papers_fts WHERE papers_fts MATCH 'parser'"
-    ).fetchone()[0]
-    assert hits == 2500
+    assert len(store.papers(fts='"parser"')) == 2500

@@ -26,17 +26,12 @@ def subscribe(
 
 def record_digest(store: Store, subscriber: Subscriber, seqs: list[int], now: datetime) -> int:
     """What the email stage does when it builds a digest: one digest row, one delivery per paper."""
+    max_seq = store.max_seq()
+    message_id = f"<{subscriber.id}.{max_seq}@test>"
     with store.write():
-        max_seq = store.db.execute("SELECT MAX(seq) FROM papers").fetchone()[0]
-        cursor = store.db.execute(
-            "INSERT INTO digests (subscriber_id, message_id, max_seq, papers, created_at) VALUES (?, ?, ?, ?, ?)",
-            [subscriber.id, f"<{subscriber.id}.{max_seq}@test>", max_seq, len(seqs), iso(now)],
-        )
-        store.db.conn.executemany(
-            "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id, rank) VALUES (?, ?, ?, ?)",
-            [(subscriber.id, seq, cursor.lastrowid, rank) for rank, seq in enumerate(seqs, 1)],
-        )
-    return int(cursor.lastrowid or 0)
+        digest_id = store.record_digest(subscriber.id, message_id, max_seq, seqs, 0, b"", iso(now))
+    assert digest_id is not None
+    return digest_id
 
 
 def test_a_backtest_returns_only_matching_papers_with_their_matched_terms(
@@ -413,3 +408,15 @@ def test_batch_and_explain_share_the_window(seeded_store: Store, now: datetime) 
     verdict = match.explain(seeded_store, person, paper, SETTINGS, now + timedelta(days=30))
     assert not verdict.included
     assert any("outside the window: the last 7 days" in r for r in verdict.reasons)
+
+
+def test_polls_between_ingests_reuse_the_window_index_and_an_ingest_renews_it(
+    store: Store, seed_files: list[Path], now: datetime
+) -> None:
+    ingest_files(store, seed_files[:2], now)
+    first = match.Batch(store, SETTINGS, now)
+    assert match.Batch(store, SETTINGS, now + timedelta(hours=1)).corpus is first.corpus
+    ingest_files(store, seed_files[2:], now + timedelta(hours=2))
+    renewed = match.Batch(store, SETTINGS, now + timedelta(hours=2))
+    assert renewed.corpus is not first.corpus
+    assert renewed.corpus.size == len(renewed.papers) > first.corpus.size

@@ -19,7 +19,6 @@ import pytest
 
 from digest import lifecycle, outbox, pipeline, subscribers
 from digest.config import Config
-from digest.ingest import ingest_files
 from digest.mailer import transport_for
 from digest.render import Renderer
 from digest.store import Store, iso
@@ -172,26 +171,25 @@ def test_a_dry_run_reports_the_failures_and_records_nothing(
 
 
 def test_a_queued_digest_that_cannot_go_on_the_wire_fails_without_a_bounce(
-    store: Store, sink: Server, tmp_path: Path, now: datetime
+    seeded_store: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
     """A digest queued for an address an older version let in (here: changed after queueing)."""
-    ingest_files(store, SEED_FILES, now)
-    for address in ("ada@example.org", "bob@example.org", "cy@example.org"):
-        lifecycle.add(store, subscribers.Wanted(address, "diffusion"), "operator", now)
+    people = [
+        lifecycle.add(seeded_store, subscribers.Wanted(address, "diffusion"), "operator", now)
+        for address in ("ada@example.org", "bob@example.org", "cy@example.org")
+    ]
     config = outbox_config(tmp_path, sink.port)
-    due, _ = outbox.due_subscribers(store, config, now)
-    built, _, max_seq = outbox.build(store, config, Renderer(config), due, now)
-    outbox.record(store, built, max_seq, {})
-    with store.write():
-        store.db.execute(
-            "UPDATE subscribers SET email = ? WHERE email = ?", [JOSE, "bob@example.org"]
-        )
-    report = run_send(store, config, now)
+    due, _ = outbox.due_subscribers(seeded_store, config, now)
+    built, _, max_seq = outbox.build(seeded_store, config, Renderer(config), due, now)
+    outbox.record(seeded_store, built, max_seq, {})
+    with seeded_store.write():
+        seeded_store.update_subscriber(people[1].id, {"email": JOSE})
+    report = run_send(seeded_store, config, now)
     found = by_email(report)
     assert (found["ada@example.org"].status, found["cy@example.org"].status) == ("sent", "sent")
     assert found[JOSE].status == "failed"
     assert NOT_ASCII in (found[JOSE].error or "")
-    person = store.subscriber(JOSE)
+    person = seeded_store.subscriber(JOSE)
     assert person is not None
     assert (person.status, person.bounces) == ("active", 0)
     assert sorted(r.rcpt_tos[0] for r in sink.handler.wait_for(2)) == ["ada@example.org",
@@ -231,13 +229,12 @@ def test_an_idn_address_is_stored_and_sent_in_idna_form(
 
 
 def test_a_legacy_row_with_a_unicode_domain_is_found_and_sent_in_idna_form(
-    store: Store, sink: Server, tmp_path: Path, now: datetime
+    seeded_store: Store, sink: Server, tmp_path: Path, now: datetime
 ) -> None:
-    ingest_files(store, SEED_FILES, now)
-    with store.write():
-        store.insert_subscriber(legacy_row("ana@bücher.de", "diffusion", now))
-    assert subscribers.get(store, "ana@xn--bcher-kva.de").email == "ana@bücher.de"
-    report = run_send(store, outbox_config(tmp_path, sink.port), now)
+    with seeded_store.write():
+        seeded_store.insert_subscriber(legacy_row("ana@bücher.de", "diffusion", now))
+    assert subscribers.get(seeded_store, "ana@xn--bcher-kva.de").email == "ana@bücher.de"
+    report = run_send(seeded_store, outbox_config(tmp_path, sink.port), now)
     assert [(d.email, d.status) for d in report.digests] == [("ana@bücher.de", "sent")]
     (received,) = sink.handler.wait_for(1)
     assert received.rcpt_tos == ("ana@xn--bcher-kva.de",)

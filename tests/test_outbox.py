@@ -18,7 +18,7 @@ from digest.config import Config
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
 from digest.render import DigestContent, Renderer
-from digest.store import Store
+from digest.store import OutboxRow, Store
 
 from .conftest import RunCli, make_config
 from .smtp_servers import (
@@ -85,8 +85,9 @@ def statuses(report: outbox.SendReport) -> dict[str, str]:
     return {d.email: d.status for d in report.digests}
 
 
-def digest_rows(store: Store) -> list[dict[str, Any]]:
-    return list(store.db["digests"].rows_where(order_by="id"))
+def digest_rows(store: Store) -> list[OutboxRow]:
+    """Every digest, oldest first."""
+    return sorted(store.outbox_rows(), key=lambda row: row.id)
 
 
 def test_every_due_subscriber_gets_one_digest(
@@ -98,8 +99,8 @@ def test_every_due_subscriber_gets_one_digest(
     assert sorted(r.rcpt_tos[0] for r in received) == sorted(PEOPLE)
     assert {r.message_id for r in received} == {d.message_id for d in report.digests}
     rows = digest_rows(subscribed)
-    assert [(r["status"], r["message"]) for r in rows] == [("sent", None)] * 3
-    assert subscribed.count("deliveries") == sum(r["papers"] for r in rows)
+    assert [(r.status, r.has_message) for r in rows] == [("sent", False)] * 3
+    assert subscribed.count("deliveries") == sum(r.papers for r in rows)
     assert report.as_json()["sent"] == 3
 
 
@@ -127,18 +128,32 @@ def test_a_second_send_sends_nothing_twice(
     assert sink.handler.count == 3
 
 
+def test_a_send_with_nobody_due_indexes_no_papers(
+    subscribed: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = outbox_config(tmp_path)
+    run_send(subscribed, config, now)
+    monkeypatch.setattr(outbox, "Batch", unreadable_batch)
+    again = run_send(subscribed, config, now + timedelta(minutes=5))
+    assert (again.digests, again.not_due) == ([], 3)
+
+
+def unreadable_batch(*args: Any) -> None:
+    raise AssertionError("the window papers were read with nobody due")
+
+
 def test_new_papers_go_out_the_next_day_without_repeating_old_ones(
     store: Store, seed_files: list[Path], sink: Server, tmp_path: Path, now: datetime
 ) -> None:
     config = outbox_config(tmp_path, sink.port, max_papers=200)
     ingest_files(store, seed_files[:2], now)
-    lifecycle.add(store, subscribers.Wanted("ada@example.org", "model"), "operator", now)
+    ada = lifecycle.add(store, subscribers.Wanted("ada@example.org", "model"), "operator", now)
     run_send(store, config, now)
     ingest_files(store, seed_files[2:], now + timedelta(days=1))
     run_send(store, config, now + timedelta(days=1))
-    sent = store.db.execute("SELECT paper_seq FROM deliveries").fetchall()
-    assert len(sent) == len(set(sent))
-    assert [r["status"] for r in digest_rows(store)] == ["sent", "sent"]
+    rows = digest_rows(store)
+    assert [r.status for r in rows] == ["sent", "sent"]
+    assert sum(r.papers for r in rows) == len(store.delivered_since(0)[ada.id])
 
 
 def test_an_empty_digest_is_only_sent_when_asked(
@@ -178,7 +193,7 @@ def test_a_421_is_retried_within_the_run_with_the_same_message(
         report = run_send(subscribed, outbox_config(tmp_path, server.port), now)
         received = server.handler.wait_for(3)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
-    assert sorted(r["attempts"] for r in digest_rows(subscribed)) == [1, 1, 2]
+    assert sorted(r.attempts for r in digest_rows(subscribed)) == [1, 1, 2]
     assert {r.message_id for r in received} == {d.message_id for d in report.digests}
 
 
@@ -189,12 +204,10 @@ def test_a_digest_still_deferred_after_the_retries_goes_out_on_a_later_run_uncha
         first = run_send(subscribed, outbox_config(tmp_path, server.port), now)
     assert statuses(first) == dict.fromkeys(PEOPLE, "deferred")
     rows = digest_rows(subscribed)
-    assert all(
-        r["status"] == "deferred" and r["attempts"] == 3 and r["next_attempt_at"] for r in rows
-    )
-    assert all("421" in r["error"] for r in rows)
-    messages = {r["id"]: subscribed.message(r["id"]) for r in rows}
-    assert all(r["next_attempt_at"] >= "2026-11-24T07:00:00Z" for r in rows)
+    assert all(r.status == "deferred" and r.attempts == 3 and r.next_attempt_at for r in rows)
+    assert all("421" in r.error for r in rows)
+    messages = {r.id: subscribed.message(r.id) for r in rows}
+    assert all(r.next_attempt_at >= "2026-11-24T07:00:00Z" for r in rows)
     with serve(Sink()) as good:
         later = run_send(subscribed, outbox_config(tmp_path, good.port), now + timedelta(hours=1))
         received = good.handler.wait_for(3)
@@ -247,7 +260,7 @@ def test_a_server_that_is_down_leaves_every_digest_queued(
     assert report.error is not None
     assert f"127.0.0.1:{port}" in report.error
     assert "\n" not in report.error
-    assert [r["status"] for r in digest_rows(subscribed)] == ["queued"] * 3
+    assert [r.status for r in digest_rows(subscribed)] == ["queued"] * 3
     with serve(Sink()) as good:
         later = run_send(subscribed, outbox_config(tmp_path, good.port), now + timedelta(minutes=1))
         good.handler.wait_for(3)
@@ -412,13 +425,13 @@ def untouched(store: Store) -> bool:
 
 def later_run_delivers_them(store: Store, tmp_path: Path, when: datetime) -> None:
     """A later run on a relay that behaves sends every held digest, with its Message-ID."""
-    held = {r["message_id"] for r in digest_rows(store) if r["status"] != "sent"}
+    held = {r.message_id for r in digest_rows(store) if r.status != "sent"}
     assert held
     with serve(Sink()) as good:
         report = run_send(store, outbox_config(tmp_path, good.port), when)
         received = good.handler.wait_for(len(held))
     assert {r.message_id for r in received} >= held
-    assert all(r["status"] == "sent" and r["attempts"] == 1 for r in digest_rows(store))
+    assert all(r.status == "sent" and r.attempts == 1 for r in digest_rows(store))
     assert report.error is None
     assert untouched(store)
 
@@ -432,7 +445,7 @@ def test_a_paced_run_outlasts_the_relays_idle_timeout(
         report = run_send(subscribed, config, now)
         server.handler.wait_for(3)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
-    assert [r["attempts"] for r in digest_rows(subscribed)] == [1, 1, 1]
+    assert [r.attempts for r in digest_rows(subscribed)] == [1, 1, 1]
     assert server.handler.idle_closed >= 2
 
 
@@ -443,7 +456,7 @@ def test_too_many_connections_costs_no_attempt(
         report = run_send(subscribed, outbox_config(tmp_path, server.port, {"concurrency": 4}), now)
         server.handler.wait_for(3)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
-    assert [r["attempts"] for r in digest_rows(subscribed)] == [1, 1, 1]
+    assert [r.attempts for r in digest_rows(subscribed)] == [1, 1, 1]
     assert server.handler.refused >= 1
 
 
@@ -456,11 +469,9 @@ def test_a_relay_that_refuses_the_greeting_keeps_everything_queued_until_it_take
             report = run_send(subscribed, config, now + timedelta(minutes=minutes))
             assert report.error is not None
             assert BusyGreeting.REPLY in report.error
-            assert [(r["status"], r["attempts"]) for r in digest_rows(subscribed)] == [
-                ("queued", 0)
-            ] * 3
+            assert [(r.status, r.attempts) for r in digest_rows(subscribed)] == [("queued", 0)] * 3
             assert untouched(subscribed)
-        ids = {r["message_id"] for r in digest_rows(subscribed)}
+        ids = {r.message_id for r in digest_rows(subscribed)}
         report = run_send(subscribed, config, now + timedelta(minutes=10))
         received = server.handler.wait_for(3)
     assert statuses(report) == dict.fromkeys(PEOPLE, "sent")
@@ -481,8 +492,8 @@ def test_a_relay_that_takes_no_mail_for_now_stops_the_run_without_using_attempts
     assert reply in report.error
     assert "\n" not in report.error
     rows = digest_rows(subscribed)
-    assert all(r["attempts"] == 0 and r["status"] in ("queued", "deferred") for r in rows)
-    assert [r["error"] for r in rows if r["status"] == "deferred"] == [report.error.split(" (")[0]]
+    assert all(r.attempts == 0 and r.status in ("queued", "deferred") for r in rows)
+    assert [r.error for r in rows if r.status == "deferred"] == [report.error.split(" (")[0]]
     assert untouched(subscribed)
     later_run_delivers_them(subscribed, tmp_path, now + timedelta(minutes=5))
 
@@ -504,7 +515,7 @@ def test_a_relay_size_limit_is_never_a_bounce(
             assert all(d.error == f"too big for the relay: {reply}" for d in report.digests)
     rows = digest_rows(store)
     assert len(rows) == 6
-    assert all((r["status"], r["attempts"]) == ("deferred", 0) for r in rows)
+    assert all((r.status, r.attempts) == ("deferred", 0) for r in rows)
     assert untouched(store)
     later_run_delivers_them(store, tmp_path, now + timedelta(days=2, hours=1))
 
@@ -517,7 +528,7 @@ def test_a_digest_over_the_advertised_size_is_not_offered_and_not_a_bounce(
         assert server.handler.mails == 0
     assert statuses(report) == dict.fromkeys(PEOPLE, "deferred")
     assert all("takes (SIZE)" in (d.error or "") for d in report.digests)
-    assert all((r["status"], r["attempts"]) == ("deferred", 0) for r in digest_rows(subscribed))
+    assert all((r.status, r.attempts) == ("deferred", 0) for r in digest_rows(subscribed))
     assert untouched(subscribed)
     later_run_delivers_them(subscribed, tmp_path, now + timedelta(minutes=5))
 
@@ -534,22 +545,23 @@ def test_the_same_refusal_for_every_recipient_is_the_relay_not_a_bounce(
             assert "550 5.7.1 Unable to relay" in report.error
         assert server.handler.count == 0
     rows = digest_rows(subscribed)
-    assert all((r["status"], r["attempts"]) == ("deferred", 0) for r in rows)
-    assert all("Unable to relay" in r["error"] for r in rows)
+    assert all((r.status, r.attempts) == ("deferred", 0) for r in rows)
+    assert all("Unable to relay" in r.error for r in rows)
     assert untouched(subscribed)
     later_run_delivers_them(subscribed, tmp_path, now + timedelta(days=2, hours=1))
 
 
 def test_refusals_among_accepted_recipients_still_count_as_bounces(
-    store: Store, seed_files: list[Path], tmp_path: Path, now: datetime
+    seeded_store: Store, tmp_path: Path, now: datetime
 ) -> None:
-    ingest_files(store, seed_files, now)
     people = ["a@example.org", "gone1@example.org", "gone2@example.org", "b@example.org"]
     for email_address in people:
-        lifecycle.add(store, subscribers.Wanted(email_address, "model"), "operator", now)
+        lifecycle.add(seeded_store, subscribers.Wanted(email_address, "model"), "operator", now)
     handler = RejectGone()
     with serve(handler) as server:
-        report = run_send(store, outbox_config(tmp_path, server.port, {"concurrency": 1}), now)
+        report = run_send(
+            seeded_store, outbox_config(tmp_path, server.port, {"concurrency": 1}), now
+        )
         server.handler.wait_for(2)
     assert report.error is None
     assert statuses(report) == {
@@ -558,7 +570,7 @@ def test_refusals_among_accepted_recipients_still_count_as_bounces(
         "gone2@example.org": "failed",
         "b@example.org": "sent",
     }
-    assert {e: b for e, (_, b) in bounces(store).items()} == {
+    assert {e: b for e, (_, b) in bounces(seeded_store).items()} == {
         "a@example.org": 0,
         "gone1@example.org": 1,
         "gone2@example.org": 1,

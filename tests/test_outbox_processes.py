@@ -14,7 +14,7 @@ import pytest
 
 from digest import lifecycle, subscribers
 from digest.ingest import ingest_files
-from digest.store import Store
+from digest.store import OutboxRow, Store
 
 from .smtp_servers import RemoteSink, sink_process
 
@@ -51,9 +51,9 @@ def send(config: Path) -> "subprocess.Popen[str]":
     )
 
 
-def digests(tmp_path: Path) -> list[dict[str, object]]:
+def digests(tmp_path: Path) -> list[OutboxRow]:
     store = Store(tmp_path / "digest.db")
-    rows = list(store.db["digests"].rows_where(order_by="id"))
+    rows = store.outbox_rows()
     store.close()
     return rows
 
@@ -92,8 +92,8 @@ def test_a_kill_9_during_a_send_loses_nothing_and_resends_at_most_what_was_in_fl
         # over, late: with both senders gone, the sink's last connection closes after it
         received = sink.wait_until_idle()
     assert len(rows) == people
-    assert {r["status"] for r in rows} == {"sent"}
-    assert set(received) == {r["message_id"] for r in rows}
+    assert {r.status for r in rows} == {"sent"}
+    assert set(received) == {r.message_id for r in rows}
     resent = [mid for mid, n in Counter(received).items() if n > 1]
     assert len(received) - len(set(received)) == len(resent) <= concurrency
     report = json.loads(second.stdout)
@@ -110,7 +110,7 @@ def test_two_sends_at_once_send_each_digest_once(tmp_path: Path, seed_files: lis
         rows = digests(tmp_path)
         received = sink.wait_until_idle()  # both senders gone: nothing more can arrive
     assert len(rows) == people
-    assert sorted(received) == sorted(str(r["message_id"]) for r in rows)
+    assert sorted(received) == sorted(r.message_id for r in rows)
     reports = [json.loads(out) for out, _ in outputs]
     assert sum(r["sent"] for r in reports) == people
     store = Store(tmp_path / "digest.db")

@@ -1104,6 +1104,40 @@ def test_the_stores_prefilter_keeps_every_paper_a_filter_with_authors_matches(
     assert matched <= {p.seq for p in sourced_store.store.papers(fts=to_fts5(node))}
 
 
+@pytest.fixture(scope="module")
+def unicode61() -> Iterator[sqlite3.Connection]:
+    """SQLite's own tokenizer, unstemmed: the words the store's index sees."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE VIRTUAL TABLE w USING fts5(text, tokenize='unicode61 remove_diacritics 2')"
+    )
+    conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(w, 'instance')")
+    yield conn
+    conn.close()
+
+
+def sqlite_words(conn: sqlite3.Connection, text: str) -> list[str]:
+    with conn:
+        conn.execute("INSERT INTO w(rowid, text) VALUES (1, ?)", [text])
+        found = [row[0] for row in conn.execute("SELECT term FROM v ORDER BY offset")]
+        conn.execute("DELETE FROM w")
+    return found
+
+
+@FUZZ
+@given(text=st.text(st.characters(max_codepoint=127)))
+def test_ascii_text_splits_into_the_words_sqlite_sees(
+    unicode61: sqlite3.Connection, text: str
+) -> None:
+    assert words(text) == sqlite_words(unicode61, text)
+
+
+def test_the_seed_papers_split_into_the_words_sqlite_sees(unicode61: sqlite3.Connection) -> None:
+    for title, abstract in PAPERS:
+        for text in (title, abstract):
+            assert words(text) == sqlite_words(unicode61, text), text[:60]
+
+
 @pytest.mark.parametrize(
     ("query", "caret"), [("日本 AND", "       ^"), ("a\tOR", "    ^"), ("a\nOR", "    ^")]
 )

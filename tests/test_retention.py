@@ -34,15 +34,16 @@ def test_job_runs_older_than_keep_days_go_but_the_newest_of_each_job_stays(
         store.finish_run(store.start_run(job, started, started), started, "ok")
     report = retention.prune(store, Config(), now)
     assert rules(report)["job"] == 2
-    left = store.db.execute("SELECT job, started_at FROM job_runs ORDER BY id").fetchall()
-    assert left == [("deliver", iso(now - 10 * DAY)), ("prune", iso(now - 200 * DAY))]
+    assert store.count("job_runs") == 2
+    assert store.last_scheduled("deliver") == iso(now - 10 * DAY)
+    assert store.last_scheduled("prune") == iso(now - 200 * DAY)
 
 
 def test_rejection_records_older_than_keep_days_go(store: Store, now: datetime) -> None:
     store.add_rejection("old.txt", "a" * 64, "bad", now - 91 * DAY)
     store.add_rejection("new.txt", "b" * 64, "bad", now - 89 * DAY)
     retention.prune(store, Config(), now)
-    assert [r["file_name"] for r in store.db["rejections"].rows] == ["new.txt"]
+    assert store.rejections_summary() == (1, iso(now - 89 * DAY))  # new.txt's
 
 
 def test_message_bytes_go_after_sending_and_after_the_retry_window_for_failures(
@@ -63,14 +64,9 @@ def test_message_bytes_go_after_sending_and_after_the_retry_window_for_failures(
         store.db.execute("UPDATE digests SET message = X'00' WHERE status = 'sent' AND id = 1")
     dry = retention.prune(store, config, now, dry_run=True)
     assert rules(dry)["message"] == 2
-    assert (
-        store.db.execute("SELECT COUNT(*) FROM digests WHERE message IS NOT NULL").fetchone()[0]
-        == 3
-    )
+    assert sum(r.has_message for r in store.outbox_rows()) == 3
     retention.prune(store, config, now)
-    kept = store.db.execute(
-        "SELECT status, created_at FROM digests WHERE message IS NOT NULL"
-    ).fetchall()
+    kept = [(r.status, r.created_at) for r in store.outbox_rows() if r.has_message]
     assert kept == [("failed", iso(now - 3 * DAY))]
     assert store.count("digests") == 4
     assert store.count("deliveries") == deliveries
@@ -120,6 +116,7 @@ def test_run_once_prunes_and_records_a_prune_run(config_file: Path, now: datetim
     report = pipeline.run_once(config, lambda: now)
     assert report.pruned is not None
     with closing(Store(config.storage.database)) as store:
+        # the row itself: no store reader returns a prune run's summary
         runs = store.db.execute("SELECT job, summary FROM job_runs ORDER BY id").fetchall()
     assert runs[-1] == ("prune", "nothing to remove")
 
