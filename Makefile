@@ -21,9 +21,14 @@ run: $(STAMP)
 	$(BIN)/digest --config config.example.toml run --once
 	$(BIN)/digest --config config.example.toml status
 
+# The tests start many Python processes (xdist workers, the CLI, the daemon): let them
+# cache compiled bytecode (in __pycache__/, ignored by git) even where the environment
+# says not to, or each process compiles every module again.
+TEST_ENV := PYTHONDONTWRITEBYTECODE=
+
 ## test: install with the test extras, then lint, type-check and run every test
 test: lint systemd-deps browser-deps
-	$(BIN)/pytest -q -n 2
+	$(TEST_ENV) $(BIN)/pytest -q -n 2
 
 ## systemd-deps: systemd-analyze for tests/test_deploy.py (Debian's systemd package, when missing)
 systemd-deps:
@@ -43,7 +48,7 @@ lint: $(STAMP)
 
 ## unit: the fast inner loop (stops at the first failure, skips the slow end-to-end tests)
 unit: $(STAMP)
-	$(BIN)/pytest -x -q -n 2 -m 'not slow'
+	$(TEST_ENV) $(BIN)/pytest -x -q -n 2 -m 'not slow'
 
 ## bench: throughput and memory of each stage on generated data
 bench: $(STAMP)
