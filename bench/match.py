@@ -3,11 +3,18 @@
 What is measured: the matching step of ``digest send`` for 100,000 active
 subscribers whose filters (one to four terms: words, phrases, prefixes, OR,
 NOT, ``title:``; see ``bench.workload``) are drawn from the words of 1,000
-papers just ingested through ``digest.ingest`` into a store that also holds
-3,000 older papers outside the lookback window.  The clock covers
-``Batch(store, DigestConfig(), now)`` (reading the window's papers, stemming and
-indexing them) and ``batch.bits(subscriber)`` for every subscriber.  The
-subscribers are loaded from the store before the clock starts.
+new papers, listed by a source with their authors and categories
+(``bench.authors``), in a store that also holds 3,000 older papers (ingested
+through ``digest.ingest`` from a text dump) outside the lookback window.  The
+clock covers ``Batch(store, DigestConfig(), now)`` (reading the window's papers,
+stemming and indexing them) and ``batch.bits(subscriber)`` for every
+subscriber.  The subscribers are loaded from the store before the clock starts.
+
+Two workloads over that one store and its papers: the *word* filters above, and
+100,000 *author* filters (issue 14), each a word filter with one positive term
+swapped for ``author:`` (a surname, a quoted full name or a prefix) and about a
+fifth with another term swapped for ``category:`` (``bench.authors``).  The
+store holds both sets of subscribers (200,000 rows); each pass matches one set.
 
 Two figures.  *Cold*: ``compile_filter`` and ``shared_stemmer`` are cleared
 first, so every distinct filter is parsed and every word stemmed, as in a fresh
@@ -15,6 +22,8 @@ first, so every distinct filter is parsed and every word stemmed, as in a fresh
 after, with the parse cache filled, as in a long-running ``digest run``.  Both
 clear ``window_corpus`` first: a run after an ingest indexes a new window (only
 polls with an unchanged window reuse the last index).
+Each round runs the word filters' cold and warm passes and the author filters'
+(which go first every other round), then the bare loop; the best of each is kept.
 
 Why this ceiling: the obvious way to match is one FTS5 query per subscriber.
 The ceiling is the cheapest form of that, a bare loop of 100,000 ``SELECT rowid
@@ -25,11 +34,16 @@ per query, so matching whole filters in about the time the bare loop takes for
 single words means the bitset design pays for itself.  Target (acceptance):
 at most 5 s in all, and at most 1.5× the bare loop's time (ratio = ours /
 bare, lower is better).  Peak memory is this process's peak RSS during the
-cold pass, which includes the 100,000 loaded subscribers.
+cold pass, which includes the 200,000 loaded subscribers of both workloads.
 
-Correctness on a sample: for 200 random subscribers, ``batch.bits`` must equal
-both a fresh ``Corpus`` (new stemmer, ``parse``, not the cache) over the window
-papers and ``match.pending`` (the store's FTS5 prefilter path).
+The author figures' ceiling is the word filters' pass of the same kind (cold or
+warm) in the same run, on the same papers: matching by author must cost at most
+1.2× what matching by words does (issue 14; ratio = author / word).
+
+Correctness on a sample: for 200 random subscribers of each workload,
+``batch.bits`` must equal both a fresh ``Corpus`` (new stemmer, ``parse``, not
+the cache) over the window papers and ``match.pending`` (the store's FTS5
+prefilter path, which an author or category term leaves to the ``Corpus``).
 """
 
 import cProfile
@@ -42,6 +56,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from bench import BenchError, Figure, PeakMemory, Settings, Target
+from bench.authors import AuthorFilterMaker, describe, ingest_listed
 from bench.workload import (
     FilterMaker,
     Made,
@@ -68,6 +83,9 @@ FULL_NEW = 1_000
 FULL_OLD = 3_000
 SAMPLE = 200
 TARGET = Target(max_ratio=1.5, max_value=5.0, unit="s")
+AUTHOR_TARGET = Target(max_ratio=1.2, unit="s")  # of the word filters' time
+ROUNDS = 3
+WORKLOADS = ("word", "author")
 BARE_QUERY = "SELECT rowid FROM t WHERE t MATCH ?"
 ABSENT = "zqxjkv"  # a word in no paper: the bare loop's fixed cost per query
 
@@ -76,8 +94,8 @@ ABSENT = "zqxjkv"  # a word in no paper: the bare loop's fixed cost per query
 class Setup:
     store: Store
     now: datetime
-    subscribers: list[Subscriber]
-    made: list[Made]
+    subscribers: dict[str, list[Subscriber]]  # by workload: "word", "author"
+    made: list[Made]  # the word filters
     bare: sqlite3.Connection
     new: int
 
@@ -99,39 +117,58 @@ class Bare:
     rows: int
 
 
+@dataclass(frozen=True, slots=True)
+class Rounds:
+    """Every round's passes, by workload, and bare loops."""
+
+    cold: dict[str, list[Pass]]
+    warm: dict[str, list[Pass]]
+    bare: list[Bare]
+
+    def best(self, passes: dict[str, list[Pass]], workload: str) -> Pass:
+        return min(passes[workload], key=lambda p: p.total)
+
+
 def run(settings: Settings) -> list[Figure]:
     count = settings.size(FULL_SUBSCRIBERS)
     new, old = settings.size(FULL_NEW), settings.size(FULL_OLD)
     with workdir(settings, STAGE) as folder:
         setup = prepare(folder, count, new, old, settings.seed)
         try:
-            colds, warms, bares = measure_rounds(setup, settings.repeat)
+            rounds = measure_rounds(setup, settings.rounds(ROUNDS))
             empty = bare_loop(setup.bare, [f'"{ABSENT}"'] * len(setup.made))
             parse_seconds, distinct = time_parse(setup.made)
-            check_sample(setup, settings.seed)
+            for workload in WORKLOADS:
+                check_sample(setup, workload, settings.seed)
             if settings.profile:
-                profile_cold(setup)
+                for workload in WORKLOADS:
+                    profile_cold(setup, workload)
         finally:
             setup.bare.close()
             setup.store.close()
     full = count >= FULL_SUBSCRIBERS and new >= FULL_NEW
-    return figures(count, new, colds, warms, bares, empty, parse_seconds, distinct, full)
+    return figures(count, new, rounds, empty, parse_seconds, distinct, full)
 
 
 def prepare(folder: Path, count: int, new: int, old: int, seed: int) -> Setup:
     now = utc_now()
     start = time.perf_counter()
     papers = write_papers(folder, old, new, seed)
-    store = build_store(folder / "digest.db", papers, now)
+    store = build_store(folder / "digest.db", papers, now, new=False)
+    metas = ingest_listed(store, papers.new, now, seed)
     fresh = new_papers(store, now)
     made = FilterMaker(fresh, seed).many(count)
-    add_subscribers(store, subscriber_rows((m.filter for m in made), now, seed=seed))
-    subscribers = store.subscribers(["active"])
+    by_author = AuthorFilterMaker(fresh, metas, seed).many(count)
+    queries = [m.filter for m in made] + [m.filter for m in by_author]
+    add_subscribers(store, subscriber_rows(queries, now, seed=seed))
+    loaded = store.subscribers(["active"])  # by id: the word filters' first
+    subscribers = {"word": loaded[:count], "author": loaded[count:]}
     bare = bare_table(folder / "bare.db", fresh)
     note(
         STAGE,
-        f"store: {old:,} older + {len(fresh):,} new papers, {len(subscribers):,} subscribers "
-        f"({len({m.filter for m in made}):,} distinct filters), "
+        f"store: {old:,} older + {len(fresh):,} new papers ({describe(metas)}), "
+        f"{len(loaded):,} subscribers ({len(set(queries[:count])):,} distinct word filters, "
+        f"{len(set(queries[count:])):,} distinct author filters), "
         f"prepared in {time.perf_counter() - start:.1f} s",
     )
     return Setup(store, now, subscribers, made, bare, len(fresh))
@@ -149,23 +186,32 @@ def bare_table(path: Path, papers: Sequence[tuple[str, str]]) -> sqlite3.Connect
 # the rounds -------------------------------------------------------------------
 
 
-def measure_rounds(setup: Setup, repeat: int) -> tuple[list[Pass], list[Pass], list[Bare]]:
-    """Cold pass, warm pass, bare loop, ``repeat`` times (interleaved: same machine state)."""
-    colds, warms, bares = [], [], []
+def measure_rounds(setup: Setup, repeat: int) -> Rounds:
+    """Per workload a cold pass then a warm one, then the bare loop, ``repeat`` times
+    (interleaved: each figure and its ceiling see the same machine state; the
+    workloads take turns going first, so neither always follows the other)."""
+    rounds = Rounds({w: [] for w in WORKLOADS}, {w: [] for w in WORKLOADS}, [])
     queries = ['"' + m.word.replace('"', '""') + '"' for m in setup.made]
     for number in range(1, repeat + 1):
-        colds.append(match_pass(setup, cold=True))
-        warms.append(match_pass(setup, cold=False))
-        bares.append(bare_loop(setup.bare, queries))
+        said = []
+        for workload in WORKLOADS if number % 2 else WORKLOADS[::-1]:
+            subscribers = setup.subscribers[workload]
+            rounds.cold[workload].append(match_pass(setup, subscribers, cold=True))
+            rounds.warm[workload].append(match_pass(setup, subscribers, cold=False))
+            said.append(
+                f"{workload} filters cold {rounds.cold[workload][-1].total:.2f} s, "
+                f"warm {rounds.warm[workload][-1].total:.2f} s"
+            )
+        rounds.bare.append(bare_loop(setup.bare, queries))
         note(
             STAGE,
-            f"round {number}/{repeat}: cold {colds[-1].total:.2f} s, "
-            f"warm {warms[-1].total:.2f} s, bare FTS5 loop {bares[-1].seconds:.2f} s",
+            f"round {number}/{repeat}: {'; '.join(said)}; "
+            f"bare FTS5 loop {rounds.bare[-1].seconds:.2f} s",
         )
-    return colds, warms, bares
+    return rounds
 
 
-def match_pass(setup: Setup, *, cold: bool) -> Pass:
+def match_pass(setup: Setup, subscribers: Sequence[Subscriber], *, cold: bool) -> Pass:
     window_corpus.cache_clear()
     if cold:
         compile_filter.cache_clear()
@@ -175,7 +221,7 @@ def match_pass(setup: Setup, *, cold: bool) -> Pass:
         batch = Batch(setup.store, DigestConfig(), setup.now)
         built = time.perf_counter()
         matched = 0
-        for subscriber in setup.subscribers:
+        for subscriber in subscribers:
             if batch.bits(subscriber):
                 matched += 1
         done = time.perf_counter()
@@ -204,13 +250,14 @@ def time_parse(made: Sequence[Made]) -> tuple[float, int]:
 # correctness ------------------------------------------------------------------
 
 
-def check_sample(setup: Setup, seed: int) -> None:
+def check_sample(setup: Setup, workload: str, seed: int) -> None:
     """``batch.bits`` == a fresh Corpus over the window == ``match.pending``, on a sample."""
     settings = DigestConfig()
     batch = Batch(setup.store, settings, setup.now)
     window = setup.store.papers(since=setup.now - timedelta(days=settings.lookback_days))
     corpus = Corpus(Stemmer(), documents(window))
-    sample = random.Random(seed).sample(setup.subscribers, min(SAMPLE, len(setup.subscribers)))
+    subscribers = setup.subscribers[workload]
+    sample = random.Random(seed).sample(subscribers, min(SAMPLE, len(subscribers)))
     nonempty = 0
     for subscriber in sample:
         ours = {batch.seqs[i] for i in members(batch.bits(subscriber))}
@@ -225,7 +272,8 @@ def check_sample(setup: Setup, seed: int) -> None:
         nonempty += bool(ours)
     note(
         STAGE,
-        f"sample check: {len(sample)} subscribers ({nonempty} with matches) agree with "
+        f"sample check: {len(sample)} {workload}-filter subscribers ({nonempty} with matches) "
+        "agree with "
         "a fresh Corpus and match.pending",
     )
 
@@ -233,16 +281,16 @@ def check_sample(setup: Setup, seed: int) -> None:
 # profiling --------------------------------------------------------------------
 
 
-def profile_cold(setup: Setup) -> None:
+def profile_cold(setup: Setup, workload: str) -> None:
     compile_filter.cache_clear()
     shared_stemmer.cache_clear()
     profile = cProfile.Profile()
     profile.enable()
     batch = Batch(setup.store, DigestConfig(), setup.now)
-    for subscriber in setup.subscribers:
+    for subscriber in setup.subscribers[workload]:
         batch.bits(subscriber)
     profile.disable()
-    print_profile(STAGE, "a cold matching pass", profile)
+    print_profile(STAGE, f"a cold matching pass of the {workload} filters", profile)
 
 
 # the figures ------------------------------------------------------------------
@@ -251,19 +299,17 @@ def profile_cold(setup: Setup) -> None:
 def figures(
     count: int,
     new: int,
-    colds: list[Pass],
-    warms: list[Pass],
-    bares: list[Bare],
+    found: Rounds,
     empty: Bare,
     parse_seconds: float,
     distinct: int,
     full: bool,
 ) -> list[Figure]:
-    cold = min(colds, key=lambda p: p.total)
-    warm = min(warms, key=lambda p: p.total)
-    bare = min(bares, key=lambda b: b.seconds)
-    rounds = f"best of {len(colds)}" if len(colds) > 1 else "1 round"
-    peak = max(p.peak_mb for p in colds)
+    cold, warm = found.best(found.cold, "word"), found.best(found.warm, "word")
+    author_cold, author_warm = found.best(found.cold, "author"), found.best(found.warm, "author")
+    bare = min(found.bare, key=lambda b: b.seconds)
+    rounds = f"best of {len(found.bare)}" if len(found.bare) > 1 else "1 round"
+    peak = max(p.peak_mb for p in found.cold["word"])
     return [
         Figure(
             STAGE,
@@ -283,10 +329,35 @@ def figures(
             warm.total,
             "s",
             ceiling=bare.seconds,
-            peak_mb=max(p.peak_mb for p in warms),
+            peak_mb=max(p.peak_mb for p in found.warm["word"]),
             target=TARGET,
             note=f"Batch() {warm.construct:.2f} s + bits {warm.total - warm.construct:.2f} s; "
             f"{rounds}",
+            full_scale=full,
+        ),
+        Figure(
+            STAGE,
+            f"match by author: {count:,} author filters, cold (ceiling: word filters, cold)",
+            author_cold.total,
+            "s",
+            ceiling=cold.total,
+            peak_mb=max(p.peak_mb for p in found.cold["author"]),
+            target=AUTHOR_TARGET,
+            note=f"Batch() {author_cold.construct:.2f} s + bits "
+            f"{author_cold.total - author_cold.construct:.2f} s; "
+            f"{author_cold.matched:,} subscribers matched; {rounds}",
+            full_scale=full,
+        ),
+        Figure(
+            STAGE,
+            "match by author, warm (ceiling: word filters, warm)",
+            author_warm.total,
+            "s",
+            ceiling=warm.total,
+            peak_mb=max(p.peak_mb for p in found.warm["author"]),
+            target=AUTHOR_TARGET,
+            note=f"Batch() {author_warm.construct:.2f} s + bits "
+            f"{author_warm.total - author_warm.construct:.2f} s; {rounds}",
             full_scale=full,
         ),
         Figure(

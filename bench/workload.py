@@ -159,10 +159,14 @@ class FilterMaker:
         negate = count > 1 and rng.random() < NEGATION_SHARE
         positives = count - 1 if negate else count
         parts = [self.term(alone=positives == 1 and not negate) for _ in range(positives)]
-        if negate:
-            parts.append(self.negation())
+        negation = self.negation() if negate else None
         assert self._first is not None
-        return Made(" ".join(parts), self._first)
+        return Made(self.joined(parts, negation), self._first)
+
+    def joined(self, parts: list[str], negation: str | None) -> str:
+        """The filter from its positive terms and its negation, if any (a variant's hook:
+        ``bench.authors`` swaps terms here, after the words are drawn)."""
+        return " ".join(parts if negation is None else [*parts, negation])
 
     def many(self, count: int) -> list[Made]:
         return [self.make() for _ in range(count)]
