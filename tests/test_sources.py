@@ -779,3 +779,28 @@ def test_an_unknown_kind_is_a_programming_error() -> None:
 )
 def test_a_names_quick_path_says_what_the_careful_one_says(value: object) -> None:
     assert person(value) == careful_person(value)
+
+
+def item_of(arxiv: str, title: str) -> dict[str, object]:
+    return {"paper": {"id": arxiv, "title": title, "summary": ABSTRACT}}
+
+
+@pytest.mark.parametrize(
+    ("items", "kept", "skipped"),
+    [
+        # one arXiv id under two titles: one paper (the second would break the id's uniqueness)
+        ([item_of("2501.00001", "Title One"), item_of("2501.00001v2", "Title Two")], 1, 1),
+        # one title, two arXiv ids: two papers
+        ([item_of("2501.00001", "Same Title"), item_of("2501.00002", "Same Title")], 2, 0),
+        # one title, one id missing: the same paper
+        ([item_of("2501.00001", "Same Title"), item_of("", "Same Title")], 1, 1),
+        ([item_of("2501.00001", "Same Title"), item_of("2501.00001", "same  title")], 1, 1),
+    ],
+)
+def test_repeats_within_a_response_are_told_by_arxiv_id_then_title(
+    items: list[dict[str, object]], kept: int, skipped: int
+) -> None:
+    parsed = parse_daily_papers(json.dumps(items).encode(), "hf")
+    assert len(parsed.entries) == kept
+    assert len(parsed.skipped) == skipped
+    assert all("the same paper as item 1" in reason for reason in parsed.skipped)

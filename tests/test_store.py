@@ -220,3 +220,19 @@ def test_upvotes_lead_the_trending_order_in_sql_as_in_trend_key(
     assert seeded_store.trending_seqs(1) == [voted.seq]
     expected = sorted(seeded_store.papers(), key=lambda p: (trend_key(p), p.first_seen))
     assert expected[0].seq == voted.seq
+
+
+def test_one_response_with_two_papers_of_one_title_keeps_both_even_over_a_dumped_namesake(
+    seeded_store: Store, now: datetime
+) -> None:
+    dumped = seeded_store.papers()[0]
+    before = seeded_store.count("papers")
+    twins = [
+        Entry.of(1, dumped.title, dumped.abstract, 1, PaperMeta("2501.00001")),
+        Entry.of(2, dumped.title, dumped.abstract, 2, PaperMeta("2501.00002")),
+    ]
+    from_source(seeded_store, "hf", "2026-11-24", twins, now)
+    assert seeded_store.count("papers") == before + 1
+    assert seeded_store.paper(dumped.id).meta.arxiv_id == "2501.00001"  # type: ignore[union-attr]
+    ids = {p.meta.arxiv_id for p in seeded_store.papers() if p.title == dumped.title}
+    assert ids == {"2501.00001", "2501.00002"}

@@ -55,19 +55,35 @@ class ListingBuilder:
 
     parsed: Parsed = field(default_factory=Parsed)
     _first_item: dict[str, int] = field(default_factory=dict)
+    _titled: dict[str, tuple[int, str | None]] = field(default_factory=dict)
 
     def add(self, item: int, title: str, abstract: str, meta: PaperMeta) -> None:
-        """Keep the item as the next entry, or skip it with the reason; a repeat keeps the first."""
+        """Keep the item as the next entry, or skip it with the reason; a repeat keeps the first.
+
+        A repeat is the same arXiv id, or the same title where the arXiv ids do not
+        tell two papers apart (one is missing, or both are the same): two papers
+        with one title and two arXiv ids are two papers, and both are kept.
+        """
         problem = entry_problem(title, abstract)
         if problem:
             self.skip(item, problem)
             return
         entry = Entry.of(len(self.parsed.entries) + 1, title, abstract, item, meta)
-        first = self._first_item.setdefault(entry.paper_id, item)
-        if first != item:
+        first = self._repeat_of(entry.paper_id, meta.arxiv_id, item)
+        if first is not None:
             self.skip(item, f"the same paper as item {first}")
             return
         self.parsed.entries.append(entry)
+
+    def _repeat_of(self, paper_id: str, arxiv: str | None, item: int) -> int | None:
+        if arxiv is not None:
+            first = self._first_item.setdefault(arxiv, item)
+            if first != item:
+                return first
+        titled = self._titled.setdefault(paper_id, (item, arxiv))
+        if titled[0] == item or (None not in (arxiv, titled[1]) and arxiv != titled[1]):
+            return None
+        return titled[0]
 
     def skip(self, item: int, reason: str) -> None:
         self.parsed.skipped.append(f"item {item}: {reason}")

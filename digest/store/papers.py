@@ -133,9 +133,10 @@ class PaperStore(Base):
                 found.append(entry)
             elif arxiv_id in by_arxiv:
                 found.append(entry._replace(paper_id=by_arxiv[arxiv_id]))
-            elif entry.paper_id in titled and titled[entry.paper_id] not in (None, arxiv_id):
+            elif titled.get(entry.paper_id) not in (None, arxiv_id):
                 found.append(entry._replace(paper_id=title_and_arxiv_id(entry.title, arxiv_id)))
             else:
+                titled[entry.paper_id] = arxiv_id  # the title is this paper's: a namesake is not
                 found.append(entry)
         return found
 
