@@ -310,7 +310,10 @@ def _ingest_file(
         opened = _Opened(path, expected)
     except OSError as err:
         return _unreadable(path, err)
-    archived = parse_name(path.name)
+    # A response is replayed only when named on purpose (``digest ingest FILE``): a file
+    # dropped in the inbox is a dump whatever its name, so no one who can write there
+    # can pass their own votes, arXiv ids or links off as a source's.
+    archived = parse_name(path.name) if expected is None else None
     with opened.handle:
         if archived is not None:
             return _replay(store, opened, archived, now)

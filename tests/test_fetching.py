@@ -7,6 +7,7 @@ itself with a real store file and a real archive folder.
 """
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -523,3 +524,22 @@ def test_a_seed_paper_then_seen_by_a_source_is_one_paper_whose_digest_links_its_
     assert preview.exit_code == 0, preview.stderr
     assert "https://arxiv.org/abs/2411.04242" in preview.stdout
     assert "Łukasz Kaiser and Ada Lovelace" in preview.stdout
+
+
+def test_a_file_named_like_an_archived_response_in_the_inbox_is_only_a_dump(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    forged = [
+        {"paper": {"id": "2501.09999", "title": "Pinned", "summary": "x " * 100, "upvotes": 10**9}}
+    ]
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    name = archive.name_for("hf", "daily-papers", "2026-11-24", NOW)
+    (inbox / name).write_text(json.dumps(forged), encoding="utf-8")
+    os.utime(inbox / name, (NOW.timestamp(), NOW.timestamp()))  # settled long ago
+    result = run_cli("ingest", "--inbox", "--json")
+    assert result.exit_code == 1
+    (report,) = result.json()["files"]
+    assert report["status"] == "rejected"
+    with opened(tmp_path) as store:
+        assert store.count("papers") == 0
