@@ -2,7 +2,7 @@
 
 What is measured, in this process: what one fetch job of the service does for
 a source whose listing changed (``scheduler._fetch``), with the store already
-open: ``fetching.make_client``, then ``fetching.fetch_all`` with ``force=True``
+open: ``fetching.make_client``, then ``fetching.fetch_all`` with ``asking="force"``
 (the conditional GET through ``SourceClient``, the body archived, then
 ``ingest.ingest_response``: hash, duplicate check, ``parse_daily_papers``,
 ``store.add_entries`` and the sightings, votes and metadata in one
@@ -323,7 +323,7 @@ def timed_fetch(store: Store, config: Config, expected: str) -> tuple[float, fet
     now = datetime.now(UTC)
     start = time.perf_counter()
     with fetching.make_client(config.fetch) as client:
-        results = fetching.fetch_all(store, config, client, now, config.sources, force=True)
+        results = fetching.fetch_all(store, config, client, now, config.sources, asking="force")
     seconds = time.perf_counter() - start
     if [r.status for r in results] != [expected]:
         raise BenchError(f"the fetch reported {[r.as_json() for r in results]}, not {expected}")

@@ -31,6 +31,7 @@ from digest.store import SourceState, Store, iso
 
 log = logging.getLogger("digest")
 
+Asking = Literal["when-due", "now", "force"]
 Outcome = Literal["ingested", "duplicate", "not-modified", "rejected", "failed", "not-due"]
 
 
@@ -71,15 +72,22 @@ def make_client(settings: FetchConfig) -> SourceClient:
     )
 
 
-def chosen(config: Config, name: str | None) -> list[SourceTable]:
-    """The enabled sources, or the one named (enabled or not: asked for by name)."""
+def chosen(config: Config, name: str | None, day: date | None = None) -> list[SourceTable]:
+    """The enabled sources, or the one named (enabled or not: asked for by name); with a
+    ``day``, only those that can give a past day's listing (``daily-papers``)."""
     if name is None:
-        return [source for source in config.sources if source.enabled]
-    found = config.source_named(name)
-    if found is None:
+        found = [source for source in config.sources if source.enabled]
+        return [s for s in found if s.kind == "daily-papers"] if day else found
+    source = config.source_named(name)
+    if source is None:
         known = ", ".join(s.name for s in config.sources) or "none configured"
         raise UsageError(f"no source named {name!r} in [[sources]] (known: {known})")
-    return [found]
+    if day and source.kind != "daily-papers":
+        raise UsageError(
+            f"source {name}: --date works with daily-papers sources only (this one is "
+            f"{source.kind})"
+        )
+    return [source]
 
 
 def fetch_all(
@@ -89,11 +97,11 @@ def fetch_all(
     now: datetime,
     sources: Iterable[SourceTable],
     *,
-    force: bool = False,
+    asking: Asking = "when-due",
     day: date | None = None,
     on_result: Callable[[FetchResult], object] | None = None,
 ) -> list[FetchResult]:
-    """Ask each source that is due (every one with ``force``); each fails alone.
+    """Ask each source that may be asked (``fetch_source``); each fails alone.
 
     ``on_result`` hears of each source as it is done, so that what one source
     brought goes on (feeds, delivery) while a slow one is still being asked.  A
@@ -105,7 +113,7 @@ def fetch_all(
         if client.cancelled:
             break
         try:
-            result = fetch_source(store, config, client, source, now, force=force, day=day)
+            result = fetch_source(store, config, client, source, now, asking=asking, day=day)
         except Exception as err:  # the boundary: one source never stops the others
             reason = str(err) if isinstance(err, DigestError) else f"{type(err).__name__}: {err}"
             log.error(
@@ -125,25 +133,32 @@ def fetch_source(
     source: SourceTable,
     now: datetime,
     *,
-    force: bool = False,
+    asking: Asking = "when-due",
     day: date | None = None,
 ) -> FetchResult:
-    """Ask one source, if due, and ingest what changed.
+    """Ask one source, if it may be asked, and ingest what changed.
 
-    ``day`` asks a ``daily-papers`` source for the listing of that date (a
-    backfill): unconditional, since the validators belong to today's listing.
+    ``asking``: ``when-due`` (the service) waits for the source's next attempt;
+    ``now`` (``digest fetch``) asks at once unless the source is backing off
+    after failures or asked to be left alone (``Retry-After``); ``force`` asks
+    whatever.  ``day`` asks a ``daily-papers`` source for the listing of that
+    date (a backfill): unconditional, and it leaves the source's state alone,
+    which is about its regular listing.
     """
     state = store.source_state(source.name)
-    if not force and state.next_attempt is not None and iso(now) < state.next_attempt:
+    if not _may_ask(state, now, asking):
         return FetchResult(source.name, "not-due", next_attempt=state.next_attempt)
+    regular = day is None
     url = url_for(source, day)
-    validators = Validators(state.etag, state.last_modified) if day is None else Validators()
+    validators = validators_of(state) if regular else Validators()
     try:
         fetched = client.get(url, validators)
     except SourceFailed as err:
         if client.cancelled:  # not the source's fault: nothing recorded, no back-off
             return FetchResult(source.name, "failed", error=str(err))
         log.error("source %s: %s", source.name, err)
+        if not regular:
+            return FetchResult(source.name, "failed", error=str(err))
         return _failed(store, source, now, str(err), err.retry_after)
     if fetched is None:
         _succeeded(store, source, state, now, validators)
@@ -153,6 +168,8 @@ def fetch_source(
     if stored.status == "rejected":
         reason = stored.error or "rejected"
         log.error("source %s: %s (kept as %s)", source.name, reason, archived)
+        if not regular:
+            return FetchResult(source.name, "failed", error=reason, archived=archived)
         return replace(_failed(store, source, now, reason, None), archived=archived)
     if parsed.skipped:
         log.warning(
@@ -161,9 +178,8 @@ def fetch_source(
             len(parsed.skipped),
             "; ".join(parsed.skipped[:5]) + ("; …" if len(parsed.skipped) > 5 else ""),
         )
-    _succeeded(
-        store, source, state, now, fetched.validators if day is None else validators_of(state)
-    )
+    if regular:
+        _succeeded(store, source, state, now, fetched.validators)
     log.info(
         "source %s: %s, %d entries, %d new", source.name, stored.status, stored.entries, stored.new
     )
@@ -174,8 +190,15 @@ def fetch_source(
         stored.new,
         parsed.skipped,
         archived=archived,
-        next_attempt=_next(source, now),
+        next_attempt=_next(source, now) if regular else state.next_attempt,
     )
+
+
+def _may_ask(state: SourceState, now: datetime, asking: Asking) -> bool:
+    waiting = state.next_attempt is not None and iso(now) < state.next_attempt
+    if asking == "force" or not waiting:
+        return True
+    return asking == "now" and state.failures == 0
 
 
 def _store(

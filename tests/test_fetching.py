@@ -152,12 +152,12 @@ def test_the_same_response_twice_is_a_duplicate_like_the_same_dump_twice(
     )
     source = SourceTable(name="hf", kind="daily-papers", url=f"{site.url}/api/daily_papers")
     with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
-        first = fetching.fetch_source(store, config, c, source, NOW, force=True)
+        first = fetching.fetch_source(store, config, c, source, NOW, asking="force")
         assert first.archived is not None
         # a server that forgot its ETag sends the same bytes again
         store.save_source_state(SourceState("hf"))
         second = fetching.fetch_source(
-            store, config, c, source, NOW + timedelta(hours=1), force=True
+            store, config, c, source, NOW + timedelta(hours=1), asking="force"
         )
     assert first.status == "ingested"
     assert second.status == "duplicate"
@@ -251,19 +251,51 @@ def test_an_arxiv_feed_is_fetched_and_its_announcement_day_is_the_listing(
         assert all(p.meta.categories for p in papers)
 
 
-def test_date_asks_for_that_days_listing_and_only_of_daily_papers(
+def test_date_asks_for_that_days_listing_of_daily_papers_sources_only_leaving_their_state(
     tmp_path: Path, site: Site, run_cli: RunCli
 ) -> None:
     config = configured(
         tmp_path, site, "/api/daily_papers", "/rss", kinds=("daily-papers", "arxiv")
     )
-    result = run_cli("fetch", "--source", "s0", "--date", "2026-11-20", config=config)
+    assert run_cli("fetch", config=config).exit_code == 0
+    with opened(tmp_path) as store:
+        before = [store.source_state(name) for name in ("s0", "s1")]
+    asked = len(site.requests)
+    result = run_cli("fetch", "--date", "2026-11-20", config=config)
     assert result.exit_code == 0, result.stderr
-    assert site.requests[-1][0] == "/api/daily_papers?date=2026-11-20"
+    assert [path for path, _ in site.requests[asked:]] == ["/api/daily_papers?date=2026-11-20"]
     assert "If-None-Match" not in site.requests[-1][1]
+    with opened(tmp_path) as store:
+        assert [store.source_state(name) for name in ("s0", "s1")] == before
     refused = run_cli("fetch", "--source", "s1", "--date", "2026-11-20", config=config)
-    assert refused.exit_code == 1
-    assert "daily-papers sources only" in refused.stdout + refused.stderr
+    assert refused.exit_code == 2
+    assert "daily-papers sources only" in refused.stderr
+
+
+def test_fetch_asks_now_but_lets_a_failing_source_back_off_unless_forced(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    config = configured(tmp_path, site, "/busy")
+    assert run_cli("fetch", config=config).exit_code == 1
+    asked = len(site.requests)
+    waiting = run_cli("fetch", config=config)
+    assert waiting.exit_code == 0
+    assert "backing off until" in waiting.stdout
+    assert len(site.requests) == asked, "Retry-After is honoured"
+    assert run_cli("fetch", "--force", config=config).exit_code == 1
+    assert len(site.requests) == asked + 1
+
+
+def test_the_service_never_asks_a_source_more_often_than_every(tmp_path: Path, site: Site) -> None:
+    config = make_config(tmp_path, storage={"database": "digest.db"}, fetch={"archive_dir": "a"})
+    source = SourceTable(
+        name="hf", kind="daily-papers", url=f"{site.url}/api/daily_papers", every="1h"
+    )
+    with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
+        for minutes in (0, 1, 30, 59, 60, 61, 119, 120):
+            fetching.fetch_all(store, config, c, NOW + timedelta(minutes=minutes), [source])
+    asked = [path for path, _ in site.requests]
+    assert len(asked) == 3, "at 0, 60 and 120 minutes: after an answer and after a 304 alike"
 
 
 def test_fetch_without_sources_or_with_an_unknown_one_is_a_usage_error(
