@@ -392,18 +392,20 @@ def ingest_response(store: Store, response: Response, now: datetime) -> tuple[Fi
     ``Parsed.skipped``: a source is not one person's file, and one odd item must
     not hold back a day of papers.
     """
-    sha256 = hashlib.sha256(response.body).hexdigest()
+    sha256 = content_hash(response.body)
     known = store.dump_by_hash(sha256)
     if known is not None:
-        entries = int(known["entries"])
-        found = FileResult(response.name, "duplicate", entries, 0, entries, dump_id=known["id"])
-        return found, Parsed()
+        return _known(response, known), Parsed()
     try:
         parsed = sources.parse(response.kind, response.body, response.name)
     except DigestError as err:
-        store.add_rejection(response.name, sha256, str(err), now)
+        if store.rejection_by_hash(sha256) is None:  # the same bad bytes again: one record
+            store.add_rejection(response.name, sha256, str(err), now)
         return FileResult(response.name, "rejected", error=str(err)), Parsed()
-    with store.write():
+    with store.write():  # checked again under the write lock: the inbox may replay it too
+        known = store.dump_by_hash(sha256)
+        if known is not None:
+            return _known(response, known), Parsed()
         dump_id = store.add_dump(response.name, sha256, now, source=response.source)
         counts = store.add_entries(dump_id, [parsed.entries], now)
         store.finish_dump(dump_id, _listing_date(parsed, response), counts)
@@ -411,6 +413,16 @@ def ingest_response(store: Store, response: Response, now: datetime) -> tuple[Fi
         response.name, "ingested", counts.entries, counts.new, counts.seen, dump_id=dump_id
     )
     return result, parsed
+
+
+def content_hash(body: bytes) -> str:
+    """What recognises the same content twice, from a file or a source."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def _known(response: Response, known: dict[str, Any]) -> FileResult:
+    entries = int(known["entries"])
+    return FileResult(response.name, "duplicate", entries, 0, entries, dump_id=known["id"])
 
 
 def _listing_date(parsed: Parsed, response: Response) -> str:

@@ -575,3 +575,20 @@ def test_a_file_named_like_an_archived_response_in_the_inbox_is_only_a_dump(
     assert report["status"] == "rejected"
     with opened(tmp_path) as store:
         assert store.count("papers") == 0
+
+
+def test_the_same_bad_response_day_after_day_is_archived_and_recorded_once(
+    tmp_path: Path, site: Site
+) -> None:
+    config = make_config(tmp_path, storage={"database": "digest.db"}, fetch={"archive_dir": "a"})
+    source = SourceTable(name="login", kind="daily-papers", url=f"{site.url}/garbage")
+    with closing(Store(config.storage.database)) as store, fetching.make_client(config.fetch) as c:
+        results = [
+            fetching.fetch_source(store, config, c, source, NOW + timedelta(days=d), asking="force")
+            for d in range(3)
+        ]
+        assert store.rejections_summary()[0] == 1
+        assert store.source_state("login").failures == 3
+    assert [r.status for r in results] == ["failed"] * 3
+    assert len(list((tmp_path / "a").iterdir())) == 1
+    assert results[0].archived is not None

@@ -147,6 +147,7 @@ def check_another_identity(store: Store, world: World) -> None:
 
 READS: dict[str, Call] = {
     "source_state": lambda s, w: s.source_state("hf"),
+    "rejection_by_hash": lambda s, w: s.rejection_by_hash("1" * 64),
     "source_states": lambda s, w: s.source_states(),
     "check_identity": check_another_identity,
     "count": lambda s, w: s.count("papers"),

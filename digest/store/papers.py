@@ -171,6 +171,13 @@ class PaperStore(Base):
                 [listing_date, counts.entries, counts.new, counts.seen, dump_id],
             )
 
+    def rejection_by_hash(self, sha256: str) -> str | None:
+        """Why content with this hash was rejected before, if it was."""
+        row = self.db.execute(
+            "SELECT error FROM rejections WHERE sha256 = ? ORDER BY id DESC LIMIT 1", [sha256]
+        ).fetchone()
+        return str(row[0]) if row else None
+
     def add_rejection(self, file_name: str, sha256: str, error: str, now: datetime) -> None:
         with self.write():
             self.db.execute(
