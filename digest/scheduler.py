@@ -44,6 +44,7 @@ from digest.store import Identity, Store, iso
 
 log = logging.getLogger("digest")
 DELIVER = "deliver"
+RECURRING = frozenset({"poll", "fetch", "prune"})  # with "deliver-HH:MM": what a reload redoes
 FETCH_CHECK_SECONDS = 60  # how often the fetch job looks for a source that is due
 
 
@@ -212,7 +213,9 @@ class Service:
 
     def _schedule(self) -> None:
         schedule = self.config.schedule
-        self.scheduler.remove_all_jobs()
+        for job in self.scheduler.get_jobs():  # the recurring ones; a pending one-off stays
+            if job.id in RECURRING or job.id.startswith("deliver-"):
+                job.remove()
         self.scheduler.add_job(
             self._poll,
             IntervalTrigger(seconds=schedule.poll_seconds),
@@ -268,10 +271,10 @@ class Service:
     def _fetch(self) -> None:
         """On a thread of its own: a slow source never delays ingest or delivery."""
         with self._job("fetch"):
-            if self.stopping.is_set():
-                return
             client = fetching.make_client(self.config.fetch)
-            self._fetch_client = client
+            self._fetch_client = client  # published before the check: a stop between cancels it
+            if self.stopping.is_set():
+                client.cancel()
             try:
                 pipeline.fetch(self.config, self.clock, self.identity, client, self._fetched)
             finally:

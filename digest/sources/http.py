@@ -119,10 +119,10 @@ class SourceClient:
 
     def get(self, url: str, validators: Validators = Validators()) -> Fetched | None:
         """The body at ``url``, or None when it has not changed since ``validators`` were given."""
+        deadline = _Deadline(self.total_timeout)
+        self._deadline = deadline  # published before the check: a cancel between expires it
         if self.cancelled:
             raise SourceFailed("stopped: the service is shutting down")
-        deadline = _Deadline(self.total_timeout)
-        self._deadline = deadline
         seen = [url]
         with deadline.watch():
             while True:
