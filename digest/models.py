@@ -15,7 +15,8 @@ class PaperMeta:
     """What a source knows of a paper beyond its title and abstract (text dumps know none).
 
     Every field is optional: a source gives what it has.  ``published`` is an
-    ISO date (YYYY-MM-DD); ``upvotes`` and ``comments`` are as of this sighting.
+    ISO date (YYYY-MM-DD); ``upvotes``, ``comments`` and ``listed`` (the day the
+    listing put the paper up, when it says so per paper) are as of this sighting.
     """
 
     arxiv_id: str | None = None
@@ -25,6 +26,7 @@ class PaperMeta:
     upvotes: int | None = None
     comments: int | None = None
     github: str | None = None
+    listed: str | None = None
 
 
 NO_META = PaperMeta()

@@ -406,6 +406,7 @@ def test_daily_papers_maps_every_field() -> None:
         upvotes=26,
         comments=3,
         github="https://github.com/example/sparse-routing",
+        listed="2025-09-08",  # submittedOnDailyAt: the day Daily Papers listed it
     )
 
 

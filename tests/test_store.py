@@ -236,3 +236,21 @@ def test_one_response_with_two_papers_of_one_title_keeps_both_even_over_a_dumped
     assert seeded_store.paper(dumped.id).meta.arxiv_id == "2501.00001"  # type: ignore[union-attr]
     ids = {p.meta.arxiv_id for p in seeded_store.papers() if p.title == dumped.title}
     assert ids == {"2501.00001", "2501.00002"}
+
+
+def test_a_paper_a_source_keeps_listing_for_days_counts_once_for_the_day_it_was_listed(
+    store: Store, now: datetime
+) -> None:
+    for day in (24, 25, 26):  # the Daily Papers API still shows Monday's papers on Wednesday
+        entry = sourced(3, "Listed on Monday", "2411.00077", listed="2026-11-24")
+        from_source(store, "hf", f"2026-11-{day}", [entry], now + timedelta(days=day - 24))
+    (paper,) = store.papers()
+    assert paper.times_seen == 1
+    from_source(
+        store,
+        "hf",
+        "2026-11-27",
+        [sourced(1, "Listed on Monday", "2411.00077", listed="2026-11-27")],
+        now,
+    )
+    assert store.papers()[0].times_seen == 2

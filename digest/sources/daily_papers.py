@@ -102,6 +102,7 @@ def _meta(paper: dict[str, object], item: dict[str, object]) -> PaperMeta:
         arxiv_id=arxiv_id(paper.get("id")),
         authors=_authors(paper.get("authors")),
         published=iso_date(paper.get("publishedAt")),
+        listed=iso_date(paper.get("submittedOnDailyAt") or item.get("publishedAt")),
         upvotes=count(paper.get("upvotes")),
         comments=count(item.get("numComments")),
         github=web_url(paper.get("githubRepo")),

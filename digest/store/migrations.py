@@ -182,8 +182,9 @@ def m006_sources(db: Database) -> None:
     fetch came from, and each source's fetch state (validators, back-off, last outcome).
 
     A source polled hourly records a fetch per change of its response, so a listing
-    counts once per source and listing date, not once per fetch (``paper_trends``);
-    a text dump still counts once per file.
+    counts once per source and listing day (the paper's own, ``sightings.listed``, when
+    the source says it: the Daily Papers API keeps papers of several days), not once
+    per fetch (``paper_trends``); a text dump still counts once per file.
     """
     _run(
         db,
@@ -195,6 +196,7 @@ def m006_sources(db: Database) -> None:
         "CREATE UNIQUE INDEX papers_arxiv_id ON papers(arxiv_id) WHERE arxiv_id IS NOT NULL",
         "ALTER TABLE sightings ADD COLUMN upvotes INTEGER",
         "ALTER TABLE sightings ADD COLUMN comments INTEGER",
+        "ALTER TABLE sightings ADD COLUMN listed TEXT",
         "ALTER TABLE dumps ADD COLUMN source TEXT",
         """CREATE TABLE sources (
             name TEXT PRIMARY KEY,
@@ -211,7 +213,8 @@ def m006_sources(db: Database) -> None:
         """CREATE VIEW paper_trends AS
             SELECT s.paper_seq AS seq,
                    COUNT(DISTINCT CASE WHEN d.source IS NULL THEN 'file:' || d.id
-                         ELSE 'source:' || d.source || ':' || COALESCE(d.listing_date, '') END)
+                         ELSE 'source:' || d.source || ':'
+                              || COALESCE(s.listed, d.listing_date, '') END)
                        AS times_seen,
                    MIN(s.position) AS best_position,
                    MAX(d.ingested_at) AS last_seen,

@@ -103,8 +103,8 @@ class PaperStore(Base):
         added = self._insert_papers(_INSERT_SOURCED, papers)
         conn = self.db.conn
         conn.executemany(
-            "INSERT INTO sightings (dump_id, position, paper_seq, upvotes, comments) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO sightings (dump_id, position, paper_seq, upvotes, comments, listed) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             [(dump_id, e.position, seqs[e.paper_id], *_votes(e.meta)) for e in batch],
         )
         conn.executemany(
@@ -397,8 +397,9 @@ def _sourced_row(seq: int, entry: Entry, stamp: str, dump_id: int) -> tuple[Any,
     )
 
 
-def _votes(meta: PaperMeta | None) -> tuple[int | None, int | None]:
-    return (meta.upvotes, meta.comments) if meta else (None, None)
+def _votes(meta: PaperMeta | None) -> tuple[int | None, int | None, str | None]:
+    """What a sighting records of its source's listing: votes, comments, the listed day."""
+    return (meta.upvotes, meta.comments, meta.listed) if meta else (None, None, None)
 
 
 def _enrichment(seq: int, meta: PaperMeta) -> tuple[Any, ...]:
