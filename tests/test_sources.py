@@ -29,7 +29,7 @@ from digest.sources import KINDS, Parsed, parse
 from digest.sources.arxiv import parse_arxiv
 from digest.sources.backoff import DAY, backoff, next_attempt
 from digest.sources.daily_papers import parse_daily_papers
-from digest.sources.http import SourceClient, Validators, retry_after, user_agent
+from digest.sources.http import SourceClient, Validators, retry_after, shown, user_agent
 from digest.sources.listing import careful_person, person
 
 from .http_servers import Respond, Site, chunked_forever, reply, serve
@@ -805,3 +805,24 @@ def test_repeats_within_a_response_are_told_by_arxiv_id_then_title(
     assert len(parsed.entries) == kept
     assert len(parsed.skipped) == skipped
     assert all("the same paper as item 1" in reason for reason in parsed.skipped)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown_as"),
+    [
+        ("https://user:secret@api.example/papers?key=abc", "https://api.example/papers?…"),
+        ("http://127.0.0.1:8080/api/daily_papers", "http://127.0.0.1:8080/api/daily_papers"),
+        ("https://api.example/x#frag", "https://api.example/x"),
+    ],
+)
+def test_errors_never_show_a_urls_user_password_or_query(url: str, shown_as: str) -> None:
+    assert shown(url) == shown_as
+
+
+def test_an_http_error_names_the_url_without_its_key() -> None:
+    with serve(lambda handler, site: reply(handler, 500, b"no")) as site:
+        secret = site.url.replace("http://", "http://me:pw@") + "/api?token=abc"
+        err = failure(secret)
+    assert "pw" not in err.reason
+    assert "abc" not in err.reason
+    assert "HTTP 500 from" in err.reason

@@ -26,7 +26,7 @@ from email.utils import parsedate_to_datetime
 from functools import cache
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -131,10 +131,12 @@ class SourceClient:
                 if isinstance(fetched, str):
                     target = fetched
                     if target in seen:
-                        raise SourceFailed(f"redirect loop: {url} leads back to {target}")
+                        raise SourceFailed(
+                            f"redirect loop: {shown(url)} leads back to {shown(target)}"
+                        )
                     if len(seen) > self.max_redirects:
                         raise SourceFailed(
-                            f"more than {self.max_redirects} redirects, from {seen[0]}"
+                            f"more than {self.max_redirects} redirects, from {shown(seen[0])}"
                         )
                     seen.append(target)
                     url = target
@@ -175,16 +177,16 @@ class SourceClient:
         if status in REDIRECTS:
             location = response.headers.get("Location")
             if not location:
-                raise SourceFailed(f"HTTP {status} from {url} without a Location")
+                raise SourceFailed(f"HTTP {status} from {shown(url)} without a Location")
             try:
                 return str(response.url.join(location))
             except httpx.InvalidURL:
-                raise SourceFailed(f"HTTP {status} from {url} to a bad Location") from None
+                raise SourceFailed(f"HTTP {status} from {shown(url)} to a bad Location") from None
         if not 200 <= status < 300:
             after = None
             if status in (429, 503):
                 after = retry_after(response.headers.get("Retry-After"), _server_now(response))
-            raise SourceFailed(f"HTTP {status} from {url}", retry_after=after)
+            raise SourceFailed(f"HTTP {status} from {shown(url)}", retry_after=after)
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             raise SourceFailed(f"response over {_size(self.max_bytes)} (Content-Length {declared})")
@@ -207,7 +209,9 @@ class SourceClient:
         if deadline.passed() or isinstance(err, httpx.ReadTimeout | httpx.WriteTimeout):
             return SourceFailed(f"timed out after {self.total_timeout:g} s")
         if isinstance(err, httpx.ConnectTimeout):
-            return SourceFailed(f"connect timed out after {self.connect_timeout:g} s to {url}")
+            return SourceFailed(
+                f"connect timed out after {self.connect_timeout:g} s to {shown(url)}"
+            )
         if isinstance(err, httpx.TimeoutException):
             return SourceFailed(f"timed out after {self.total_timeout:g} s")
         if isinstance(err, httpx.ConnectError):
@@ -216,8 +220,8 @@ class SourceClient:
                 return SourceFailed(f"connection refused by {_origin(url)}")
             return SourceFailed(f"cannot connect to {_origin(url)}: {cause}")
         if isinstance(err, httpx.DecodingError):
-            return SourceFailed(f"undecodable response from {url}: {err}")
-        return SourceFailed(f"{type(err).__name__} from {url}: {err}")
+            return SourceFailed(f"undecodable response from {shown(url)}: {err}")
+        return SourceFailed(f"{type(err).__name__} from {shown(url)}: {err}")
 
 
 @cache
@@ -333,9 +337,11 @@ def _check_scheme(url: str) -> None:
     try:
         parts = urlsplit(url)
     except ValueError:
-        raise SourceFailed(f"not a URL: {url}") from None
+        raise SourceFailed(f"not a URL: {shown(url)}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SourceFailed(f"not an http(s) URL: {url}", hint="sources are fetched over HTTP only")
+        raise SourceFailed(
+            f"not an http(s) URL: {shown(url)}", hint="sources are fetched over HTTP only"
+        )
 
 
 def _root(err: BaseException) -> BaseException:
@@ -358,3 +364,16 @@ def _size(count: int) -> str:
     if count >= 1_000_000 and count % 100_000 == 0:
         return f"{count / 1_000_000:g} MB"
     return f"{count:,} bytes"
+
+
+def shown(url: str) -> str:
+    """``url`` as errors show it, in logs, ``digest status`` and ``/healthz``: without the
+    user, password and query a source's URL may carry as its key."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return url.split("?", 1)[0].rsplit("@", 1)[-1]
+    query = "?…" if parts.query else ""
+    return urlunsplit((parts.scheme, f"{host}{port}", parts.path, "", "")) + query
