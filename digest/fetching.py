@@ -22,8 +22,8 @@ from typing import Literal
 from digest import archive
 from digest.config import Config, FetchConfig, SourceTable
 from digest.errors import DigestError, SourceFailed, UsageError
-from digest.ingest import Response, content_hash, ingest_response
 from digest.models import FileResult
+from digest.responses import Response, content_hash, ingest_response
 from digest.sources import Parsed
 from digest.sources.backoff import next_attempt
 from digest.sources.http import SourceClient, Validators, user_agent
