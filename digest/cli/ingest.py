@@ -135,7 +135,8 @@ def status(app: App, as_json: bool) -> None:
 
         info = app.store.status() | queue.status(app.store, now())
         info["sources"] = [
-            app.store.source_state(source.name).as_json() for source in app.config.sources
+            app.store.source_state(s.name).as_json() | {"kind": s.kind, "enabled": s.enabled}
+            for s in app.config.sources
         ]
     if as_json:
         emit_json(info)
@@ -154,6 +155,8 @@ def status(app: App, as_json: bool) -> None:
 def _source_line(state: dict[str, Any]) -> str:
     """``hf: ok at …`` or ``hf: failing (3 times) since …: reason; next attempt …``."""
     name, success = state["name"], state["last_success"]
+    if not state["enabled"]:
+        return f"{name}: disabled (enabled = false in the config)"
     if not state["failures"]:
         return f"{name}: ok, last fetched {success}" if success else f"{name}: never fetched"
     since = f"last success {success}" if success else "never succeeded"
