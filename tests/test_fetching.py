@@ -182,6 +182,7 @@ def test_one_failing_source_neither_stops_the_others_nor_hides(
     assert "500" in states["s0"]["last_error"]
     assert states["s1"]["failures"] == 0
     assert states["s1"]["last_success"]
+    assert (states["s1"]["kind"], states["s1"]["enabled"]) == ("daily-papers", True)
     text = run_cli("status", config=config).stdout
     assert "s0: failing (1×" in text
     assert "s1: ok" in text
@@ -592,3 +593,11 @@ def test_the_same_bad_response_day_after_day_is_archived_and_recorded_once(
     assert [r.status for r in results] == ["failed"] * 3
     assert len(list((tmp_path / "a").iterdir())) == 1
     assert results[0].archived is not None
+
+
+def test_status_says_a_disabled_source_is_disabled(
+    tmp_path: Path, site: Site, run_cli: RunCli
+) -> None:
+    config = configured(tmp_path, site, "/api/daily_papers")
+    config.write_text(config.read_text(encoding="utf-8") + "enabled = false\n", encoding="utf-8")
+    assert "s0: disabled" in run_cli("status", config=config).stdout
