@@ -11,9 +11,10 @@ here fails the first test, so the rule cannot go stale.
 
 import inspect
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from digest.errors import DatabaseReplaced
 from digest.models import Entry
 from digest.store import DumpCounts, Identity, SourceState, Store, iso
 
-from .conftest import NOW
+from .conftest import NOW, copy_database
 
 STAMP = iso(NOW)
 OLD = "2026-01-01T00:00:00Z"
@@ -97,9 +98,27 @@ def build_world(store: Store) -> World:
     )
 
 
+@pytest.fixture(scope="session")
+def world_database(
+    seeded_database: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, World]:
+    """The seeds and the world, built once; each test works on its own copy."""
+    path = copy_database(seeded_database, tmp_path_factory.mktemp("world"))
+    with closing(Store(path)) as store:
+        made = build_world(store)
+    return path, made
+
+
 @pytest.fixture
-def world(seeded_store: Store) -> World:
-    return build_world(seeded_store)
+def world(world_database: tuple[Path, World]) -> World:
+    return world_database[1]
+
+
+@pytest.fixture
+def store(tmp_path: Path, world_database: tuple[Path, World]) -> Iterator[Store]:
+    """The test's own copy of the seeded store with the world in it."""
+    with closing(Store(copy_database(world_database[0], tmp_path))) as opened:
+        yield opened
 
 
 Call = Callable[[Store, World], object]
@@ -281,60 +300,60 @@ def test_every_public_method_is_listed_as_a_write_or_a_read() -> None:
 
 @pytest.mark.parametrize("name", sorted(WRITES))
 def test_a_write_method_is_one_transaction_of_its_own(
-    name: str, seeded_store: Store, world: World
+    name: str, store: Store, world: World
 ) -> None:
-    changes = seeded_store.db.conn.total_changes
-    with recording(seeded_store) as statements:
-        WRITES[name](seeded_store, world)
-    assert seeded_store.db.conn.total_changes > changes, f"the call of {name} wrote nothing"
+    changes = store.db.conn.total_changes
+    with recording(store) as statements:
+        WRITES[name](store, world)
+    assert store.db.conn.total_changes > changes, f"the call of {name} wrote nothing"
     assert broken_rule(statements) == []
-    assert not seeded_store.db.conn.in_transaction
+    assert not store.db.conn.in_transaction
 
 
 @pytest.mark.parametrize("name", sorted(WRITES))
 def test_inside_a_callers_write_a_method_joins_it_and_its_rollback_undoes_it(
-    name: str, seeded_store: Store, world: World
+    name: str, store: Store, world: World
 ) -> None:
-    before = snapshot(seeded_store)
+    before = snapshot(store)
     with pytest.raises(Undo) as undone:
-        call_then_undo(seeded_store, lambda: WRITES[name](seeded_store, world))
+        call_then_undo(store, lambda: WRITES[name](store, world))
     assert [sql for sql in undone.value.statements if ends_a_transaction(sql)] == []
     assert undone.value.seen != before, f"the call of {name} changed nothing"
-    assert snapshot(seeded_store) == before
-    assert not seeded_store.db.conn.in_transaction
+    assert snapshot(store) == before
+    assert not store.db.conn.in_transaction
 
 
 @pytest.mark.parametrize("name", sorted(READS))
-def test_a_read_method_writes_nothing(name: str, seeded_store: Store, world: World) -> None:
-    changes = seeded_store.db.conn.total_changes
-    with recording(seeded_store) as statements:
-        READS[name](seeded_store, world)
+def test_a_read_method_writes_nothing(name: str, store: Store, world: World) -> None:
+    changes = store.db.conn.total_changes
+    with recording(store) as statements:
+        READS[name](store, world)
     assert [sql for sql in statements if words(sql)[:1] in ([v] for v in WRITE_VERBS)] == []
     assert [sql for sql in statements if ends_a_transaction(sql)] == []
-    assert seeded_store.db.conn.total_changes == changes
+    assert store.db.conn.total_changes == changes
 
 
 def test_a_failure_the_caller_catches_undoes_only_that_methods_writes(
-    seeded_store: Store, world: World
+    store: Store, world: World
 ) -> None:
     """``record_digest`` of a paper already in one of his digests records nothing (not
     even its digest row), and the caller's transaction goes on: the outbox skips that
     digest and keeps the others."""
-    other = seeded_store.trending_seqs(1)[0]  # in Ada's digest, never in Bo's
-    runs, digests = seeded_store.count("job_runs"), seeded_store.count("digests")
-    with seeded_store.write():
-        seeded_store.start_run("deliver", STAMP, STAMP)
-        first = seeded_store.record_digest(
+    other = store.trending_seqs(1)[0]  # in Ada's digest, never in Bo's
+    runs, digests = store.count("job_runs"), store.count("digests")
+    with store.write():
+        store.start_run("deliver", STAMP, STAMP)
+        first = store.record_digest(
             world.bo, message_id(world.bo, 11), world.free_seq, [world.free_seq], 0, b"1", STAMP
         )
-        again = seeded_store.record_digest(
+        again = store.record_digest(
             world.bo, message_id(world.bo, 12), other, [other, world.free_seq], 0, b"2", STAMP
         )
     assert first is not None
     assert again is None
-    assert seeded_store.count("digests") == digests + 1
-    assert seeded_store.delivery(world.bo, other) is None
-    assert seeded_store.count("job_runs") == runs + 1
+    assert store.count("digests") == digests + 1
+    assert store.delivery(world.bo, other) is None
+    assert store.count("job_runs") == runs + 1
 
 
 def test_only_the_outermost_write_begins_and_commits(seeded_store: Store) -> None:
