@@ -28,6 +28,7 @@ from bench import (
     feeds,
     fetch,
     ingest,
+    interactive,
     match,
     number,
     preview,
@@ -49,6 +50,7 @@ STAGES: dict[str, Stage] = {
     "feeds": feeds.run,
     "preview": preview.run,
     "web_latency": web_latency.run,
+    "interactive": interactive.run,
 }
 
 COLUMNS = ("stage", "figure", "value", "unit", "ceiling", "ratio", "peak MB", "result")

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 from digest.config import DigestConfig
@@ -156,35 +157,27 @@ def search(
     limit: int | None = None,
     stemmer: Stemmer | None = None,
 ) -> list[PaperRow]:
-    """All papers newest first, or those matching ``query`` ranked as a digest would."""
+    """All papers newest first, or those matching ``query`` ranked as a digest would
+    (streamed: only the first ``limit`` are ever held)."""
     if query is None:
         return store.papers(since=since, limit=limit)
-    found = [m.paper for m in backtest(store, query, since=since, stemmer=stemmer)]
-    return found[:limit] if limit is not None else found
+    from digest.backtest import Streamed  # it builds on this module
+
+    found = (m.paper for m in Streamed(store, query, since=since, stemmer=stemmer).ranked())
+    return list(islice(found, limit))
 
 
 def backtest(
     store: Store, query: str, *, since: datetime | None = None, stemmer: Stemmer | None = None
 ) -> list[Match]:
-    """What ``query`` selects among the stored papers, ranked."""
-    return backtest_head(store, query, since=since, limit=None, stemmer=stemmer).top
+    """What ``query`` selects among the stored papers, ranked (all of it in a list: callers
+    that may see a whole store use ``backtest.Streamed``)."""
+    from digest.backtest import Streamed  # it builds on this module
+
+    return list(Streamed(store, query, since=since, stemmer=stemmer).ranked())
 
 
-def backtest_head(
-    store: Store,
-    query: str,
-    *,
-    since: datetime | None,
-    limit: int | None,
-    stemmer: Stemmer | None = None,
-) -> Backtest:
-    """What ``query`` selects among the stored papers: all of them, and the ranked head."""
-    node = parse(query)
-    candidates = store.papers(since=since, fts=to_fts5(node))
-    return top_matches(node, candidates, stemmer or shared_stemmer(), limit)
-
-
-def by_day(papers: Sequence[PaperRow]) -> list[tuple[str, int]]:
+def by_day(papers: Iterable[PaperRow]) -> list[tuple[str, int]]:
     """How many papers per ingest day (UTC date of first sighting), oldest day first."""
     days = Counter(paper.first_seen[:10] for paper in papers)
     return sorted(days.items())

@@ -191,3 +191,42 @@ class Sighting:
     listing_date: str | None
     position: int
     ingested_at: str
+
+
+# What a filter narrows the store to (``query.to_narrowing``; the store says it in SQL). ----
+
+
+@dataclass(frozen=True, slots=True)
+class FtsMatch:
+    """Rows the FTS5 index matches with this safe expression."""
+
+    expression: str
+
+
+@dataclass(frozen=True, slots=True)
+class Spelled:
+    """Rows whose text fields, lowercased, contain ``prefix``, or hold any character
+    outside printable ASCII (where SQL's ``lower`` is not the tokenizer's folding)."""
+
+    prefix: str
+    fields: tuple[Literal["title", "abstract"], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HasValues:
+    """Rows with at least one author (or category): the only ones an ``author:`` leaf matches."""
+
+    field: Literal["author", "category"]
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    parts: tuple["Narrowing", ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    parts: tuple["Narrowing", ...]
+
+
+Narrowing = FtsMatch | Spelled | HasValues | AllOf | AnyOf

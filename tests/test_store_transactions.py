@@ -206,6 +206,7 @@ READS: dict[str, Call] = {
     "version": lambda s, w: s.version(),
     "waiting": lambda s, w: s.waiting(w.ada),
     "window_papers": lambda s, w: s.window_papers(None, NOW),
+    "trending_chunks": lambda s, w: list(s.trending_chunks(since=NOW, chunk=2)),
 }
 
 NEITHER = {"write", "close"}  # the transaction itself, and the end of the connection

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -205,6 +205,16 @@ def echo_byline(authors: Sequence[str]) -> None:
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def emit_json_array(items: Iterable[Any]) -> None:
+    """``emit_json(list(items))``, byte for byte, printed item by item as they come."""
+    lead = "[\n  "
+    for item in items:
+        text = json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+        click.echo(lead + text, nl=False)
+        lead = ",\n  "
+    click.echo("[]" if lead == "[\n  " else "\n]")
 
 
 # dates -----------------------------------------------------------------------------------

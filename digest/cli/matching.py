@@ -1,9 +1,19 @@
 """``digest match`` and ``digest explain``: what a filter picks, and why."""
 
+from collections.abc import Iterable
+
 import click
 
 from digest import match, subscribers
-from digest.cli.app import App, echo_byline, emit_json, errors, now, parse_since
+from digest.cli.app import (
+    App,
+    echo_byline,
+    emit_json,
+    emit_json_array,
+    errors,
+    now,
+    parse_since,
+)
 from digest.errors import UsageError
 
 
@@ -26,11 +36,13 @@ def match_command(
         if (query is None) == (email is None):
             raise UsageError("give --query QUERY or --subscriber EMAIL (one of the two)")
         if query is not None:
-            found = match.backtest(app.store, query, since=parse_since(since, now()))
+            from digest.backtest import Streamed
+
+            found = Streamed(app.store, query, since=parse_since(since, now()))
             if by_day:
-                _print_by_day(match.by_day([m.paper for m in found]), as_json)
+                _print_by_day(found.tally().days, as_json)
                 return
-            _print_matches(found, as_json)
+            _print_matches(found.ranked(), as_json)
             return
         assert email is not None
         subscriber = subscribers.get(app.store, email)
@@ -42,15 +54,18 @@ def match_command(
         )
 
 
-def _print_matches(found: list[match.Match], as_json: bool) -> None:
+def _print_matches(found: Iterable[match.Match], as_json: bool) -> None:
+    """Each match printed as it comes: a backtest may list a whole store."""
     if as_json:
-        emit_json([m.as_json() for m in found])
+        emit_json_array(m.as_json() for m in found)
         return
+    count = 0
     for m in found:
         click.echo(f"{m.paper.id}  seen {m.paper.times_seen}×  {m.paper.title}")
         echo_byline(m.paper.meta.authors)
         click.echo(f"    matched: {', '.join(m.matched)}")
-    click.echo(f"{len(found)} papers", err=True)
+        count += 1
+    click.echo(f"{count} papers", err=True)
 
 
 def _print_by_day(days: list[tuple[str, int]], as_json: bool) -> None:

@@ -12,10 +12,10 @@
 The names other modules use are re-exported here.
 """
 
-from digest.query.evaluation import Corpus, Document, Focus, members
+from digest.query.evaluation import Corpus, Document, Focus, Stats, members
 from digest.query.explanation import Explanation
 from digest.query.highlighting import highlights
-from digest.query.prefilter import to_fts5
+from digest.query.prefilter import to_fts5, to_narrowing
 from digest.query.syntax import parse
 from digest.query.tree import (
     FIELDS,
@@ -53,6 +53,7 @@ __all__ = [
     "Or",
     "Phrase",
     "Prefix",
+    "Stats",
     "Term",
     "TextField",
     "highlights",
@@ -61,4 +62,5 @@ __all__ = [
     "parse",
     "terms",
     "to_fts5",
+    "to_narrowing",
 ]

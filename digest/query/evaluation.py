@@ -284,6 +284,33 @@ class Focus:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """The collection statistics of BM25 for one filter, counted over more documents than
+    one corpus holds: a backtest streams its candidates in chunks, counts them in a
+    first pass (``Corpus.tally``, summed with ``+``), and ranks each chunk with the
+    totals, so relevance is what one corpus of all the candidates would say.
+
+    ``lengths``: the words of each text field, summed; ``counts``: the documents that
+    satisfy each positive leaf.
+    """
+
+    size: int
+    lengths: dict[TextField, int]
+    counts: dict[Leaf, int]
+
+    def __add__(self, other: "Stats") -> "Stats":
+        return Stats(
+            self.size + other.size,
+            {name: n + other.lengths.get(name, 0) for name, n in self.lengths.items()},
+            {leaf: n + other.counts.get(leaf, 0) for leaf, n in self.counts.items()},
+        )
+
+    def average(self, name: TextField) -> float:
+        """The mean length of the field, exactly as one corpus computes it."""
+        return self.lengths[name] / self.size if self.size else 0.0
+
+
 class Corpus:
     """Documents indexed once so that many filters evaluate cheaply.
 
@@ -292,7 +319,11 @@ class Corpus:
     """
 
     def __init__(
-        self, stemmer: Stemmer, documents: Sequence[Document], focus: Focus | None = None
+        self,
+        stemmer: Stemmer,
+        documents: Sequence[Document],
+        focus: Focus | None = None,
+        stats: "Stats | None" = None,
     ) -> None:
         self.stemmer = stemmer
         self.size = len(documents)
@@ -304,6 +335,16 @@ class Corpus:
         self._documents = documents
         self._meta: dict[MetaField, _ValueIndex] = {}
         self._memo: dict[Leaf, int] = {}
+        self.stats = stats
+
+    def tally(self, node: Node) -> "Stats":
+        """What BM25 needs to know of these documents for ``node``: their number, field
+        lengths, and how many satisfy each positive leaf (see ``Stats``)."""
+        return Stats(
+            self.size,
+            {name: sum(index.lengths) for name, index in self.fields.items()},
+            {leaf: self.evaluate(leaf).bit_count() for leaf in dict.fromkeys(positive(node))},
+        )
 
     def evaluate(self, node: Node) -> int:
         """The documents matching ``node``, as a bitset (bit i = document i)."""
@@ -362,11 +403,12 @@ class Corpus:
         average length (its idf): a rare author says as much as a rare word.
         """
         score = 0.0
+        size = self.size if self.stats is None else self.stats.size
         for leaf in dict.fromkeys(positive(node)):
             bits = self.evaluate(leaf)
             if bits >> i & 1:
-                n = bits.bit_count()
-                idf = math.log(1 + (self.size - n + 0.5) / (n + 0.5))
+                n = bits.bit_count() if self.stats is None else self.stats.counts[leaf]
+                idf = math.log(1 + (size - n + 0.5) / (n + 0.5))
                 if not in_text(leaf):
                     score += idf
                     continue
@@ -382,7 +424,7 @@ class Corpus:
             if not isinstance(leaf, Prefix):
                 tf += len(index.starts(self._stems(leaf), i))
             length += index.lengths[i]
-            average += index.average
+            average += index.average if self.stats is None else self.stats.average(name)
         return max(tf, 1), length, average or 1.0
 
     def _has(self, node: Node, i: int) -> bool:

@@ -11,8 +11,22 @@ since NOT of an over-approximation would narrow wrongly (NOT true drops everythi
 """
 
 from collections.abc import Sequence
+from typing import cast
 
-from digest.query.tree import Node, Not, Or, Phrase, Prefix, Term, in_text
+from digest.models import AllOf, AnyOf, FtsMatch, HasValues, Narrowing, Spelled
+from digest.query.tree import (
+    TEXT_FIELDS,
+    MetaField,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Prefix,
+    Term,
+    TextField,
+    in_text,
+    positive,
+)
 
 
 def _quote(folded: Sequence[str]) -> str:
@@ -38,3 +52,38 @@ def to_fts5(node: Node) -> str | None:
     if len(kept) < 2:
         return kept[0] if kept else None
     return " AND ".join(f"({part})" for part in kept)
+
+
+def to_narrowing(node: Node) -> Narrowing | None:
+    """A superset of ``node``'s matches that the store can select in SQL, or None for "all".
+
+    Wider than ``to_fts5``, for the backtests that scan a whole store: a prefix,
+    which FTS5 cannot answer over porter stems, narrows by a substring of the
+    lowercased text, and an author or category leaf to the papers that have some.
+    Subtrees that FTS5 answers alone stay one ``MATCH``.
+    """
+    if not _beyond_fts(node):
+        fts = to_fts5(node)
+        return None if fts is None else FtsMatch(fts)
+    if isinstance(node, Prefix):
+        if not in_text(node):
+            return HasValues(cast(MetaField, node.field))
+        fields = (cast(TextField, node.field),) if node.field else TEXT_FIELDS
+        return Spelled(node.prefix, fields)
+    if isinstance(node, Term | Phrase):
+        return HasValues(cast(MetaField, node.field))
+    if isinstance(node, Not):
+        return None
+    parts = [to_narrowing(child) for child in node.children]
+    if isinstance(node, Or):
+        return None if any(p is None for p in parts) else AnyOf(tuple(cast(list[Narrowing], parts)))
+    kept = tuple(p for p in parts if p is not None)
+    if len(kept) < 2:
+        return kept[0] if kept else None
+    return AllOf(kept)
+
+
+def _beyond_fts(node: Node) -> bool:
+    """Whether a leaf that narrows only outside FTS5 (a prefix, a metadata leaf) is in ``node``
+    outside any negation."""
+    return any(isinstance(leaf, Prefix) or not in_text(leaf) for leaf in positive(node))

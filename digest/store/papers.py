@@ -1,13 +1,24 @@
 """Dumps, papers, sightings and rejections: what ingest writes and every reader reads."""
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from digest.models import NO_META, Entry, PaperMeta, PaperRow, Sighting
+from digest.models import (
+    NO_META,
+    AllOf,
+    Entry,
+    FtsMatch,
+    HasValues,
+    Narrowing,
+    PaperMeta,
+    PaperRow,
+    Sighting,
+    Spelled,
+)
 from digest.store.base import Base, iso
 from digest.titles import paper_id, title_and_arxiv_id
 
@@ -283,6 +294,35 @@ class PaperStore(Base):
             sql += f" LIMIT {int(limit)}"
         return [_paper(row) for row in self.db.execute(sql, params)]
 
+    def trending_chunks(
+        self, *, since: datetime | None = None, narrowing: Narrowing | None = None, chunk: int
+    ) -> Iterator[list[PaperRow]]:
+        """Papers in lists of ``chunk``, most trending first (``match.trend_key``), then newest.
+
+        For backtests over the whole store: rows are read from one cursor as they are
+        used, so memory holds one chunk whatever the store's size (SQLite sorts on disk).
+        ``narrowing`` is the safe superset of a filter's matches (``query.to_narrowing``).
+        """
+        where, params = ["1"], []
+        if since is not None:
+            where.append("p.first_seen >= ?")
+            params.append(iso(since))
+        if narrowing is not None:
+            condition, values = _narrowing_sql(narrowing)
+            where.append(condition)
+            params += values
+        cursor = self.db.execute(
+            f"{_PAPER_SELECT} WHERE {' AND '.join(where)} "
+            "ORDER BY COALESCE(t.upvotes, 0) DESC, t.times_seen DESC, t.best_position ASC, "
+            "p.seq DESC",
+            params,
+        )
+        try:
+            while rows := cursor.fetchmany(chunk):
+                yield [_paper(row) for row in rows]
+        finally:
+            cursor.close()
+
     def paper(self, ref: str) -> PaperRow | None:
         """A paper by id, or by exact (normalized) title."""
         found = self.papers(seqs=self._seqs_for_ref(ref))
@@ -319,6 +359,30 @@ class PaperStore(Base):
             "subscribers": self.count("subscribers"),
             "last_ingest": {"file": last[0], "at": last[1]} if last else None,
         }
+
+
+_TEXT_COLUMNS = {"title": "p.title", "abstract": "p.abstract"}
+
+
+def _narrowing_sql(narrowing: Narrowing) -> tuple[str, list[str]]:
+    """A ``Narrowing`` as a SQL condition on ``papers p`` (values bound, never inlined)."""
+    if isinstance(narrowing, FtsMatch):
+        return (
+            "p.seq IN (SELECT rowid FROM papers_fts WHERE papers_fts MATCH ?)",
+            [narrowing.expression],
+        )
+    if isinstance(narrowing, Spelled):
+        text = " || ' ' || ".join(_TEXT_COLUMNS[name] for name in narrowing.fields)
+        return f"(instr(lower({text}), ?) > 0 OR ({text}) GLOB '*[^ -~]*')", [narrowing.prefix]
+    if isinstance(narrowing, HasValues):
+        column = "p.authors" if narrowing.field == "author" else "p.categories"
+        return f"{column} != '[]'", []
+    parts = [_narrowing_sql(part) for part in narrowing.parts]
+    joiner = " AND " if isinstance(narrowing, AllOf) else " OR "
+    return (
+        "(" + joiner.join(sql for sql, _ in parts) + ")",
+        [value for _, values in parts for value in values],
+    )
 
 
 _PAPER_SELECT = (

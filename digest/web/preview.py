@@ -7,8 +7,10 @@ ranked as a digest ranks them.
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
 
 from digest import match
+from digest.backtest import Streamed
 from digest.dates import weekday_month_day
 from digest.paper_links import byline, links_of
 from digest.store import Store
@@ -51,14 +53,15 @@ def preview(store: Store, query: str, now: datetime, paper_link: str, days: int 
     today = now.astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
     since = datetime.combine(first, time(), tzinfo=UTC)
-    found = match.backtest_head(store, query, since=since, limit=TOP)
-    counts = dict(match.by_day(found.papers))
+    found = Streamed(store, query, since=since)
+    tally = found.tally()
+    counts = dict(tally.days)
     shown = [first + timedelta(days=i) for i in range(days)]
     return Preview(
         query=query,
         days=[(_label(day.isoformat()), counts.get(day.isoformat(), 0)) for day in shown],
-        top=[_paper(m, paper_link) for m in found.top],
-        total=len(found.papers),
+        top=[_paper(m, paper_link) for m in islice(found.ranked(), TOP)],
+        total=tally.total,
     )
 
 

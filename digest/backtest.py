@@ -1,0 +1,92 @@
+"""Backtests that stream: what a filter selects over a whole store, in flat memory.
+
+A backtest (``digest match --query``, ``papers --search``, the web preview) may
+run over every stored paper.  The store narrows the candidates first
+(``query.to_narrowing``: the FTS5 index, a substring for prefixes, papers with
+authors for ``author:``) and hands them over in chunks, most trending first; each
+chunk is indexed on its own (``Corpus``), so memory holds one chunk and the
+matches of one trend, whatever the store's size.
+
+The order is the digest's (``match.ranked``): trend, then relevance, then
+newest.  Since the chunks arrive in trend order, a trend's matches are complete
+when the next trend begins, and only they are sorted by relevance.  Relevance
+is BM25 with the statistics of *all* the candidates, counted in a first pass
+(``query.Stats``), so it is the same number the all-in-memory ranking gave; a
+caller that needs no relevance (counts per day) makes only that pass.
+"""
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
+
+from digest.match import Match, documents, shared_stemmer, trend_key
+from digest.models import PaperRow
+from digest.query import Corpus, Focus, Stats, members, parse, to_narrowing
+from digest.stemming import Stemmer
+from digest.store import Store
+
+CHUNK = 2_000  # papers indexed at once: a few MB of corpus
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """The first pass: how many papers match, per ingest day, and BM25's statistics."""
+
+    total: int
+    days: list[tuple[str, int]]
+    stats: Stats | None
+
+
+class Streamed:
+    """One filter over the stored papers (``since``: first seen since then)."""
+
+    def __init__(
+        self,
+        store: Store,
+        query: str,
+        *,
+        since: datetime | None = None,
+        stemmer: Stemmer | None = None,
+        chunk: int = CHUNK,
+    ) -> None:
+        self.store = store
+        self.node = parse(query)
+        self.since = since
+        self.stemmer = stemmer or shared_stemmer()
+        self.chunk = chunk
+        self._tally: Tally | None = None
+
+    def tally(self) -> Tally:
+        """Count the matches (per day) and the candidates' statistics: one pass, no ranking."""
+        if self._tally is None:
+            days: Counter[str] = Counter()
+            stats = None
+            for corpus, papers, hits in self._chunks(None):
+                days.update(papers[i].first_seen[:10] for i in hits)
+                found = corpus.tally(self.node)
+                stats = found if stats is None else stats + found
+            self._tally = Tally(days.total(), sorted(days.items()), stats)
+        return self._tally
+
+    def ranked(self) -> Iterator[Match]:
+        """Every match, in the digest's order, as the chunks come."""
+        stats = self.tally().stats
+        matches = (
+            Match(papers[i], corpus.matched(self.node, i), corpus.relevance(self.node, i))
+            for corpus, papers, hits in self._chunks(stats)
+            for i in hits
+        )
+        for _, tied in groupby(matches, key=lambda m: trend_key(m.paper)):
+            yield from sorted(tied, key=lambda m: -m.relevance)  # stable: newest first within
+
+    def _chunks(self, stats: Stats | None) -> Iterator[tuple[Corpus, list[PaperRow], list[int]]]:
+        """Each chunk of candidates indexed, with the positions of its matches in stream order."""
+        focus = Focus.of(self.node, self.stemmer)
+        narrowing = to_narrowing(self.node)
+        for papers in self.store.trending_chunks(
+            since=self.since, narrowing=narrowing, chunk=self.chunk
+        ):
+            corpus = Corpus(self.stemmer, documents(papers), focus, stats)
+            yield corpus, papers, sorted(members(corpus.evaluate(self.node)))
