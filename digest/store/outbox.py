@@ -233,19 +233,40 @@ class OutboxStore(Base):
         )
         return rows[0] if rows else None
 
-    def last_digest_seqs(self) -> dict[int, int]:
-        """Per subscriber id: the newest paper seq their latest digest considered."""
+    def last_digest_seqs(
+        self, statuses: Sequence[str] | None = None, also: int | None = None
+    ) -> dict[int, int]:
+        """Per subscriber id: the newest paper seq their latest digest considered.
+
+        With ``statuses``, only for subscribers in them (and subscriber ``also``): a
+        batch reads the windows of those who can be due, not of everyone who ever was.
+        """
+        whose, params = _whose(statuses, also)
         rows = self.db.execute(
-            "SELECT subscriber_id, MAX(max_seq) FROM digests GROUP BY subscriber_id"
+            "SELECT s.id, MAX(g.max_seq) FROM subscribers s "
+            f"CROSS JOIN digests g ON g.subscriber_id = s.id WHERE {whose} GROUP BY s.id",
+            params,
         )
         return {row[0]: row[1] for row in rows}
 
-    def delivered_since(self, first_seq: int) -> dict[int, set[int]]:
-        """Per subscriber id: the paper seqs (from ``first_seq`` on) already put in a digest."""
-        found: dict[int, set[int]] = {}
+    def delivered_since(
+        self, first_seq: int, statuses: Sequence[str] | None = None, also: int | None = None
+    ) -> dict[int, set[int]]:
+        """Per subscriber id: the paper seqs (from ``first_seq`` on) already put in a digest;
+        with ``statuses``, only for subscribers in them (and subscriber ``also``).
+
+        Read per subscriber along the primary key (subscriber, paper), so only the rows
+        from ``first_seq`` on are touched, not the whole history (``CROSS JOIN`` keeps
+        SQLite from scanning every delivery instead).
+        """
+        whose, params = _whose(statuses, also)
         rows = self.db.execute(
-            "SELECT subscriber_id, paper_seq FROM deliveries WHERE paper_seq >= ?", [first_seq]
+            "SELECT d.subscriber_id, d.paper_seq FROM subscribers s "  # CROSS: subscribers first
+            "CROSS JOIN deliveries d ON d.subscriber_id = s.id AND d.paper_seq >= ? "
+            f"WHERE {whose}",
+            [first_seq, *params],
         )
+        found: dict[int, set[int]] = {}
         for subscriber_id, seq in rows:
             found.setdefault(subscriber_id, set()).add(seq)
         return found
@@ -279,3 +300,11 @@ class OutboxStore(Base):
             return None
         keys = ("id", "max_seq", "papers", "more", "created_at", "after_seq")
         return dict(zip(keys, row, strict=True))
+
+
+def _whose(statuses: Sequence[str] | None, also: int | None) -> tuple[str, list[Any]]:
+    """A condition on subscribers ``s``: in ``statuses`` (any when None), or ``also``."""
+    if statuses is None:
+        return "1", []
+    marks = ", ".join("?" * len(statuses))
+    return f"(s.status IN ({marks}) OR s.id = ?)", [*statuses, also]
