@@ -307,6 +307,9 @@ def window_corpus(stemmer: Stemmer, documents: tuple[Document, ...]) -> Corpus:
     return Corpus(stemmer, documents)
 
 
+RECEIVING = ("active",)  # the statuses whose subscribers can be due a digest
+
+
 class Batch:
     """Match many subscribers at once against one corpus of candidate papers.
 
@@ -316,18 +319,30 @@ class Batch:
     """
 
     def __init__(
-        self, store: Store, settings: DigestConfig, now: datetime, stemmer: Stemmer | None = None
+        self,
+        store: Store,
+        settings: DigestConfig,
+        now: datetime,
+        stemmer: Stemmer | None = None,
+        also: Subscriber | None = None,
     ) -> None:
+        """The windows of the subscribers who can be due (active), and of ``also`` (a
+        preview of anyone): an unsubscribed or paused subscriber's old last digest
+        never widens the window, nor are their deliveries read."""
         self.settings = settings
         self.now = now
-        self.last_seqs = store.last_digest_seqs()
+        self.also = also.id if also is not None else None
+        self.last_seqs = store.last_digest_seqs(RECEIVING, self.also)
         first = Window.of(None, settings.lookback_days, now)
         assert first.since is not None
         floor = min(self.last_seqs.values(), default=None)
         self.papers = store.window_papers(floor, first.since)
         self.seqs = [p.seq for p in self.papers]
         self.corpus = window_corpus(stemmer or shared_stemmer(), tuple(documents(self.papers)))
-        self.delivered = store.delivered_since(self.seqs[0]) if self.seqs else {}
+        first_seq = self.seqs[0] if self.seqs else None
+        self.delivered = (
+            store.delivered_since(first_seq, RECEIVING, self.also) if first_seq is not None else {}
+        )
         self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
 
     def bits(self, subscriber: Subscriber) -> int:
@@ -341,6 +356,8 @@ class Batch:
         return found
 
     def window(self, subscriber: Subscriber) -> Window:
+        if subscriber.status not in RECEIVING and subscriber.id != self.also:
+            raise ValueError(f"the batch does not cover {subscriber.status} {subscriber.email}")
         return Window.of(self.last_seqs.get(subscriber.id), self.settings.lookback_days, self.now)
 
     def _bits(self, window: Window) -> int:

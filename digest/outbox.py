@@ -192,7 +192,7 @@ def preview(
     Raises BuildError, one line, whatever stops this subscriber's digest.
     """
     try:
-        upcoming = Batch(store, config.digest, now).pending(subscriber)
+        upcoming = Batch(store, config.digest, now, also=subscriber).pending(subscriber)
         return _render(renderer, config, upcoming, _HealthCheck(store, now).of(subscriber), now)
     except Exception as err:
         why = failure_reason(err)

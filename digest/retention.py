@@ -16,8 +16,11 @@ What grows with time and nobody reads any more is removed:
 
 What is kept: every digest row and its deliveries (which papers each subscriber
 was sent: the next digest and the "N more" pages read them), subscribers and
-their history, papers, dumps and sightings.  SQLite reuses the freed pages; the
-file itself only shrinks with ``VACUUM`` (run it while the service is stopped).
+their history, papers, dumps and sightings.  SQLite reuses the freed pages (sent
+messages free a day's worth at each run); then ``PRAGMA incremental_vacuum`` gives
+the free pages back, so the file shrinks, in a database made with ``auto_vacuum =
+INCREMENTAL`` (every new one; an older file is converted once by ``VACUUM``, see the
+README).
 """
 
 import logging
@@ -77,6 +80,9 @@ def prune(store: Store, config: Config, now: datetime, *, dry_run: bool = False)
     )
     report.rules.append((_pending_rule(config), _expire_pending(store, config, now, dry_run)))
     report.rules.append(_archive_rule(config, now, dry_run))
+    # last, so that it gives back what the rules above freed (rows: pages)
+    reclaimed = store.reclaim_free_pages(dry_run=dry_run)
+    report.rules.append(("free pages given back to the file system", reclaimed))
     return report
 
 

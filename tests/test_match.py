@@ -410,6 +410,36 @@ def test_batch_and_explain_share_the_window(seeded_store: Store, now: datetime) 
     assert any("outside the window: the last 7 days" in r for r in verdict.reasons)
 
 
+def test_the_window_ignores_the_old_last_digest_of_someone_who_can_no_longer_be_due(
+    store: Store, seed_files: list[Path], now: datetime
+) -> None:
+    month_ago, yesterday = now - timedelta(days=30), now - timedelta(days=1)
+    ingest_files(store, seed_files[:1], month_ago)
+    gone = subscribe(store, "model", month_ago, "gone@example.org")
+    last_seq = store.max_seq()  # what the last digest they got considered
+    ingest_files(store, seed_files[1:2], now - timedelta(days=20))
+    ingest_files(store, seed_files[2:3], yesterday)
+    ada = subscribe(store, "model", yesterday)
+    record_digest(store, ada, [], yesterday)
+    ingest_files(store, seed_files[3:], now)
+    old = {p.seq for p in store.papers() if p.first_seen == iso(now - timedelta(days=20))}
+    assert old
+    sent_long_ago = [min(old)]  # and a paper of that old window they were sent (a retry)
+    mark = "<digest.gone@example.org>"
+    assert store.record_digest(gone.id, mark, last_seq, sent_long_ago, 0, b"", iso(month_ago))
+    assert old <= {p.seq for p in match.Batch(store, SETTINGS, now).papers}
+    gone = lifecycle.unsubscribe(store, gone, now)
+    batch = match.Batch(store, SETTINGS, now)
+    assert not old & {p.seq for p in batch.papers}
+    assert set(batch.delivered) <= {ada.id}
+    with pytest.raises(ValueError, match="does not cover unsubscribed"):
+        batch.pending(gone)
+    preview = match.Batch(store, SETTINGS, now, also=gone)  # a preview covers whom it shows
+    assert old <= {p.seq for p in preview.papers}
+    assert preview.delivered[gone.id] == set(sent_long_ago)
+    assert preview.pending(gone).window.startswith("since the last digest")
+
+
 def test_polls_between_ingests_reuse_the_window_index_and_an_ingest_renews_it(
     store: Store, seed_files: list[Path], now: datetime
 ) -> None:

@@ -5,12 +5,14 @@ import email.policy
 import sqlite3
 import threading
 import time
+import zlib
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlite_utils import Database
 
 from digest import config as config_module
 from digest import delivery, lifecycle, outbox, subscribers
@@ -18,7 +20,8 @@ from digest.config import Config
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
 from digest.render import DigestContent, Renderer
-from digest.store import OutboxRow, Store
+from digest.store import OutboxRow, Store, iso
+from digest.store.migrations import migrations
 
 from .conftest import RunCli, make_config
 from .smtp_servers import (
@@ -629,3 +632,46 @@ def test_a_stop_while_a_relay_stalls_cancels_within_the_grace_and_keeps_the_dige
 def digest_statuses(database: Path) -> list[str]:
     with closing(sqlite3.connect(database)) as conn:
         return [row[0] for row in conn.execute("SELECT status FROM digests ORDER BY id")]
+
+
+def test_a_queued_message_waits_in_its_own_table_and_is_deleted_once_sent(
+    store: Store, now: datetime
+) -> None:
+    ada = lifecycle.add(store, subscribers.Wanted("ada@example.org", "x"), "operator", now)
+    stamp = iso(now)
+    digest = store.record_digest(ada.id, "<digest.1.0@example.org>", 0, [], 0, b"bytes", stamp)
+    assert digest is not None
+    assert store.count("messages") == 1
+    assert store.message(digest) == b"bytes"
+    assert store.claim(digest, owner=1)
+    store.mark_sent(digest, ada.id, stamp)
+    assert store.count("messages") == 0
+    assert [(r.status, r.has_message) for r in store.outbox_rows()] == [("sent", False)]
+
+
+def test_a_message_queued_before_m007_moves_to_its_table_and_is_sent_unchanged(
+    tmp_path: Path, now: datetime
+) -> None:
+    """A database built by m001..m006 with a queued digest (its bytes in ``digests.message``,
+    zlib level 6) sends the same bytes once migrated."""
+    path, data = tmp_path / "digest.db", b"Subject: queued before m007\r\n\r\nthe same bytes\r\n"
+    old = Database(path)
+    migrations.apply(old, stop_before="m007_messages")
+    stamp = iso(now - timedelta(hours=1))
+    old["subscribers"].insert(
+        {"email": "ada@example.org", "filter": "x", "secret": "s", "created_at": stamp}
+        | {"updated_at": stamp}
+    )
+    old["digests"].insert(
+        {"subscriber_id": 1, "message_id": "<digest.1.0@example.org>", "max_seq": 0}
+        | {"papers": 0, "created_at": stamp, "message": zlib.compress(data, 6)}
+    )
+    old.close()
+    with closing(Store(path)) as migrated:
+        assert migrated.count("messages") == 1
+        assert "message" not in migrated.db["digests"].columns_dict
+        report = run_send(migrated, outbox_config(tmp_path), now)
+        assert statuses(report) == {"ada@example.org": "sent"}
+        assert migrated.count("messages") == 0
+    [filed] = (tmp_path / "mail" / "new").iterdir()
+    assert filed.read_bytes().replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n")

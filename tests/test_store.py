@@ -24,6 +24,7 @@ def test_a_new_database_is_migrated_and_in_wal_mode(store: Store) -> None:
     # the raw connection: the on-disk schema and journal mode are the point
     assert [m.name for m in migrations.pending(store.db)] == []
     assert store.db.journal_mode == "wal"
+    assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     assert {"papers", "dumps", "sightings", "rejections", "papers_fts"} <= set(
         store.db.table_names()
     )

@@ -81,6 +81,7 @@ class Base:
             # papers, and a big ingest then fetches it from the OS at every insert.
             self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             if create:
+                self._incremental_vacuum_if_new()
                 self.db.enable_wal()
                 self._migrate()
             else:
@@ -91,6 +92,14 @@ class Base:
             raise StoreError(f"{path}: cannot open the database: {err}") from None
         except OSError as err:
             raise StoreError(f"{path}: cannot create the database folder: {err.strerror}") from None
+
+    def _incremental_vacuum_if_new(self) -> None:
+        """A new, empty file gets ``auto_vacuum = INCREMENTAL``: the pages that sent messages
+        free can then be given back to the file system (``reclaim_free_pages``).  SQLite
+        takes the setting only before the first table; an existing file keeps its own
+        (the README's "Retention" says how to convert one with ``VACUUM``)."""
+        if self.db.execute("PRAGMA page_count").fetchone()[0] == 0:
+            self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
 
     def _check_schema(self) -> None:
         """Refuse a database this code does not know, or one that needs migrating first."""

@@ -223,3 +223,25 @@ def m006_sources(db: Database) -> None:
             FROM sightings s JOIN dumps d ON d.id = s.dump_id
             GROUP BY s.paper_seq""",
     )
+
+
+@migrations()
+def m007_messages(db: Database) -> None:
+    """Queued message bytes move to a table of their own, one row per digest, deleted once
+    the digest is sent.
+
+    Kept in ``digests.message`` and set to NULL when sent, they left every ``digests``
+    page nearly empty for good (683 MB of file for 136 MB of data after 30 simulated
+    days); rows deleted from a table of their own free whole pages that the next day's
+    messages reuse.  The bytes move as they are (zlib: any level reads back alike).
+    """
+    _run(
+        db,
+        """CREATE TABLE messages (
+            digest_id INTEGER PRIMARY KEY REFERENCES digests(id) ON DELETE CASCADE,
+            data BLOB NOT NULL
+        )""",
+        "INSERT INTO messages (digest_id, data) "
+        "SELECT id, message FROM digests WHERE message IS NOT NULL",
+        "ALTER TABLE digests DROP COLUMN message",
+    )

@@ -3,11 +3,13 @@
 A digest is recorded with its deliveries (one row per subscriber and paper,
 primary key on the pair, so a paper can never be in two digests for the same
 subscriber) and its message bytes, compressed, so a retry sends exactly the
-same message.  Delivery claims a digest by moving it to ``sending`` with the
-sender's pid as owner; a digest left ``sending`` by a dead process is queued
-again.  The bytes are dropped once the digest is sent; a failed digest keeps
-them (``digest outbox retry --failed`` sends it again, same Message-ID) until
-retention drops them after ``[storage] keep_failed_days``.
+same message.  The bytes live in ``messages``, one row per digest deleted once
+it is sent, so the pages they free are reused by the next day's messages (kept
+as a NULL column of ``digests`` they left its pages nearly empty for good).
+Delivery claims a digest by moving it to ``sending`` with the sender's pid as
+owner; a digest left ``sending`` by a dead process is queued again.  A failed
+digest keeps its bytes (``digest outbox retry --failed`` sends it again, same
+Message-ID) until retention drops them after ``[storage] keep_failed_days``.
 """
 
 import sqlite3
@@ -20,6 +22,9 @@ from digest.store.base import Base
 from digest.store.subscribers import insert_event
 
 READY = ("queued", "deferred")
+# zlib level 1, not 6: a 28 KB digest shrinks to 7.1 KB instead of 6.3 KB in half the
+# time (0.23 ms, not 0.44 ms); stored uncompressed it would write 4x the bytes.
+COMPRESSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +60,14 @@ class OutboxStore(Base):
             with self.write():
                 cursor = self.db.execute(
                     "INSERT INTO digests (subscriber_id, message_id, max_seq, papers, more, "
-                    "created_at, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        subscriber_id,
-                        message_id,
-                        max_seq,
-                        len(seqs),
-                        more,
-                        created_at,
-                        zlib.compress(message, 6),
-                    ],
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [subscriber_id, message_id, max_seq, len(seqs), more, created_at],
                 )
                 digest_id = int(cursor.lastrowid or 0)
+                self.db.execute(
+                    "INSERT INTO messages (digest_id, data) VALUES (?, ?)",
+                    [digest_id, zlib.compress(message, COMPRESSION)],
+                )
                 self.db.conn.executemany(
                     "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id, rank) "
                     "VALUES (?, ?, ?, ?)",
@@ -120,16 +121,19 @@ class OutboxStore(Base):
         return cursor.rowcount == 1
 
     def message(self, digest_id: int) -> bytes:
-        row = self.db.execute("SELECT message FROM digests WHERE id = ?", [digest_id]).fetchone()
+        row = self.db.execute(
+            "SELECT data FROM messages WHERE digest_id = ?", [digest_id]
+        ).fetchone()
         return zlib.decompress(row[0])
 
     def mark_sent(self, digest_id: int, subscriber_id: int, at: str) -> None:
         with self.write():
             self.db.execute(
-                "UPDATE digests SET status = 'sent', sent_at = ?, error = NULL, owner = NULL, "
-                "message = NULL WHERE id = ?",
+                "UPDATE digests SET status = 'sent', sent_at = ?, error = NULL, owner = NULL "
+                "WHERE id = ?",
                 [at, digest_id],
             )
+            self.db.execute("DELETE FROM messages WHERE digest_id = ?", [digest_id])
             self.db.execute("UPDATE subscribers SET bounces = 0 WHERE id = ?", [subscriber_id])
 
     def mark_deferred(self, digest_id: int, error: str, retry_at: str) -> None:
@@ -229,19 +233,40 @@ class OutboxStore(Base):
         )
         return rows[0] if rows else None
 
-    def last_digest_seqs(self) -> dict[int, int]:
-        """Per subscriber id: the newest paper seq their latest digest considered."""
+    def last_digest_seqs(
+        self, statuses: Sequence[str] | None = None, also: int | None = None
+    ) -> dict[int, int]:
+        """Per subscriber id: the newest paper seq their latest digest considered.
+
+        With ``statuses``, only for subscribers in them (and subscriber ``also``): a
+        batch reads the windows of those who can be due, not of everyone who ever was.
+        """
+        whose, params = _whose(statuses, also)
         rows = self.db.execute(
-            "SELECT subscriber_id, MAX(max_seq) FROM digests GROUP BY subscriber_id"
+            "SELECT s.id, MAX(g.max_seq) FROM subscribers s "
+            f"CROSS JOIN digests g ON g.subscriber_id = s.id WHERE {whose} GROUP BY s.id",
+            params,
         )
         return {row[0]: row[1] for row in rows}
 
-    def delivered_since(self, first_seq: int) -> dict[int, set[int]]:
-        """Per subscriber id: the paper seqs (from ``first_seq`` on) already put in a digest."""
-        found: dict[int, set[int]] = {}
+    def delivered_since(
+        self, first_seq: int, statuses: Sequence[str] | None = None, also: int | None = None
+    ) -> dict[int, set[int]]:
+        """Per subscriber id: the paper seqs (from ``first_seq`` on) already put in a digest;
+        with ``statuses``, only for subscribers in them (and subscriber ``also``).
+
+        Read per subscriber along the primary key (subscriber, paper), so only the rows
+        from ``first_seq`` on are touched, not the whole history (``CROSS JOIN`` keeps
+        SQLite from scanning every delivery instead).
+        """
+        whose, params = _whose(statuses, also)
         rows = self.db.execute(
-            "SELECT subscriber_id, paper_seq FROM deliveries WHERE paper_seq >= ?", [first_seq]
+            "SELECT d.subscriber_id, d.paper_seq FROM subscribers s "  # CROSS: subscribers first
+            "CROSS JOIN deliveries d ON d.subscriber_id = s.id AND d.paper_seq >= ? "
+            f"WHERE {whose}",
+            [first_seq, *params],
         )
+        found: dict[int, set[int]] = {}
         for subscriber_id, seq in rows:
             found.setdefault(subscriber_id, set()).add(seq)
         return found
@@ -275,3 +300,11 @@ class OutboxStore(Base):
             return None
         keys = ("id", "max_seq", "papers", "more", "created_at", "after_seq")
         return dict(zip(keys, row, strict=True))
+
+
+def _whose(statuses: Sequence[str] | None, also: int | None) -> tuple[str, list[Any]]:
+    """A condition on subscribers ``s``: in ``statuses`` (any when None), or ``also``."""
+    if statuses is None:
+        return "1", []
+    marks = ", ".join("?" * len(statuses))
+    return f"(s.status IN ({marks}) OR s.id = ?)", [*statuses, also]

@@ -70,7 +70,8 @@ class OutboxRow:
 
 _ROW_SELECT = (
     "SELECT g.id, s.email, s.status, g.status, g.created_at, g.attempts, g.next_attempt_at, "
-    "g.error, g.message_id, g.papers, g.message IS NOT NULL "
+    "g.error, g.message_id, g.papers, "
+    "EXISTS (SELECT 1 FROM messages m WHERE m.digest_id = g.id) "
     "FROM digests g JOIN subscribers s ON s.id = g.subscriber_id"
 )
 
@@ -167,7 +168,8 @@ class QueueStore(Base):
             return sum(
                 self.db.execute(
                     "UPDATE digests SET status = 'queued', next_attempt_at = NULL, owner = NULL "
-                    "WHERE id = ? AND status = 'failed' AND message IS NOT NULL",
+                    "WHERE id = ? AND status = 'failed' "
+                    "AND EXISTS (SELECT 1 FROM messages WHERE digest_id = digests.id)",
                     [digest_id],
                 ).rowcount
                 for digest_id in digest_ids
