@@ -32,7 +32,7 @@ from digest.store import SourceState, Store, iso
 log = logging.getLogger("digest")
 
 Asking = Literal["when-due", "now", "force"]
-Outcome = Literal["ingested", "duplicate", "not-modified", "rejected", "failed", "not-due"]
+Outcome = Literal["ingested", "duplicate", "not-modified", "failed", "not-due"]
 
 
 @dataclass(slots=True)
