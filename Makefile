@@ -50,9 +50,9 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(TEST_ENV) $(BIN)/pytest -x -q -n 2 -m 'not slow'
 
-## bench: throughput and memory of each stage on generated data
+## bench: throughput and memory of each stage on generated data (BENCH_SCALE=small: the quick run)
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -12,6 +12,7 @@ arguments are wrong (2).
 
 import argparse
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -55,6 +56,8 @@ STAGES: dict[str, Stage] = {
     "interactive": interactive.run,
 }
 
+QUICK_SCALE = 0.05  # keeps a whole run under 3 minutes on the 2-core dev machine
+
 COLUMNS = ("stage", "figure", "value", "unit", "ceiling", "ratio", "peak MB", "result")
 
 
@@ -70,6 +73,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[list[str], Settings]:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="shrink every stage's size (e.g. 0.2)"
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        default=os.environ.get("BENCH_SCALE") == "small",
+        help=f"the inner loop's run: --scale {QUICK_SCALE} and one round per stage "
+        "(also BENCH_SCALE=small); figures marked (scaled)",
+    )
     parser.add_argument("--entries", type=int, help="ingest: entries in the generated dump")
     parser.add_argument(
         "--repeat",
@@ -81,6 +91,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[list[str], Settings]:
     parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
     parser.add_argument("--tmp", type=Path, help="where to create the temporary folders")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.scale = min(args.scale, QUICK_SCALE)
+        args.repeat = 1 if args.repeat is None else args.repeat
     repeat = DEFAULT_REPEAT if args.repeat is None else args.repeat
     if args.scale <= 0 or repeat < 1 or (args.entries is not None and args.entries < 1):
         parser.error("--scale, --repeat and --entries must be positive")

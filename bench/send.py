@@ -163,8 +163,9 @@ def load_wire(database: Path) -> list[Wire]:
     """Every queued message's recipient, Message-ID and bytes, in delivery order."""
     with closing(sqlite3.connect(database)) as conn:
         rows = conn.execute(
-            "SELECT s.email, g.message_id, g.message FROM digests g "
+            "SELECT s.email, g.message_id, m.data FROM digests g "
             "JOIN subscribers s ON s.id = g.subscriber_id "
+            "JOIN messages m ON m.digest_id = g.id "
             "WHERE g.status = 'queued' ORDER BY g.id"
         ).fetchall()
     return [Wire(email, mid, zlib.decompress(blob)) for email, mid, blob in rows]
