@@ -23,7 +23,7 @@ from digest import archive
 from digest.config import Config, FetchConfig, SourceTable
 from digest.errors import DigestError, SourceFailed, UsageError
 from digest.models import FileResult
-from digest.responses import Response, content_hash, ingest_response
+from digest.responses import Response, ingest_response
 from digest.sources import Parsed
 from digest.sources.backoff import next_attempt
 from digest.sources.http import SourceClient, Validators, user_agent
@@ -208,12 +208,12 @@ def _store(
     kept), so the archive holds each response once and never one that was not offered."""
     name = archive.name_for(source.name, source.kind, listing, now)
     path = config.fetch.archive_dir / name
+    response = Response(source.name, source.kind, listing, body, name)
     # Not fresh: the same instant fetched twice (a fixed clock), or bytes rejected before
     # (a login page served for days: archived once, not at every retry).
-    fresh = not path.exists() and store.rejection_by_hash(content_hash(body)) is None
+    fresh = not path.exists() and store.rejection_by_hash(response.sha256) is None
     if fresh:
         archive.keep(config.fetch.archive_dir, name, body)
-    response = Response(source.name, source.kind, listing, body, name)
     stored, parsed = ingest_response(store, response, now)
     if stored.status != "duplicate":
         return stored, parsed, name if fresh or path.exists() else None

@@ -9,7 +9,7 @@ in one transaction otherwise.
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,10 @@ class Response:
     listing_date: str
     body: bytes
     name: str  # the archive file's name: how the fetch is recorded and shown
+    sha256: str = field(init=False)  # hashed once: the archive and ingest both ask
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.body).hexdigest())
 
 
 def ingest_response(store: Store, response: Response, now: datetime) -> tuple[FileResult, Parsed]:
@@ -41,7 +45,7 @@ def ingest_response(store: Store, response: Response, now: datetime) -> tuple[Fi
     ``Parsed.skipped``: a source is not one person's file, and one odd item must
     not hold back a day of papers.
     """
-    sha256 = content_hash(response.body)
+    sha256 = response.sha256
     known = store.dump_by_hash(sha256)
     if known is not None:
         return _known(response, known), Parsed()
@@ -62,11 +66,6 @@ def ingest_response(store: Store, response: Response, now: datetime) -> tuple[Fi
         response.name, "ingested", counts.entries, counts.new, counts.seen, dump_id=dump_id
     )
     return result, parsed
-
-
-def content_hash(body: bytes) -> str:
-    """What recognises the same content twice, from a file or a source."""
-    return hashlib.sha256(body).hexdigest()
 
 
 def _known(response: Response, known: dict[str, Any]) -> FileResult:
