@@ -82,11 +82,8 @@ def chosen(config: Config, name: str | None, day: date | None = None) -> list[So
     if source is None:
         known = ", ".join(s.name for s in config.sources) or "none configured"
         raise UsageError(f"no source named {name!r} in [[sources]] (known: {known})")
-    if day and source.kind != "daily-papers":
-        raise UsageError(
-            f"source {name}: --date works with daily-papers sources only (this one is "
-            f"{source.kind})"
-        )
+    if day:
+        _check_backfill(source)
     return [source]
 
 
@@ -226,13 +223,18 @@ def url_for(source: SourceTable, day: date | None) -> str:
     """The source's URL, for ``day``'s listing when one is asked for (daily-papers only)."""
     if day is None:
         return source.url
+    _check_backfill(source)
+    joiner = "&" if "?" in source.url else "?"
+    return f"{source.url}{joiner}date={day.isoformat()}"
+
+
+def _check_backfill(source: SourceTable) -> None:
+    """Only the Daily Papers API gives a past day's listing (``?date=``)."""
     if source.kind != "daily-papers":
         raise UsageError(
             f"source {source.name}: --date works with daily-papers sources only "
             f"(this one is {source.kind})"
         )
-    joiner = "&" if "?" in source.url else "?"
-    return f"{source.url}{joiner}date={day.isoformat()}"
 
 
 def validators_of(state: SourceState) -> Validators:
