@@ -114,9 +114,7 @@ class WebConfig(Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return _require_http(value).rstrip("/")
 
 
 class DigestConfig(Section):
@@ -131,9 +129,14 @@ class DigestConfig(Section):
     def _http_with_title(cls, value: str) -> str:
         if "{title}" not in value:
             raise ValueError("must contain {title}, replaced by the URL-encoded paper title")
-        if not value.startswith(("http://", "https://")):  # readers follow it from mail and feeds
-            raise ValueError("must start with http:// or https://")
-        return value
+        return _require_http(value)  # readers follow it from mail and feeds
+
+
+def _require_http(value: str) -> str:
+    """A URL readers are sent to (the site, a paper's page) is an http(s) one."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
 
 
 class SubscriberTable(Section):
