@@ -50,7 +50,6 @@ from digest.files import (
     taken,
 )
 from digest.models import FileResult, IngestReport
-from digest.responses import Response, ingest_response
 from digest.store import Store
 
 log = logging.getLogger(__name__)
@@ -370,8 +369,10 @@ def _store_dump(
 
 
 def _replay(store: Store, opened: "_Opened", archived: Archived, now: datetime) -> FileResult:
-    """An archived response dropped in the inbox or named to ``digest ingest``: read back
-    through the path it first took, so a replay of what was stored adds nothing."""
+    """An archived response named to ``digest ingest``: read back through the path it
+    first took, so a replay of what was stored adds nothing."""
+    from digest.responses import Response, ingest_response  # the parsers: only to replay
+
     body = opened.handle.read(MAX_RESPONSE_BYTES + 1)
     if len(body) > MAX_RESPONSE_BYTES:
         return _refused(opened.shown, f"over {MAX_RESPONSE_BYTES >> 20} MB: not a response")
