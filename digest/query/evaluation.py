@@ -17,10 +17,11 @@ neither, so their index is built only when a filter first asks.
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from digest.query.explanation import Explanation, explain, satisfied
 from digest.query.tree import (
@@ -42,6 +43,9 @@ from digest.query.tree import (
     positive,
 )
 from digest.stemming import Stemmer, fold, spelled, words
+
+_Key = TypeVar("_Key", str, tuple[str, str])
+_Docs = dict[_Key, list[int]]  # a key -> the indexes of the documents that hold it
 
 _K1, _B = 1.2, 0.75  # the usual BM25 constants, as in FTS5's bm25()
 
@@ -67,8 +71,10 @@ class _FieldIndex:
     """One field of every document: stem -> bits, word -> bits, adjacent stem pair -> bits,
     and stem -> positions (built per document on demand).
 
-    The pair index makes a two-word phrase one lookup and narrows longer ones to
-    the documents holding every pair, so positions are checked only there.
+    Postings are kept as lists and made bitsets on first lookup: a window has tens of
+    thousands of distinct words and its filters ask about a few hundred.  A full index
+    records adjacent pairs on the first phrase asked (many runs ask none); a focused
+    index records its filter's pairs while it reads.
     """
 
     def __init__(self, texts: Sequence[str], stemmer: Stemmer, focus: "Focus | None") -> None:
@@ -78,28 +84,32 @@ class _FieldIndex:
         self.average = sum(self.lengths) / len(split) if split else 0.0
         self._positions: dict[int, dict[str, list[int]]] = {}
         self._table = stemmer.stems(set().union(*split))
-        docs = self._index_all(split) if focus is None else self._index_focus(split, focus)
-        self.stems = {stem: _bits(found) for stem, found in docs[0].items()}
-        self.words = {word: _bits(found) for word, found in docs[1].items()}
-        self.pairs = {pair: _bits(found) for pair, found in docs[2].items()}
-        self.sorted_words = sorted(self.words)
+        if focus is None:
+            self._stem_docs, self._word_docs = self._index_all(split)
+            self._pair_docs: dict[tuple[str, str], list[int]] | None = None
+        else:
+            self._stem_docs, self._word_docs, self._pair_docs = self._index_focus(split, focus)
+        self._stem_bits: dict[str, int] = {}
+        self._word_bits: dict[str, int] = {}
+        self._pair_bits: dict[tuple[str, str], int] = {}
+        self.sorted_words = sorted(self._word_docs)
 
-    def _index_all(self, split: list[list[str]]) -> "_Postings":
-        """Every stem, word and adjacent stem pair of every document (many filters to come)."""
-        stem_docs: dict[str, list[int]] = {}
-        word_docs: dict[str, list[int]] = {}
-        pair_docs: dict[tuple[str, str], list[int]] = {}
+    def _index_all(self, split: list[list[str]]) -> tuple[_Docs[str], _Docs[str]]:
+        """Every stem and word of every document (many filters to come)."""
+        stem_docs: dict[str, list[int]] = defaultdict(list)
+        word_docs: dict[str, list[int]] = defaultdict(list)
+        table = self._table
         for i, found in enumerate(split):
-            stems = self.stems_of(i)
-            for stem in set(stems):
-                stem_docs.setdefault(stem, []).append(i)
-            for word in set(found):
-                word_docs.setdefault(word, []).append(i)
-            for pair in set(pairwise(stems)):
-                pair_docs.setdefault(pair, []).append(i)
-        return stem_docs, word_docs, pair_docs
+            present = set(found)
+            for word in present:
+                word_docs[word].append(i)
+            for stem in {table[w] for w in present}:
+                stem_docs[stem].append(i)
+        return dict(stem_docs), dict(word_docs)
 
-    def _index_focus(self, split: list[list[str]], focus: "Focus") -> "_Postings":
+    def _index_focus(
+        self, split: list[list[str]], focus: "Focus"
+    ) -> tuple[_Docs[str], _Docs[str], _Docs[tuple[str, str]]]:
         """Only what one filter asks about, found with set operations on each document's
         distinct words: no stem is looked up word by word, except in documents that
         hold a word of some phrase."""
@@ -123,6 +133,28 @@ class _FieldIndex:
                     pair_docs.setdefault(pair, []).append(i)
         return stem_docs, word_docs, pair_docs
 
+    def stem(self, stem: str) -> int:
+        """The documents holding ``stem``."""
+        return _lookup(self._stem_bits, self._stem_docs, stem)
+
+    def word(self, word: str) -> int:
+        """The documents holding the unstemmed ``word`` (prefixes search these)."""
+        return _lookup(self._word_bits, self._word_docs, word)
+
+    def pair(self, pair: tuple[str, str]) -> int:
+        """The documents where the two stems stand side by side, in that order."""
+        if self._pair_docs is None:
+            self._pair_docs = self._index_pairs()
+        return _lookup(self._pair_bits, self._pair_docs, pair)
+
+    def _index_pairs(self) -> _Docs[tuple[str, str]]:
+        """Every adjacent stem pair of every document, on the first phrase asked."""
+        pair_docs: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i in range(len(self._words)):
+            for pair in set(pairwise(self.stems_of(i))):
+                pair_docs[pair].append(i)
+        return dict(pair_docs)
+
     def stems_of(self, i: int) -> list[str]:
         """The stems of document ``i``, position by position."""
         table = self._table
@@ -138,15 +170,15 @@ class _FieldIndex:
         return where
 
     def prefix(self, prefix: str) -> int:
-        return _prefix_bits(self.sorted_words, self.words, prefix)
+        return _prefix_bits(self.sorted_words, self.word, prefix)
 
     def phrase(self, stems: tuple[str, ...]) -> int:
         """Documents holding every adjacent pair, kept if some start position lines all up."""
         if len(stems) == 1:
-            return self.stems.get(stems[0], 0)
+            return self.stem(stems[0])
         candidates = -1
         for pair in pairwise(stems):
-            candidates &= self.pairs.get(pair, 0)
+            candidates &= self.pair(pair)
             if not candidates:
                 return 0
         if len(stems) == 2:
@@ -164,9 +196,6 @@ class _FieldIndex:
         for offset, stem in enumerate(stems[1:], start=1):
             found.intersection_update(at - offset for at in where.get(stem, ()))
         return found
-
-
-_Postings = tuple[dict[str, list[int]], dict[str, list[int]], dict[tuple[str, str], list[int]]]
 
 
 class _ValueIndex:
@@ -205,7 +234,7 @@ class _ValueIndex:
         """The documents with a value holding the word, the prefix or the run of words
         (``spelled`` as the names were)."""
         if isinstance(leaf, Prefix):
-            return _prefix_bits(self.sorted_words, self.words, spelled(leaf.prefix))
+            return _prefix_bits(self.sorted_words, self.words.__getitem__, spelled(leaf.prefix))
         wanted = tuple(map(spelled, leaf_words(leaf)))
         if len(wanted) == 1:
             return self.words.get(wanted[0], 0)
@@ -226,13 +255,22 @@ def _holds_run(value: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
     return any(value[at : at + n] == wanted for at in range(len(value) - n + 1))
 
 
-def _prefix_bits(sorted_words: list[str], bits_of: dict[str, int], prefix: str) -> int:
+def _prefix_bits(sorted_words: list[str], bits_of: Callable[[str], int], prefix: str) -> int:
     """The documents holding a word that starts with ``prefix`` (a bisect, then a scan)."""
     bits = 0
     at = bisect_left(sorted_words, prefix)
     while at < len(sorted_words) and sorted_words[at].startswith(prefix):
-        bits |= bits_of[sorted_words[at]]
+        bits |= bits_of(sorted_words[at])
         at += 1
+    return bits
+
+
+def _lookup(cache: dict[_Key, int], postings: _Docs[_Key], key: _Key) -> int:
+    """The bitset of ``key``'s postings, made on first use and kept."""
+    bits = cache.get(key)
+    if bits is None:
+        found = postings.get(key)
+        bits = cache[key] = _bits(found) if found else 0
     return bits
 
 
@@ -374,7 +412,7 @@ class Corpus:
         for name in _SEARCHED[leaf.field]:
             index = self.fields[name]
             if isinstance(leaf, Term):
-                bits |= index.stems.get(self.stemmer.stem(leaf.word), 0)
+                bits |= index.stem(self.stemmer.stem(leaf.word))
             elif isinstance(leaf, Prefix):
                 bits |= index.prefix(leaf.prefix)
             else:
