@@ -129,6 +129,10 @@ class Subscriber:
     created_at: str
     updated_at: str
     settings_owner: SettingsOwner = "operator"
+    suggestions: bool = True  # "you may also like" beside the filter's matches
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "suggestions", bool(self.suggestions))  # SQLite gives 0/1
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -142,6 +146,20 @@ class Subscriber:
             "settings_owner": self.settings_owner,
             "created_at": self.created_at,
         }
+
+
+Verdict = Literal["more", "less"]
+VERDICTS: tuple[Verdict, ...] = ("more", "less")  # "more like this", "not for me"
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One reader's verdict on one paper, as of ``created_at`` (ISO UTC)."""
+
+    subscriber_id: int
+    paper_seq: int
+    verdict: Verdict
+    created_at: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,3 +255,33 @@ def test_a_paper_a_source_keeps_listing_for_days_counts_once_for_the_day_it_was_
         now,
     )
     assert store.papers()[0].times_seen == 2
+
+
+def test_a_verdict_is_idempotent_replaces_the_other_and_clears_as_an_undo(
+    seeded_store: Store,
+) -> None:
+    ada = seeded_store.insert_subscriber(
+        {
+            "email": "ada@example.org",
+            "filter": "diffusion",
+            "secret": "s1",
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+        }
+    ).id
+    first, second = seeded_store.trending_seqs(2)
+    assert seeded_store.set_feedback(ada, first, "more", "2026-01-02T00:00:00Z")
+    assert not seeded_store.set_feedback(ada, first, "more", "2026-01-03T00:00:00Z")
+    assert seeded_store.set_feedback(ada, second, "less", "2026-01-04T00:00:00Z")
+    assert [(f.paper_seq, f.verdict, f.created_at) for f in seeded_store.feedback(ada)] == [
+        (first, "more", "2026-01-02T00:00:00Z"),
+        (second, "less", "2026-01-04T00:00:00Z"),
+    ]
+    assert seeded_store.set_feedback(ada, first, "less", "2026-01-05T00:00:00Z")
+    assert seeded_store.all_feedback(before="2026-01-05T00:00:00Z") == {
+        ada: [seeded_store.feedback(ada)[0]]
+    }
+    assert seeded_store.clear_feedback(ada, second)
+    assert not seeded_store.clear_feedback(ada, second)
+    assert [f.verdict for f in seeded_store.feedback(ada)] == ["less"]
+    assert seeded_store.all_feedback(subscribers=[ada + 1]) == {}

@@ -42,6 +42,7 @@ class World:
     sent: int
     run: int  # a run not finished yet
     free_seq: int  # a paper in no digest
+    liked_seq: int  # a paper ada said "more like this" of
     dump: int
 
 
@@ -84,6 +85,7 @@ def build_world(store: Store) -> World:
     for _ in range(2):
         store.finish_run(store.start_run("deliver", OLD, OLD), OLD, "done")
     store.add_rejection("bad.txt", "0" * 64, "not a dump", datetime(2026, 1, 1, tzinfo=UTC))
+    store.set_feedback(ada, seqs[0], "more", OLD)
     return World(
         ada=ada,
         bo=bo,
@@ -94,6 +96,7 @@ def build_world(store: Store) -> World:
         sent=sent,
         run=store.start_run("deliver", STAMP, STAMP),
         free_seq=seqs[5],
+        liked_seq=seqs[0],
         dump=store.version()[1],
     )
 
@@ -156,6 +159,8 @@ WRITES: dict[str, Call] = {
     "start_run": lambda s, w: s.start_run("prune", STAMP, STAMP),
     "save_source_state": lambda s, w: s.save_source_state(SourceState("hf", failures=1)),
     "finish_run": lambda s, w: s.finish_run(w.run, STAMP, "sent 1"),
+    "set_feedback": lambda s, w: s.set_feedback(w.ada, w.free_seq, "more", STAMP),
+    "clear_feedback": lambda s, w: s.clear_feedback(w.ada, w.liked_seq),
 }
 
 
@@ -166,6 +171,8 @@ def check_another_identity(store: Store, world: World) -> None:
 
 READS: dict[str, Call] = {
     "source_state": lambda s, w: s.source_state("hf"),
+    "feedback": lambda s, w: s.feedback(w.ada),
+    "all_feedback": lambda s, w: s.all_feedback(),
     "rejection_by_hash": lambda s, w: s.rejection_by_hash("1" * 64),
     "source_states": lambda s, w: s.source_states(),
     "check_identity": check_another_identity,

@@ -15,6 +15,7 @@ wraps nothing else.  ``tests/test_store_transactions.py`` holds every method to 
 from pathlib import Path
 
 from digest.store.base import Base, Identity, iso
+from digest.store.feedback import FeedbackStore
 from digest.store.outbox import OutboxStore, QueuedDigest
 from digest.store.papers import DumpCounts, PaperStore
 from digest.store.queue import OutboxRow, QueueStore, Waiting
@@ -32,6 +33,7 @@ class Store(
     QueueStore,
     RetentionStore,
     SourceStore,
+    FeedbackStore,
 ):
     """Open the database at ``path``: creating and migrating it, or (``create=False``)
     only an existing, up-to-date one (see ``Base``)."""

@@ -245,3 +245,21 @@ def m007_messages(db: Database) -> None:
         "SELECT id, message FROM digests WHERE message IS NOT NULL",
         "ALTER TABLE digests DROP COLUMN message",
     )
+
+
+@migrations()
+def m008_feedback(db: Database) -> None:
+    """What each reader said of a paper ("more like this" or "not for me"), one verdict per
+    reader and paper, and whether they want suggestions beside their filter's matches."""
+    _run(
+        db,
+        """CREATE TABLE feedback (
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+            paper_seq INTEGER NOT NULL REFERENCES papers(seq) ON DELETE CASCADE,
+            verdict TEXT NOT NULL CHECK (verdict IN ('more', 'less')),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (subscriber_id, paper_seq)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX feedback_created ON feedback(created_at)",
+        "ALTER TABLE subscribers ADD COLUMN suggestions INTEGER NOT NULL DEFAULT 1",
+    )
