@@ -44,9 +44,14 @@ class StorageConfig(Section):
     @field_validator("prune_at")
     @classmethod
     def _time(cls, value: str) -> str:
-        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
-            raise ValueError('must be "HH:MM" (24 h), in [schedule] timezone')
-        return value
+        return _clock_time(value)
+
+
+def _clock_time(value: str) -> str:
+    """A daily job's time of day."""
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError('must be "HH:MM" (24 h), in [schedule] timezone')
+    return value
 
 
 class InboxConfig(Section):
@@ -123,6 +128,8 @@ class DigestConfig(Section):
     paper_url: str = "https://arxiv.org/search/?query={title}&searchtype=title"
     weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     send_empty: bool = False
+    # "You may also like": at most this many papers the filter missed (0: never).
+    suggestions: Annotated[int, Field(ge=0, le=10)] = 3
 
     @field_validator("paper_url")
     @classmethod
@@ -137,6 +144,20 @@ def _require_http(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
     return value
+
+
+class ModelConfig(Section):
+    """``[model]``: the readers' relevance model (``digest.relevance``)."""
+
+    min_likes: Annotated[int, Field(ge=1, le=1000)] = 3
+    dims: Annotated[int, Field(ge=8, le=512)] = 128
+    max_terms: Annotated[int, Field(ge=1000, le=200_000)] = 20_000
+    train_at: str = "04:30"
+
+    @field_validator("train_at")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        return _clock_time(value)
 
 
 class SubscriberTable(Section):
@@ -311,6 +332,7 @@ class Config(Section):
     web: WebConfig = WebConfig()
     digest: DigestConfig = DigestConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    model: ModelConfig = ModelConfig()
     log: LogConfig = LogConfig()
     subscribers: Annotated[tuple[SubscriberTable, ...], Field(strict=False)] = ()
     topics: Annotated[tuple[TopicTable, ...], Field(strict=False)] = ()

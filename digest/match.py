@@ -6,7 +6,9 @@ strings only, never user syntax) and ``query.Corpus`` decides, so prefixes,
 negations and the reported matched terms follow one set of rules everywhere.
 
 Ranking: trending first (seen in more listings, then at a better position),
-then relevance (BM25 over the candidates).  A subscriber's *pending* papers
+then relevance (BM25 over the candidates); for a reader whose relevance model
+was trained (``digest.relevance``), the model's score first and trending after,
+with a few suggestions the filter missed.  A subscriber's *pending* papers
 are the matches first stored after their last digest (or within
 ``[digest] lookback_days`` when they have none) and not yet put in a digest.
 """
@@ -25,7 +27,6 @@ from digest.models import PaperRow, Subscriber
 from digest.query import (
     Corpus,
     Document,
-    Explanation,
     Focus,
     Node,
     highlights,
@@ -33,6 +34,7 @@ from digest.query import (
     parse,
     to_fts5,
 )
+from digest.relevance import scorer_for
 from digest.stemming import Stemmer
 from digest.store import Store, iso
 
@@ -100,6 +102,24 @@ def trend_note(paper: PaperRow) -> str:
     if votes:
         return f"{votes} upvote{'' if votes == 1 else 's'}, {note}"
     return note
+
+
+def learned_key(score: float, paper: PaperRow) -> tuple[float, int, int, int]:
+    """A reader's model orders their papers: its score to two decimals, then trending."""
+    return (-round(score, 2), *trend_key(paper))
+
+
+SUGGEST_ABOVE = 0.5  # a suggestion is a paper the reader's model thinks more likely liked than not
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A paper the filter did not match that the reader's model scores high ("You may also
+    like"), and ``because``: the title of the liked paper nearest to it."""
+
+    match: Match
+    score: float
+    because: str
 
 
 def ranked(matches: Sequence[Match]) -> list[Match]:
@@ -215,7 +235,8 @@ class Pending:
     """A subscriber's next digest: the papers in it and how many more matched.
 
     ``matches`` is ranked; from ``Batch`` it holds only the head of the ranking
-    that can reach the cap (``total`` counts them all).
+    that can reach the cap (``total`` counts them all).  ``learned``: ranked by the
+    reader's model; ``suggestions``: what it adds that the filter did not match.
     """
 
     subscriber: Subscriber
@@ -223,6 +244,8 @@ class Pending:
     matches: list[Match]
     capped: list[Match]
     total: int
+    learned: bool = False
+    suggestions: tuple[Suggestion, ...] = ()
 
     @property
     def more(self) -> int:
@@ -238,7 +261,7 @@ def pending(
 ) -> Pending:
     """The papers that would go in this subscriber's next digest."""
     node = parse(subscriber.filter)
-    window = _window(store, subscriber, settings, now)
+    window = window_of(store, subscriber, settings, now)
     candidates = store.papers(
         since=window.since,
         after_seq=window.after_seq,
@@ -285,7 +308,10 @@ def beyond(
     return select(node, inside, stemmer or shared_stemmer())
 
 
-def _window(store: Store, subscriber: Subscriber, settings: DigestConfig, now: datetime) -> Window:
+def window_of(
+    store: Store, subscriber: Subscriber, settings: DigestConfig, now: datetime
+) -> Window:
+    """The window of the subscriber's next digest (``Window``)."""
     last = store.last_digest(subscriber.id)
     if last is None:
         return Window.of(None, settings.lookback_days, now)
@@ -344,11 +370,15 @@ class Batch:
             store.delivered_since(first_seq, RECEIVING, self.also) if first_seq is not None else {}
         )
         self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
+        self.scorer = scorer_for(store, self.papers)
 
     def bits(self, subscriber: Subscriber) -> int:
         """The candidates this subscriber would get: filter, window, not yet delivered."""
         window = self.window(subscriber)
         found = self.corpus.evaluate(compile_filter(subscriber.filter)) & self._bits(window)
+        return self._undelivered(subscriber, found)
+
+    def _undelivered(self, subscriber: Subscriber, found: int) -> int:
         for seq in self.delivered.get(subscriber.id, ()):
             at = bisect_left(self.seqs, seq)
             if at < len(self.seqs) and self.seqs[at] == seq:
@@ -370,21 +400,62 @@ class Batch:
         """The subscriber's next digest, ranked and capped.
 
         Terms and relevance are worked out only for the papers that can reach
-        the cap: those trending ahead of the cut and those tied with it.
+        the cap: those trending ahead of the cut and those tied with it (or, for
+        a reader with a model, the first ``max_papers`` by its score).
         """
         node = compile_filter(subscriber.filter)
         papers = self.papers
-        found = sorted(members(self.bits(subscriber)), key=lambda i: trend_key(papers[i]))
-        head = _contenders(found, self.settings.max_papers, lambda i: trend_key(papers[i]))
-        matches = ranked(
-            [
-                Match(papers[i], self.corpus.matched(node, i), self.corpus.relevance(node, i))
-                for i in head
-            ]
-        )
+        scores = self.scores(subscriber)
+        if scores is None:
+            found = sorted(members(self.bits(subscriber)), key=lambda i: trend_key(papers[i]))
+            head = _contenders(found, self.settings.max_papers, lambda i: trend_key(papers[i]))
+            matches = ranked([self._match(node, i) for i in head])
+        else:
+            found = sorted(
+                members(self.bits(subscriber)), key=lambda i: learned_key(scores[i], papers[i])
+            )
+            matches = [self._match(node, i) for i in found[: self.settings.max_papers]]
         window = self.window(subscriber).description
         capped = highlighted(node, matches[: self.settings.max_papers], self.corpus.stemmer)
-        return Pending(subscriber, window, matches, capped, len(found))
+        if scores is None:
+            return Pending(subscriber, window, matches, capped, len(found))
+        suggested = self._suggestions(subscriber, node, scores)
+        return Pending(subscriber, window, matches, capped, len(found), True, suggested)
+
+    def _match(self, node: Node, i: int) -> Match:
+        return Match(self.papers[i], self.corpus.matched(node, i), self.corpus.relevance(node, i))
+
+    def scores(self, subscriber: Subscriber) -> Sequence[float] | None:
+        """The reader's model's score for each candidate, or None when they have no model."""
+        if self.scorer is None or not self.scorer.knows(subscriber.id):
+            return None
+        return [float(score) for score in self.scorer.scores(subscriber.id)]
+
+    def _suggestions(
+        self, subscriber: Subscriber, node: Node, scores: Sequence[float]
+    ) -> tuple[Suggestion, ...]:
+        """The best-scoring papers of the reader's window that the filter did not match,
+        not sent and not judged yet, each with the liked paper nearest to it."""
+        scorer, limit = self.scorer, self.settings.suggestions
+        if scorer is None or not subscriber.suggestions or limit == 0:
+            return ()
+        window = self._bits(self.window(subscriber))
+        others = self._undelivered(subscriber, window & ~self.corpus.evaluate(node))
+        judged = scorer.judged(subscriber.id)
+        best = sorted(
+            (
+                i
+                for i in members(others)
+                if scores[i] >= SUGGEST_ABOVE and self.papers[i].seq not in judged
+            ),
+            key=lambda i: learned_key(scores[i], self.papers[i]),
+        )
+        found = []
+        for i in best[:limit]:
+            because = scorer.because(subscriber.id, i)
+            if because is not None:
+                found.append(Suggestion(Match(self.papers[i], [], 0.0), scores[i], because))
+        return tuple(found)
 
 
 def _contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, ...]]) -> list[int]:
@@ -396,91 +467,3 @@ def _contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, .
     while end < len(by_trend) and key(by_trend[end]) == cut:
         end += 1
     return by_trend[:end]
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """``digest explain``: whether a paper is in a subscriber's next digest, and why."""
-
-    included: bool
-    reasons: list[str]
-    explanation: Explanation
-
-
-def explain(
-    store: Store,
-    subscriber: Subscriber,
-    paper: PaperRow,
-    settings: DigestConfig,
-    now: datetime,
-    stemmer: Stemmer | None = None,
-) -> Verdict:
-    """Say in words why ``paper`` is or is not in the subscriber's next digest."""
-    node = parse(subscriber.filter)
-    corpus = Corpus(stemmer or shared_stemmer(), documents([paper]))
-    why = corpus.explain(node, 0)
-    reasons = _filter_reasons(why, subscriber.filter)
-    delivered = store.delivery(subscriber.id, paper.seq)
-    if delivered is not None:
-        reasons.append(
-            f"already put in digest #{delivered['digest_id']} on {delivered['created_at'][:10]} "
-            f"({delivered['status']})"
-        )
-    in_window = _in_window(store, subscriber, paper, settings, now, reasons)
-    receiving = subscriber.status == "active"
-    if not receiving:
-        reasons.append(f"the subscriber is {subscriber.status}: no digest is sent to them")
-    if why.matches and delivered is None and in_window and receiving:
-        included, position = _rank_in_pending(store, subscriber, paper, settings, now, stemmer)
-        reasons.append(position)
-    else:
-        included = False
-    return Verdict(included, reasons, why)
-
-
-def _filter_reasons(why: Explanation, query: str) -> list[str]:
-    reasons = []
-    if why.matched:
-        reasons.append(f"matched: {', '.join(why.matched)}")
-    if why.missing:
-        reasons.append(f"missing: {', '.join(why.missing)}")
-    if why.excluded_by:
-        reasons.append(f"excluded by NOT: {', '.join(why.excluded_by)}")
-    verdict = "matches" if why.matches else "does not match"
-    reasons.insert(0, f"the filter {query!r} {verdict} this paper")
-    return reasons
-
-
-def _in_window(
-    store: Store,
-    subscriber: Subscriber,
-    paper: PaperRow,
-    settings: DigestConfig,
-    now: datetime,
-    reasons: list[str],
-) -> bool:
-    window = _window(store, subscriber, settings, now)
-    inside = window.holds(paper)
-    if not inside:
-        reasons.append(
-            f"first seen {paper.first_seen[:10]}, outside the window: {window.description}"
-        )
-    return inside
-
-
-def _rank_in_pending(
-    store: Store,
-    subscriber: Subscriber,
-    paper: PaperRow,
-    settings: DigestConfig,
-    now: datetime,
-    stemmer: Stemmer | None,
-) -> tuple[bool, str]:
-    """Whether the paper makes the cap of the next digest, and where it ranks, in words."""
-    upcoming = pending(store, subscriber, settings, now, stemmer)
-    rank = next(i for i, m in enumerate(upcoming.matches, start=1) if m.paper.seq == paper.seq)
-    if rank > settings.max_papers:
-        cap = settings.max_papers
-        place = f"beyond the cap of {cap} (on the digest's more page)"
-        return False, f"ranked {rank} of {len(upcoming.matches)}: {place}"
-    return True, f"in the next digest at position {rank} of {len(upcoming.capped)}"

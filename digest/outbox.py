@@ -213,6 +213,8 @@ def digest_content(
         health=health,
         created_at=now,
         message_id=message_id(subscriber, _identity(upcoming, now), sender),
+        learned=upcoming.learned,
+        suggestions=upcoming.suggestions,
     )
 
 

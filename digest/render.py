@@ -35,7 +35,7 @@ from digest.dates import month_day
 from digest.errors import QueryError
 from digest.errors import RenderError as RenderError
 from digest.links import Links
-from digest.match import Match, compile_filter, trend_note
+from digest.match import Match, Suggestion, compile_filter, trend_note
 from digest.mime import CONTROL, assemble, boundary, clean, date, encoded_words, safe_url
 from digest.mime import confirmation_id as confirmation_id
 from digest.mime import message_id as message_id
@@ -50,6 +50,7 @@ LATE_HIGHLIGHT = 300  # a first highlight ending after this moves the excerpt to
 LEAD_CHARS = 100  # ...keeping about this much context before it
 TEXT_WIDTH = 72
 SUBJECT_CHARS = 78
+LEARNED_NOTE = "In the order your likes taught your relevance model; trending breaks ties."
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 CONFIRM_HTML_TEMPLATE = "web/confirm_email.html.j2"
@@ -86,6 +87,8 @@ class DigestContent:
     health: Health
     created_at: datetime  # aware; the Date header and the subject's date
     message_id: str  # "<digest.12.3f9a0c1d2e4b5a6f@example.org>", from ``message_id``
+    learned: bool = False  # ordered by the reader's relevance model (a line in the header)
+    suggestions: tuple[Suggestion, ...] = ()  # "You may also like": the filter missed these
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class PaperView:
     segments: tuple[Segment, ...]  # the abstract excerpt; True marks a highlight
     text: str  # the same excerpt, *highlights* starred, wrapped for the text part
     code: tuple[tuple[str, str], ...]  # (url, label) of each repository link
+    because: str = ""  # a suggestion's reason: the title of the liked paper nearest to it
 
 
 def template_dir() -> Path:
@@ -250,6 +254,10 @@ class Renderer:
             "more_url": content.links.more(content.message_id),
             "links": content.links,
             "health": _health(content.health),
+            "learned": LEARNED_NOTE if content.learned and content.matches else "",
+            "suggestions": [
+                replace(self._paper(s.match), because=clean(s.because)) for s in content.suggestions
+            ],
         }
 
     def _paper(self, match: Match) -> PaperView:

@@ -8,6 +8,7 @@ import pytest
 
 from digest import lifecycle, match, subscribers
 from digest.config import DigestConfig
+from digest.explain import explain
 from digest.ingest import ingest_files
 from digest.models import Entry, PaperMeta, PaperRow, Subscriber
 from digest.stemming import Stemmer
@@ -175,7 +176,7 @@ def test_a_subscriber_filtering_by_author_gets_that_authors_papers_and_why(
         assert all(m.spans == () for m in upcoming.capped)  # a name is not in the abstract
     stored = seeded_store.paper(vision.id)
     assert stored is not None
-    verdict = match.explain(seeded_store, person, stored, SETTINGS, now)
+    verdict = explain(seeded_store, person, stored, SETTINGS, now)
     assert not verdict.included
     assert "matched: author:chatelet" in verdict.reasons
     assert "excluded by NOT: category:cs.CV" in verdict.reasons
@@ -183,7 +184,7 @@ def test_a_subscriber_filtering_by_author_gets_that_authors_papers_and_why(
     assert elsewhere is not None
     assert (
         "missing: author:chatelet"
-        in match.explain(seeded_store, person, elsewhere, SETTINGS, now).reasons
+        in explain(seeded_store, person, elsewhere, SETTINGS, now).reasons
     )
 
 
@@ -206,7 +207,7 @@ def test_explain_says_which_terms_matched_and_the_position(
 ) -> None:
     person = subscribe(seeded_store, "diffusion -video", now)
     top = match.pending(seeded_store, person, SETTINGS, now).capped[0]
-    verdict = match.explain(seeded_store, person, top.paper, SETTINGS, now)
+    verdict = explain(seeded_store, person, top.paper, SETTINGS, now)
     assert verdict.included
     assert "matched: diffusion" in verdict.reasons
     assert "in the next digest at position 1 of" in verdict.reasons[-1]
@@ -218,7 +219,7 @@ def test_explain_says_a_paused_subscriber_gets_no_digest(
     person = subscribe(seeded_store, "diffusion -video", now)
     top = match.pending(seeded_store, person, SETTINGS, now).capped[0]
     paused = lifecycle.change_status(seeded_store, person, "pause", "subscriber", now)
-    verdict = match.explain(seeded_store, paused, top.paper, SETTINGS, now)
+    verdict = explain(seeded_store, paused, top.paper, SETTINGS, now)
     assert not verdict.included
     assert "the subscriber is paused: no digest is sent to them" in verdict.reasons
 
@@ -230,7 +231,7 @@ def test_explain_names_the_excluding_term(seeded_store: Store, now: datetime) ->
         for p in seeded_store.papers()
         if p.title.startswith("Training-free Guidance in Text-to-Video")
     ]
-    verdict = match.explain(seeded_store, person, paper, SETTINGS, now)
+    verdict = explain(seeded_store, person, paper, SETTINGS, now)
     assert not verdict.included
     assert "excluded by NOT: video" in verdict.reasons
 
@@ -238,7 +239,7 @@ def test_explain_names_the_excluding_term(seeded_store: Store, now: datetime) ->
 def test_explain_names_the_missing_terms(seeded_store: Store, now: datetime) -> None:
     person = subscribe(seeded_store, '"protein folding" OR robots', now)
     paper = seeded_store.papers()[0]
-    verdict = match.explain(seeded_store, person, paper, SETTINGS, now)
+    verdict = explain(seeded_store, person, paper, SETTINGS, now)
     assert not verdict.included
     assert 'missing: "protein folding", robots' in verdict.reasons
 
@@ -247,7 +248,7 @@ def test_explain_says_when_a_paper_was_already_sent(seeded_store: Store, now: da
     person = subscribe(seeded_store, "model", now)
     paper = match.pending(seeded_store, person, SETTINGS, now).capped[0].paper
     record_digest(seeded_store, person, [paper.seq], now)
-    verdict = match.explain(seeded_store, person, paper, SETTINGS, now)
+    verdict = explain(seeded_store, person, paper, SETTINGS, now)
     assert not verdict.included
     assert any(r.startswith("already put in digest #1 on 2026-11-24") for r in verdict.reasons)
 
@@ -257,7 +258,7 @@ def test_explain_says_when_a_paper_is_outside_the_window(
 ) -> None:
     person = subscribe(seeded_store, "model", now)
     paper = match.backtest(seeded_store, "model")[0].paper
-    verdict = match.explain(seeded_store, person, paper, SETTINGS, now + timedelta(days=30))
+    verdict = explain(seeded_store, person, paper, SETTINGS, now + timedelta(days=30))
     assert not verdict.included
     assert any("outside the window: the last 7 days" in r for r in verdict.reasons)
 
@@ -265,7 +266,7 @@ def test_explain_says_when_a_paper_is_outside_the_window(
 def test_explain_says_when_a_paper_is_beyond_the_cap(seeded_store: Store, now: datetime) -> None:
     person = subscribe(seeded_store, "model", now)
     last = match.pending(seeded_store, person, SETTINGS, now).matches[-1].paper
-    verdict = match.explain(seeded_store, person, last, SETTINGS, now)
+    verdict = explain(seeded_store, person, last, SETTINGS, now)
     assert not verdict.included
     assert "beyond the cap of 25 (on the digest's more page)" in verdict.reasons[-1]
 
@@ -405,7 +406,7 @@ def test_batch_and_explain_share_the_window(seeded_store: Store, now: datetime) 
     assert batch.pending(person).total == 0
     assert batch.pending(person).window == "the last 7 days (no digest yet)"
     paper = seeded_store.papers()[0]
-    verdict = match.explain(seeded_store, person, paper, SETTINGS, now + timedelta(days=30))
+    verdict = explain(seeded_store, person, paper, SETTINGS, now + timedelta(days=30))
     assert not verdict.included
     assert any("outside the window: the last 7 days" in r for r in verdict.reasons)
 

@@ -161,6 +161,9 @@ WRITES: dict[str, Call] = {
     "finish_run": lambda s, w: s.finish_run(w.run, STAMP, "sent 1"),
     "set_feedback": lambda s, w: s.set_feedback(w.ada, w.free_seq, "more", STAMP),
     "clear_feedback": lambda s, w: s.clear_feedback(w.ada, w.liked_seq),
+    "save_model": lambda s, w: s.save_model(
+        STAMP, 1, (b"t", b"i", b"c"), [(w.ada, b"w", 3, 0)], [(w.liked_seq, b"v")]
+    ),
 }
 
 
@@ -173,6 +176,10 @@ READS: dict[str, Call] = {
     "source_state": lambda s, w: s.source_state("hf"),
     "feedback": lambda s, w: s.feedback(w.ada),
     "all_feedback": lambda s, w: s.all_feedback(),
+    "model_fitted_at": lambda s, w: s.model_fitted_at(),
+    "model_corpus": lambda s, w: s.model_corpus(),
+    "model_readers": lambda s, w: s.model_readers([w.ada]),
+    "liked_vectors": lambda s, w: s.liked_vectors(w.ada),
     "rejection_by_hash": lambda s, w: s.rejection_by_hash("1" * 64),
     "source_states": lambda s, w: s.source_states(),
     "check_identity": check_another_identity,

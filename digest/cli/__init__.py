@@ -3,7 +3,8 @@
 One module per group of commands: ``ingest`` (ingest, papers, status, migrate),
 ``fetching`` (fetch),
 ``subscribers`` (the subscribers group), ``matching`` (match, explain), ``mail``
-(preview, send, the outbox group, prune) and ``service`` (run, serve, the feeds
+(preview, send, the outbox group, prune), ``model`` (the model group, evaluate)
+and ``service`` (run, serve, the feeds
 group); ``app`` holds what they share.  This module makes the ``digest`` group,
 registers them, and gives every command the global flags so that they work after
 it too (``digest status -v``).
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli import fetching, ingest, mail, matching, service, subscribers
+from digest.cli import fetching, ingest, mail, matching, model, service, subscribers
 from digest.cli.app import (
     CONFIG_HELP,
     CONFIG_TYPE,
@@ -61,6 +62,8 @@ for command in (
     subscribers.subscribers_group,
     matching.match_command,
     matching.explain_command,
+    model.model_group,
+    model.evaluate_command,
     mail.preview_command,
     mail.send_command,
     mail.outbox_group,

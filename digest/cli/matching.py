@@ -4,7 +4,7 @@ from collections.abc import Iterable
 
 import click
 
-from digest import match, subscribers
+from digest import explain, match, subscribers
 from digest.cli.app import (
     App,
     echo_byline,
@@ -88,7 +88,7 @@ def explain_command(app: App, email: str, paper: str, as_json: bool) -> None:
         found = app.store.paper(paper)
         if found is None:
             raise UsageError(f"no paper with id or title {paper!r}", "see `digest papers --search`")
-        verdict = match.explain(app.store, subscriber, found, app.config.digest, now())
+        verdict = explain.explain(app.store, subscriber, found, app.config.digest, now())
     if as_json:
         why = verdict.explanation
         emit_json(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from digest.store.base import Base, Identity, iso
 from digest.store.feedback import FeedbackStore
+from digest.store.model import ModelStore, SavedCorpus, SavedReader
 from digest.store.outbox import OutboxStore, QueuedDigest
 from digest.store.papers import DumpCounts, PaperStore
 from digest.store.queue import OutboxRow, QueueStore, Waiting
@@ -34,6 +35,7 @@ class Store(
     RetentionStore,
     SourceStore,
     FeedbackStore,
+    ModelStore,
 ):
     """Open the database at ``path``: creating and migrating it, or (``create=False``)
     only an existing, up-to-date one (see ``Base``)."""
@@ -48,6 +50,8 @@ __all__ = [
     "OutboxRow",
     "Pruned",
     "QueuedDigest",
+    "SavedCorpus",
+    "SavedReader",
     "SourceState",
     "Store",
     "Waiting",

@@ -263,3 +263,31 @@ def m008_feedback(db: Database) -> None:
         "CREATE INDEX feedback_created ON feedback(created_at)",
         "ALTER TABLE subscribers ADD COLUMN suggestions INTEGER NOT NULL DEFAULT 1",
     )
+
+
+@migrations()
+def m010_relevance_model(db: Database) -> None:
+    """The readers' relevance model, saved whole by each training: the corpus transform
+    (one row of ``np.save`` arrays), each trained reader's weights, and the vectors of
+    the papers readers liked (for "because you liked ...")."""
+    _run(
+        db,
+        """CREATE TABLE model_corpus (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            fitted_at TEXT NOT NULL,
+            papers INTEGER NOT NULL,
+            terms BLOB,
+            idf BLOB,
+            components BLOB
+        )""",
+        """CREATE TABLE model_readers (
+            subscriber_id INTEGER PRIMARY KEY REFERENCES subscribers(id) ON DELETE CASCADE,
+            weights BLOB NOT NULL,
+            likes INTEGER NOT NULL,
+            dismissals INTEGER NOT NULL
+        )""",
+        """CREATE TABLE model_vectors (
+            paper_seq INTEGER PRIMARY KEY REFERENCES papers(seq) ON DELETE CASCADE,
+            vector BLOB NOT NULL
+        )""",
+    )

@@ -1,0 +1,88 @@
+"""Scoring: the last saved model applied to a set of papers, for every reader it knows.
+
+Delivery never trains: it reads what the last training saved (``Scorer.load``)
+and embeds only the papers in front of it.  A reader's score for a paper is the
+probability their classifier gives it; "because you liked X" names the paper
+they liked that is nearest to it (cosine in the corpus space).
+"""
+
+from collections.abc import Sequence
+from functools import cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from digest.models import PaperRow
+from digest.relevance.features import Matrix, Transform
+from digest.store import Store
+
+Scores = NDArray[np.float64]
+
+
+class Scorer:
+    """The last model over ``papers``: their vectors are worked out once, when first needed."""
+
+    def __init__(self, store: Store, transform: Transform, papers: Sequence[PaperRow]) -> None:
+        self.store = store
+        self.transform = transform
+        self.papers = papers
+        self.weights = {
+            r.subscriber_id: np.frombuffer(r.weights, dtype=np.float32)
+            for r in store.model_readers().values()
+        }
+        self._vectors: Matrix | None = None
+        self._scores: dict[int, Scores] = {}
+        self.liked = cache(self._liked)
+        self.judged = cache(self._judged)
+
+    @classmethod
+    def load(cls, store: Store, papers: Sequence[PaperRow]) -> "Scorer | None":
+        """The scorer of the last saved model, or None when none was trained yet."""
+        saved = store.model_corpus()
+        if saved is None or saved.blobs is None:
+            return None
+        return cls(store, Transform.from_blobs(*saved.blobs), papers)
+
+    @property
+    def vectors(self) -> Matrix:
+        if self._vectors is None:
+            self._vectors = self.transform.embed(self.papers)
+        return self._vectors
+
+    def knows(self, subscriber_id: int) -> bool:
+        return subscriber_id in self.weights
+
+    def scores(self, subscriber_id: int) -> Scores:
+        """The reader's score for each paper, in 0..1; the reader must be known."""
+        if subscriber_id not in self._scores:
+            self._scores[subscriber_id] = likeness(self.vectors, self.weights[subscriber_id])
+        return self._scores[subscriber_id]
+
+    def _liked(self, subscriber_id: int) -> tuple[list[str], Matrix]:
+        found = self.store.liked_vectors(subscriber_id)
+        titles = [title for _, title, _ in found]
+        rows = [np.frombuffer(vector, dtype=np.float32) for _, _, vector in found]
+        return titles, np.vstack(rows) if rows else np.zeros((0, self.transform.dims), np.float32)
+
+    def _judged(self, subscriber_id: int) -> frozenset[int]:
+        """The papers the reader said something of: never suggested to them."""
+        return frozenset(f.paper_seq for f in self.store.feedback(subscriber_id))
+
+    def because(self, subscriber_id: int, index: int) -> str | None:
+        """The title of the liked paper nearest to ``papers[index]``, if any liked one is known."""
+        titles, liked = self.liked(subscriber_id)
+        if not titles:
+            return None
+        return titles[int(np.argmax(liked @ self.vectors[index]))]
+
+
+def likeness(vectors: Matrix, weights: NDArray[np.float32]) -> Scores:
+    """One reader's probability of liking each paper (``weights``: the intercept last)."""
+    margins = (vectors @ weights[:-1] + weights[-1]).astype(np.float64)
+    return 1 / (1 + np.exp(-margins))  # type: ignore[no-any-return]
+
+
+def score_all(weights: Matrix, vectors: Matrix) -> Matrix:
+    """Every reader's margin for every paper in one product: readers x papers
+    (``weights``: one row per reader, the intercept last)."""
+    return np.asarray(weights[:, :-1] @ vectors.T + weights[:, -1:], dtype=np.float32)
