@@ -16,6 +16,7 @@ from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from digest.config import ModelConfig
 from digest.ingest import ingest_files
 from digest.match import backtest, trend_key
 from digest.models import PaperRow, Subscriber
@@ -81,7 +82,7 @@ def main() -> None:
         for n, topic in enumerate(TOPICS):
             reader = add_reader(store, f"reader{n}@example.org", "model", iso(last_day))
             simulate(store, reader.id, topic)
-        found = evaluate(store, min_likes=3, max_terms=20_000, dims=128)
+        found = evaluate(store, ModelConfig())
     sys.stdout.write(
         f"{found.readers} readers, {found.days} reader-days\n"
         f"learned  P@5 {found.learned[0]:.3f}  P@10 {found.learned[1]:.3f}\n"

@@ -176,6 +176,22 @@ def prune(config: Config, clock: Clock, identity: Identity | None = None) -> ret
     return report
 
 
+def train(config: Config, clock: Clock, identity: Identity | None = None) -> str:
+    """The daily training (``digest model rebuild``), recorded as a ``train`` job run.
+
+    It reads, computes for as long as it takes, then saves the whole model in one
+    short transaction: delivery meanwhile goes on with the last model saved.
+    """
+    from digest.relevance.training import rebuild  # scikit-learn: only when training
+
+    with open_store(config, identity) as store:
+        run_id = store.start_run("train", iso(clock()), iso(clock()))
+        rebuilt = rebuild(store, config.model, clock())
+        line = f"{rebuilt.readers} readers over {rebuilt.papers} papers in {rebuilt.seconds:.1f} s"
+        store.finish_run(run_id, iso(clock()), line)
+    return line
+
+
 def prune_summary(report: retention.PruneReport) -> str:
     removed = [f"{pruned.rows} {rule}" for rule, pruned in report.rules if pruned.rows]
     return "; ".join(removed) or "nothing to remove"

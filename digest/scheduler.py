@@ -3,7 +3,9 @@
 APScheduler (3.x) runs the jobs in one worker thread: poll the inbox every
 ``[schedule] poll_seconds`` (then rebuild the feeds, and deliver when
 ``deliver_at = ["after_ingest"]``), and deliver at each ``"HH:MM"`` of
-``[schedule] deliver_at`` in ``[schedule] timezone``.  Whether a delivery was
+``[schedule] deliver_at`` in ``[schedule] timezone``; fetching the sources and the
+daily training of the relevance model (``[model] train_at``) have a thread each, so
+neither ever delays a delivery.  Whether a delivery was
 missed while the service was down is decided from the database (the
 ``job_runs`` table), not from memory, and caught up once at start.
 
@@ -44,7 +46,9 @@ from digest.store import Identity, Store, iso
 
 log = logging.getLogger("digest")
 DELIVER = "deliver"
-RECURRING = frozenset({"poll", "fetch", "prune"})  # with "deliver-HH:MM": what a reload redoes
+RECURRING = frozenset(
+    {"poll", "fetch", "prune", "train"}
+)  # with "deliver-HH:MM": what a reload redoes
 FETCH_CHECK_SECONDS = 60  # how often the fetch job looks for a source that is due
 
 
@@ -163,7 +167,11 @@ class Service:
         self.stopping = threading.Event()
         self.reload_wanted = threading.Event()
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(1), "fetch": ThreadPoolExecutor(1)},
+            executors={
+                "default": ThreadPoolExecutor(1),
+                "fetch": ThreadPoolExecutor(1),
+                "model": ThreadPoolExecutor(1),
+            },
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
         )
         self.web: Callable[[], None] | None = None
@@ -235,6 +243,7 @@ class Service:
             trigger = CronTrigger(hour=int(hour), minute=int(minute), timezone=schedule.zone)
             self.scheduler.add_job(self._deliver, trigger, id=f"deliver-{at}")
         self._schedule_prune()
+        self._schedule_train()
 
     def _schedule_prune(self) -> None:
         """Retention once a day at ``[storage] prune_at`` in ``[schedule] timezone``."""
@@ -247,6 +256,19 @@ class Service:
         with self._job("prune"):
             if not self.stopping.is_set():
                 pipeline.prune(self.config, self.clock, self.identity)
+
+    def _schedule_train(self) -> None:
+        """The relevance model daily at ``[model] train_at``, on a thread of its own: the
+        jobs on the main thread (polls, deliveries) never wait for it."""
+        hour, minute = self.config.model.train_at.split(":")
+        zone = self.config.schedule.zone
+        trigger = CronTrigger(hour=int(hour), minute=int(minute), timezone=zone)
+        self.scheduler.add_job(self._train, trigger, id="train", executor="model")
+
+    def _train(self) -> None:
+        with self._job("train"):
+            if not self.stopping.is_set():
+                log.info("train: %s", pipeline.train(self.config, self.clock, self.identity))
 
     def _catch_up(self) -> None:
         with pipeline.open_store(self.config, self.identity) as store:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from bench.readers import add_reader, ingest_by_day, simulate
-from digest import outbox
-from digest.config import DigestConfig
+from digest import outbox, pipeline
+from digest.config import DigestConfig, ModelConfig
 from digest.explain import explain
 from digest.match import Batch, backtest
 from digest.models import Subscriber
@@ -21,15 +21,16 @@ from digest.relevance.evaluation import evaluate
 from digest.relevance.scoring import Scorer
 from digest.relevance.training import rebuild
 from digest.render import Renderer
+from digest.scheduler import Service
 from digest.store import Store, iso
 
-from .conftest import NOW, SEED_FILES, RunCli, copy_database
+from .conftest import NOW, SEED_FILES, RunCli, copy_database, make_config
 from .test_render import ADA, CONFIG, FRESH, GOLDEN
 
 TOPIC = "3D"  # the simulated reader's hidden interest
 FILTER = "reasoning"  # what they subscribed to: it matches none of the topic's papers below
 SETTINGS = DigestConfig(max_papers=10)
-MODEL = {"min_likes": 3, "max_terms": 20_000, "dims": 128}
+MODEL = ModelConfig()  # min_likes 3, 20,000 terms, 128 dimensions
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def topic_reader(store: Store, email: str = "vid@example.org") -> Subscriber:
 
 
 def trained(store: Store) -> None:
-    rebuild(store, now=NOW, **MODEL)
+    rebuild(store, MODEL, NOW)
 
 
 # training and storage ---------------------------------------------------------------------
@@ -68,7 +69,7 @@ def test_a_reader_with_enough_likes_gets_a_model_that_outlives_the_process(
     few = add_reader(daily, "few@example.org", FILTER, iso(NOW))
     for paper in backtest(daily, "medical")[:2]:
         daily.set_feedback(few.id, paper.paper.seq, "more", iso(NOW))
-    summary = rebuild(daily, now=NOW, **MODEL)
+    summary = rebuild(daily, MODEL, NOW)
     assert (summary.readers, summary.skipped) == (1, 1)
     daily.close()
 
@@ -239,7 +240,7 @@ def test_replaying_the_seeds_the_learned_order_beats_trending_for_topic_readers(
     for n, topic in enumerate(("video", "3D", "reinforcement", "speech OR audio", "math*")):
         reader = add_reader(daily, f"reader{n}@example.org", "model", iso(NOW))
         simulate(daily, reader.id, topic)
-    found = evaluate(daily, **MODEL)
+    found = evaluate(daily, MODEL)
     assert found.readers == 5
     assert found.days >= 10
     for learned, trending in zip(found.learned, found.trending, strict=True):
@@ -257,3 +258,30 @@ def test_evaluate_prints_both_orders(run_cli: RunCli, tmp_path: Path) -> None:
     found = run_cli("evaluate", "--json").json()
     assert found["readers"] == 1
     assert found["learned"]["p@5"] > found["trending"]["p@5"]
+
+
+# the service -------------------------------------------------------------------------------
+
+
+def test_the_daily_training_is_a_recorded_job_run_that_saves_the_model(
+    tmp_path: Path, daily_database: Path
+) -> None:
+    copy_database(daily_database, tmp_path)
+    with closing(Store(tmp_path / "digest.db")) as store:
+        reader = topic_reader(store)
+    config = make_config(tmp_path, storage={"database": "digest.db"})
+    line = pipeline.train(config, lambda: NOW)
+    assert line.startswith("1 readers over 689 papers")
+    with closing(Store(tmp_path / "digest.db")) as store:
+        assert store.model_readers().keys() == {reader.id}
+        assert store.last_scheduled("train") is not None
+
+
+def test_the_service_trains_daily_on_a_thread_of_its_own(tmp_path: Path) -> None:
+    config = make_config(tmp_path, model={"train_at": "05:15"})
+    service = Service(config, None)
+    service._schedule()
+    jobs = {job.id: job for job in service.scheduler.get_jobs()}
+    assert jobs["train"].executor == "model"
+    assert {job.executor for name, job in jobs.items() if name != "train"} <= {"default", "fetch"}
+    assert "hour='5', minute='15'" in str(jobs["train"].trigger)

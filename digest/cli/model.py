@@ -30,23 +30,15 @@ def rebuild_command(app: App, as_json: bool) -> None:
         if not app.quiet and (done % PROGRESS_EVERY == 0 or done == total):
             click.echo(f"trained {done} of {total} readers with feedback", err=True)
 
-    settings = app.config.model
     with errors(app):
-        rebuilt = rebuild(
-            app.store,
-            min_likes=settings.min_likes,
-            max_terms=settings.max_terms,
-            dims=settings.dims,
-            now=now(),
-            progress=progress,
-        )
+        rebuilt = rebuild(app.store, app.config.model, now(), progress)
     if as_json:
         emit_json(rebuilt.as_json())
         return
     click.echo(
         f"model rebuilt: {rebuilt.papers} papers, {rebuilt.terms} terms, {rebuilt.dims} "
         f"dimensions; {rebuilt.readers} readers trained, {rebuilt.skipped} with fewer than "
-        f"{settings.min_likes} likes; {rebuilt.seconds:.1f} s"
+        f"{app.config.model.min_likes} likes; {rebuilt.seconds:.1f} s"
     )
 
 
@@ -58,14 +50,8 @@ def evaluate_command(app: App, as_json: bool) -> None:
     than trending? Precision at 5 and 10 against what each reader liked."""
     from digest.relevance.evaluation import evaluate
 
-    settings = app.config.model
     with errors(app):
-        found = evaluate(
-            app.store,
-            min_likes=settings.min_likes,
-            max_terms=settings.max_terms,
-            dims=settings.dims,
-        )
+        found = evaluate(app.store, app.config.model)
     if as_json:
         emit_json(found.as_json())
         return

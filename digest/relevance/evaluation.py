@@ -20,6 +20,7 @@ from itertools import groupby
 
 import numpy as np
 
+from digest.config import ModelConfig
 from digest.match import learned_key, trend_key
 from digest.models import Feedback, PaperRow
 from digest.relevance.features import Matrix, fit
@@ -48,13 +49,13 @@ class Evaluation:
         }
 
 
-def evaluate(store: Store, *, min_likes: int, max_terms: int, dims: int) -> Evaluation:
+def evaluate(store: Store, settings: ModelConfig) -> Evaluation:
     """Replay every reader's feedback day by day (see the module docstring)."""
     papers = sorted(store.papers(), key=lambda p: (p.first_seen, p.seq))
     feedback = store.all_feedback()
     if not papers or not feedback:
         return Evaluation(0, 0, (0.0, 0.0), (0.0, 0.0))
-    _, vectors = fit(papers, max_terms=max_terms, dims=dims)
+    _, vectors = fit(papers, max_terms=settings.max_terms, dims=settings.dims)
     days = [
         (day, [i for i, _ in rows])
         for day, rows in groupby(enumerate(papers), key=lambda r: r[1].first_seen[:10])
@@ -65,7 +66,9 @@ def evaluate(store: Store, *, min_likes: int, max_terms: int, dims: int) -> Eval
     for subscriber_id, said in sorted(feedback.items()):
         liked = {f.paper_seq for f in said if f.verdict == "more"}
         for day, rows in days:
-            outcome = _replay_day(papers, vectors, rows, subscriber_id, said, liked, day, min_likes)
+            outcome = _replay_day(
+                papers, vectors, rows, subscriber_id, said, liked, day, settings.min_likes
+            )
             if outcome is not None:
                 learned.append(outcome[0])
                 trending.append(outcome[1])

@@ -16,6 +16,7 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
+from digest.config import ModelConfig
 from digest.models import Feedback
 from digest.relevance.features import Matrix, fit
 from digest.store import Store, iso
@@ -115,13 +116,7 @@ def train_all(
 
 
 def rebuild(
-    store: Store,
-    *,
-    min_likes: int,
-    max_terms: int,
-    dims: int,
-    now: datetime,
-    progress: Progress | None = None,
+    store: Store, settings: ModelConfig, now: datetime, progress: Progress | None = None
 ) -> Rebuilt:
     """Refit the corpus on every stored paper, retrain every reader, save both at once."""
     started = time.monotonic()
@@ -130,9 +125,9 @@ def rebuild(
     if not papers:
         store.save_model(iso(now), 0, None, [], [])
         return Rebuilt(0, 0, 0, 0, len(feedback), time.monotonic() - started)
-    transform, vectors = fit(papers, max_terms=max_terms, dims=dims)
+    transform, vectors = fit(papers, max_terms=settings.max_terms, dims=settings.dims)
     index = {paper.seq: row for row, paper in enumerate(papers)}
-    readers = train_all(vectors, index, feedback, min_likes, progress)
+    readers = train_all(vectors, index, feedback, settings.min_likes, progress)
     liked = {f.paper_seq for said in feedback.values() for f in said if f.verdict == "more"}
     store.save_model(
         iso(now),
