@@ -32,6 +32,7 @@ from bench import (
     ingest,
     interactive,
     match,
+    model,
     number,
     preview,
     progress,
@@ -54,6 +55,7 @@ STAGES: dict[str, Stage] = {
     "preview": preview.run,
     "web_latency": web_latency.run,
     "interactive": interactive.run,
+    "model": model.run,
 }
 
 QUICK_SCALE = 0.05  # keeps a whole run under 3 minutes on the 2-core dev machine

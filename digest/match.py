@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
+from heapq import nsmallest
 from itertools import islice
 from typing import Any
 
@@ -411,10 +412,11 @@ class Batch:
             head = _contenders(found, self.settings.max_papers, lambda i: trend_key(papers[i]))
             matches = ranked([self._match(node, i) for i in head])
         else:
-            found = sorted(
-                members(self.bits(subscriber)), key=lambda i: learned_key(scores[i], papers[i])
+            found = list(members(self.bits(subscriber)))
+            head = nsmallest(
+                self.settings.max_papers, found, key=lambda i: learned_key(scores[i], papers[i])
             )
-            matches = [self._match(node, i) for i in found[: self.settings.max_papers]]
+            matches = [self._match(node, i) for i in head]
         window = self.window(subscriber).description
         capped = highlighted(node, matches[: self.settings.max_papers], self.corpus.stemmer)
         if scores is None:
@@ -429,7 +431,7 @@ class Batch:
         """The reader's model's score for each candidate, or None when they have no model."""
         if self.scorer is None or not self.scorer.knows(subscriber.id):
             return None
-        return [float(score) for score in self.scorer.scores(subscriber.id)]
+        return self.scorer.scores(subscriber.id).tolist()  # type: ignore[no-any-return]
 
     def _suggestions(
         self, subscriber: Subscriber, node: Node, scores: Sequence[float]
@@ -439,15 +441,14 @@ class Batch:
         scorer, limit = self.scorer, self.settings.suggestions
         if scorer is None or not subscriber.suggestions or limit == 0:
             return ()
+        likely = scorer.above(subscriber.id, SUGGEST_ABOVE)  # few: looked at one by one
+        if not likely:
+            return ()
         window = self._bits(self.window(subscriber))
         others = self._undelivered(subscriber, window & ~self.corpus.evaluate(node))
         judged = scorer.judged(subscriber.id)
         best = sorted(
-            (
-                i
-                for i in members(others)
-                if scores[i] >= SUGGEST_ABOVE and self.papers[i].seq not in judged
-            ),
+            (i for i in likely if others >> i & 1 and self.papers[i].seq not in judged),
             key=lambda i: learned_key(scores[i], self.papers[i]),
         )
         found = []

@@ -179,7 +179,7 @@ READS: dict[str, Call] = {
     "model_fitted_at": lambda s, w: s.model_fitted_at(),
     "model_corpus": lambda s, w: s.model_corpus(),
     "model_readers": lambda s, w: s.model_readers([w.ada]),
-    "liked_vectors": lambda s, w: s.liked_vectors(w.ada),
+    "judged_vectors": lambda s, w: s.judged_vectors(w.ada),
     "rejection_by_hash": lambda s, w: s.rejection_by_hash("1" * 64),
     "source_states": lambda s, w: s.source_states(),
     "check_identity": check_another_identity,

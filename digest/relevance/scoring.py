@@ -32,8 +32,7 @@ class Scorer:
         }
         self._vectors: Matrix | None = None
         self._scores: dict[int, Scores] = {}
-        self.liked = cache(self._liked)
-        self.judged = cache(self._judged)
+        self.said = cache(self._said)
 
     @classmethod
     def load(cls, store: Store, papers: Sequence[PaperRow]) -> "Scorer | None":
@@ -58,19 +57,26 @@ class Scorer:
             self._scores[subscriber_id] = likeness(self.vectors, self.weights[subscriber_id])
         return self._scores[subscriber_id]
 
-    def _liked(self, subscriber_id: int) -> tuple[list[str], Matrix]:
-        found = self.store.liked_vectors(subscriber_id)
-        titles = [title for _, title, _ in found]
-        rows = [np.frombuffer(vector, dtype=np.float32) for _, _, vector in found]
-        return titles, np.vstack(rows) if rows else np.zeros((0, self.transform.dims), np.float32)
+    def above(self, subscriber_id: int, threshold: float) -> list[int]:
+        """The indices of the papers the reader scores at least ``threshold``."""
+        found: list[int] = np.flatnonzero(self.scores(subscriber_id) >= threshold).tolist()
+        return found
 
-    def _judged(self, subscriber_id: int) -> frozenset[int]:
-        """The papers the reader said something of: never suggested to them."""
-        return frozenset(f.paper_seq for f in self.store.feedback(subscriber_id))
+    def _said(self, subscriber_id: int) -> tuple[frozenset[int], list[str], Matrix]:
+        """The papers the reader judged (never suggested to them), and the titles and
+        vectors of those they liked that the model knows."""
+        found = self.store.judged_vectors(subscriber_id)
+        liked = [(title, vector) for _, title, vector in found if vector is not None]
+        rows = [np.frombuffer(vector, dtype=np.float32) for _, vector in liked]
+        vectors = np.vstack(rows) if rows else np.zeros((0, self.transform.dims), np.float32)
+        return frozenset(seq for seq, _, _ in found), [title for title, _ in liked], vectors
+
+    def judged(self, subscriber_id: int) -> frozenset[int]:
+        return self.said(subscriber_id)[0]
 
     def because(self, subscriber_id: int, index: int) -> str | None:
         """The title of the liked paper nearest to ``papers[index]``, if any liked one is known."""
-        titles, liked = self.liked(subscriber_id)
+        _, titles, liked = self.said(subscriber_id)
         if not titles:
             return None
         return titles[int(np.argmax(liked @ self.vectors[index]))]

@@ -83,14 +83,15 @@ class ModelStore(Base):
             if wanted is None or row[0] in wanted
         }
 
-    def liked_vectors(self, subscriber_id: int) -> list[tuple[int, str, bytes]]:
-        """(seq, title, vector) of each paper the reader likes now that the model has a
-        vector for (liked before the last training), oldest like first."""
+    def judged_vectors(self, subscriber_id: int) -> list[tuple[int, str, bytes | None]]:
+        """Every paper the reader said something of, oldest first, in one query (delivery
+        asks it per reader): (seq, title, vector), the vector where the model has one (a
+        paper liked before the last training), else None."""
         rows = self.db.execute(
             "SELECT p.seq, p.title, v.vector FROM feedback f "
-            "JOIN model_vectors v ON v.paper_seq = f.paper_seq "
             "JOIN papers p ON p.seq = f.paper_seq "
-            "WHERE f.subscriber_id = ? AND f.verdict = 'more' ORDER BY f.created_at, p.seq",
+            "LEFT JOIN model_vectors v ON v.paper_seq = f.paper_seq AND f.verdict = 'more' "
+            "WHERE f.subscriber_id = ? ORDER BY f.created_at, p.seq",
             [subscriber_id],
         )
-        return [(row[0], row[1], bytes(row[2])) for row in rows]
+        return [(row[0], row[1], None if row[2] is None else bytes(row[2])) for row in rows]

@@ -1,0 +1,212 @@
+"""The relevance model: training 10,000 readers, scoring new papers for all, and what it
+adds to delivery (issue 17).
+
+What is measured, on one store of 10,000 generated papers (``bench.workload``, ingested
+ten days ago) and 10,000 subscribers whose filters are drawn from 1,000 new papers
+(ingested now), each with 20 likes (papers sharing a title word, the reader's "topic")
+and 5 dismissals, written in bulk before any clock starts:
+
+- *train*: ``relevance.training.rebuild`` as the daily job runs it: read every paper
+  and all feedback, fit TF-IDF and the SVD, train 10,000 logistic regressions, save.
+  Ceiling: a bare scikit-learn loop over the same matrices: one ``LogisticRegression``
+  of the same settings fitted per reader on exactly the rows ``train`` gives it (the
+  rows are gathered before the clock).  Target: at most 1.5x the bare loop (what we
+  add: the corpus fit, reading, sampling and saving).
+- *score*: the 1,000 new papers scored for every reader from the saved model
+  (``Scorer.load``, embedding the papers, ``scoring.score_all``: one matrix product).
+  Ceiling: the bare loop's fitted models each calling ``decision_function`` on the same
+  1,000 paper vectors.  Target: no slower than the bare loop (ratio at most 1).
+- *deliver*: the matching step of a daily ``digest send`` (``Batch`` and every reader's
+  ``pending``: their ranked matches and, with a model, their suggestions) with the
+  model, next to the same step with the model tables emptied (today's digest).  Target
+  (the issue's): at most 1.5x today's.  Rendering and sending, the larger part of a
+  cycle, are not in either figure, so the ratio of a whole cycle is lower.
+
+Each figure is the best of ``ROUNDS`` rounds (one for train: it is long).
+"""
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import Figure, PeakMemory, Settings, Target
+from bench.workload import (
+    FilterMaker,
+    add_subscribers,
+    build_store,
+    ingest,
+    new_papers,
+    note,
+    subscriber_rows,
+    utc_now,
+    workdir,
+    write_papers,
+)
+from digest.config import DigestConfig, ModelConfig
+from digest.match import Batch
+from digest.models import PaperRow, Subscriber
+from digest.relevance.features import fit
+from digest.relevance.scoring import Scorer, score_all
+from digest.relevance.training import REGULARIZATION, SOLVER, _sample
+from digest.store import Store, iso
+
+STAGE = "model"
+FULL_SUBSCRIBERS = 10_000
+FULL_OLD = 10_000
+FULL_NEW = 1_000
+LIKES = 20
+DISMISSALS = 5
+ROUNDS = 3
+TRAIN_TARGET = Target(max_ratio=1.5, unit="s")
+SCORE_TARGET = Target(max_ratio=1.0, unit="s")
+DELIVER_TARGET = Target(max_ratio=1.5, unit="s")
+
+
+@dataclass
+class Setup:
+    store: Store
+    now: datetime
+    subscribers: list[Subscriber]
+
+
+def run(settings: Settings) -> list[Figure]:
+    count = settings.size(FULL_SUBSCRIBERS)
+    old, new = settings.size(FULL_OLD), settings.size(FULL_NEW)
+    full = count == FULL_SUBSCRIBERS and old == FULL_OLD
+    with workdir(settings, STAGE) as folder:
+        setup = prepare(folder, count, old, new, settings.seed)
+        config = ModelConfig()
+        bare_fit, models = bare_loop(setup.store, config)
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            from digest.relevance.training import rebuild
+
+            rebuilt = rebuild(setup.store, config, setup.now)
+            train = time.perf_counter() - started
+        note(STAGE, f"trained {rebuilt.readers:,} readers over {rebuilt.papers:,} papers")
+        fresh = setup.store.papers(since=setup.now)
+        score = min(time_scoring(setup.store, fresh) for _ in range(settings.rounds(ROUNDS)))
+        bare_predict = min(
+            time_bare_predict(setup.store, fresh, models) for _ in range(settings.rounds(ROUNDS))
+        )
+        with_model, today = time_delivery(setup, settings.rounds(ROUNDS))
+    return [
+        Figure(STAGE, f"train {count:,} readers x {LIKES} likes", train, "s", bare_fit,
+               memory.peak_mb, TRAIN_TARGET, "ceiling: bare LogisticRegression fit loop",
+               full),
+        Figure(STAGE, f"score {len(fresh):,} new papers for all", score, "s", bare_predict,
+               None, SCORE_TARGET, "ceiling: bare decision_function loop", full),
+        Figure(STAGE, "deliver: match step with the model", with_model, "s", today, None,
+               DELIVER_TARGET, "ceiling: the same step without a model (today's)", full),
+    ]  # fmt: skip
+
+
+def prepare(folder: Path, count: int, old: int, new: int, seed: int) -> Setup:
+    now = utc_now()
+    started = time.perf_counter()
+    papers = write_papers(folder, old, new, seed)
+    store = build_store(folder / "digest.db", papers, now, new=False)
+    ingest(store, papers.new, now)
+    filters = [m.filter for m in FilterMaker(new_papers(store, now), seed).many(count)]
+    add_subscribers(store, subscriber_rows(filters, now, seed=seed))
+    subscribers = store.subscribers(["active"])
+    add_feedback(store, subscribers, store.papers(), now, seed)
+    took = time.perf_counter() - started
+    note(STAGE, f"{old:,} + {new:,} papers, {count:,} readers, feedback, in {took:.1f} s")
+    return Setup(store, now, subscribers)
+
+
+def add_feedback(
+    store: Store, readers: Sequence[Subscriber], papers: list[PaperRow], now: datetime, seed: int
+) -> None:
+    """Each reader likes 20 papers sharing a title word and dismisses 5 at random."""
+    rng = random.Random(seed)
+    older = [p for p in papers if p.first_seen < iso(now)]
+    by_word: dict[str, list[int]] = defaultdict(list)
+    for paper in older:
+        for word in {w.lower() for w in paper.title.split() if len(w) > 4 and w.isalpha()}:
+            by_word[word].append(paper.seq)
+    topics = [seqs for seqs in by_word.values() if len(seqs) >= LIKES]
+    rows = []
+    stamp = iso(now)
+    for reader in readers:
+        liked = rng.sample(rng.choice(topics), LIKES)
+        rows += [(reader.id, seq, "more", stamp) for seq in liked]
+        others = [p.seq for p in rng.sample(older, DISMISSALS * 2) if p.seq not in liked]
+        rows += [(reader.id, seq, "less", stamp) for seq in others[:DISMISSALS]]
+    with store.write():
+        store.db.conn.executemany(
+            "INSERT OR IGNORE INTO feedback (subscriber_id, paper_seq, verdict, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            rows,
+        )
+
+
+def bare_loop(store: Store, config: ModelConfig) -> tuple[float, list[Any]]:
+    """The ceiling: the same per-reader rows, fitted and used by scikit-learn alone."""
+    from sklearn.linear_model import LogisticRegression
+
+    papers = store.papers()
+    _, vectors = fit(papers, max_terms=config.max_terms, dims=config.dims)
+    index = {p.seq: i for i, p in enumerate(papers)}
+    problems = []
+    for reader, said in sorted(store.all_feedback().items()):
+        liked = [index[f.paper_seq] for f in said if f.verdict == "more"]
+        dismissed = [index[f.paper_seq] for f in said if f.verdict == "less"]
+        taken = set(liked) | set(dismissed)
+        negatives = dismissed + _sample(len(vectors), taken, len(liked), reader)
+        labels = np.array([1] * len(liked) + [0] * len(negatives))
+        problems.append((vectors[liked + negatives], labels))
+    models = []
+    started = time.perf_counter()
+    for rows, labels in problems:
+        model = LogisticRegression(C=REGULARIZATION, class_weight="balanced", solver=SOLVER)
+        models.append(model.fit(rows, labels))
+    return time.perf_counter() - started, models
+
+
+def time_bare_predict(store: Store, fresh: list[PaperRow], models: list[Any]) -> float:
+    """Each bare model's ``decision_function`` on the new papers' vectors (embedded first)."""
+    scorer = Scorer.load(store, fresh)
+    assert scorer is not None
+    vectors = scorer.vectors
+    started = time.perf_counter()
+    for model in models:
+        model.decision_function(vectors)
+    return time.perf_counter() - started
+
+
+def time_scoring(store: Store, fresh: list[PaperRow]) -> float:
+    """Load the saved model, embed the new papers, score them for every reader at once."""
+    started = time.perf_counter()
+    scorer = Scorer.load(store, fresh)
+    assert scorer is not None
+    weights = np.vstack(list(scorer.weights.values()))
+    score_all(weights, scorer.vectors)
+    return time.perf_counter() - started
+
+
+def time_delivery(setup: Setup, rounds: int) -> tuple[float, float]:
+    """Best of ``rounds`` of every reader's ``pending`` with the model, then without it."""
+    settings = DigestConfig()
+    with_model = min(_deliver(setup, settings) for _ in range(rounds))
+    saved = setup.store.db.execute("SELECT fitted_at FROM model_corpus").fetchone()[0]
+    setup.store.save_model(saved, 0, None, [], [])  # no model: today's digests
+    today = min(_deliver(setup, settings) for _ in range(rounds))
+    return with_model, today
+
+
+def _deliver(setup: Setup, settings: DigestConfig) -> float:
+    started = time.perf_counter()
+    batch = Batch(setup.store, settings, setup.now)
+    suggested = sum(len(batch.pending(s).suggestions) for s in setup.subscribers)
+    seconds = time.perf_counter() - started
+    note(STAGE, f"match step {seconds:.1f} s, {suggested:,} suggestions")
+    return seconds
