@@ -43,15 +43,22 @@ def rebuild_command(app: App, as_json: bool) -> None:
 
 
 @click.command("evaluate")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=30,
+    show_default=True,
+    help="Score only the newest N days (each day trains every reader once).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
-def evaluate_command(app: App, as_json: bool) -> None:
+def evaluate_command(app: App, days: int, as_json: bool) -> None:
     """Replay history: would the readers' models have ordered each day's papers better
     than trending? Precision at 5 and 10 against what each reader liked."""
     from digest.relevance.evaluation import evaluate
 
     with errors(app):
-        found = evaluate(app.store, app.config.model)
+        found = evaluate(app.store, app.config.model, days)
     if as_json:
         emit_json(found.as_json())
         return

@@ -49,8 +49,9 @@ class Evaluation:
         }
 
 
-def evaluate(store: Store, settings: ModelConfig) -> Evaluation:
-    """Replay every reader's feedback day by day (see the module docstring)."""
+def evaluate(store: Store, settings: ModelConfig, last_days: int | None = None) -> Evaluation:
+    """Replay every reader's feedback day by day (see the module docstring); only the
+    ``last_days`` newest days are scored when given (each costs a fit per reader)."""
     papers = sorted(store.papers(), key=lambda p: (p.first_seen, p.seq))
     feedback = store.all_feedback()
     if not papers or not feedback:
@@ -60,6 +61,8 @@ def evaluate(store: Store, settings: ModelConfig) -> Evaluation:
         (day, [i for i, _ in rows])
         for day, rows in groupby(enumerate(papers), key=lambda r: r[1].first_seen[:10])
     ]
+    if last_days is not None:
+        days = days[-last_days:]
     learned: list[tuple[float, ...]] = []
     trending: list[tuple[float, ...]] = []
     readers = set()

@@ -22,25 +22,33 @@ Scores = NDArray[np.float64]
 class Scorer:
     """The last model over ``papers``: their vectors are worked out once, when first needed."""
 
-    def __init__(self, store: Store, transform: Transform, papers: Sequence[PaperRow]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        transform: Transform,
+        weights: dict[int, NDArray[np.float32]],
+        papers: Sequence[PaperRow],
+    ) -> None:
         self.store = store
         self.transform = transform
         self.papers = papers
-        self.weights = {
-            r.subscriber_id: np.frombuffer(r.weights, dtype=np.float32)
-            for r in store.model_readers().values()
-        }
+        self.weights = weights
         self._vectors: Matrix | None = None
         self._scores: dict[int, Scores] = {}
         self.said = cache(self._said)
 
     @classmethod
     def load(cls, store: Store, papers: Sequence[PaperRow]) -> "Scorer | None":
-        """The scorer of the last saved model, or None when none was trained yet."""
-        saved = store.model_corpus()
+        """The scorer of the last saved model, or None when it knows no reader (none was
+        trained yet, or nobody has enough likes): then nothing more is read."""
+        weights = {
+            r.subscriber_id: np.frombuffer(r.weights, dtype=np.float32)
+            for r in store.model_readers().values()
+        }
+        saved = store.model_corpus() if weights else None
         if saved is None or saved.blobs is None:
             return None
-        return cls(store, Transform.from_blobs(*saved.blobs), papers)
+        return cls(store, Transform.from_blobs(*saved.blobs), weights, papers)
 
     @property
     def vectors(self) -> Matrix:
