@@ -111,6 +111,7 @@ def learned_key(score: float, paper: PaperRow) -> tuple[float, int, int, int]:
 
 
 SUGGEST_ABOVE = 0.5  # a suggestion is a paper the reader's model thinks more likely liked than not
+SHORTLIST = 64  # the best-scored papers looked at first for a reader's suggestions
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,16 +442,20 @@ class Batch:
         scorer, limit = self.scorer, self.settings.suggestions
         if scorer is None or not subscriber.suggestions or limit == 0:
             return ()
-        likely = scorer.above(subscriber.id, SUGGEST_ABOVE)  # few: looked at one by one
+        likely = scorer.above(subscriber.id, SUGGEST_ABOVE, SHORTLIST)
         if not likely:
             return ()
         window = self._bits(self.window(subscriber))
         others = self._undelivered(subscriber, window & ~self.corpus.evaluate(node))
         judged = scorer.judged(subscriber.id)
-        best = sorted(
-            (i for i in likely if others >> i & 1 and self.papers[i].seq not in judged),
-            key=lambda i: learned_key(scores[i], self.papers[i]),
-        )
+
+        def eligible(found: list[int]) -> list[int]:
+            return [i for i in found if others >> i & 1 and self.papers[i].seq not in judged]
+
+        best = eligible(likely)
+        if len(best) < limit and len(likely) == SHORTLIST:  # the shortlist was not enough
+            best = eligible(scorer.above(subscriber.id, SUGGEST_ABOVE))
+        best.sort(key=lambda i: learned_key(scores[i], self.papers[i]))
         found = []
         for i in best[:limit]:
             because = scorer.because(subscriber.id, i)

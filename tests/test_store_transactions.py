@@ -180,6 +180,7 @@ READS: dict[str, Call] = {
     "model_corpus": lambda s, w: s.model_corpus(),
     "model_readers": lambda s, w: s.model_readers([w.ada]),
     "judged_vectors": lambda s, w: s.judged_vectors(w.ada),
+    "model_vectors": lambda s, w: s.model_vectors(),
     "rejection_by_hash": lambda s, w: s.rejection_by_hash("1" * 64),
     "source_states": lambda s, w: s.source_states(),
     "check_identity": check_another_identity,

@@ -83,6 +83,14 @@ class ModelStore(Base):
             if wanted is None or row[0] in wanted
         }
 
+    def model_vectors(self) -> list[tuple[int, str, bytes]]:
+        """(seq, title, vector) of every paper liked before the last training."""
+        rows = self.db.execute(
+            "SELECT p.seq, p.title, v.vector FROM model_vectors v "
+            "JOIN papers p ON p.seq = v.paper_seq ORDER BY p.seq"
+        )
+        return [(row[0], row[1], bytes(row[2])) for row in rows]
+
     def judged_vectors(self, subscriber_id: int) -> list[tuple[int, str, bytes | None]]:
         """Every paper the reader said something of, oldest first, in one query (delivery
         asks it per reader): (seq, title, vector), the vector where the model has one (a
