@@ -8,10 +8,12 @@ and 5 dismissals, written in bulk before any clock starts:
 
 - *train*: ``relevance.training.rebuild`` as the daily job runs it: read every paper
   and all feedback, fit TF-IDF and the SVD, train 10,000 logistic regressions, save.
-  Ceiling: a bare scikit-learn loop over the same matrices: one ``LogisticRegression``
-  of the same settings fitted per reader on exactly the rows ``train`` gives it (the
-  rows are gathered before the clock).  Target: at most 1.5x the bare loop (what we
-  add: the corpus fit, reading, sampling and saving).
+  Two figures: the readers' part (all of it but the corpus fit) next to a bare
+  scikit-learn loop over the same matrices, one ``LogisticRegression`` of the same
+  settings fitted per reader on exactly the rows ``train`` gives it (gathered before
+  the clock); target at most 1.5x (what we add: reading, sampling, saving).  And the
+  whole rebuild, corpus fit included, with no ceiling: a daily job, its target is to
+  stay under 10 minutes.
 - *score*: the 1,000 new papers scored for every reader from the saved model
   (``Scorer.load``, embedding the papers, ``scoring.score_all``: one matrix product).
   Ceiling: the bare loop's fitted models each calling ``decision_function`` on the same
@@ -23,7 +25,8 @@ and 5 dismissals, written in bulk before any clock starts:
   Recording and sending cost the same in both and are left out, so the ratio of a
   whole cycle is lower still.
 
-Each figure is the best of ``ROUNDS`` rounds (one for train: it is long).
+Each figure is the best of ``ROUNDS`` rounds (one for train, two for deliver, the
+model and today's taking turns: they are long).
 """
 
 import random
@@ -66,8 +69,9 @@ FULL_NEW = 1_000
 LIKES = 20
 DISMISSALS = 5
 ROUNDS = 3
-DELIVER_ROUNDS = 1  # building 10,000 digests takes minutes
+DELIVER_ROUNDS = 2  # building 10,000 digests takes minutes
 TRAIN_TARGET = Target(max_ratio=1.5, unit="s")
+REBUILD_TARGET = Target(max_value=600, unit="s")
 SCORE_TARGET = Target(max_ratio=1.0, unit="s")
 DELIVER_TARGET = Target(max_ratio=1.5, unit="s")
 
@@ -101,9 +105,12 @@ def run(settings: Settings) -> list[Figure]:
         )
         with_model, today = time_delivery(setup, settings.rounds(DELIVER_ROUNDS))
     return [
-        Figure(STAGE, f"train {count:,} readers x {LIKES} likes", train, "s", bare_fit,
-               memory.peak_mb, TRAIN_TARGET, "ceiling: bare LogisticRegression fit loop",
+        Figure(STAGE, f"train {count:,} readers x {LIKES} likes", train - rebuilt.corpus_seconds,
+               "s", bare_fit, None, TRAIN_TARGET, "ceiling: bare LogisticRegression fit loop",
                full),
+        Figure(STAGE, f"rebuild: corpus of {rebuilt.papers:,} papers + readers", train, "s",
+               None, memory.peak_mb, REBUILD_TARGET,
+               f"corpus fit {rebuilt.corpus_seconds:.1f} s", full),
         Figure(STAGE, f"score {len(fresh):,} new papers for all", score, "s", bare_predict,
                None, SCORE_TARGET, "ceiling: bare decision_function loop", full),
         Figure(STAGE, "deliver: build digests with the model", with_model, "s", today, None,
@@ -197,13 +204,21 @@ def time_scoring(store: Store, fresh: list[PaperRow]) -> float:
 
 
 def time_delivery(setup: Setup, rounds: int) -> tuple[float, float]:
-    """Best of ``rounds`` of every reader's ``pending`` with the model, then without it."""
-    settings = DigestConfig()
-    with_model = min(_deliver(setup, settings) for _ in range(rounds))
-    saved = setup.store.db.execute("SELECT fitted_at FROM model_corpus").fetchone()[0]
-    setup.store.save_model(saved, 0, None, [], [])  # no model: today's digests
-    today = min(_deliver(setup, settings) for _ in range(rounds))
-    return with_model, today
+    """Best of ``rounds`` builds with the model and without it (today's), taking turns."""
+    store, settings = setup.store, DigestConfig()
+    corpus = store.model_corpus()
+    assert corpus is not None
+    readers = [
+        (r.subscriber_id, r.weights, r.likes, r.dismissals) for r in store.model_readers().values()
+    ]
+    vectors = [(seq, vector) for seq, _, vector in store.model_vectors()]
+    with_model, today = [], []
+    for _ in range(rounds):
+        store.save_model(corpus.fitted_at, corpus.papers, corpus.blobs, readers, vectors)
+        with_model.append(_deliver(setup, settings))
+        store.save_model(corpus.fitted_at, 0, None, [], [])  # no model: today's digests
+        today.append(_deliver(setup, settings))
+    return min(with_model), min(today)
 
 
 def _deliver(setup: Setup, settings: DigestConfig) -> float:

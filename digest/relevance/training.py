@@ -52,6 +52,7 @@ class Rebuilt:
     readers: int
     skipped: int  # readers with feedback but fewer than min_likes likes
     seconds: float
+    corpus_seconds: float = 0.0  # of which fitting the corpus transform
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -61,6 +62,7 @@ class Rebuilt:
             "readers": self.readers,
             "skipped": self.skipped,
             "seconds": round(self.seconds, 2),
+            "corpus_seconds": round(self.corpus_seconds, 2),
         }
 
 
@@ -96,8 +98,11 @@ def _sample(count: int, taken: set[int], likes: int, seed: int) -> list[int]:
     """Other papers as negatives: unread is mostly not liked (the arxiv-sanity-lite way)."""
     wanted = max(MIN_SAMPLE, SAMPLE_PER_LIKE * likes)
     rng = np.random.default_rng(seed)
-    drawn = rng.permutation(count)[: wanted + len(taken)]
-    return [int(i) for i in drawn if int(i) not in taken][:wanted]
+    if count > 4 * (wanted + len(taken)):  # a big corpus: draws rarely repeat
+        drawn = dict.fromkeys(rng.integers(0, count, 2 * (wanted + len(taken))).tolist())
+    else:
+        drawn = dict.fromkeys(rng.permutation(count).tolist())
+    return [i for i in drawn if i not in taken][:wanted]
 
 
 def train_all(
@@ -129,6 +134,7 @@ def rebuild(
         store.save_model(iso(now), 0, None, [], [])
         return Rebuilt(0, 0, 0, 0, len(feedback), time.monotonic() - started)
     transform, vectors = fit(papers, max_terms=settings.max_terms, dims=settings.dims)
+    fitted = time.monotonic() - started
     index = {paper.seq: row for row, paper in enumerate(papers)}
     readers = train_all(vectors, index, feedback, settings.min_likes, progress)
     liked = {f.paper_seq for said in feedback.values() for f in said if f.verdict == "more"}
@@ -148,4 +154,5 @@ def rebuild(
         len(readers),
         len(feedback) - len(readers),
         seconds,
+        fitted,
     )
