@@ -71,6 +71,7 @@ class DeliveryConfig(Section):
     retries: Annotated[int, Field(ge=0, le=20)] = 3
     retry_base_seconds: Annotated[float, Field(gt=0)] = 2.0
     bounce_limit: PositiveInt = 3
+    render_workers: Annotated[int, Field(ge=0, le=64)] = 0  # 0: one process per core
 
 
 class SmtpConfig(Section):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from digest.store.base import Base, Identity, iso
 from digest.store.feedback import FeedbackStore
-from digest.store.outbox import OutboxStore, QueuedDigest
+from digest.store.outbox import OutboxStore, Packed, QueuedDigest, pack
 from digest.store.papers import DumpCounts, PaperStore
 from digest.store.queue import OutboxRow, QueueStore, Waiting
 from digest.store.retention import Pruned, RetentionStore
@@ -46,10 +46,12 @@ __all__ = [
     "DumpCounts",
     "Identity",
     "OutboxRow",
+    "Packed",
     "Pruned",
     "QueuedDigest",
     "SourceState",
     "Store",
     "Waiting",
     "iso",
+    "pack",
 ]

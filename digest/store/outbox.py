@@ -27,6 +27,16 @@ READY = ("queued", "deferred")
 COMPRESSION = 1
 
 
+class Packed(bytes):
+    """A message compressed the store's way (``pack``), ready to record as it is."""
+
+
+def pack(message: bytes) -> Packed:
+    """What the store keeps of a queued message: done where the message is rendered (a
+    worker process), so recording copies bytes and compresses nothing."""
+    return Packed(zlib.compress(message, COMPRESSION))
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedDigest:
     """A digest waiting for delivery, with what delivery needs to know of its subscriber."""
@@ -51,7 +61,7 @@ class OutboxStore(Base):
         message: bytes,
         created_at: str,
     ) -> int | None:
-        """Record a queued digest and its deliveries.
+        """Record a queued digest and its deliveries; ``message`` as rendered or ``Packed``.
 
         Returns None, recording nothing, when another run already put one of
         these papers in a digest for this subscriber.
@@ -66,7 +76,7 @@ class OutboxStore(Base):
                 digest_id = int(cursor.lastrowid or 0)
                 self.db.execute(
                     "INSERT INTO messages (digest_id, data) VALUES (?, ?)",
-                    [digest_id, zlib.compress(message, COMPRESSION)],
+                    [digest_id, message if isinstance(message, Packed) else pack(message)],
                 )
                 self.db.conn.executemany(
                     "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id, rank) "
