@@ -366,11 +366,13 @@ class Batch:
             return self.fresh
         return self.corpus.all & ~((1 << bisect_right(self.seqs, window.after_seq)) - 1)
 
-    def pending(self, subscriber: Subscriber) -> Pending:
+    def pending(self, subscriber: Subscriber, *, spans: bool = True) -> Pending:
         """The subscriber's next digest, ranked and capped.
 
         Terms and relevance are worked out only for the papers that can reach
-        the cap: those trending ahead of the cut and those tied with it.
+        the cap: those trending ahead of the cut and those tied with it.  With
+        ``spans=False`` the capped matches carry no spans yet: a send finds them
+        where it renders (``render_pool.render_one``, on every core).
         """
         node = compile_filter(subscriber.filter)
         papers = self.papers
@@ -383,7 +385,9 @@ class Batch:
             ]
         )
         window = self.window(subscriber).description
-        capped = highlighted(node, matches[: self.settings.max_papers], self.corpus.stemmer)
+        capped = matches[: self.settings.max_papers]
+        if spans:
+            capped = highlighted(node, capped, self.corpus.stemmer)
         return Pending(subscriber, window, matches, capped, len(found))
 
 

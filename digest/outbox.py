@@ -158,7 +158,7 @@ class Builder:
         """What this subscriber's digest will show, or why there is none."""
         batch = self.batch  # read outside the try: a store that cannot be read stops the run
         try:
-            upcoming = batch.pending(subscriber)
+            upcoming = batch.pending(subscriber, spans=False)
             if not upcoming.capped and not self.config.digest.send_empty:
                 return DigestReport(subscriber.email, "skipped", 0, error="no new matching papers")
             return digest_content(self.config, upcoming, self.health.of(subscriber), self.now)

@@ -28,10 +28,11 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 
 from digest.config import Config
+from digest.match import compile_filter, highlighted, shared_stemmer
 from digest.render import DigestContent, Renderer
 from digest.reports import failure_reason
 from digest.store import Packed, pack
@@ -66,12 +67,20 @@ class WorkerGone(Exception):
 
 
 def render_one(renderer: Renderer, content: DigestContent) -> Outcome:
-    """Fit, render and pack one digest; whatever goes wrong is this digest's alone."""
+    """Find the spans the filter matched, then fit, render and pack one digest; whatever
+    goes wrong is this digest's alone."""
     try:
-        fitted, data = renderer.fit(content)
+        fitted, data = renderer.fit(spanned(content))
     except Exception as err:  # one digest, whatever the cause (see digest.outbox)
         return Unrendered(failure_reason(err), traceback.format_exc())
     return Rendered(fitted, data, pack(data))
+
+
+def spanned(content: DigestContent) -> DigestContent:
+    """The content with the spans of each abstract that the subscriber's filter matched:
+    the last step of matching, done here so that it runs on every core too."""
+    node = compile_filter(content.subscriber.filter)
+    return replace(content, matches=highlighted(node, content.matches, shared_stemmer()))
 
 
 def workers_for(config: Config) -> int:

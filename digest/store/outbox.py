@@ -121,8 +121,12 @@ class OutboxStore(Base):
         return [QueuedDigest(*row) for row in rows]
 
     def claim(self, digest_id: int, owner: int) -> bool:
-        """Move a ready digest to ``sending`` for this process; False if another took it."""
-        with self.write():
+        """Move a ready digest to ``sending`` for this process; False if another took it.
+
+        Not waited onto the disk: a claim a power cut undoes leaves the digest ready,
+        unless ``mark_sent`` made it durable first (a durable commit writes every one before).
+        """
+        with self.write(durable=False):
             cursor = self.db.execute(
                 "UPDATE digests SET status = 'sending', owner = ?, attempts = attempts + 1 "
                 f"WHERE id = ? AND status IN {READY}",
@@ -136,8 +140,11 @@ class OutboxStore(Base):
         ).fetchone()
         return zlib.decompress(row[0])
 
-    def mark_sent(self, digest_id: int, subscriber_id: int, at: str) -> None:
-        with self.write():
+    def mark_sent(
+        self, digest_id: int, subscriber_id: int, at: str, *, durable: bool = True
+    ) -> None:
+        """Sent; ``durable=False`` leaves the disk write to a later commit (``write``)."""
+        with self.write(durable=durable):
             self.db.execute(
                 "UPDATE digests SET status = 'sent', sent_at = ?, error = NULL, owner = NULL "
                 "WHERE id = ?",
