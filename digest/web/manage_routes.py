@@ -61,7 +61,7 @@ def manage(request: Request) -> Response:
     with web.store() as store:
         person = lookup(store, request.path_params["token"], "manage")
         if person is None:
-            return _not_found(web)
+            return not_found(web)
         form = _with_preview(web, request, store, person.filter, _stored(person))
     notice = NOTICES.get(request.query_params.get("done", ""))
     return _page(web, request, person, replace(form, notice=notice))
@@ -78,7 +78,7 @@ def _manage_post(web: Web, request: Request, form: Form) -> Response:
     with web.store() as store:
         person = lookup(store, token, "manage")
         if person is None:
-            return _not_found(web)
+            return not_found(web)
         if not csrf_ok(web, request, form):
             return web.pages.message("Please try again", *FORBIDDEN, status=403)
         action = form.get("action", "save")
@@ -164,7 +164,7 @@ def unsubscribe(request: Request) -> Response:
     with web.store() as store:
         person = lookup(store, token, "unsubscribe")
     if person is None:
-        return _not_found(web)
+        return not_found(web)
     if person.status == "unsubscribed":
         return _unsubscribed(web, person)
     path = request.url.path
@@ -177,7 +177,7 @@ def unsubscribe_post(request: Request) -> Response:
     with web.store() as store:
         person = lookup(store, request.path_params["token"], "unsubscribe")
         if person is None:
-            return _not_found(web)
+            return not_found(web)
         lifecycle.unsubscribe(store, person, web.now())
     web.feeds.forget()  # the private feed stops at once, not a second later
     return _unsubscribed(web, person)
@@ -192,7 +192,7 @@ def _unsubscribed(web: Web, person: Subscriber) -> Response:
     )
 
 
-def _not_found(web: Web) -> Response:
+def not_found(web: Web) -> Response:
     return web.pages.message(
         "This link is not valid",
         "It may have been cut short when it was copied, or replaced by a newer one.",

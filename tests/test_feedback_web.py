@@ -1,0 +1,186 @@
+"""Feedback links ("more like this", "not for me") against the real app under uvicorn.
+
+The signature binds reader, paper and verdict; a GET never records (link scanners);
+the button's POST records, the undo clears, both are idempotent; readers who left,
+and wrong links, are 404.  The links come from a real digest, sent to the Maildir.
+"""
+
+import re
+from contextlib import closing
+
+import httpx
+import pytest
+
+from digest import links
+from digest.models import Feedback, Subscriber, Verdict
+from digest.store import Store
+from tests import test_web
+from tests.test_web import MakeSite, Site, link_path, text_of
+
+later = test_web.later  # the web tests' fixtures: a real server per test
+make_site = test_web.make_site
+site = test_web.site
+_FEEDBACK = re.compile(r"More like this: (http://\S+) · Not for me: (http://\S+)")
+
+
+def papers(site: Site, count: int = 2) -> list[str]:
+    """The ids of ``count`` seeded papers."""
+    with closing(Store(site.config.storage.database)) as store:
+        return [paper.id for paper in store.papers()[:count]]
+
+
+def verdicts(site: Site, person: Subscriber) -> list[tuple[str, Verdict]]:
+    """The reader's stored verdicts as (paper id, verdict), oldest first."""
+    with closing(Store(site.config.storage.database)) as store:
+        given: list[Feedback] = store.feedback(person.id)
+        ids = {paper.seq: paper.id for paper in store.papers(seqs=[f.paper_seq for f in given])}
+    return [(ids[f.paper_seq], f.verdict) for f in given]
+
+
+def path(person: Subscriber, paper_id: str, verdict: Verdict) -> str:
+    return links.feedback_path(person, paper_id, verdict)
+
+
+def press(site: Site, where: str, **form: str) -> httpx.Response:
+    """The page's button: a POST to the link itself, with no cookie and no CSRF token."""
+    site.client.cookies.clear()
+    return site.client.post(where, data=form)
+
+
+def test_a_get_shows_one_button_and_records_nothing(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [paper, _] = papers(site)
+    where = path(person, paper, "more")
+    for _ in range(3):  # link scanners, previews, a curious click
+        response = site.client.get(where)
+        assert response.status_code == 200
+    assert f'<form method="post" action="{where}">' in response.text
+    assert response.text.count("<button") == 1
+    assert "More like this" in response.text
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert verdicts(site, person) == []
+
+
+def test_the_button_records_and_says_what_with_an_undo(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [paper, _] = papers(site)
+    with closing(Store(site.config.storage.database)) as store:
+        found = store.paper(paper)
+    assert found is not None
+    title = found.title
+    response = press(site, path(person, paper, "more"))
+    assert response.status_code == 200
+    assert "Recorded: more papers like" in response.text
+    assert f"<em>{title}</em>" in response.text
+    assert 'name="action" value="undo"' in response.text
+    assert verdicts(site, person) == [(paper, "more")]
+    again = site.client.get(path(person, paper, "more"))  # the link, opened once more
+    assert "Recorded: more papers like" in again.text
+
+
+def test_pressing_twice_changes_nothing_and_answers_the_same(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [paper, _] = papers(site)
+    first = press(site, path(person, paper, "less"))
+    with closing(Store(site.config.storage.database)) as store:
+        [before] = store.feedback(person.id)
+    site.clock.advance(minutes=5)
+    second = press(site, path(person, paper, "less"))
+    assert first.status_code == second.status_code == 200
+    assert first.text == second.text
+    assert "Recorded: fewer papers like" in second.text
+    with closing(Store(site.config.storage.database)) as store:
+        assert store.feedback(person.id) == [before]  # the first click's time is kept
+
+
+def test_undo_clears_the_verdict_and_is_idempotent(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [paper, other] = papers(site)
+    press(site, path(person, paper, "more"))
+    press(site, path(person, other, "less"))
+    first = press(site, path(person, paper, "more"), action="undo")
+    second = press(site, path(person, paper, "more"), action="undo")
+    assert first.status_code == second.status_code == 200
+    assert first.text == second.text
+    assert "Removed: you no longer ask for more papers like" in first.text
+    assert first.text.count("<button") == 1  # the way back: record it again
+    assert verdicts(site, person) == [(other, "less")]  # the other paper's is kept
+
+
+def test_the_other_verdict_replaces_and_its_undo_is_not_the_first_links(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [paper, _] = papers(site)
+    press(site, path(person, paper, "more"))
+    press(site, path(person, paper, "less"))
+    assert verdicts(site, person) == [(paper, "less")]
+    assert "Ask for more papers like" in site.client.get(path(person, paper, "more")).text
+    press(site, path(person, paper, "more"), action="undo")  # an old tab's undo
+    assert verdicts(site, person) == [(paper, "less")]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_link_signed_for_another_paper_verdict_or_reader_is_404(site: Site, method: str) -> None:
+    person = site.active("ada@example.org")
+    other = site.active("bob@example.org")
+    [paper, second] = papers(site)
+    token = links.feedback_token(person, paper, "more")
+    wrong = [
+        f"/feedback/{token}/{second}/more",  # replayed for another paper
+        f"/feedback/{token}/{paper}/less",  # or for the other verdict
+        path(other, paper, "more").replace(f"/{other.id}-", f"/{person.id}-"),  # Bob's MAC
+        f"/feedback/{person.id}-{'0' * 20}/{paper}/more",
+        f"/feedback/{links.token(person, 'manage')}/{paper}/more",  # another purpose's token
+        f"/feedback/999-{token.split('-')[1]}/{paper}/more",
+        f"/feedback/{token}/{paper}/MORE",
+        f"/feedback/{token}/{'0' * 16}/more",  # well signed would not help: no such paper
+        f"/feedback/not-a-token/{paper}/more",
+    ]
+    for where in wrong:
+        response = site.client.request(method, where)
+        assert response.status_code == 404, where
+        assert "This link is not valid" in response.text
+    assert verdicts(site, person) == verdicts(site, other) == []
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_reader_who_unsubscribed_is_refused(site: Site, method: str) -> None:
+    person = site.active("ada@example.org")
+    [paper, _] = papers(site)
+    press(site, path(person, paper, "more"))
+    assert press(site, link_path(person, "unsubscribe")).status_code == 200
+    for verdict in ("more", "less"):
+        response = site.client.request(method, path(person, paper, verdict))
+        assert response.status_code == 404
+    undo = press(site, path(person, paper, "more"), action="undo")
+    assert undo.status_code == 404
+    assert verdicts(site, person) == [(paper, "more")]
+
+
+def test_a_paused_reader_still_gives_feedback(site: Site) -> None:
+    person = site.active("ada@example.org")
+    manage = link_path(person, "manage")
+    site.client.post(manage, data={"csrf": site.csrf(manage), "action": "pause"})
+    [paper, _] = papers(site)
+    assert press(site, path(person, paper, "less")).status_code == 200
+    assert verdicts(site, person) == [(paper, "less")]
+
+
+def test_the_links_in_a_digest_lead_to_the_button_that_records(make_site: MakeSite) -> None:
+    site = make_site(digest={"max_papers": 3})
+    person = site.active("ada@example.org", "diffusion OR model")
+    [mail] = site.send_digests()
+    found = _FEEDBACK.findall(text_of(mail))
+    assert len(found) == 3
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None
+    for more, less in found:
+        assert f'href="{more}"' in str(html.get_content())
+        assert f'href="{less}"' in str(html.get_content())
+    more, less = found[0]
+    assert site.client.get(more).status_code == 200
+    assert verdicts(site, person) == []
+    assert press(site, less).status_code == 200
+    [(paper, verdict)] = verdicts(site, person)
+    assert verdict == "less"
+    assert f"/{paper}/less" in less
