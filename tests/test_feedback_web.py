@@ -184,3 +184,68 @@ def test_the_links_in_a_digest_lead_to_the_button_that_records(make_site: MakeSi
     [(paper, verdict)] = verdicts(site, person)
     assert verdict == "less"
     assert f"/{paper}/less" in less
+
+
+# -- the manage page -----------------------------------------------------------------------
+
+
+def title_of(site: Site, paper_id: str) -> str:
+    with closing(Store(site.config.storage.database)) as store:
+        found = store.paper(paper_id)
+    assert found is not None
+    return found.title
+
+
+def test_the_manage_page_lists_what_the_reader_marked_and_takes_it_back(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [liked, dismissed] = papers(site)
+    manage = link_path(person, "manage")
+    assert "None yet." in site.client.get(manage).text
+    press(site, path(person, liked, "more"))
+    press(site, path(person, dismissed, "less"))
+    page = site.client.get(manage).text
+    assert "More like this:" in page
+    assert "Not for me:" in page
+    assert page.index(title_of(site, liked)) < page.index("Not for me:")
+    assert page.index("Not for me:") < page.index(title_of(site, dismissed))
+    for paper in (liked, dismissed):
+        assert f'name="paper" value="{paper}"' in page
+    form = {"csrf": site.csrf(manage), "action": "unmark", "paper": liked}
+    response = site.client.post(manage, data=form)
+    assert response.status_code == 303
+    assert verdicts(site, person) == [(dismissed, "less")]
+    again = site.client.post(manage, data=form)  # the same button, from a stale page
+    assert again.status_code == 303
+    assert "That paper is off your list." in site.client.get(again.headers["location"]).text
+    assert verdicts(site, person) == [(dismissed, "less")]
+
+
+def test_taking_a_mark_back_needs_the_csrf_token(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [paper, _] = papers(site)
+    press(site, path(person, paper, "more"))
+    manage = link_path(person, "manage")
+    response = site.client.post(manage, data={"action": "unmark", "paper": paper})
+    assert response.status_code == 403
+    assert verdicts(site, person) == [(paper, "more")]
+
+
+def test_the_suggestions_box_is_ticked_at_first_and_saved_as_left(site: Site) -> None:
+    person = site.active("ada@example.org")
+    manage = link_path(person, "manage")
+    box = '<input type="checkbox" name="suggestions" value="on" checked>'
+    assert box in site.client.get(manage).text
+    form = {"csrf": site.csrf(manage), "action": "save", "filter": "diffusion"}
+    assert site.client.post(manage, data=form).status_code == 303  # unticked: nothing sent
+    off = site.subscriber("ada@example.org")
+    assert off is not None
+    assert not off.suggestions
+    assert box not in site.client.get(manage).text
+    form = {**form, "suggestions": "on"}
+    assert site.client.post(manage, data=form).status_code == 303
+    on = site.subscriber("ada@example.org")
+    assert on is not None
+    assert on.suggestions
+    with closing(Store(site.config.storage.database)) as store:
+        details = [event["detail"] for event in store.events(person.id)]
+    assert details.count("suggestions") == 2
