@@ -8,6 +8,7 @@ and wrong links, are 404.  The links come from a real digest, sent to the Maildi
 import re
 from contextlib import closing
 
+import feedparser
 import httpx
 import pytest
 
@@ -249,3 +250,56 @@ def test_the_suggestions_box_is_ticked_at_first_and_saved_as_left(site: Site) ->
     with closing(Store(site.config.storage.database)) as store:
         details = [event["detail"] for event in store.events(person.id)]
     assert details.count("suggestions") == 2
+
+
+# -- the paper page and the private feed ---------------------------------------------------
+
+
+def test_a_paper_page_shows_the_buttons_only_through_a_readers_link(site: Site) -> None:
+    person = site.active("ada@example.org")
+    [paper, _] = papers(site)
+    public = site.client.get(f"/papers/{paper}")
+    assert "<button" not in public.text
+    assert public.headers["cache-control"] == "public, max-age=300"
+    reader = links.token(person, "feed")
+    for wrong in (links.token(person, "manage"), "not-a-token"):
+        assert "<button" not in site.client.get(f"/papers/{paper}?reader={wrong}").text
+    mine = site.client.get(f"/papers/{paper}?reader={reader}")
+    assert mine.headers["cache-control"] == "no-store"
+    for verdict in ("more", "less"):
+        assert f'<form method="post" action="{path(person, paper, verdict)}"' in mine.text
+    assert verdicts(site, person) == []
+    assert press(site, path(person, paper, "less")).status_code == 200
+    marked = site.client.get(f"/papers/{paper}?reader={reader}").text
+    assert "You marked this paper “Not for me”." in marked
+    press(site, link_path(person, "unsubscribe"))
+    assert "<button" not in site.client.get(f"/papers/{paper}?reader={reader}").text
+
+
+def test_the_more_page_leads_to_the_readers_paper_pages(make_site: MakeSite) -> None:
+    site = make_site(digest={"max_papers": 5})
+    person = site.active("ada@example.org", "diffusion OR model")
+    [mail] = site.send_digests()
+    more = re.search(r"see them all: (http://\S+)", text_of(mail))
+    assert more is not None
+    page = site.client.get(more.group(1)).text
+    reader = links.token(person, "feed")
+    listed = re.findall(rf'href="/papers/([0-9a-f]{{16}})\?reader={reader}"', page)
+    assert listed
+    answer = site.client.get(f"/papers/{listed[0]}?reader={reader}").text
+    assert path(person, listed[0], "more") in answer
+
+
+def test_each_private_feed_entry_carries_the_readers_verdict_links(site: Site) -> None:
+    person = site.active("ada@example.org")
+    token = links.token(person, "feed")
+    for fmt in ("atom", "rss"):
+        feed = feedparser.parse(site.client.get(f"/feeds/{token}.{fmt}").content)
+        assert feed.entries
+        for entry in feed.entries:
+            paper = entry.id.rsplit("/", 1)[1]
+            content = entry.content[0].value if fmt == "atom" else entry.description
+            for verdict in ("more", "less"):
+                assert f'href="{site.url}{path(person, paper, verdict)}"' in content
+        public = site.client.get(f"/feeds/all.{fmt}").text
+        assert "/feedback/" not in public

@@ -43,10 +43,7 @@ class Target:
 
     def current(self, store: Store) -> Verdict | None:
         """The reader's verdict on the paper now, whichever link gave it."""
-        return next(
-            (f.verdict for f in store.feedback(self.person.id) if f.paper_seq == self.paper.seq),
-            None,
-        )
+        return store.verdict(self.person.id, self.paper.seq)
 
 
 def feedback_page(request: Request) -> Response:
@@ -107,4 +104,5 @@ def _page(
         undone=undone,
         action=request.url.path,
         manage=f"/manage/{links.token(target.person, 'manage')}",
+        reader=links.token(target.person, "feed"),
     )

@@ -190,6 +190,7 @@ def _page(
         csrf=csrf.field,
         frequencies=FREQUENCIES,
         formats=FORMATS,
+        reader=links.token(person, "feed"),
         feed=f"/feeds/{links.token(person, 'feed')}",
         unsubscribe=f"/unsubscribe/{links.token(person, 'unsubscribe')}",
     )
