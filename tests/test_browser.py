@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from digest.store import Store
-from tests.test_web import MakeSite, Site, later, make_site, text_of  # noqa: F401
+from tests.test_web import MakeSite, Site, later, link_path, make_site, text_of  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -164,7 +164,7 @@ def test_more_like_this_from_a_digest_then_taken_back_on_the_manage_page_in_a_br
         page.click("button:has-text('More like this')")
         page.wait_for_selector("text=Recorded: more papers like")
         shot(page, "12-feedback-recorded")
-        page.click("a:has-text('Your settings')")
+        page.goto(site.url + link_path(person, "manage"))
         page.wait_for_selector("h2:has-text('Papers you marked')")
         assert page.locator("ul.marked li").count() == 1
         shot(page, "13-manage-marked")

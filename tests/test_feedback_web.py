@@ -80,6 +80,22 @@ def test_the_button_records_and_says_what_with_an_undo(site: Site) -> None:
     assert "Recorded: more papers like" in again.text
 
 
+def test_the_pages_behind_a_feedback_link_show_no_other_token_of_the_reader(site: Site) -> None:
+    """The private feed carries feedback links: they must not lead to the manage page
+    (a leaked feed URL changes nothing), nor a leaked feedback link to the feed."""
+    person = site.active("ada@example.org")
+    [paper, _] = papers(site)
+    where = path(person, paper, "more")
+    pages = [
+        site.client.get(where).text,
+        press(site, where).text,
+        press(site, where, action="undo").text,
+    ]
+    secrets = [links.token(person, p) for p in ("manage", "unsubscribe", "feed")]
+    for page in pages:
+        assert not [token for token in secrets if token in page]
+
+
 def test_pressing_twice_changes_nothing_and_answers_the_same(site: Site) -> None:
     person = site.active("ada@example.org")
     [paper, _] = papers(site)

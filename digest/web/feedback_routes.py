@@ -13,7 +13,8 @@ idempotent: the answer is the same page however often the button is pressed.
 As for the confirm and unsubscribe buttons, the signed URL is the authorisation
 (no CSRF token): a cross-site POST could only do what the reader's own mail
 offers.  A forged or revoked token, an unknown paper, and an unsubscribed
-reader are all 404.
+reader are all 404.  The pages show no other token of the reader: the private
+feed carries these links, and a feed URL must not lead to the manage page.
 """
 
 from dataclasses import dataclass
@@ -103,6 +104,4 @@ def _page(
         recorded=recorded,
         undone=undone,
         action=request.url.path,
-        manage=f"/manage/{links.token(target.person, 'manage')}",
-        reader=links.token(target.person, "feed"),
     )
