@@ -34,7 +34,7 @@ from digest.config import Config
 from digest.dates import month_day
 from digest.errors import QueryError
 from digest.errors import RenderError as RenderError
-from digest.links import Links
+from digest.links import VERDICT_LABELS, Links
 from digest.match import Match, compile_filter, trend_note
 from digest.mime import CONTROL, assemble, boundary, clean, date, encoded_words, safe_url
 from digest.mime import confirmation_id as confirmation_id
@@ -102,6 +102,7 @@ class PaperView:
     segments: tuple[Segment, ...]  # the abstract excerpt; True marks a highlight
     text: str  # the same excerpt, *highlights* starred, wrapped for the text part
     code: tuple[tuple[str, str], ...]  # (url, label) of each repository link
+    feedback: tuple[Source, ...]  # the reader's signed "More like this" and "Not for me"
 
 
 def template_dir() -> Path:
@@ -245,14 +246,14 @@ class Renderer:
             "greeting": clean(subscriber.name) or clean(subscriber.email),
             "email": clean(subscriber.email),
             "filter": clean(subscriber.filter),
-            "papers": [self._paper(m) for m in content.matches],
+            "papers": [self._paper(m, content.links) for m in content.matches],
             "more": f"{more} more paper{' matches' if more == 1 else 's match'}" if more else "",
             "more_url": content.links.more(content.message_id),
             "links": content.links,
             "health": _health(content.health),
         }
 
-    def _paper(self, match: Match) -> PaperView:
+    def _paper(self, match: Match, reader: Links) -> PaperView:
         paper = match.paper
         abstract = CONTROL.sub(" ", paper.abstract)  # same length: match's spans still hold
         spans = _outside_links(list(match.spans), abstract, paper.links)
@@ -270,6 +271,7 @@ class Renderer:
             segments=segments,
             text=_wrap("".join(f"*{text}*" if marked else text for text, marked in segments)),
             code=links.code,
+            feedback=_feedback(reader, paper.id, title),
         )
 
     def _headers(self, content: DigestContent, subject: str) -> list[tuple[str, str]]:
@@ -336,6 +338,14 @@ def _sources(links: PaperLinks, title: str) -> tuple[Source, ...]:
     if links.daily_papers_url:
         found.append((links.daily_papers_url, "Daily Papers", f"{title} on Daily Papers"))
     return tuple(found)
+
+
+def _feedback(reader: Links, paper_id: str, title: str) -> tuple[Source, ...]:
+    """The two one-click verdicts, each named for its paper for a screen reader."""
+    return tuple(
+        (reader.feedback(paper_id, verdict), label, f"{label}: {title}")
+        for verdict, label in VERDICT_LABELS.items()
+    )
 
 
 def _outside_links(

@@ -172,6 +172,7 @@ def check_another_identity(store: Store, world: World) -> None:
 READS: dict[str, Call] = {
     "source_state": lambda s, w: s.source_state("hf"),
     "feedback": lambda s, w: s.feedback(w.ada),
+    "verdict": lambda s, w: s.verdict(w.ada, w.liked_seq),
     "all_feedback": lambda s, w: s.all_feedback(),
     "rejection_by_hash": lambda s, w: s.rejection_by_hash("1" * 64),
     "source_states": lambda s, w: s.source_states(),
