@@ -10,7 +10,7 @@ matches of one trend, whatever the store's size.
 The order is the digest's (``match.ranked``): trend, then relevance, then
 newest.  Since the chunks arrive in trend order, a trend's matches are complete
 when the next trend begins, and only they are sorted by relevance.  Relevance
-is BM25 with the statistics of *all* the candidates, counted in a first pass
+is BM25 with the statistics of *all* the matches, counted in a first pass
 (``query.Stats``), so it is the same number the all-in-memory ranking gave; a
 caller that needs no relevance (counts per day) makes only that pass.
 """
@@ -65,7 +65,7 @@ class Streamed:
             stats = None
             for corpus, papers, hits in self._chunks(None):
                 days.update(papers[i].first_seen[:10] for i in hits)
-                found = corpus.tally(self.node)
+                found = corpus.tally(self.node, corpus.evaluate(self.node))
                 stats = found if stats is None else stats + found
             self._tally = Tally(days.total(), sorted(days.items()), stats)
         return self._tally

@@ -46,7 +46,7 @@ def match_command(
             return
         assert email is not None
         subscriber = subscribers.get(app.store, email)
-        upcoming = match.pending(app.store, subscriber, app.config.digest, now())
+        upcoming = match.pending(app.store, subscriber, app.config.digest, now(), whole=False)
     _print_matches(upcoming.capped, as_json)
     if not as_json:
         click.echo(
