@@ -135,16 +135,20 @@ def top_matches(
     corpus = Corpus(stemmer, documents(papers), Focus.of(node, stemmer))
     found = corpus.evaluate(node)
     hits = list(members(found))
-    head = _ranked_head(corpus, node, papers, found, _trend_head(hits, papers, limit))
+    head = _ranked_head(corpus, node, papers, (found, hits), _trend_head(hits, papers, limit))
     return Backtest([papers[i] for i in hits], head[:limit] if limit is not None else head)
 
 
 def _ranked_head(
-    corpus: Corpus, node: Node, papers: Sequence[PaperRow], found: int, head: Iterable[int]
+    corpus: Corpus,
+    node: Node,
+    papers: Sequence[PaperRow],
+    found: tuple[int, Sequence[int]],
+    head: Iterable[int],
 ) -> list[Match]:
-    """The matches ``head`` (of all those ``found``), ranked: relevance with the statistics
-    of what was found, the one rule (``query.Stats``) of every ranking."""
-    stats = corpus.tally(node, found)
+    """The matches ``head`` of all those ``found`` (as bits and as indexes), ranked: relevance
+    with the statistics of what was found, the one rule (``query.Stats``) of every ranking."""
+    stats = corpus.tally(node, *found)
     return ranked(
         [Match(papers[i], corpus.matched(node, i), corpus.relevance(node, i, stats)) for i in head]
     )
@@ -401,7 +405,7 @@ class Batch:
         found = sorted(members(bits), key=lambda i: trend_key(papers[i]))
         cap = len(found) if whole else self.settings.max_papers
         head = _contenders(found, cap, lambda i: trend_key(papers[i]))
-        matches = _ranked_head(self.corpus, node, papers, bits, head)
+        matches = _ranked_head(self.corpus, node, papers, (bits, found), head)
         window = self.window(subscriber).description
         capped = highlighted(node, matches[: self.settings.max_papers], self.corpus.stemmer)
         return Pending(subscriber, window, matches, capped, len(found))

@@ -377,14 +377,15 @@ class Corpus:
         self._memo: dict[Leaf, int] = {}
         self.stats = stats
 
-    def tally(self, node: Node, among: int) -> "Stats":
+    def tally(self, node: Node, among: int, listed: Sequence[int] | None = None) -> "Stats":
         """What BM25 needs to know of the documents ``among`` (a bitset; see ``Stats``) for
-        ``node``: their number, field lengths, and how many satisfy each positive leaf."""
-        chosen = list(members(among))
-        leaves = dict.fromkeys(positive(node))
+        ``node``: their number, field lengths, and how many satisfy each positive leaf.
+        ``listed``: the members of ``among``, when the caller has them already."""
+        chosen = list(members(among)) if listed is None else listed
+        leaves, fields = dict.fromkeys(positive(node)), self.fields.items()
         return Stats(
             len(chosen),
-            {name: sum(index.lengths[i] for i in chosen) for name, index in self.fields.items()},
+            {name: sum(map(index.lengths.__getitem__, chosen)) for name, index in fields},
             {leaf: (self.evaluate(leaf) & among).bit_count() for leaf in leaves},
         )
 
