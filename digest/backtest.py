@@ -12,7 +12,8 @@ newest.  Since the chunks arrive in trend order, a trend's matches are complete
 when the next trend begins, and only they are sorted by relevance.  Relevance
 is BM25 with the statistics of *all* the matches, counted in a first pass
 (``query.Stats``), so it is the same number the all-in-memory ranking gave; a
-caller that needs no relevance (counts per day) makes only that pass.
+caller that needs no relevance (counts per day) makes only that pass, or none
+when the FTS5 index decides the filter exactly (``by_day``).
 """
 
 from collections import Counter
@@ -23,7 +24,7 @@ from itertools import groupby
 
 from digest.match import Match, documents, shared_stemmer, trend_key
 from digest.models import PaperRow
-from digest.query import Corpus, Focus, Stats, members, parse, to_narrowing
+from digest.query import Corpus, Focus, Stats, fts5_decides, members, parse, to_fts5, to_narrowing
 from digest.stemming import Stemmer
 from digest.store import Store
 
@@ -69,6 +70,15 @@ class Streamed:
                 stats = found if stats is None else stats + found
             self._tally = Tally(days.total(), sorted(days.items()), stats)
         return self._tally
+
+    def by_day(self) -> list[tuple[str, int]]:
+        """The matches per ingest day, oldest day first (``match.by_day``): counted by the
+        store alone when its FTS5 index decides the filter (``query.fts5_decides``), else
+        by the evaluator over the candidates (``tally``)."""
+        fts = to_fts5(self.node)
+        if self._tally is None and fts is not None and fts5_decides(self.node):
+            return self.store.days_matching(fts, since=self.since)
+        return self.tally().days
 
     def ranked(self) -> Iterator[Match]:
         """Every match, in the digest's order, as the chunks come."""

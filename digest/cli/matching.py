@@ -40,7 +40,7 @@ def match_command(
 
             found = Streamed(app.store, query, since=parse_since(since, now()))
             if by_day:
-                _print_by_day(found.tally().days, as_json)
+                _print_by_day(found.by_day(), as_json)
                 return
             _print_matches(found.ranked(), as_json)
             return

@@ -312,6 +312,20 @@ class PaperStore(Base):
             return where, params
         return [f"t.seq IN ({','.join('?' * len(chosen))})"], chosen
 
+    def days_matching(self, fts: str, *, since: datetime | None = None) -> list[tuple[str, int]]:
+        """How many papers the FTS5 expression ``fts`` matches per ingest day (UTC date of
+        first sighting), oldest day first; only ``since`` then when given."""
+        where, params = ["p.seq IN (SELECT rowid FROM papers_fts WHERE papers_fts MATCH ?)"], [fts]
+        if since is not None:
+            where.append("p.first_seen >= ?")
+            params.append(iso(since))
+        rows = self.db.execute(
+            "SELECT substr(p.first_seen, 1, 10) AS day, COUNT(*) FROM papers p "
+            f"WHERE {' AND '.join(where)} GROUP BY day ORDER BY day",
+            params,
+        )
+        return [(str(day), int(count)) for day, count in rows]
+
     def trending_chunks(
         self, *, since: datetime | None = None, narrowing: Narrowing | None = None, chunk: int
     ) -> Iterator[list[PaperRow]]:
