@@ -265,8 +265,8 @@ class PaperStore(Base):
         ``after_seq`` keeps papers first stored after that one; ``undelivered_to``
         drops papers already put in a digest for that subscriber id.
 
-        With ``fts`` or ``seqs`` (a few papers out of many) the papers are chosen
-        first and their trends then aggregated from their sightings alone: SQLite
+        Papers narrowed by any condition are chosen first and their trends then
+        aggregated from their sightings alone (while few enough to bind): SQLite
         pushes a list of seqs into the ``paper_trends`` view, never a join, and
         would otherwise group every sighting of the store.
         """
@@ -290,7 +290,7 @@ class PaperStore(Base):
         if seqs is not None:
             where.append(f"p.seq IN ({','.join('?' * len(seqs))})")
             params.extend(seqs)
-        if fts is not None or seqs is not None:
+        if len(where) > 1:
             where, params = self._chosen(where, params)
         sql = (
             f"{_PAPER_SELECT} WHERE {' AND '.join(where)} "
