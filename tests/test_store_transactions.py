@@ -215,6 +215,7 @@ READS: dict[str, Call] = {
     "waiting": lambda s, w: s.waiting(w.ada),
     "window_papers": lambda s, w: s.window_papers(None, NOW),
     "trending_chunks": lambda s, w: list(s.trending_chunks(since=NOW, chunk=2)),
+    "days_matching": lambda s, w: s.days_matching('"model"', since=NOW),
 }
 
 # the transaction itself, the end of the connection, handing free pages back to the file

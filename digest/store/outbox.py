@@ -323,5 +323,7 @@ def _whose(statuses: Sequence[str] | None, also: int | None) -> tuple[str, list[
     """A condition on subscribers ``s``: in ``statuses`` (any when None), or ``also``."""
     if statuses is None:
         return "1", []
+    if not statuses:
+        return "s.id = ?", [also]
     marks = ", ".join("?" * len(statuses))
     return f"(s.status IN ({marks}) OR s.id = ?)", [*statuses, also]
