@@ -27,15 +27,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from digest.config import Config
-from digest.delivery import STOP_GRACE_SECONDS as STOP_GRACE_SECONDS
-from digest.delivery import Clock as Clock
-from digest.delivery import deliver as deliver
-from digest.delivery import pid_alive, recover
-from digest.errors import BuildError
+from digest.errors import BuildError, DeliveryError
 from digest.links import links_for
-from digest.mailer import DeliveryError, Transport
 from digest.match import Batch, Pending
 from digest.models import Subscriber
 from digest.render import DigestContent, Health, Renderer, message_id
@@ -45,6 +41,10 @@ from digest.reports import SendReport as SendReport
 from digest.reports import Status as Status
 from digest.reports import failure_reason as failure_reason
 from digest.store import Packed, Store, iso, pack
+
+if TYPE_CHECKING:  # delivery (aiosmtplib, asyncio) is imported by a send, not by a preview
+    from digest.delivery import Clock
+    from digest.transport import Transport
 
 DAILY_GAP = timedelta(hours=20)
 POOL_FROM = 200  # due digests from which rendering in worker processes pays for starting them
@@ -333,8 +333,8 @@ def _taken(item: Built | Failed) -> DigestReport:
 def send(
     store: Store,
     config: Config,
-    transport: Transport,
-    clock: Clock,
+    transport: "Transport",
+    clock: "Clock",
     *,
     only: str | None = None,
     dry_run: bool = False,
@@ -357,6 +357,8 @@ def send(
     only = subscriber.email if subscriber else only  # the stored spelling (an IDN domain)
     due, report.not_due = due_subscribers(store, config, now, only, builder.last_built)
     if not dry_run:
+        from digest.delivery import pid_alive, recover
+
         recover(store, pid_alive)
     stop = stop or threading.Event()
     workers = workers_for(config) if renderer is None and len(due) >= POOL_FROM else 1
@@ -467,8 +469,8 @@ def _record_chunks(
 def _deliver_queued(
     store: Store,
     config: Config,
-    transport: Transport,
-    clock: Clock,
+    transport: "Transport",
+    clock: "Clock",
     subscriber: Subscriber | None,
     stop: threading.Event,
     queued: list[DigestReport],
@@ -478,6 +480,8 @@ def _deliver_queued(
 
     A transport that cannot be used leaves the queued digests reported as queued.
     """
+    from digest.delivery import deliver
+
     try:
         delivered = asyncio.run(deliver(store, config, transport, clock, subscriber, stop))
     except DeliveryError as err:

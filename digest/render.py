@@ -143,10 +143,9 @@ class Renderer:
     def __init__(self, config: Config) -> None:
         self.config = config
         env = template_environment()
+        self._env = env
         self._html = env.get_template(HTML_TEMPLATE)
         self._text = env.get_template(TEXT_TEMPLATE)
-        self._confirm_html = env.get_template(CONFIRM_HTML_TEMPLATE)
-        self._confirm_text = env.get_template(CONFIRM_TEXT_TEMPLATE)
         self._inliner = CSSInliner(load_remote_stylesheets=False)
         name, address = parseaddr(config.delivery.from_)
         self._from = _mailbox(name, address)
@@ -204,8 +203,9 @@ class Renderer:
             ("Message-ID", clean(message_id)),
             ("Auto-Submitted", "auto-generated"),
         ]
-        text = self._confirm_text.render(context)
-        html = self._confirm_html.render(context)
+        # compiled on the first confirmation: a send or a preview never renders one
+        text = self._env.get_template(CONFIRM_TEXT_TEMPLATE).render(context)
+        html = self._env.get_template(CONFIRM_HTML_TEMPLATE).render(context)
         return assemble(headers, text, html, boundary("confirm", message_id))
 
     def fit(self, content: DigestContent) -> tuple[DigestContent, bytes]:
