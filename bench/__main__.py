@@ -37,6 +37,7 @@ from bench import (
     preview,
     progress,
     render,
+    scaling,
     send,
     web_latency,
 )
@@ -50,6 +51,7 @@ STAGES: dict[str, Stage] = {
     "render": render.run,
     "send": send.run,
     "cycle": cycle.run,
+    "scaling": scaling.run,
     "history": history.run,
     "feeds": feeds.run,
     "preview": preview.run,

@@ -1,6 +1,6 @@
 """Send: 5,000 queued digests through the outbox to an SMTP sink in another process.
 
-What is measured: ``outbox.deliver(store, config, SmtpTransport(config.smtp),
+What is measured: ``delivery.deliver(store, config, SmtpTransport(config.smtp),
 clock)`` with ``[smtp] concurrency = 4`` for 5,000 queued digests of 10 papers
 each (about 28 KB per message), as messages/s, to an ``aiosmtpd`` sink running
 in another process (``tests.smtp_servers.sink_process``) on loopback.  That is
@@ -53,7 +53,7 @@ from bench.workload import (
     workdir,
     write_papers,
 )
-from digest import outbox
+from digest import delivery, outbox
 from digest.config import Config, from_mapping
 from digest.mailer import SmtpTransport
 from digest.render import Renderer
@@ -203,7 +203,7 @@ def deliver_ours(folder: Path, seed_db: Path, ids: set[str]) -> Timing:
             with PeakMemory() as memory:
                 start, cpu = time.perf_counter(), time.process_time()
                 reports = asyncio.run(
-                    outbox.deliver(store, config, SmtpTransport(config.smtp), _clock)
+                    delivery.deliver(store, config, SmtpTransport(config.smtp), _clock)
                 )
                 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             unsent = [r for r in reports if r.status != "sent"]

@@ -22,14 +22,31 @@ Refuse at the door, or deliver correctly; never half way:
 import base64
 import re
 from email.utils import formataddr
-
-from email_validator import EmailNotValidError, validate_email
+from typing import TYPE_CHECKING
 
 from digest.errors import UndeliverableAddress, UsageError
 
 NAME_CHARS = 200  # longer display names are cut: a To: header is not the place for an essay
 ENCODED_WORD_BYTES = 45  # UTF-8 bytes per encoded word: 60 base64 characters, a 72-char word
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+if TYPE_CHECKING:
+    from email_validator import ValidatedEmail
+
+
+class _Invalid(ValueError):
+    """email_validator's refusal, with its message."""
+
+
+def _validated(address: str, *, smtputf8: bool) -> "ValidatedEmail":
+    """The address checked by email_validator, imported here: it compiles large patterns,
+    and most commands (an ASCII address looked up, ``status``) never check one."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(address, check_deliverability=False, allow_smtputf8=smtputf8)
+    except EmailNotValidError as err:
+        raise _Invalid(str(err)) from None
 
 
 def normalize(text: str) -> str:
@@ -38,7 +55,7 @@ def normalize(text: str) -> str:
     _require_ascii_local(address)
     try:
         return _ascii_form(address)
-    except EmailNotValidError as err:
+    except _Invalid as err:
         raise UsageError(f"{text!r} is not a valid email address: {err}") from None
 
 
@@ -48,8 +65,8 @@ def lookup_forms(text: str) -> list[str]:
     if address.isascii() and "xn--" not in address.lower():
         return [address]
     try:
-        found = validate_email(address, check_deliverability=False, allow_smtputf8=True)
-    except EmailNotValidError:
+        found = _validated(address, smtputf8=True)
+    except _Invalid:
         return [address]
     idna = f"{found.local_part}@{found.ascii_domain}"
     return list(dict.fromkeys([address, idna, found.normalized]))
@@ -62,7 +79,7 @@ def wire(address: str) -> str:
     _require_ascii_local(address)
     try:
         return _ascii_form(address)
-    except EmailNotValidError as err:
+    except _Invalid as err:
         raise UsageError(f"{address}: cannot be written in ASCII: {err}") from None
 
 
@@ -85,7 +102,7 @@ def b_words(text: str) -> list[str]:
 
 
 def _ascii_form(address: str) -> str:
-    found = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+    found = _validated(address, smtputf8=False)
     return f"{found.local_part}@{found.ascii_domain}"
 
 

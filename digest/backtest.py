@@ -10,9 +10,10 @@ matches of one trend, whatever the store's size.
 The order is the digest's (``match.ranked``): trend, then relevance, then
 newest.  Since the chunks arrive in trend order, a trend's matches are complete
 when the next trend begins, and only they are sorted by relevance.  Relevance
-is BM25 with the statistics of *all* the candidates, counted in a first pass
+is BM25 with the statistics of *all* the matches, counted in a first pass
 (``query.Stats``), so it is the same number the all-in-memory ranking gave; a
-caller that needs no relevance (counts per day) makes only that pass.
+caller that needs no relevance (counts per day) makes only that pass, or none
+when the FTS5 index decides the filter exactly (``by_day``).
 """
 
 from collections import Counter
@@ -23,7 +24,7 @@ from itertools import groupby
 
 from digest.match import Match, documents, shared_stemmer, trend_key
 from digest.models import PaperRow
-from digest.query import Corpus, Focus, Stats, members, parse, to_narrowing
+from digest.query import Corpus, Focus, Stats, fts5_decides, members, parse, to_fts5, to_narrowing
 from digest.stemming import Stemmer
 from digest.store import Store
 
@@ -65,10 +66,19 @@ class Streamed:
             stats = None
             for corpus, papers, hits in self._chunks(None):
                 days.update(papers[i].first_seen[:10] for i in hits)
-                found = corpus.tally(self.node)
+                found = corpus.tally(self.node, corpus.evaluate(self.node))
                 stats = found if stats is None else stats + found
             self._tally = Tally(days.total(), sorted(days.items()), stats)
         return self._tally
+
+    def by_day(self) -> list[tuple[str, int]]:
+        """The matches per ingest day, oldest day first (``match.by_day``): counted by the
+        store alone when its FTS5 index decides the filter (``query.fts5_decides``), else
+        by the evaluator over the candidates (``tally``)."""
+        fts = to_fts5(self.node)
+        if self._tally is None and fts is not None and fts5_decides(self.node):
+            return self.store.days_matching(fts, since=self.since)
+        return self.tally().days
 
     def ranked(self) -> Iterator[Match]:
         """Every match, in the digest's order, as the chunks come."""

@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from digest.errors import ConfigError, QueryError
-from digest.query import parse
 
 ENV_VAR = "DIGEST_CONFIG"
 DEFAULT_FILE = "config.toml"
@@ -76,6 +75,7 @@ class DeliveryConfig(Section):
     retries: Annotated[int, Field(ge=0, le=20)] = 3
     retry_base_seconds: Annotated[float, Field(gt=0)] = 2.0
     bounce_limit: PositiveInt = 3
+    render_workers: Annotated[int, Field(ge=0, le=64)] = 0  # 0: one process per core
 
 
 class SmtpConfig(Section):
@@ -296,7 +296,11 @@ class TopicTable(Section):
     @field_validator("filter")
     @classmethod
     def _parses(cls, value: str) -> str:
-        """Refused at load (and so on SIGHUP, keeping the running config), not at the next job."""
+        """Refused at load (and so on SIGHUP, keeping the running config), not at the next job.
+        The parser is imported here: a config without topics, and ``digest status``, need
+        none of the filter language."""
+        from digest.query import parse
+
         try:
             parse(value)
         except QueryError as err:

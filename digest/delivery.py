@@ -28,6 +28,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +45,9 @@ from digest.store import QueuedDigest, Store, iso
 Clock = Callable[[], datetime]
 STOP_GRACE_SECONDS = 5.0  # a stop lets the messages in flight finish this long, then cancels
 STOP_POLL_SECONDS = 0.1
+# A sent mark is written to the disk at once if the last one that was is this old; the
+# others wait for it (or the run's end): a power cut resends at most a second's messages.
+DURABLE_SECONDS = 1.0
 # Different recipients refused in a row with the same permanent reply: the relay's doing.
 RELAY_STREAK = 3
 # The outbox's name, as before delivery had a module of its own: log lines read the same.
@@ -95,6 +99,7 @@ class Deliverer:
         self.sender = parseaddr(config.delivery.from_)[1]
         self.reports: dict[int, DigestReport] = {}
         self.suspects: list[_Suspect] = []
+        self._durable_at = time.monotonic()
 
     async def run(self, transport: Transport, ready: Sequence[QueuedDigest]) -> list[DigestReport]:
         """Deliver ``ready``; a DeliveryError stops every worker and is raised as itself.
@@ -121,6 +126,7 @@ class Deliverer:
         finally:
             for suspect in self.suspects:  # cancelled: give them back untouched
                 self.store.release(suspect.digest.id)
+            self.store.make_durable()
         return [self.reports[d.id] for d in ready if d.id in self.reports]
 
     async def _stop_watch(self, workers: list["asyncio.Task[None]"]) -> None:
@@ -263,7 +269,10 @@ class Deliverer:
         now = self.clock()
         report.status, report.error = outcome.status, outcome.error
         if outcome.status == "sent":
-            self.store.mark_sent(digest.id, digest.subscriber_id, iso(now))
+            durable = time.monotonic() - self._durable_at >= DURABLE_SECONDS
+            self.store.mark_sent(digest.id, digest.subscriber_id, iso(now), durable=durable)
+            if durable:
+                self._durable_at = time.monotonic()
         elif outcome.status == "failed":
             bouncing = self.store.mark_failed(
                 digest.id,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.config import DigestConfig
-from digest.match import documents, learned_key, pending, shared_stemmer, window_of
+from digest.match import Window, documents, pending, shared_stemmer
 from digest.models import PaperRow, Subscriber
 from digest.query import Corpus, Explanation, parse
 from digest.relevance import scorer_for
@@ -90,7 +90,7 @@ def _in_window(
     now: datetime,
     reasons: list[str],
 ) -> bool:
-    window = window_of(store, subscriber, settings, now)
+    window = _window(store, subscriber, settings, now)
     inside = window.holds(paper)
     if not inside:
         reasons.append(
@@ -108,19 +108,18 @@ def _rank_in_pending(
     stemmer: Stemmer | None,
 ) -> tuple[bool, str]:
     """Whether the paper makes the cap of the next digest, and where it ranks, in words
-    (by the reader's model when they have one, as the digest ranks them)."""
-    matches = pending(store, subscriber, settings, now, stemmer).matches
-    scorer = scorer_for(store, [m.paper for m in matches])
-    if scorer is not None and scorer.knows(subscriber.id):
-        scores = [float(score) for score in scorer.scores(subscriber.id)]
-        order = sorted(range(len(matches)), key=lambda i: learned_key(scores[i], matches[i].paper))
-        matches = [matches[i] for i in order]
-    rank = next(i for i, m in enumerate(matches, start=1) if m.paper.seq == paper.seq)
+    (as the digest ranks: by the reader's model when they have one)."""
+    upcoming = pending(store, subscriber, settings, now, stemmer)
+    rank = next(i for i, m in enumerate(upcoming.matches, start=1) if m.paper.seq == paper.seq)
     if rank > settings.max_papers:
         cap = settings.max_papers
         place = f"beyond the cap of {cap} (on the digest's more page)"
-        return False, f"ranked {rank} of {len(matches)}: {place}"
-    return (
-        True,
-        f"in the next digest at position {rank} of {min(len(matches), settings.max_papers)}",
-    )
+        return False, f"ranked {rank} of {len(upcoming.matches)}: {place}"
+    return True, f"in the next digest at position {rank} of {len(upcoming.capped)}"
+
+
+def _window(store: Store, subscriber: Subscriber, settings: DigestConfig, now: datetime) -> Window:
+    last = store.last_digest(subscriber.id)
+    if last is None:
+        return Window.of(None, settings.lookback_days, now)
+    return Window.of(int(last["max_seq"]), settings.lookback_days, now, last["created_at"])

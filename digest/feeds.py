@@ -8,7 +8,8 @@ formats and capped at ``[feeds] max_entries``:
 * one per ``[[topics]]`` table: the papers its filter selects, in the same order;
 * one per subscriber, addressed by their ``feed`` link token (see ``links``): their
   newest matches over the whole store (a digest's further matches are on its ``/matches``
-  page, since a feed this short cannot hold them all).
+  page, since a feed this short cannot hold them all), each entry ending with the
+  reader's signed "More like this" and "Not for me" links, as in their digest.
 
 What feed readers need (``FIELD_NOTES.md``): an entry id that never changes for a paper
 (a tag URI of the paper id, with a fixed date, never derived from now), UTC dates (the
@@ -145,9 +146,16 @@ class Feeds:
         tag = f"subscriber/{subscriber.id}"  # not the token: stays when the secret changes
         feed = _Feed(token, tag, f"Your papers: {query}", f"Research papers matching {query}")
         papers = partial(self._matching, query, list)  # the store lists papers newest first
-        return self._cached(("private", token, query, fmt), feed, papers, fmt)
+        return self._cached(("private", token, query, fmt), feed, papers, fmt, subscriber)
 
-    def _cached(self, key: tuple[str, ...], feed: _Feed, papers: _Papers, fmt: Format) -> FeedBody:
+    def _cached(
+        self,
+        key: tuple[str, ...],
+        feed: _Feed,
+        papers: _Papers,
+        fmt: Format,
+        reader: Subscriber | None = None,
+    ) -> FeedBody:
         """The cached body for ``key`` if the store has not changed since, else a new one.
 
         The version is read before building: a write landing during the build only
@@ -162,7 +170,7 @@ class Feeds:
             if found is not None:
                 self._cache.move_to_end(key)
                 return found
-        body = self._build(feed, papers(), fmt)
+        body = self._build(feed, papers(), fmt, reader)
         with self._lock:
             if self._version == version:
                 self._cache[key] = body
@@ -197,7 +205,10 @@ class Feeds:
             start, size = start + size, size * 2
         return found[:wanted]
 
-    def _build(self, feed: _Feed, papers: Sequence[PaperRow], fmt: Format) -> FeedBody:
+    def _build(
+        self, feed: _Feed, papers: Sequence[PaperRow], fmt: Format, reader: Subscriber | None
+    ) -> FeedBody:
+        """The feed's bytes; a ``reader``'s feed carries their verdict links in each entry."""
         papers = papers[: self.config.feeds.max_entries]
         dates = [_utc(p.first_seen) for p in papers]
         modified = max(dates, default=None) or self._clock().astimezone(UTC).replace(microsecond=0)
@@ -224,7 +235,8 @@ class Feeds:
             _credit(entry, paper)
             entry.published(seen)
             entry.updated(seen)
-            entry.content(_content(paper.abstract, related), type="html")
+            verdicts = self._verdicts(reader, paper.id) if reader is not None else []
+            entry.content(_content(paper.abstract, related, verdicts), type="html")
         data = gen.atom_str(pretty=True) if fmt == "atom" else gen.rss_str(pretty=True)
         return FeedBody(
             data=data,
@@ -233,6 +245,12 @@ class Feeds:
             media_type=f"{MEDIA_TYPES[fmt]}; charset=utf-8",
             entries=len(papers),
         )
+
+    def _verdicts(self, reader: Subscriber, paper_id: str) -> list[tuple[str, str]]:
+        return [
+            (self._base + links.feedback_path(reader, paper_id, verdict), label)
+            for verdict, label in links.VERDICT_LABELS.items()
+        ]
 
     def _tag(self, specific: str) -> str:
         return f"tag:{self._host},{TAG_YEAR}:{specific}"
@@ -340,12 +358,14 @@ def _credit(entry: Any, paper: PaperRow) -> None:
         entry.category([{"term": term} for term in terms])
 
 
-def _content(abstract: str, related: Sequence[tuple[str, str]]) -> str:
-    """The abstract as escaped HTML, then one link per related page (PDF, code, ...)."""
+def _content(abstract: str, *rows: Sequence[tuple[str, str]]) -> str:
+    """The abstract as escaped HTML, then a line of links per row that has any (the
+    related pages: PDF, code, ...; the reader's verdicts)."""
     parts = [f"<p>{html.escape(_xml_safe(abstract), quote=False)}</p>"]
-    if related:
-        anchors = [f'<a href="{html.escape(u)}">{html.escape(label)}</a>' for u, label in related]
-        parts.append(f"<p>{' · '.join(anchors)}</p>")
+    for row in rows:
+        anchors = [f'<a href="{html.escape(u)}">{html.escape(label)}</a>' for u, label in row]
+        if anchors:
+            parts.append(f"<p>{' · '.join(anchors)}</p>")
     return "\n".join(parts)
 
 

@@ -224,9 +224,16 @@ def unsubscribe(store: Store, person: Subscriber, now: datetime) -> Subscriber:
 
 
 def change_settings(
-    store: Store, person: Subscriber, changes: Mapping[str, str], channel: Channel, now: datetime
+    store: Store,
+    person: Subscriber,
+    changes: Mapping[str, str],
+    channel: Channel,
+    now: datetime,
+    *,
+    suggestions: bool | None = None,
 ) -> Subscriber:
-    """Change some of name, filter, frequency, format, each checked as on add.
+    """Change some of name, filter, frequency, format, each checked as on add, and
+    whether they want suggestions beside their matches (None: as it was).
 
     The subscriber's own change makes them the owner of their settings; the
     operator cannot change settings the config owns (the next sync would undo it).
@@ -242,6 +249,8 @@ def change_settings(
     values = {k: changes.get(k, getattr(person, k)) for k in SETTINGS}
     merged = check_settings(Wanted(person.email, **values))
     fields = {k: getattr(merged, k) for k in SETTINGS if getattr(merged, k) != getattr(person, k)}
+    if suggestions is not None and suggestions != person.suggestions:
+        fields["suggestions"] = suggestions
     owner = "subscriber" if channel == "subscriber" else person.settings_owner
     if not fields and owner == person.settings_owner:
         return person

@@ -155,12 +155,25 @@ def top_matches(
     preview of a filter matching thousands of papers costs what its head costs.
     """
     corpus = Corpus(stemmer, documents(papers), Focus.of(node, stemmer))
-    hits = list(members(corpus.evaluate(node)))
-    contenders = _trend_head(hits, papers, limit)
-    head = ranked(
-        [Match(papers[i], corpus.matched(node, i), corpus.relevance(node, i)) for i in contenders]
-    )
+    found = corpus.evaluate(node)
+    hits = list(members(found))
+    head = _ranked_head(corpus, node, papers, (found, hits), _trend_head(hits, papers, limit))
     return Backtest([papers[i] for i in hits], head[:limit] if limit is not None else head)
+
+
+def _ranked_head(
+    corpus: Corpus,
+    node: Node,
+    papers: Sequence[PaperRow],
+    found: tuple[int, Sequence[int]],
+    head: Iterable[int],
+) -> list[Match]:
+    """The matches ``head`` of all those ``found`` (as bits and as indexes), ranked: relevance
+    with the statistics of what was found, the one rule (``query.Stats``) of every ranking."""
+    stats = corpus.tally(node, *found)
+    return ranked(
+        [Match(papers[i], corpus.matched(node, i), corpus.relevance(node, i, stats)) for i in head]
+    )
 
 
 def _trend_head(hits: list[int], papers: Sequence[PaperRow], limit: int | None) -> list[int]:
@@ -260,20 +273,12 @@ def pending(
     settings: DigestConfig,
     now: datetime,
     stemmer: Stemmer | None = None,
+    *,
+    whole: bool = True,
 ) -> Pending:
-    """The papers that would go in this subscriber's next digest."""
-    node = parse(subscriber.filter)
-    window = window_of(store, subscriber, settings, now)
-    candidates = store.papers(
-        since=window.since,
-        after_seq=window.after_seq,
-        undelivered_to=subscriber.id,
-        fts=to_fts5(node),
-    )
-    stemmer = stemmer or shared_stemmer()
-    matches = select(node, candidates, stemmer)
-    capped = highlighted(node, matches[: settings.max_papers], stemmer)
-    return Pending(subscriber, window.description, matches, capped, len(matches))
+    """The papers that would go in this subscriber's next digest: a batch of one (with
+    ``whole``, every match ranked, not only those that can reach the cap)."""
+    return Batch(store, settings, now, stemmer, also=subscriber).pending(subscriber, whole=whole)
 
 
 def highlighted(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
@@ -310,16 +315,6 @@ def beyond(
     return select(node, inside, stemmer or shared_stemmer())
 
 
-def window_of(
-    store: Store, subscriber: Subscriber, settings: DigestConfig, now: datetime
-) -> Window:
-    """The window of the subscriber's next digest (``Window``)."""
-    last = store.last_digest(subscriber.id)
-    if last is None:
-        return Window.of(None, settings.lookback_days, now)
-    return Window.of(int(last["max_seq"]), settings.lookback_days, now, last["created_at"])
-
-
 @lru_cache(maxsize=200_000)
 def compile_filter(query: str) -> Node:
     """Parse a stored filter once per process: subscribers share filters, cycles repeat them."""
@@ -344,6 +339,11 @@ class Batch:
     The candidates are every paper that is in at least one subscriber's window;
     each subscriber's filter is evaluated as a bitset over them and narrowed to
     their own window and to what they were not yet sent.
+
+    A batch of one (``also``: a preview, ``digest match --subscriber``, ``explain``)
+    reads only that subscriber's window, only the papers of it that their filter's
+    FTS5 prefilter lets through, and only their deliveries; since relevance counts
+    only the matches (``query.Stats``), it ranks exactly as the batch that sends.
     """
 
     def __init__(
@@ -354,25 +354,38 @@ class Batch:
         stemmer: Stemmer | None = None,
         also: Subscriber | None = None,
     ) -> None:
-        """The windows of the subscribers who can be due (active), and of ``also`` (a
-        preview of anyone): an unsubscribed or paused subscriber's old last digest
+        """The windows of the subscribers who can be due (active), or only that of ``also``
+        (whatever their status): an unsubscribed or paused subscriber's old last digest
         never widens the window, nor are their deliveries read."""
         self.settings = settings
         self.now = now
         self.also = also.id if also is not None else None
-        self.last_seqs = store.last_digest_seqs(RECEIVING, self.also)
+        receiving = RECEIVING if also is None else ()
+        self.last_seqs = store.last_digest_seqs(receiving, self.also)
         first = Window.of(None, settings.lookback_days, now)
         assert first.since is not None
-        floor = min(self.last_seqs.values(), default=None)
-        self.papers = store.window_papers(floor, first.since)
+        stemmer = stemmer or shared_stemmer()
+        if also is None:
+            floor = min(self.last_seqs.values(), default=None)
+            self.papers = store.window_papers(floor, first.since)
+            self.corpus = window_corpus(stemmer, tuple(documents(self.papers)))
+        else:
+            node = compile_filter(also.filter)
+            self.papers = self._candidates(store, self.window(also), node)
+            self.corpus = Corpus(stemmer, documents(self.papers), Focus.of(node, stemmer))
         self.seqs = [p.seq for p in self.papers]
-        self.corpus = window_corpus(stemmer or shared_stemmer(), tuple(documents(self.papers)))
         first_seq = self.seqs[0] if self.seqs else None
         self.delivered = (
-            store.delivered_since(first_seq, RECEIVING, self.also) if first_seq is not None else {}
+            store.delivered_since(first_seq, receiving, self.also) if first_seq is not None else {}
         )
         self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
         self.scorer = scorer_for(store, self.papers)
+
+    @staticmethod
+    def _candidates(store: Store, window: Window, node: Node) -> list[PaperRow]:
+        """The papers of ``window`` that the prefilter of ``node`` lets through, oldest first."""
+        found = store.papers(since=window.since, after_seq=window.after_seq, fts=to_fts5(node))
+        return sorted(found, key=lambda p: p.seq)
 
     def bits(self, subscriber: Subscriber) -> int:
         """The candidates this subscriber would get: filter, window, not yet delivered."""
@@ -388,7 +401,10 @@ class Batch:
         return found
 
     def window(self, subscriber: Subscriber) -> Window:
-        if subscriber.status not in RECEIVING and subscriber.id != self.also:
+        covered = subscriber.id == self.also or (
+            self.also is None and subscriber.status in RECEIVING
+        )
+        if not covered:
             raise ValueError(f"the batch does not cover {subscriber.status} {subscriber.email}")
         return Window.of(self.last_seqs.get(subscriber.id), self.settings.lookback_days, self.now)
 
@@ -398,35 +414,46 @@ class Batch:
             return self.fresh
         return self.corpus.all & ~((1 << bisect_right(self.seqs, window.after_seq)) - 1)
 
-    def pending(self, subscriber: Subscriber) -> Pending:
+    def pending(
+        self, subscriber: Subscriber, *, whole: bool = False, spans: bool = True
+    ) -> Pending:
         """The subscriber's next digest, ranked and capped.
 
         Terms and relevance are worked out only for the papers that can reach
-        the cap: those trending ahead of the cut and those tied with it (or, for
-        a reader with a model, the first ``max_papers`` by its score).
+        the cap: those trending ahead of the cut and those tied with it (with
+        ``whole``, for every match: ``explain`` says where any of them ranks), or, for
+        a reader with a relevance model, the first ``max_papers`` by its score.  With
+        ``spans=False`` the capped matches carry no spans yet: a send finds them
+        where it renders (``render_pool.render_one``, on every core).
         """
         node = compile_filter(subscriber.filter)
         papers = self.papers
+        bits = self.bits(subscriber)
         scores = self.scores(subscriber)
         if scores is None:
-            found = sorted(members(self.bits(subscriber)), key=lambda i: trend_key(papers[i]))
-            head = _contenders(found, self.settings.max_papers, lambda i: trend_key(papers[i]))
-            matches = ranked([self._match(node, i) for i in head])
+            found = sorted(members(bits), key=lambda i: trend_key(papers[i]))
+            cap = len(found) if whole else self.settings.max_papers
+            head = _contenders(found, cap, lambda i: trend_key(papers[i]))
+            matches = _ranked_head(self.corpus, node, papers, (bits, found), head)
         else:
-            found = list(members(self.bits(subscriber)))
-            head = nsmallest(
-                self.settings.max_papers, found, key=lambda i: learned_key(scores[i], papers[i])
-            )
-            matches = [self._match(node, i) for i in head]
+            found = list(members(bits))
+            cap = len(found) if whole else self.settings.max_papers
+            head = nsmallest(cap, found, key=lambda i: learned_key(scores[i], papers[i]))
+            stats = self.corpus.tally(node, bits, found)
+            matches = [
+                Match(
+                    papers[i], self.corpus.matched(node, i), self.corpus.relevance(node, i, stats)
+                )
+                for i in head
+            ]
         window = self.window(subscriber).description
-        capped = highlighted(node, matches[: self.settings.max_papers], self.corpus.stemmer)
+        capped = matches[: self.settings.max_papers]
+        if spans:
+            capped = highlighted(node, capped, self.corpus.stemmer)
         if scores is None:
             return Pending(subscriber, window, matches, capped, len(found))
         suggested = self._suggestions(subscriber, node, scores)
         return Pending(subscriber, window, matches, capped, len(found), True, suggested)
-
-    def _match(self, node: Node, i: int) -> Match:
-        return Match(self.papers[i], self.corpus.matched(node, i), self.corpus.relevance(node, i))
 
     def scores(self, subscriber: Subscriber) -> Sequence[float] | None:
         """The reader's model's score for each candidate, or None when they have no model."""
@@ -456,12 +483,10 @@ class Batch:
         if len(best) < limit and len(likely) == SHORTLIST:  # the shortlist was not enough
             best = eligible(scorer.above(subscriber.id, SUGGEST_ABOVE))
         best.sort(key=lambda i: learned_key(scores[i], self.papers[i]))
-        found = []
-        for i in best[:limit]:
-            because = scorer.because(subscriber.id, i)
-            if because is not None:
-                found.append(Suggestion(Match(self.papers[i], [], 0.0), scores[i], because))
-        return tuple(found)
+        picks = [(i, scorer.because(subscriber.id, i)) for i in best[:limit]]
+        return tuple(
+            Suggestion(Match(self.papers[i], [], 0.0), scores[i], why) for i, why in picks if why
+        )
 
 
 def _contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, ...]]) -> list[int]:

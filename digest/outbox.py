@@ -22,29 +22,32 @@ bounced.
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from digest.config import Config
-from digest.delivery import STOP_GRACE_SECONDS as STOP_GRACE_SECONDS
-from digest.delivery import Clock as Clock
-from digest.delivery import deliver as deliver
-from digest.delivery import pid_alive, recover
-from digest.errors import BuildError
+from digest.errors import BuildError, DeliveryError
 from digest.links import links_for
-from digest.mailer import DeliveryError, Transport
 from digest.match import Batch, Pending
 from digest.models import Subscriber
 from digest.render import DigestContent, Health, Renderer, message_id
+from digest.render_pool import Outcome, RenderPool, Unrendered, render_one, workers_for
 from digest.reports import DigestReport as DigestReport
 from digest.reports import SendReport as SendReport
 from digest.reports import Status as Status
 from digest.reports import failure_reason as failure_reason
-from digest.store import Store, iso
+from digest.store import Packed, Store, iso, pack
+
+if TYPE_CHECKING:  # delivery (aiosmtplib, asyncio) is imported by a send, not by a preview
+    from digest.delivery import Clock
+    from digest.transport import Transport
 
 DAILY_GAP = timedelta(hours=20)
+POOL_FROM = 200  # due digests from which rendering in worker processes pays for starting them
 RECORD_CHUNK = 250
 WEEKLY_GAP = timedelta(days=6)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -90,11 +93,12 @@ def due_subscribers(
 
 @dataclass(frozen=True, slots=True)
 class Built:
-    """A rendered digest, not yet recorded."""
+    """A rendered digest, not yet recorded: ``data`` as sent, ``packed`` as stored."""
 
     subscriber: Subscriber
     content: DigestContent
     data: bytes
+    packed: Packed
     seqs: list[int]
 
     @property
@@ -112,8 +116,12 @@ class Failed:
     created_at: datetime
 
 
+Prepared = DigestContent | Failed | DigestReport  # to render, failed, or skipped
+
+
 class Builder:
-    """Renders the digests of due subscribers against one batch of candidate papers.
+    """Builds the digests of due subscribers against one batch of candidate papers:
+    ``prepare`` matches (in this process), ``finish`` takes the rendered result.
 
     The batch (the costly part: every window paper indexed) is read at the first
     digest built, so a run with nobody due, the common poll, indexes nothing.
@@ -141,19 +149,36 @@ class Builder:
     def build(self, subscriber: Subscriber) -> Built | Failed | DigestReport:
         """The rendered digest, the failure (logged) of this one subscriber's digest, or the
         report of a subscriber skipped for having nothing new."""
+        prepared = self.prepare(subscriber)
+        if not isinstance(prepared, DigestContent):
+            return prepared
+        return self.finish(prepared, render_one(self.renderer, prepared))
+
+    def prepare(self, subscriber: Subscriber) -> Prepared:
+        """What this subscriber's digest will show, or why there is none."""
         batch = self.batch  # read outside the try: a store that cannot be read stops the run
         try:
-            return self._build(batch, subscriber)
+            upcoming = batch.pending(subscriber, spans=False)
+            if not upcoming.capped and not self.config.digest.send_empty:
+                return DigestReport(subscriber.email, "skipped", 0, error="no new matching papers")
+            return digest_content(self.config, upcoming, self.health.of(subscriber), self.now)
         except Exception as err:  # one subscriber's digest, whatever the cause: see the docstring
-            identity = message_id(subscriber, [f"failed:{iso(self.now)}"], self.sender)
-            return failed("build", subscriber, err, identity, self.now)
+            return failed("build", subscriber, err, self._failed_identity(subscriber), self.now)
 
-    def _build(self, batch: Batch, subscriber: Subscriber) -> Built | DigestReport:
-        upcoming = batch.pending(subscriber)
-        if not upcoming.capped and not self.config.digest.send_empty:
-            return DigestReport(subscriber.email, "skipped", 0, error="no new matching papers")
-        health = self.health.of(subscriber)
-        return _render(self.renderer, self.config, upcoming, health, self.now)
+    def finish(self, content: DigestContent, outcome: Outcome) -> Built | Failed:
+        """The rendered digest, or its failure (logged, with the worker's trace under -v)."""
+        subscriber = content.subscriber
+        if isinstance(outcome, Unrendered):
+            log.error("cannot build the digest for %s: %s", subscriber.email, outcome.reason)
+            log.debug("%s", outcome.trace)
+            identity = self._failed_identity(subscriber)
+            return Failed(subscriber, identity, outcome.reason, self.now)
+        fitted = outcome.content
+        seqs = [m.paper.seq for m in fitted.matches]
+        return Built(subscriber, fitted, outcome.data, outcome.packed, seqs)
+
+    def _failed_identity(self, subscriber: Subscriber) -> str:
+        return message_id(subscriber, [f"failed:{iso(self.now)}"], self.sender)
 
 
 def failed(
@@ -193,10 +218,12 @@ def preview(
     """
     try:
         upcoming = Batch(store, config.digest, now, also=subscriber).pending(subscriber)
-        return _render(renderer, config, upcoming, _HealthCheck(store, now).of(subscriber), now)
+        health = _HealthCheck(store, now).of(subscriber)
+        fitted, data = renderer.fit(digest_content(config, upcoming, health, now))
     except Exception as err:
         why = failure_reason(err)
         raise BuildError(f"cannot build the digest for {subscriber.email}: {why}") from err
+    return Built(subscriber, fitted, data, pack(data), [m.paper.seq for m in fitted.matches])
 
 
 def digest_content(
@@ -216,13 +243,6 @@ def digest_content(
         learned=upcoming.learned,
         suggestions=upcoming.suggestions,
     )
-
-
-def _render(
-    renderer: Renderer, config: Config, upcoming: Pending, health: Health, now: datetime
-) -> Built:
-    fitted, data = renderer.fit(digest_content(config, upcoming, health, now))
-    return Built(upcoming.subscriber, fitted, data, [m.paper.seq for m in fitted.matches])
 
 
 def _identity(upcoming: Pending, now: datetime) -> list[str]:
@@ -280,7 +300,7 @@ def _record_built(store: Store, item: Built, max_seq: int) -> DigestReport:
             max_seq,
             item.seqs,
             item.content.more,
-            item.data,
+            item.packed,
             iso(item.content.created_at),
         )
     except Exception as err:  # this one digest; a broken database fails the next write too
@@ -315,8 +335,8 @@ def _taken(item: Built | Failed) -> DigestReport:
 def send(
     store: Store,
     config: Config,
-    transport: Transport,
-    clock: Clock,
+    transport: "Transport",
+    clock: "Clock",
     *,
     only: str | None = None,
     dry_run: bool = False,
@@ -328,6 +348,9 @@ def send(
     Digests are rendered and recorded ``RECORD_CHUNK`` at a time, so memory
     stays flat whatever the number of subscribers; each chunk is one
     transaction, and a crash between chunks leaves the rest due for the next run.
+    From ``POOL_FROM`` due digests on, worker processes render (one per core,
+    ``[delivery] render_workers``) while this process matches the next chunk and
+    records the last; a ``renderer`` given by the caller renders here.
     """
     now = clock()
     report = SendReport()
@@ -336,9 +359,18 @@ def send(
     only = subscriber.email if subscriber else only  # the stored spelling (an IDN domain)
     due, report.not_due = due_subscribers(store, config, now, only, builder.last_built)
     if not dry_run:
+        from digest.delivery import pid_alive, recover
+
         recover(store, pid_alive)
     stop = stop or threading.Event()
-    queued = _build_and_record(store, builder, due, report, stop, dry_run=dry_run)
+    workers = workers_for(config) if renderer is None and len(due) >= POOL_FROM else 1
+    with RenderPool(config, workers) if workers > 1 else nullcontext() as pool:
+        chunks = _built_chunks(builder, due, stop, pool)
+        queued = _record_chunks(store, builder, chunks, report, dry_run=dry_run)
+    if stop.is_set():
+        done = len(queued) + len(report.digests)
+        report.stopped = done < len(due)
+        log.info("send: stopped after %d of %d due digests", done, len(due))
     if dry_run or stop.is_set():
         report.digests.extend(queued)
         report.stopped = report.stopped or (bool(queued) and not dry_run)
@@ -347,23 +379,85 @@ def send(
     return report
 
 
-def _build_and_record(
+def _built_chunks(
+    builder: Builder, due: Sequence[Subscriber], stop: threading.Event, pool: RenderPool | None
+) -> Iterator[list[Built | Failed | DigestReport]]:
+    """The due digests, built a chunk at a time, until ``stop`` is set (SIGTERM in any
+    phase: what was built is still recorded, the rest stay due for the next run).
+
+    With a pool, the next chunk is matched here and handed to the workers before the
+    last one is taken back, so both stay busy.
+    """
+    waiting: tuple[list[Prepared], Iterator[Outcome]] | None = None
+    for start in range(0, len(due), RECORD_CHUNK):
+        if stop.is_set():
+            break
+        prepared = _prepare_until(stop, builder, due[start : start + RECORD_CHUNK])
+        contents = [p for p in prepared if isinstance(p, DigestContent)]
+        if pool is None:
+            yield _finished(builder, prepared, _render_here(builder, contents, stop))
+            continue
+        rendering = iter(pool.submit(contents))
+        if waiting is not None:
+            yield _finished(builder, *waiting)
+        waiting = prepared, rendering
+    if waiting is not None:
+        yield _finished(builder, *waiting)
+
+
+def _prepare_until(
+    stop: threading.Event, builder: Builder, chunk: Sequence[Subscriber]
+) -> list[Prepared]:
+    prepared: list[Prepared] = []
+    for subscriber in chunk:
+        if stop.is_set():
+            break
+        prepared.append(builder.prepare(subscriber))
+    return prepared
+
+
+def _render_here(
+    builder: Builder, contents: Sequence[DigestContent], stop: threading.Event
+) -> Iterator[Outcome]:
+    """Render in this process, one by one, until ``stop`` is set."""
+    for content in contents:
+        if stop.is_set():
+            return
+        yield render_one(builder.renderer, content)
+
+
+def _finished(
+    builder: Builder, prepared: Sequence[Prepared], outcomes: Iterator[Outcome]
+) -> list[Built | Failed | DigestReport]:
+    """The chunk's results in order; contents whose rendering never came (a stop) are left
+    out, so their subscribers stay due."""
+    results: list[Built | Failed | DigestReport] = []
+    for item in prepared:
+        if not isinstance(item, DigestContent):
+            results.append(item)
+            continue
+        outcome = next(outcomes, None)
+        if outcome is None:
+            break
+        results.append(builder.finish(item, outcome))
+    return results
+
+
+def _record_chunks(
     store: Store,
     builder: Builder,
-    due: Sequence[Subscriber],
+    chunks: Iterator[list[Built | Failed | DigestReport]],
     report: SendReport,
-    stop: threading.Event,
     *,
     dry_run: bool,
 ) -> list[DigestReport]:
-    """The first phase: build the due digests and record them, a chunk at a time.
+    """Record each built chunk in one transaction (or report it, for a dry run).
 
     Returns the reports of the digests queued; every other report (skipped, failed,
-    dry-run) goes into ``report``.  A stop ends it after the chunk being built.
+    dry-run) goes into ``report``.
     """
     queued: list[DigestReport] = []
-    for start in range(0, len(due), RECORD_CHUNK):
-        results = _build_until(stop, builder, due[start : start + RECORD_CHUNK])
+    for results in chunks:
         report.digests.extend(r for r in results if isinstance(r, DigestReport))
         built = [r for r in results if isinstance(r, Built | Failed)]
         if dry_run:
@@ -371,19 +465,14 @@ def _build_and_record(
             continue
         for recorded in record(store, built, builder.max_seq, builder.last_built):
             (queued if recorded.status == "queued" else report.digests).append(recorded)
-        if stop.is_set():
-            done = start + len(results)
-            report.stopped = done < len(due)
-            log.info("send: stopped after %d of %d due digests", done, len(due))
-            break
     return queued
 
 
 def _deliver_queued(
     store: Store,
     config: Config,
-    transport: Transport,
-    clock: Clock,
+    transport: "Transport",
+    clock: "Clock",
     subscriber: Subscriber | None,
     stop: threading.Event,
     queued: list[DigestReport],
@@ -393,6 +482,8 @@ def _deliver_queued(
 
     A transport that cannot be used leaves the queued digests reported as queued.
     """
+    from digest.delivery import deliver
+
     try:
         delivered = asyncio.run(deliver(store, config, transport, clock, subscriber, stop))
     except DeliveryError as err:
@@ -401,19 +492,6 @@ def _deliver_queued(
     report.digests.extend(delivered)
     report.stopped = stop.is_set() and any(d.status == "queued" for d in delivered)
     report.waiting = store.waiting(subscriber.id if subscriber else None)
-
-
-def _build_until(
-    stop: threading.Event, builder: Builder, chunk: Sequence[Subscriber]
-) -> list[Built | Failed | DigestReport]:
-    """Build the chunk's digests one by one until ``stop`` is set (SIGTERM in any phase:
-    what was built is still recorded, the rest stay due for the next run)."""
-    results: list[Built | Failed | DigestReport] = []
-    for subscriber in chunk:
-        if stop.is_set():
-            break
-        results.append(builder.build(subscriber))
-    return results
 
 
 def _dry_run(built: Built | Failed) -> DigestReport:

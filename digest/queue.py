@@ -22,20 +22,22 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from digest.outbox import SendReport, Status
 from digest.store import OutboxRow, Store, iso
+
+if TYPE_CHECKING:  # the outbox pulls in rendering and mail: `digest status` needs neither
+    from digest.outbox import SendReport, Status
 
 EX_OK = 0
 EX_FAILED = 1
 EX_TEMPFAIL = 75
 FAILED_WINDOW = timedelta(days=7)  # `digest status` counts the failures of the last week
-COUNTED: tuple[Status, ...] = ("sent", "deferred", "failed", "skipped")
+COUNTED: tuple["Status", ...] = ("sent", "deferred", "failed", "skipped")
 _COUNT = re.compile(r"(\d+) (sent|deferred|failed|skipped)\b")
 
 
-def exit_status(report: SendReport, *, dry_run: bool = False) -> int:
+def exit_status(report: "SendReport", *, dry_run: bool = False) -> int:
     """1 when a digest of the run failed, 75 when some wait for a retry, else 0."""
     if report.count("failed"):
         return EX_FAILED
@@ -46,7 +48,7 @@ def exit_status(report: SendReport, *, dry_run: bool = False) -> int:
     return EX_OK
 
 
-def summary(report: SendReport) -> str:
+def summary(report: "SendReport") -> str:
     """One line for the log and ``job_runs.summary``: this run's counts, then what waits."""
     counts = ", ".join(f"{report.count(s)} {s}" for s in COUNTED)
     text = f"{counts}; {report.not_due} not due"
@@ -56,7 +58,7 @@ def summary(report: SendReport) -> str:
     return text
 
 
-def waiting_line(report: SendReport) -> str | None:
+def waiting_line(report: "SendReport") -> str | None:
     """What the run left in the outbox, for ``digest send``'s output; None when empty."""
     waiting = report.waiting
     if not waiting.total:

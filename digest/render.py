@@ -34,7 +34,7 @@ from digest.config import Config
 from digest.dates import month_day
 from digest.errors import QueryError
 from digest.errors import RenderError as RenderError
-from digest.links import Links
+from digest.links import VERDICT_LABELS, Links
 from digest.match import Match, Suggestion, compile_filter, trend_note
 from digest.mime import CONTROL, assemble, boundary, clean, date, encoded_words, safe_url
 from digest.mime import confirmation_id as confirmation_id
@@ -105,6 +105,7 @@ class PaperView:
     segments: tuple[Segment, ...]  # the abstract excerpt; True marks a highlight
     text: str  # the same excerpt, *highlights* starred, wrapped for the text part
     code: tuple[tuple[str, str], ...]  # (url, label) of each repository link
+    feedback: tuple[Source, ...]  # the reader's signed "More like this" and "Not for me"
     because: str = ""  # a suggestion's reason: the title of the liked paper nearest to it
 
 
@@ -146,10 +147,9 @@ class Renderer:
     def __init__(self, config: Config) -> None:
         self.config = config
         env = template_environment()
+        self._env = env
         self._html = env.get_template(HTML_TEMPLATE)
         self._text = env.get_template(TEXT_TEMPLATE)
-        self._confirm_html = env.get_template(CONFIRM_HTML_TEMPLATE)
-        self._confirm_text = env.get_template(CONFIRM_TEXT_TEMPLATE)
         self._inliner = CSSInliner(load_remote_stylesheets=False)
         name, address = parseaddr(config.delivery.from_)
         self._from = _mailbox(name, address)
@@ -207,8 +207,9 @@ class Renderer:
             ("Message-ID", clean(message_id)),
             ("Auto-Submitted", "auto-generated"),
         ]
-        text = self._confirm_text.render(context)
-        html = self._confirm_html.render(context)
+        # compiled on the first confirmation: a send or a preview never renders one
+        text = self._env.get_template(CONFIRM_TEXT_TEMPLATE).render(context)
+        html = self._env.get_template(CONFIRM_HTML_TEMPLATE).render(context)
         return assemble(headers, text, html, boundary("confirm", message_id))
 
     def fit(self, content: DigestContent) -> tuple[DigestContent, bytes]:
@@ -249,18 +250,19 @@ class Renderer:
             "greeting": clean(subscriber.name) or clean(subscriber.email),
             "email": clean(subscriber.email),
             "filter": clean(subscriber.filter),
-            "papers": [self._paper(m) for m in content.matches],
+            "papers": [self._paper(m, content.links) for m in content.matches],
             "more": f"{more} more paper{' matches' if more == 1 else 's match'}" if more else "",
             "more_url": content.links.more(content.message_id),
             "links": content.links,
             "health": _health(content.health),
             "learned": LEARNED_NOTE if content.learned and content.matches else "",
             "suggestions": [
-                replace(self._paper(s.match), because=clean(s.because)) for s in content.suggestions
+                replace(self._paper(s.match, content.links), because=clean(s.because))
+                for s in content.suggestions
             ],
         }
 
-    def _paper(self, match: Match) -> PaperView:
+    def _paper(self, match: Match, reader: Links) -> PaperView:
         paper = match.paper
         abstract = CONTROL.sub(" ", paper.abstract)  # same length: match's spans still hold
         spans = _outside_links(list(match.spans), abstract, paper.links)
@@ -278,6 +280,7 @@ class Renderer:
             segments=segments,
             text=_wrap("".join(f"*{text}*" if marked else text for text, marked in segments)),
             code=links.code,
+            feedback=_feedback(reader, paper.id, title),
         )
 
     def _headers(self, content: DigestContent, subject: str) -> list[tuple[str, str]]:
@@ -344,6 +347,14 @@ def _sources(links: PaperLinks, title: str) -> tuple[Source, ...]:
     if links.daily_papers_url:
         found.append((links.daily_papers_url, "Daily Papers", f"{title} on Daily Papers"))
     return tuple(found)
+
+
+def _feedback(reader: Links, paper_id: str, title: str) -> tuple[Source, ...]:
+    """The two one-click verdicts, each named for its paper for a screen reader."""
+    return tuple(
+        (reader.feedback(paper_id, verdict), label, f"{label}: {title}")
+        for verdict, label in VERDICT_LABELS.items()
+    )
 
 
 def _outside_links(

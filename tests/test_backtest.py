@@ -12,8 +12,9 @@ import pytest
 
 from digest import match
 from digest.backtest import Streamed
+from digest.ingest import ingest_files
 from digest.models import AllOf, AnyOf, FtsMatch, HasValues, PaperMeta, PaperRow, Spelled
-from digest.query import parse, to_fts5, to_narrowing
+from digest.query import fts5_decides, parse, to_fts5, to_narrowing
 from digest.stemming import Stemmer
 from digest.store import Store
 
@@ -120,6 +121,27 @@ def test_the_tally_counts_what_the_ranking_lists_per_day(seeded_store: Store) ->
     listed = list(found.ranked())
     assert found.tally().total == len(listed)
     assert found.tally().days == match.by_day(m.paper for m in listed)
+
+
+def test_matches_per_day_are_the_evaluators_whether_or_not_the_index_decides_alone(
+    store: Store, seed_files: list[Path], now: datetime
+) -> None:
+    for days_ago, files in ((9, seed_files[:1]), (3, seed_files[1:3]), (0, seed_files[3:])):
+        ingest_files(store, files, now - timedelta(days=days_ago))
+    queries = [*QUERIES, "title:video diffusion", '"neural network"']
+    decided = [q for q in queries if fts5_decides(parse(q))]
+    assert decided == [
+        "diffusion",
+        "model",
+        '"language model" OR agents',
+        "title:video diffusion",
+        '"neural network"',
+    ]
+    for query in queries:
+        for since in (None, now - timedelta(days=4)):
+            expected = match.by_day(m.paper for m in oracle(store, query, since))
+            assert Streamed(store, query, since=since).by_day() == expected, (query, since)
+    assert len(Streamed(store, "model").by_day()) == 3
 
 
 def test_since_limits_the_stream_to_recent_papers(seeded_store: Store, now: datetime) -> None:

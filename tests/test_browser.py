@@ -4,18 +4,22 @@ Headless Chromium (Debian's ``chromium``, installed by ``make browser-deps``) dr
 Playwright through ``executable_path`` -- Playwright's own browser download is never
 used.  The walk: start page -> preview -> subscribe -> the confirmation mail (read
 from the Maildir) -> confirm (the GET page changes nothing, its button does) ->
-manage: a bad filter shows the caret, a good one is saved -> unsubscribe (likewise).  Each page is
+manage: a bad filter shows the caret, a good one is saved -> unsubscribe (likewise).  And a
+digest's "More like this" link -> its button -> the manage page's list -> Remove.  Each page is
 saved as ``tests/artifacts/<step>.png`` (git-ignored) for a human to look at.
 """
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_web import MakeSite, Site, later, make_site  # noqa: F401
+from digest.store import Store
+from tests.test_web import MakeSite, Site, later, link_path, make_site, text_of  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -136,5 +140,37 @@ def test_the_start_page_in_dark_mode_on_a_desktop(
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert re.fullmatch(r"rgb\(17, 24, 39\)", background)  # the email's dark #111827
         shot(page, "10-home-dark-desktop")
+    finally:
+        context.close()
+
+
+def test_more_like_this_from_a_digest_then_taken_back_on_the_manage_page_in_a_browser(
+    browser: Any,
+    make_site: MakeSite,  # noqa: F811
+) -> None:
+    site = make_site(digest={"max_papers": 3})
+    person = site.active("ada@example.org", "diffusion OR model")
+    with ThreadPoolExecutor(1) as other:  # outside Playwright's event loop: send runs its own
+        [mail] = other.submit(site.send_digests).result()
+    found = re.search(r"More like this: (http://\S+)", text_of(mail))
+    assert found is not None
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        page.goto(found.group(1))
+        page.wait_for_selector("h1:has-text('More like this?')")
+        shot(page, "11-feedback")
+        page.click("button:has-text('More like this')")
+        page.wait_for_selector("text=Recorded: more papers like")
+        shot(page, "12-feedback-recorded")
+        page.goto(site.url + link_path(person, "manage"))
+        page.wait_for_selector("h2:has-text('Papers you marked')")
+        assert page.locator("ul.marked li").count() == 1
+        shot(page, "13-manage-marked")
+        page.click("ul.marked button:has-text('Remove')")
+        page.wait_for_selector("text=That paper is off your list.")
+        with closing(Store(site.config.storage.database)) as store:
+            assert store.feedback(person.id) == []
     finally:
         context.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import pytest
 
-from digest.cli import cli
+from digest.cli import COMMANDS, cli
 from digest.models import Entry, PaperMeta
 from digest.store import Store
 
@@ -23,11 +23,58 @@ from .conftest import ROOT, RunCli
 
 def all_commands(group: click.Group = cli, prefix: str = "") -> list[str]:
     names = []
-    for name, command in sorted(group.commands.items()):
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, name
         names.append(f"{prefix}{name}")
         if isinstance(command, click.Group):
             names.extend(all_commands(command, f"{prefix}{name} "))
     return names
+
+
+# the lazy group ----------------------------------------------------------------------------
+
+
+def test_the_help_lists_every_command_as_the_command_itself_would() -> None:
+    for width in (60, 80, 100, 140):
+        context = click.Context(cli, terminal_width=width, max_content_width=width)
+        lazy, eager = context.make_formatter(), context.make_formatter()
+        cli.format_commands(context, lazy)
+        click.Group.format_commands(cli, context, eager)  # each command imported and asked
+        assert lazy.getvalue() == eager.getvalue()
+        assert lazy.getvalue().count("\n") == len(COMMANDS) + 1
+    for name in COMMANDS:
+        command = cli.get_command(context, name)
+        assert command is not None
+        assert command.name == name
+        assert COMMANDS[name].short_help == command.get_short_help_str(10_000)
+    assert cli.get_command(context, "no-such-command") is None
+
+
+def test_help_and_a_command_import_only_what_they_use() -> None:
+    probe = (
+        "import sys\n"
+        "from digest.cli import cli\n"
+        "cli(sys.argv[1:], standalone_mode=False)\n"
+        "heavy = ('pydantic', 'sqlite_utils', 'jinja2', 'digest.cli.mail', 'digest.cli.service')\n"
+        "print(' '.join(name for name in heavy if name in sys.modules))\n"
+    )
+
+    def loaded(*args: str) -> set[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return set(done.stdout.splitlines()[-1].split())
+
+    assert loaded("--help") == set()
+    assert loaded("status", "--help") == set()
+    assert "digest.cli.mail" in loaded("preview", "--help")
+    assert not loaded("preview", "--help") & {"jinja2", "digest.cli.service"}
 
 
 @pytest.mark.parametrize("command", all_commands())

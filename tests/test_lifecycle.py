@@ -158,6 +158,19 @@ def test_the_sync_never_brings_back_someone_who_unsubscribed(store: Store) -> No
     assert subscribers.get(store, "ada@example.org").status == "unsubscribed"
 
 
+def test_the_suggestions_switch_is_a_setting_with_its_line_in_the_history(store: Store) -> None:
+    person = add(store)
+    assert person.suggestions
+    person = lifecycle.change_settings(store, person, {}, "subscriber", NOW, suggestions=False)
+    assert not person.suggestions
+    again = lifecycle.change_settings(store, person, {}, "subscriber", NOW, suggestions=False)
+    assert again == person  # no change: no line
+    person = lifecycle.change_settings(store, person, {"filter": "video"}, "subscriber", NOW)
+    assert not person.suggestions  # left as it was when not given
+    details = [e["detail"] for e in store.events(person.id) if e["action"] == "settings"]
+    assert details == ["suggestions", "filter"]
+
+
 def test_the_sync_never_reverts_what_the_subscriber_changed(store: Store) -> None:
     declare(store, ("ada@example.org", "diffusion"))
     person = subscribers.get(store, "ada@example.org")

@@ -134,7 +134,27 @@ def test_latest_html_writes_the_newest_html_part(tmp_path: Path) -> None:
 def test_transport_for_defaults_to_the_maildir(tmp_path: Path) -> None:
     transport = transport_for(DeliveryConfig(maildir=tmp_path / "mail"), SmtpConfig())
     assert isinstance(transport, MaildirTransport)
-    assert transport.concurrency == 1
+    assert transport.concurrency == 4
+
+
+def test_messages_filed_at_once_each_get_a_file_of_their_own_readable_by_the_owner_only(
+    tmp_path: Path,
+) -> None:
+    """The Maildir writes several messages at once (threads): no name is ever used twice."""
+    transport = MaildirTransport(tmp_path / "mail")
+    envelopes = [message(n, f"reader{n}@example.org") for n in range(60)]
+
+    async def file_all() -> list[Outcome]:
+        async with transport:
+            return await asyncio.gather(*(transport.send(e) for e in envelopes))
+
+    assert {o.status for o in asyncio.run(file_all())} == {"sent"}
+    files = list((tmp_path / "mail" / "new").iterdir())
+    assert len(files) == len(envelopes)
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o600}
+    parser = BytesParser(policy=policy.default)
+    filed = {str(parser.parsebytes(f.read_bytes())["To"]) for f in files}
+    assert filed == {f"reader{n}@example.org" for n in range(60)}
 
 
 def test_transport_for_smtp_logs_in_with_the_password_from_the_environment(

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from digest import lifecycle, match, subscribers
+from digest import lifecycle, match, outbox, subscribers
 from digest.config import DigestConfig
 from digest.explain import explain
 from digest.ingest import ingest_files
 from digest.models import Entry, PaperMeta, PaperRow, Subscriber
+from digest.render import Renderer
 from digest.stemming import Stemmer
 from digest.store import Store, iso
 
-from .conftest import RunCli, from_source
+from .conftest import RunCli, from_source, make_config
 
 SETTINGS = DigestConfig()
 
@@ -384,6 +385,43 @@ def test_matching_many_subscribers_at_once_gives_each_the_same_digest_as_alone(
         assert [m.matched for m in together.capped] == [m.matched for m in alone.capped]
 
 
+def test_a_preview_lists_what_send_builds_for_them_though_others_have_older_windows(
+    store: Store, seed_files: list[Path], now: datetime, tmp_path: Path
+) -> None:
+    month_ago = now - timedelta(days=30)
+    ingest_files(store, seed_files[:1], month_ago)
+    for i, query in enumerate(["model", "learning", "agents"]):  # their windows reach back
+        record_digest(
+            store, subscribe(store, query, month_ago, f"old{i}@example.org"), [], month_ago
+        )
+    ingest_files(store, seed_files[1:2], now - timedelta(days=20))
+    queries = [
+        "model",
+        "diffusion OR video",
+        "learning -robot",
+        "language model*",
+        "data OR agents",
+    ]
+    people = [subscribe(store, q, now, f"p{i}@example.org") for i, q in enumerate(queries)]
+    ingest_files(store, seed_files[2:3], now - timedelta(days=1))
+    for person in people[::2]:  # some had a digest yesterday, the others none yet
+        first = match.pending(store, person, SETTINGS, now - timedelta(days=1), whole=False)
+        record_digest(store, person, [m.paper.seq for m in first.capped], now - timedelta(days=1))
+    ingest_files(store, seed_files[3:], now)
+    config = make_config(tmp_path, delivery={"maildir": "mail"}, digest={"max_papers": 5})
+    renderer = Renderer(config)
+    everyone = store.subscribers(["active"])
+    built, _, _ = outbox.build(store, config, renderer, everyone, now)
+    sent = {b.subscriber.id: b for b in built if isinstance(b, outbox.Built)}
+    assert set(sent) >= {p.id for p in people}
+    for person in people:
+        alone = outbox.preview(store, config, renderer, person, now)
+        assert alone.seqs == sent[person.id].seqs, person.filter
+        listed = [(m.paper.seq, m.relevance) for m in alone.content.matches]
+        assert listed == [(m.paper.seq, m.relevance) for m in sent[person.id].content.matches]
+        assert alone.content.more == sent[person.id].content.more
+
+
 def test_the_window_is_after_the_last_digest_or_the_lookback_days_before_a_first(
     seeded_store: Store, now: datetime
 ) -> None:
@@ -436,9 +474,13 @@ def test_the_window_ignores_the_old_last_digest_of_someone_who_can_no_longer_be_
     with pytest.raises(ValueError, match="does not cover unsubscribed"):
         batch.pending(gone)
     preview = match.Batch(store, SETTINGS, now, also=gone)  # a preview covers whom it shows
-    assert old <= {p.seq for p in preview.papers}
-    assert preview.delivered[gone.id] == set(sent_long_ago)
+    held = {p.seq for p in preview.papers}
+    assert held & old
+    assert held <= {p.seq for p in store.papers(after_seq=last_seq)}
+    assert preview.delivered == {gone.id: set(sent_long_ago)}
     assert preview.pending(gone).window.startswith("since the last digest")
+    with pytest.raises(ValueError, match="does not cover active"):
+        preview.pending(ada)  # and only them
 
 
 def test_polls_between_ingests_reuse_the_window_index_and_an_ingest_renews_it(

@@ -75,7 +75,7 @@ def subscribed(seeded_store: Store, now: datetime) -> Store:
     return seeded_store
 
 
-def clock_at(moment: datetime) -> outbox.Clock:
+def clock_at(moment: datetime) -> delivery.Clock:
     return lambda: moment
 
 

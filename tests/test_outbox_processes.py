@@ -118,3 +118,57 @@ def test_two_sends_at_once_send_each_digest_once(tmp_path: Path, seed_files: lis
     pairs = store.db.execute("SELECT subscriber_id, paper_seq FROM deliveries").fetchall()
     store.close()
     assert len(pairs) == len(set(pairs))
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux: /proc/PID/task/TID/children)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found |= {int(child), *descendants(int(child))}
+    return found
+
+
+def test_a_kill_9_while_workers_render_leaves_no_process_behind_and_loses_nothing(
+    tmp_path: Path, seed_files: list[Path]
+) -> None:
+    people = 260  # over outbox.POOL_FROM: rendered by worker processes
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[storage]\ndatabase = "digest.db"\n[delivery]\nmaildir = "mail"\nrender_workers = 2\n',
+        encoding="utf-8",
+    )
+    store = Store(tmp_path / "digest.db")
+    now = datetime.now(UTC)
+    ingest_files(store, seed_files, now)
+    for i in range(people):
+        wanted = subscribers.Wanted(f"reader{i:03d}@example.org", "model")
+        lifecycle.add(store, wanted, "operator", now)
+    store.close()
+    first = send(config)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 or not any(r.status == "queued" for r in digests(tmp_path)):
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline, "no worker rendered a digest within 60 s"
+        workers |= descendants(first.pid)
+        time.sleep(0.01)
+    os.kill(first.pid, signal.SIGKILL)
+    first.communicate()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "a render worker outlived its parent by 10 s"
+        time.sleep(0.05)
+    second = subprocess.run(
+        [DIGEST, "--config", str(config), "send", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert second.returncode == 0, second.stderr
+    rows = digests(tmp_path)
+    assert len(rows) == people
+    assert {r.status for r in rows} == {"sent"}
+    files = list((tmp_path / "mail" / "new").iterdir())
+    assert len(files) == people

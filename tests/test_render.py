@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
-from digest import match, render
+from digest import links, match, render
 from digest.config import from_mapping
 from digest.errors import QueryError
 from digest.ingest import ingest_files
@@ -601,13 +601,42 @@ def test_the_small_links_say_whose_they_are_to_a_screen_reader(renderer: Rendere
     assert [label for label, _ in named] == [
         "PDF of Agents that plan with a language model",
         "Agents that plan with a language model on Daily Papers",
+        "More like this: Agents that plan with a language model",
+        "Not for me: Agents that plan with a language model",
         "PDF of A large collaboration on agents",
         "A large collaboration on agents on Daily Papers",
+        "More like this: A large collaboration on agents",
+        "Not for me: A large collaboration on agents",
         "PDF of Old-style agents",
+        "More like this: Old-style agents",
+        "Not for me: Old-style agents",
+        "More like this: Agents known by name only",
+        "Not for me: Agents known by name only",
+        "More like this: Agents from a text dump",
+        "Not for me: Agents from a text dump",
     ]
     assert len({label for label, _ in named}) == len(
         named
     )  # distinct; each holds its visible label
+
+
+def test_every_paper_carries_its_readers_signed_verdict_links_in_both_parts(
+    seeds: Store, renderer: Renderer
+) -> None:
+    content = seeded_digest(seeds)
+    message = parsed(renderer.message(content))
+    hrefs, text = Tags(body(message, "html")).hrefs(), body(message, "plain")
+    base = CONFIG.web.base_url
+    lines = [line for line in text.splitlines() if "/feedback/" in line]
+    assert len(lines) == len(content.matches)  # one line per paper in the text part
+    for found, line in zip(content.matches, lines, strict=True):
+        more, less = (links.feedback_path(ADA, found.paper.id, v) for v in ("more", "less"))
+        assert line == f"   More like this: {base}{more} · Not for me: {base}{less}"
+        assert base + more in hrefs
+        assert base + less in hrefs
+        token = more.split("/")[2]
+        assert links.resolve_feedback(token, found.paper.id, "more", {ADA.id: ADA}.get) == ADA
+        assert links.resolve_feedback(token, found.paper.id, "less", {ADA.id: ADA}.get) is None
 
 
 def test_a_paper_without_an_arxiv_id_has_no_pdf_or_daily_papers_link(renderer: Renderer) -> None:
@@ -869,7 +898,7 @@ def test_bylines_of_countless_long_names_still_fit(renderer: Renderer) -> None:
     ]
     content = content_for(matches)
     fitted, data = renderer.fit(content)
-    assert 25 < len(fitted.matches) < 200
+    assert 25 <= len(fitted.matches) < 200  # a whole digest (max_papers) fits
     assert len(data) < MAX_BYTES
     text = body(parsed(data), "plain")
     assert text.count(" et al.\n") == len(fitted.matches)

@@ -281,7 +281,10 @@ def test_a_verdict_is_idempotent_replaces_the_other_and_clears_as_an_undo(
     assert seeded_store.all_feedback(before="2026-01-05T00:00:00Z") == {
         ada: [seeded_store.feedback(ada)[0]]
     }
+    assert seeded_store.verdict(ada, first) == "less"
+    assert seeded_store.verdict(ada, second) == "less"
     assert seeded_store.clear_feedback(ada, second)
     assert not seeded_store.clear_feedback(ada, second)
+    assert seeded_store.verdict(ada, second) is None
     assert [f.verdict for f in seeded_store.feedback(ada)] == ["less"]
     assert seeded_store.all_feedback(subscribers=[ada + 1]) == {}

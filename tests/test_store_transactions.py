@@ -175,6 +175,7 @@ def check_another_identity(store: Store, world: World) -> None:
 READS: dict[str, Call] = {
     "source_state": lambda s, w: s.source_state("hf"),
     "feedback": lambda s, w: s.feedback(w.ada),
+    "verdict": lambda s, w: s.verdict(w.ada, w.liked_seq),
     "all_feedback": lambda s, w: s.all_feedback(),
     "model_fitted_at": lambda s, w: s.model_fitted_at(),
     "model_corpus": lambda s, w: s.model_corpus(),
@@ -222,11 +223,13 @@ READS: dict[str, Call] = {
     "waiting": lambda s, w: s.waiting(w.ada),
     "window_papers": lambda s, w: s.window_papers(None, NOW),
     "trending_chunks": lambda s, w: list(s.trending_chunks(since=NOW, chunk=2)),
+    "days_matching": lambda s, w: s.days_matching('"model"', since=NOW),
 }
 
-# the transaction itself, the end of the connection, and handing free pages back to the
-# file system (a write transaction of its own that changes no row: tests/test_retention.py)
-NEITHER = {"write", "close", "reclaim_free_pages"}
+# the transaction itself, the end of the connection, handing free pages back to the file
+# system (a write transaction of its own that changes no row: tests/test_retention.py),
+# and a checkpoint that writes what is committed to the disk (no row changes)
+NEITHER = {"write", "close", "reclaim_free_pages", "make_durable"}
 
 WRITE_VERBS = {"INSERT", "UPDATE", "DELETE", "REPLACE"}  # the store writes no WITH ... INSERT
 
@@ -380,3 +383,20 @@ def test_only_the_outermost_write_begins_and_commits(seeded_store: Store) -> Non
             seeded_store.start_run("deliver", STAMP, STAMP)
         assert seeded_store.db.conn.in_transaction
     assert [sql for sql in statements if ends_a_transaction(sql)] == ["BEGIN IMMEDIATE", "COMMIT"]
+
+
+def test_a_commit_that_does_not_wait_for_the_disk_leaves_the_next_one_durable(
+    store: Store, world: World
+) -> None:
+    """A claim commits with ``synchronous = NORMAL``; every later transaction is FULL again,
+    and a failed one too."""
+    with recording(store) as statements:
+        assert store.claim(world.queued, 7)
+    assert [s for s in statements if "SYNCHRONOUS" in s.upper()] == [
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA synchronous = FULL",
+    ]
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with pytest.raises(RuntimeError), store.write(durable=False):
+        raise RuntimeError("undone")
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2

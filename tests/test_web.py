@@ -53,7 +53,7 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _CONFIRM = re.compile(r"http://\S+/confirm/\S+")
 _MANAGE = re.compile(r"http://\S+(/manage/\S+)")
 _MORE = re.compile(r"(\d+) more papers? match(?:es)? — see them all: (http://\S+)")
-_LISTED = re.compile(r'<li><a class="link" href="/papers/([0-9a-f]{16})">')
+_LISTED = re.compile(r'<li><a class="link" href="/papers/([0-9a-f]{16})(?:\?reader=[0-9a-f-]+)?">')
 # One TLS context for every client: making one loads the CA bundle, a tenth of a test
 # here, and these clients speak plain http to loopback anyway.
 TLS = ssl.create_default_context()

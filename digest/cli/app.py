@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from digest import config as config_module
-from digest.config import Config
 from digest.errors import DigestError, UsageError
-from digest.paper_links import byline
-from digest.store import Store, iso
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: ``digest --help`` needs neither pydantic nor SQLite
     from digest import declared
+    from digest.config import Config
+    from digest.store import Store
 
 
 @dataclass
@@ -36,30 +34,36 @@ class App:
     verbose: int
     level_given: bool = False
     quiet: bool = False
-    _config: Config | None = None
-    _store: Store | None = field(default=None, repr=False)
+    _config: "Config | None" = None
+    _store: "Store | None" = field(default=None, repr=False)
 
     @property
-    def config(self) -> Config:
+    def config(self) -> "Config":
         if self._config is None:
-            self._config = config_module.load(self.config_path)
+            from digest import config
+
+            self._config = config.load(self.config_path)
         return self._config
 
     @property
-    def store(self) -> Store:
+    def store(self) -> "Store":
         """The existing database, opened on first use; opening it writes nothing.
 
         Only ``run``, ``ingest`` and ``migrate`` create or migrate it (``writable_store``).
         """
         if self._store is None:
+            from digest.store import Store
+
             database = self.config.storage.database
             self._store = Store(database, create=False, named_by=self._named_by())
         return self._store
 
     @property
-    def writable_store(self) -> Store:
+    def writable_store(self) -> "Store":
         """The database, created and migrated as needed."""
         if self._store is None:
+            from digest.store import Store
+
             self._store = Store(self.config.storage.database)
         return self._store
 
@@ -169,12 +173,12 @@ def global_options() -> list[click.Parameter]:
     ]
 
 
-def add_global_options(group: click.Group) -> None:
-    """``global_options`` on every command and group below ``group``, however deep."""
-    for command in group.commands.values():
-        command.params.extend(global_options())
-        if isinstance(command, click.Group):
-            add_global_options(command)
+def add_global_options(command: click.Command) -> None:
+    """``global_options`` on ``command`` and, for a group, every command below it."""
+    command.params.extend(global_options())
+    if isinstance(command, click.Group):
+        for below in command.commands.values():
+            add_global_options(below)
 
 
 # errors and output -----------------------------------------------------------------------
@@ -198,6 +202,8 @@ def errors(app: App) -> Iterator[None]:
 
 def echo_byline(authors: Sequence[str]) -> None:
     """A listed paper's byline, indented under its title; nothing when no source named anyone."""
+    from digest.paper_links import byline
+
     names = byline(authors)
     if names:
         click.echo(f"    {names}")
@@ -241,6 +247,8 @@ def parse_since(value: str | None, moment: datetime) -> datetime | None:
             f"--since {value!r}: not a date", "use 7d, 2026-11-24 or 2026-11-24T08:00:00Z"
         ) from None
     moment_given = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    from digest.store import iso
+
     try:
         iso(moment_given)
     except (OverflowError, ValueError):

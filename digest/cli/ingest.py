@@ -5,15 +5,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest import ingest as ingest_module
-from digest import match
 from digest.cli.app import App, echo_byline, emit_json, errors, now, parse_since
 from digest.errors import UsageError
-from digest.models import IngestReport
+
+if TYPE_CHECKING:
+    from digest.models import IngestReport
 
 
 @click.command("ingest")
@@ -33,6 +33,8 @@ def ingest(app: App, paths: tuple[Path, ...], inbox: bool, as_json: bool) -> Non
     Exit status: 0 when every file was fine, 1 when any was rejected,
     2 for usage or config errors.
     """
+    from digest import ingest as ingest_module
+
     with errors(app):
         if inbox == bool(paths):
             raise UsageError("give PATH... or --inbox (one of the two)")
@@ -70,7 +72,7 @@ def _progress(files: list[Path], *, enabled: bool) -> Iterator[Callable[[int], N
         yield bar.update
 
 
-def _print_ingest(report: IngestReport, *, quiet: bool) -> None:
+def _print_ingest(report: "IngestReport", *, quiet: bool) -> None:
     """A line per file and a summary; with ``-q`` only the rejected files."""
     for f in report.files:
         if f.status == "rejected":
@@ -105,6 +107,8 @@ def _print_ingest(report: IngestReport, *, quiet: bool) -> None:
 @click.pass_obj
 def papers(app: App, since: str | None, query: str | None, limit: int, as_json: bool) -> None:
     """List stored papers, newest first, with how often they trended."""
+    from digest import match
+
     with errors(app):
         rows = match.search(app.store, query, since=parse_since(since, now()), limit=limit)
     if as_json:

@@ -40,13 +40,13 @@ def match_command(
 
             found = Streamed(app.store, query, since=parse_since(since, now()))
             if by_day:
-                _print_by_day(found.tally().days, as_json)
+                _print_by_day(found.by_day(), as_json)
                 return
             _print_matches(found.ranked(), as_json)
             return
         assert email is not None
         subscriber = subscribers.get(app.store, email)
-        upcoming = match.pending(app.store, subscriber, app.config.digest, now())
+        upcoming = match.pending(app.store, subscriber, app.config.digest, now(), whole=False)
     _print_matches(upcoming.capped, as_json)
     if not as_json:
         click.echo(

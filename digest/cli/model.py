@@ -53,8 +53,11 @@ def rebuild_command(app: App, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def evaluate_command(app: App, days: int, as_json: bool) -> None:
-    """Replay history: would the readers' models have ordered each day's papers better
-    than trending? Precision at 5 and 10 against what each reader liked."""
+    """Replay history: each reader's model against trending, day by day.
+
+    Would the readers' models have ordered each day's papers better than trending?
+    Precision at 5 and 10 against what each reader liked (then or later).
+    """
     from digest.relevance.evaluation import evaluate
 
     with errors(app):

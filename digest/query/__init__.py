@@ -2,7 +2,8 @@
 
 * ``tree``: the nodes a filter parses into, and the walks over them.
 * ``syntax``: the lexer and parser (``parse``), the only code that reads user syntax.
-* ``prefilter``: ``to_fts5``, a safe superset ``MATCH`` for the store.
+* ``prefilter``: ``to_fts5``, a safe superset ``MATCH`` for the store (exact where
+  ``fts5_decides``).
 * ``evaluation``: ``Corpus`` (and ``Focus``), which indexes documents (``Document``: title,
   abstract, authors, categories) once and answers many filters with bit operations,
   plus BM25 relevance.
@@ -15,7 +16,7 @@ The names other modules use are re-exported here.
 from digest.query.evaluation import Corpus, Document, Focus, Stats, members
 from digest.query.explanation import Explanation
 from digest.query.highlighting import highlights
-from digest.query.prefilter import to_fts5, to_narrowing
+from digest.query.prefilter import fts5_decides, to_fts5, to_narrowing
 from digest.query.syntax import parse
 from digest.query.tree import (
     FIELDS,
@@ -56,6 +57,7 @@ __all__ = [
     "Stats",
     "Term",
     "TextField",
+    "fts5_decides",
     "highlights",
     "leaf_count",
     "members",

@@ -324,10 +324,12 @@ class Focus:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """The collection statistics of BM25 for one filter, counted over more documents than
-    one corpus holds: a backtest streams its candidates in chunks, counts them in a
-    first pass (``Corpus.tally``, summed with ``+``), and ranks each chunk with the
-    totals, so relevance is what one corpus of all the candidates would say.
+    """The collection statistics of BM25 for one filter, counted over the documents being
+    ranked: the filter's matches (in a digest, those of the subscriber's window not yet
+    sent).  So who else is subscribed, or what a prefilter let through, never changes
+    an order: a one-subscriber preview ranks exactly as the batch that sends.  A
+    backtest streams its candidates in chunks, counts each chunk's matches in a first
+    pass (``Corpus.tally``, summed with ``+``), and ranks each chunk with the totals.
 
     ``lengths``: the words of each text field, summed; ``counts``: the documents that
     satisfy each positive leaf.
@@ -375,13 +377,16 @@ class Corpus:
         self._memo: dict[Leaf, int] = {}
         self.stats = stats
 
-    def tally(self, node: Node) -> "Stats":
-        """What BM25 needs to know of these documents for ``node``: their number, field
-        lengths, and how many satisfy each positive leaf (see ``Stats``)."""
+    def tally(self, node: Node, among: int, listed: Sequence[int] | None = None) -> "Stats":
+        """What BM25 needs to know of the documents ``among`` (a bitset; see ``Stats``) for
+        ``node``: their number, field lengths, and how many satisfy each positive leaf.
+        ``listed``: the members of ``among``, when the caller has them already."""
+        chosen = list(members(among)) if listed is None else listed
+        leaves, fields = dict.fromkeys(positive(node)), self.fields.items()
         return Stats(
-            self.size,
-            {name: sum(index.lengths) for name, index in self.fields.items()},
-            {leaf: self.evaluate(leaf).bit_count() for leaf in dict.fromkeys(positive(node))},
+            len(chosen),
+            {name: sum(map(index.lengths.__getitem__, chosen)) for name, index in fields},
+            {leaf: (self.evaluate(leaf) & among).bit_count() for leaf in leaves},
         )
 
     def evaluate(self, node: Node) -> int:
@@ -434,27 +439,29 @@ class Corpus:
         table = self.stemmer.stems(folded)
         return tuple(table[w] for w in folded)
 
-    def relevance(self, node: Node, i: int) -> float:
-        """BM25 of document ``i`` over the positive leaves it satisfies, to order equal trends.
+    def relevance(self, node: Node, i: int, stats: Stats | None = None) -> float:
+        """BM25 of document ``i`` over the positive leaves it satisfies, to order equal trends,
+        with the statistics ``stats``, else the corpus's own, else those of all its documents.
 
         A satisfied author or category leaf counts as one occurrence in a field of
         average length (its idf): a rare author says as much as a rare word.
         """
         score = 0.0
-        size = self.size if self.stats is None else self.stats.size
+        stats = stats or self.stats
+        size = self.size if stats is None else stats.size
         for leaf in dict.fromkeys(positive(node)):
             bits = self.evaluate(leaf)
             if bits >> i & 1:
-                n = bits.bit_count() if self.stats is None else self.stats.counts[leaf]
+                n = bits.bit_count() if stats is None else stats.counts[leaf]
                 idf = math.log(1 + (size - n + 0.5) / (n + 0.5))
                 if not in_text(leaf):
                     score += idf
                     continue
-                tf, length, average = self._frequency(leaf, i)
+                tf, length, average = self._frequency(leaf, i, stats)
                 score += idf * tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * length / average))
         return score
 
-    def _frequency(self, leaf: Leaf, i: int) -> tuple[int, int, float]:
+    def _frequency(self, leaf: Leaf, i: int, stats: Stats | None) -> tuple[int, int, float]:
         """Occurrences of a satisfied leaf (a prefix counts once), field length, mean length."""
         tf, length, average = 0, 0, 0.0
         for name in _SEARCHED[leaf.field]:
@@ -462,7 +469,7 @@ class Corpus:
             if not isinstance(leaf, Prefix):
                 tf += len(index.starts(self._stems(leaf), i))
             length += index.lengths[i]
-            average += index.average if self.stats is None else self.stats.average(name)
+            average += index.average if stats is None else stats.average(name)
         return max(tf, 1), length, average or 1.0
 
     def _has(self, node: Node, i: int) -> bool:

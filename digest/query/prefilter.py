@@ -16,6 +16,7 @@ from typing import cast
 from digest.models import AllOf, AnyOf, FtsMatch, HasValues, Narrowing, Spelled
 from digest.query.tree import (
     TEXT_FIELDS,
+    And,
     MetaField,
     Node,
     Not,
@@ -52,6 +53,15 @@ def to_fts5(node: Node) -> str | None:
     if len(kept) < 2:
         return kept[0] if kept else None
     return " AND ".join(f"({part})" for part in kept)
+
+
+def fts5_decides(node: Node) -> bool:
+    """Whether ``to_fts5(node)`` matches exactly ``node``'s matches, not a superset: terms
+    and phrases of the title and abstract joined by AND and OR, which the FTS5 index
+    answers with the very words and stems ``Corpus`` sees (``stemming``)."""
+    if isinstance(node, And | Or):
+        return all(fts5_decides(child) for child in node.children)
+    return isinstance(node, Term | Phrase) and in_text(node)
 
 
 def to_narrowing(node: Node) -> Narrowing | None:

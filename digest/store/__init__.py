@@ -17,7 +17,7 @@ from pathlib import Path
 from digest.store.base import Base, Identity, iso
 from digest.store.feedback import FeedbackStore
 from digest.store.model import ModelStore, SavedCorpus, SavedReader
-from digest.store.outbox import OutboxStore, QueuedDigest
+from digest.store.outbox import OutboxStore, Packed, QueuedDigest, pack
 from digest.store.papers import DumpCounts, PaperStore
 from digest.store.queue import OutboxRow, QueueStore, Waiting
 from digest.store.retention import Pruned, RetentionStore
@@ -48,6 +48,7 @@ __all__ = [
     "DumpCounts",
     "Identity",
     "OutboxRow",
+    "Packed",
     "Pruned",
     "QueuedDigest",
     "SavedCorpus",
@@ -56,4 +57,5 @@ __all__ = [
     "Store",
     "Waiting",
     "iso",
+    "pack",
 ]

@@ -3,7 +3,7 @@
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +80,7 @@ class Base:
             # 16 MB rather than 2: the papers id index outgrows 2 MB at about 50,000
             # papers, and a big ingest then fetches it from the OS at every insert.
             self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            self.db.execute("PRAGMA synchronous = FULL")  # what write(durable=False) returns to
             if create:
                 self._incremental_vacuum_if_new()
                 self.db.enable_wal()
@@ -122,7 +123,7 @@ class Base:
 
     def _migrate(self) -> None:
         """Apply pending migrations under the write lock; refuse a schema newer than this code."""
-        with self._immediate():
+        with self._immediate(durable=True):
             self._refuse_newer()
             if migrations.pending(self.db):
                 migrations.apply(self.db)
@@ -164,9 +165,11 @@ class Base:
         return Identity(database_id, found.st_dev, found.st_ino)
 
     @contextmanager
-    def _immediate(self) -> Iterator[None]:
+    def _immediate(self, durable: bool) -> Iterator[None]:
         """A full disk (SQLite's "database or disk is full", ENOSPC) is rolled back and
         raised as one ``DiskFull`` line naming the database and the free space."""
+        if not durable:
+            self.db.execute("PRAGMA synchronous = NORMAL")
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -181,21 +184,33 @@ class Base:
             if self.db.conn.in_transaction:
                 self.db.conn.rollback()
             raise disk_full(self.path) from None
+        finally:
+            if not durable:
+                with suppress(sqlite3.Error):  # a vanished database: its own error says so
+                    self.db.execute("PRAGMA synchronous = FULL")
 
     @contextmanager
-    def write(self) -> Iterator[None]:
+    def write(self, *, durable: bool = True) -> Iterator[None]:
         """One all-or-nothing write transaction, taken with the write lock held from the start.
 
         Re-entrant: inside another ``write()`` it joins that transaction (a savepoint), so
         the outermost one commits everything or nothing, and an error the caller catches
         undoes only the inner block's writes (``record_digest`` skipping a taken digest).
+
+        ``durable=False`` commits without waiting for the disk (WAL, ``synchronous =
+        NORMAL``): a crash of the process loses nothing, a power cut may undo the
+        transaction until the next durable commit or checkpoint, which writes it too.
         """
         self._depth += 1
         try:
-            with self._savepoint() if self._depth > 1 else self._immediate():
+            with self._savepoint() if self._depth > 1 else self._immediate(durable):
                 yield
         finally:
             self._depth -= 1
+
+    def make_durable(self) -> None:
+        """Write every commit so far to the disk (a checkpoint of the WAL into the file)."""
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @contextmanager
     def _savepoint(self) -> Iterator[None]:

@@ -6,6 +6,7 @@ order they were given, for training the readers' relevance models.
 """
 
 from collections.abc import Iterable
+from typing import cast
 
 from digest.models import Feedback, Verdict
 from digest.store.base import Base
@@ -44,6 +45,14 @@ class FeedbackStore(Base):
             [subscriber_id],
         )
         return [_feedback(row) for row in rows]
+
+    def verdict(self, subscriber_id: int, paper_seq: int) -> Verdict | None:
+        """The reader's verdict on the paper, or None."""
+        row = self.db.execute(
+            "SELECT verdict FROM feedback WHERE subscriber_id = ? AND paper_seq = ?",
+            [subscriber_id, paper_seq],
+        ).fetchone()
+        return None if row is None else cast(Verdict, row[0])
 
     def all_feedback(
         self, before: str | None = None, subscribers: Iterable[int] | None = None

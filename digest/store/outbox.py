@@ -27,6 +27,16 @@ READY = ("queued", "deferred")
 COMPRESSION = 1
 
 
+class Packed(bytes):
+    """A message compressed the store's way (``pack``), ready to record as it is."""
+
+
+def pack(message: bytes) -> Packed:
+    """What the store keeps of a queued message: done where the message is rendered (a
+    worker process), so recording copies bytes and compresses nothing."""
+    return Packed(zlib.compress(message, COMPRESSION))
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedDigest:
     """A digest waiting for delivery, with what delivery needs to know of its subscriber."""
@@ -51,7 +61,7 @@ class OutboxStore(Base):
         message: bytes,
         created_at: str,
     ) -> int | None:
-        """Record a queued digest and its deliveries.
+        """Record a queued digest and its deliveries; ``message`` as rendered or ``Packed``.
 
         Returns None, recording nothing, when another run already put one of
         these papers in a digest for this subscriber.
@@ -66,7 +76,7 @@ class OutboxStore(Base):
                 digest_id = int(cursor.lastrowid or 0)
                 self.db.execute(
                     "INSERT INTO messages (digest_id, data) VALUES (?, ?)",
-                    [digest_id, zlib.compress(message, COMPRESSION)],
+                    [digest_id, message if isinstance(message, Packed) else pack(message)],
                 )
                 self.db.conn.executemany(
                     "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id, rank) "
@@ -111,8 +121,12 @@ class OutboxStore(Base):
         return [QueuedDigest(*row) for row in rows]
 
     def claim(self, digest_id: int, owner: int) -> bool:
-        """Move a ready digest to ``sending`` for this process; False if another took it."""
-        with self.write():
+        """Move a ready digest to ``sending`` for this process; False if another took it.
+
+        Not waited onto the disk: a claim a power cut undoes leaves the digest ready,
+        unless ``mark_sent`` made it durable first (a durable commit writes every one before).
+        """
+        with self.write(durable=False):
             cursor = self.db.execute(
                 "UPDATE digests SET status = 'sending', owner = ?, attempts = attempts + 1 "
                 f"WHERE id = ? AND status IN {READY}",
@@ -126,8 +140,11 @@ class OutboxStore(Base):
         ).fetchone()
         return zlib.decompress(row[0])
 
-    def mark_sent(self, digest_id: int, subscriber_id: int, at: str) -> None:
-        with self.write():
+    def mark_sent(
+        self, digest_id: int, subscriber_id: int, at: str, *, durable: bool = True
+    ) -> None:
+        """Sent; ``durable=False`` leaves the disk write to a later commit (``write``)."""
+        with self.write(durable=durable):
             self.db.execute(
                 "UPDATE digests SET status = 'sent', sent_at = ?, error = NULL, owner = NULL "
                 "WHERE id = ?",
@@ -306,5 +323,7 @@ def _whose(statuses: Sequence[str] | None, also: int | None) -> tuple[str, list[
     """A condition on subscribers ``s``: in ``statuses`` (any when None), or ``also``."""
     if statuses is None:
         return "1", []
+    if not statuses:
+        return "s.id = ?", [also]
     marks = ", ".join("?" * len(statuses))
     return f"(s.status IN ({marks}) OR s.id = ?)", [*statuses, also]

@@ -24,6 +24,7 @@ from digest.render import Renderer
 from digest.store import Identity, Store
 from digest.web import (
     feed_routes,
+    feedback_routes,
     health_routes,
     manage_routes,
     paper_routes,
@@ -104,6 +105,8 @@ def routes() -> list[Route]:
         Route("/feeds/{name}", feed_routes.site_feed),
         Route("/papers/{id}", paper_routes.paper),
         Route("/matches/{token}/{mark}", paper_routes.matches),
+        Route("/feedback/{token}/{paper}/{verdict}", feedback_routes.feedback_page),
+        _post("/feedback/{token}/{paper}/{verdict}", feedback_routes.feedback_post),
         Route("/healthz", health_routes.healthz),
         Route("/readyz", health_routes.readyz),
     ]

@@ -1,8 +1,11 @@
 """Manage and unsubscribe routes, addressed by the per-subscriber link tokens of ``links``.
 
 ``/manage/<token>``: the settings form (filter with caret errors, name,
-frequency, format), a preview of the filter, pause/resume; every POST needs the
-CSRF token and a successful change redirects (303) back to the page.  The
+frequency, format, whether to suggest papers the filter did not match), a
+preview of the filter, pause/resume, and the papers the reader marked "more like
+this" or "not for me" (the newest ``MAX_MARKED``), each with a button that takes
+the mark back; every POST needs the CSRF token and a successful change
+redirects (303) back to the page.  The
 *Preview* button shares the start page's preview limit (``run_preview``).  No
 action here brings an unsubscribed address back: only a new sign-up, confirmed
 from the mailbox, does (``lifecycle``).
@@ -23,9 +26,10 @@ from starlette.responses import RedirectResponse, Response
 from digest import lifecycle, links
 from digest.errors import QueryError, UsageError
 from digest.lifecycle import SETTINGS
-from digest.models import FORMATS, FREQUENCIES, Subscriber
+from digest.models import FORMATS, FREQUENCIES, VERDICTS, PaperRow, Subscriber, Verdict
 from digest.store import Store
 from digest.web.forms import CsrfToken, Form, csrf_ok, read_form
+from digest.web.paper_routes import PAPER_ID
 from digest.web.preview import Preview
 from digest.web.state import Web, web_of
 from digest.web.subscribe_routes import FORBIDDEN, FilterError, run_preview, too_many
@@ -36,7 +40,9 @@ NOTICES = {
     "resumed": "Your digest is on again.",
     "unchanged": "Nothing changed: an unsubscribed or bouncing address comes back by "
     "subscribing again from the start page.",
+    "unmarked": "That paper is off your list.",
 }
+MAX_MARKED = 200
 STATUS_ACTIONS: dict[str, lifecycle.Action] = {"pause": "pause", "resume": "resume"}
 
 
@@ -61,10 +67,10 @@ def manage(request: Request) -> Response:
     with web.store() as store:
         person = lookup(store, request.path_params["token"], "manage")
         if person is None:
-            return _not_found(web)
+            return not_found(web)
         form = _with_preview(web, request, store, person.filter, _stored(person))
-    notice = NOTICES.get(request.query_params.get("done", ""))
-    return _page(web, request, person, replace(form, notice=notice))
+        notice = NOTICES.get(request.query_params.get("done", ""))
+        return _page(web, request, store, person, replace(form, notice=notice))
 
 
 async def manage_post(request: Request) -> Response:
@@ -78,21 +84,27 @@ def _manage_post(web: Web, request: Request, form: Form) -> Response:
     with web.store() as store:
         person = lookup(store, token, "manage")
         if person is None:
-            return _not_found(web)
+            return not_found(web)
         if not csrf_ok(web, request, form):
             return web.pages.message("Please try again", *FORBIDDEN, status=403)
         action = form.get("action", "save")
         if action in STATUS_ACTIONS:
             return _change_status(web, store, person, token, STATUS_ACTIONS[action])
-        values = {key: form.get(key, getattr(person, key)).strip() for key in SETTINGS}
+        if action == "unmark":
+            return _unmark(store, person, token, form.get("paper", ""))
+        settings = {key: form.get(key, getattr(person, key)).strip() for key in SETTINGS}
+        wanted = form.get("suggestions") == "on"  # an unticked box sends nothing
+        values = {**settings, "suggestions": "on" if wanted else ""}
         if action == "preview":
             return _preview(web, request, store, person, values)
         try:
-            lifecycle.change_settings(store, person, values, "subscriber", web.now())
+            lifecycle.change_settings(
+                store, person, settings, "subscriber", web.now(), suggestions=wanted
+            )
         except QueryError as err:
-            return _page(web, request, person, ManageForm(values, FilterError.of(err)), 400)
+            return _page(web, request, store, person, ManageForm(values, FilterError.of(err)), 400)
         except UsageError as err:
-            return _page(web, request, person, ManageForm(values, error=err.message), 400)
+            return _page(web, request, store, person, ManageForm(values, error=err.message), 400)
     web.feeds.forget()  # the private feed follows the new filter at once
     return _done(token, "saved")
 
@@ -103,10 +115,10 @@ def _preview(
     try:
         shown = run_preview(web, request, store, values["filter"])
     except QueryError as err:
-        return _page(web, request, person, ManageForm(values, FilterError.of(err)), 400)
+        return _page(web, request, store, person, ManageForm(values, FilterError.of(err)), 400)
     if isinstance(shown, int):
         return too_many(web, "You have asked for previews too often from this address.", shown)
-    return _page(web, request, person, ManageForm(values, preview=shown))
+    return _page(web, request, store, person, ManageForm(values, preview=shown))
 
 
 def _change_status(
@@ -120,12 +132,31 @@ def _change_status(
     return _done(token, "paused" if action == "pause" else "resumed")
 
 
+def _unmark(store: Store, person: Subscriber, token: str, paper_id: str) -> Response:
+    """Take back the reader's mark on a paper; one already gone is gone all the same."""
+    paper = store.paper(paper_id) if PAPER_ID.fullmatch(paper_id) else None
+    if paper is not None:
+        store.clear_feedback(person.id, paper.seq)
+    return _done(token, "unmarked")
+
+
+def _marked(store: Store, person: Subscriber) -> dict[Verdict, list[PaperRow]]:
+    """The newest ``MAX_MARKED`` papers the reader marked, by verdict, newest first."""
+    newest = store.feedback(person.id)[::-1][:MAX_MARKED]
+    rows = {paper.seq: paper for paper in store.papers(seqs=[f.paper_seq for f in newest])}
+    found: dict[Verdict, list[PaperRow]] = {verdict: [] for verdict in VERDICTS}
+    for given in newest:
+        found[given.verdict].append(rows[given.paper_seq])
+    return found
+
+
 def _done(token: str, notice: str) -> Response:
     return RedirectResponse(f"/manage/{token}?done={notice}", status_code=303)
 
 
 def _stored(person: Subscriber) -> ManageForm:
-    return ManageForm({key: str(getattr(person, key)) for key in SETTINGS})
+    values = {key: str(getattr(person, key)) for key in SETTINGS}
+    return ManageForm({**values, "suggestions": "on" if person.suggestions else ""})
 
 
 def _with_preview(
@@ -140,7 +171,12 @@ def _with_preview(
 
 
 def _page(
-    web: Web, request: Request, person: Subscriber, form: ManageForm, status: int = 200
+    web: Web,
+    request: Request,
+    store: Store,
+    person: Subscriber,
+    form: ManageForm,
+    status: int = 200,
 ) -> Response:
     csrf = CsrfToken(web, request)
     page = web.pages.page(
@@ -149,9 +185,12 @@ def _page(
         title="Your subscription",
         person=person,
         form=form,
+        marked=_marked(store, person),
+        labels=links.VERDICT_LABELS,
         csrf=csrf.field,
         frequencies=FREQUENCIES,
         formats=FORMATS,
+        reader=links.token(person, "feed"),
         feed=f"/feeds/{links.token(person, 'feed')}",
         unsubscribe=f"/unsubscribe/{links.token(person, 'unsubscribe')}",
     )
@@ -164,7 +203,7 @@ def unsubscribe(request: Request) -> Response:
     with web.store() as store:
         person = lookup(store, token, "unsubscribe")
     if person is None:
-        return _not_found(web)
+        return not_found(web)
     if person.status == "unsubscribed":
         return _unsubscribed(web, person)
     path = request.url.path
@@ -177,7 +216,7 @@ def unsubscribe_post(request: Request) -> Response:
     with web.store() as store:
         person = lookup(store, request.path_params["token"], "unsubscribe")
         if person is None:
-            return _not_found(web)
+            return not_found(web)
         lifecycle.unsubscribe(store, person, web.now())
     web.feeds.forget()  # the private feed stops at once, not a second later
     return _unsubscribed(web, person)
@@ -192,7 +231,7 @@ def _unsubscribed(web: Web, person: Subscriber) -> Response:
     )
 
 
-def _not_found(web: Web) -> Response:
+def not_found(web: Web) -> Response:
     return web.pages.message(
         "This link is not valid",
         "It may have been cut short when it was copied, or replaced by a newer one.",

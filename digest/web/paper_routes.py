@@ -1,5 +1,10 @@
 """Paper routes: one paper with its trend history, and the papers a digest had no room for.
 
+``/papers/<id>`` is public and cached; opened as ``/papers/<id>?reader=<feed token>``
+(the links of a reader's ``/matches`` and feedback pages) it also shows that reader's
+"More like this" and "Not for me" buttons, which POST to their signed feedback links,
+and is not cached.  A token that is not a current reader's shows the public page.
+
 ``/matches/<feed token>/<digest mark>`` is where a digest's "N more papers match"
 leads: the matches of that digest's window that it did not carry, which reach the
 reader nowhere else (the next digest starts after them; the feed holds only the
@@ -29,10 +34,14 @@ def paper(request: Request) -> Response:
     web = web_of(request)
     ref = request.path_params["id"]
     found = None
+    verdicts: list[_Verdict] = []
     if PAPER_ID.fullmatch(ref):
         with web.store() as store:
             found = store.paper(ref)
             history = store.sightings(found.seq) if found else []
+            reader = _feed_reader(store, request.query_params.get("reader", ""))
+            if found is not None and reader is not None:
+                verdicts = _verdicts(store, reader, found)
     if found is None:
         return web.pages.message(
             "No such paper", "We have no paper with this id.", status=404, links=[("/", "Home")]
@@ -45,8 +54,25 @@ def paper(request: Request) -> Response:
         facts=_facts(found.meta),
         read=_links(found, web.config.digest.paper_url),
         sightings=history,
-        cache="public, max-age=300",
+        verdicts=verdicts,
+        cache="no-store" if verdicts else "public, max-age=300",
     )
+
+
+class _Verdict(NamedTuple):
+    """A verdict button of a reader's paper page: where it posts, its label, whether given."""
+
+    action: str
+    label: str
+    given: bool
+
+
+def _verdicts(store: Store, reader: Subscriber, paper: PaperRow) -> list[_Verdict]:
+    now = store.verdict(reader.id, paper.seq)
+    return [
+        _Verdict(links.feedback_path(reader, paper.id, verdict), label, verdict == now)
+        for verdict, label in links.VERDICT_LABELS.items()
+    ]
 
 
 class _Reading(NamedTuple):
@@ -97,6 +123,7 @@ def matches(request: Request) -> Response:
         papers=found,
         digest=digest,
         filter=reader.filter,
+        reader=request.path_params["token"],
     )
 
 

@@ -1,0 +1,98 @@
+"""Rendering in worker processes: the very digests one process renders, one bad digest
+failing alone, and a pool that breaks leaving the rendering to the main process."""
+
+import email
+import os
+import signal
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from digest import outbox
+from digest.config import Config
+from digest.render import DigestContent
+from digest.render_pool import Rendered, RenderPool, Unrendered
+from digest.store import Store
+
+from .conftest import copy_database, make_config
+from .test_one_fails_alone import (
+    BIG,
+    JOSE,
+    READERS,
+    TOO_BIG,
+    assert_the_two_failed_alone,
+    populate,
+    run_send,
+)
+from .test_outbox import outbox_config
+
+
+@pytest.fixture
+def crowd_database(seeded_database: Path, tmp_path: Path, now: datetime) -> Path:
+    """The seeds and the fifty readers (two bad rows among them), in a file to copy."""
+    (tmp_path / "crowd").mkdir()
+    path = copy_database(seeded_database, tmp_path / "crowd")
+    with closing(Store(path)) as store:
+        populate(store, now)
+    return path
+
+
+def maildir_messages(config: Config) -> dict[str, bytes]:
+    """Each message in the Maildir by its Message-ID line."""
+    found = {}
+    for path in (config.delivery.maildir / "new").iterdir():
+        data = path.read_bytes()
+        found[str(email.message_from_bytes(data)["Message-ID"])] = data
+    return found
+
+
+def send_with(crowd_database: Path, folder: Path, now: datetime, workers: int) -> Config:
+    folder.mkdir()
+    config = make_config(folder, delivery={"maildir": "mail", "render_workers": workers})
+    with closing(Store(copy_database(crowd_database, folder))) as store:
+        report = run_send(store, config, now)
+        assert_the_two_failed_alone(store, report)
+    return config
+
+
+def test_workers_render_the_very_messages_one_process_renders_and_bad_rows_fail_alone(
+    crowd_database: Path, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "POOL_FROM", 1)
+    monkeypatch.setattr(outbox, "RECORD_CHUNK", 7)  # several chunks in flight at once
+    alone = send_with(crowd_database, tmp_path / "alone", now, workers=1)
+    pooled = send_with(crowd_database, tmp_path / "pooled", now, workers=2)
+    assert len(maildir_messages(pooled)) == len(READERS)
+    assert maildir_messages(pooled) == maildir_messages(alone)
+
+
+def contents(crowd_database: Path, tmp_path: Path, now: datetime) -> list[DigestContent]:
+    config = outbox_config(tmp_path)
+    with closing(Store(copy_database(crowd_database, tmp_path))) as store:
+        builder = outbox.Builder(store, config, outbox.Renderer(config), now)
+        due, _ = outbox.due_subscribers(store, config, now)
+        found = [builder.prepare(s) for s in due]
+    return [c for c in found if isinstance(c, DigestContent)]
+
+
+def test_a_pool_whose_workers_die_renders_the_rest_here(
+    crowd_database: Path, tmp_path: Path, now: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    given = contents(crowd_database, tmp_path, now)
+    config = outbox_config(tmp_path)
+    with RenderPool(config, 2) as pool:
+        assert pool.workers == 2
+        first = list(pool.submit(given[:3]))
+        for pid in pool.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        rest = list(pool.submit(given[3:]))
+    outcomes = first + rest
+    assert "rendering the rest in the main process" in caplog.text
+    assert len(outcomes) == len(given)
+    by_email = {c.subscriber.email: o for c, o in zip(given, outcomes, strict=True)}
+    big = by_email[BIG]
+    assert isinstance(big, Unrendered)
+    assert TOO_BIG in big.reason
+    assert all(isinstance(o, Rendered) for e, o in by_email.items() if e not in (BIG, JOSE))
