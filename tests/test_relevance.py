@@ -4,6 +4,7 @@ The readers here are simulated (``bench.readers``): a hidden topic, written as a
 filter, decides what they like, day by day over the seed dumps ingested one a day.
 """
 
+import pickle
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -15,6 +16,7 @@ from bench.readers import add_reader, ingest_by_day, simulate
 from digest import outbox, pipeline
 from digest.config import DigestConfig, ModelConfig
 from digest.explain import explain
+from digest.mailer import transport_for
 from digest.match import Batch, backtest
 from digest.models import Subscriber
 from digest.relevance.evaluation import evaluate
@@ -25,7 +27,7 @@ from digest.scheduler import Service
 from digest.store import Store, iso
 
 from .conftest import NOW, SEED_FILES, RunCli, copy_database, make_config
-from .test_render import ADA, CONFIG, FRESH, GOLDEN
+from .test_render import ADA, CONFIG, FRESH, GOLDEN, body, parsed
 
 TOPIC = "3D"  # the simulated reader's hidden interest
 FILTER = "reasoning"  # what they subscribed to: it matches none of the topic's papers below
@@ -285,3 +287,25 @@ def test_the_service_trains_daily_on_a_thread_of_its_own(tmp_path: Path) -> None
     assert jobs["train"].executor == "model"
     assert {job.executor for name, job in jobs.items() if name != "train"} <= {"default", "fetch"}
     assert "hour='5', minute='15'" in str(jobs["train"].trigger)
+
+
+def test_a_sent_digest_carries_the_suggestions_and_their_reasons(
+    daily: Store, tmp_path: Path
+) -> None:
+    reader = topic_reader(daily)
+    trained(daily)
+    config = make_config(tmp_path, delivery={"maildir": "mail"}, digest={"max_papers": 10})
+    report = outbox.send(daily, config, transport_for(config.delivery, config.smtp), lambda: NOW)
+    assert [(d.email, d.status) for d in report.digests] == [(reader.email, "sent")]
+    (message,) = (tmp_path / "mail" / "new").iterdir()
+    text = body(parsed(message.read_bytes()), "plain")
+    assert "You may also like" in text
+    assert text.count("because you liked *") == config.digest.suggestions
+
+
+def test_a_digest_with_suggestions_travels_to_a_render_worker_intact(daily: Store) -> None:
+    reader = topic_reader(daily)
+    trained(daily)
+    content = outbox.digest_content(CONFIG, Batch(daily, SETTINGS, NOW).pending(reader), FRESH, NOW)
+    assert content.suggestions
+    assert pickle.loads(pickle.dumps(content)) == content
