@@ -5,6 +5,8 @@ filter, decides what they like, day by day over the seed dumps ingested one a da
 """
 
 import pickle
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -309,3 +311,15 @@ def test_a_digest_with_suggestions_travels_to_a_render_worker_intact(daily: Stor
     content = outbox.digest_content(CONFIG, Batch(daily, SETTINGS, NOW).pending(reader), FRESH, NOW)
     assert content.suggestions
     assert pickle.loads(pickle.dumps(content)) == content
+
+
+def test_opening_the_store_and_sending_import_neither_numpy_nor_scikit_learn() -> None:
+    """They load where a model is trained or applied, never at a command's start."""
+    code = (
+        "import sys, digest.store, digest.outbox, digest.explain, digest.cli.model\n"
+        "print(sorted(m for m in ('numpy', 'sklearn') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]"

@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlite_utils import Database
-
 from digest.errors import DatabaseReplaced, MissingDatabase, StoreError
 from digest.files import create_private, disk_full, is_disk_full, make_private_dir
 from digest.store.migrations import migrations
+from digest.store.sqlite import Database
 
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 16 * 1024

@@ -3,9 +3,8 @@
 Each migration runs in its own transaction (sqlite-utils ``Migrations``).
 """
 
-from sqlite_utils import Database, Migrations
-
 from digest.stemming import FTS_TOKENIZE
+from digest.store.sqlite import Database, Migrations
 
 migrations = Migrations("digest")
 

@@ -5,12 +5,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any, NamedTuple
 
-from sqlite_utils import Database
-
 from digest.addresses import lookup_forms
 from digest.errors import StoreError
 from digest.models import Subscriber
 from digest.store.base import Base
+from digest.store.sqlite import Database
 
 _COLUMNS = ", ".join(field.name for field in fields(Subscriber))
 
