@@ -50,6 +50,7 @@ from bench.workload import (
 )
 from digest import outbox
 from digest.config import Config, load
+from digest.due import due_subscribers
 from digest.render import DigestContent, Renderer
 from digest.store import Store, iso
 
@@ -154,7 +155,7 @@ def bare_rate(config: Config, database: Path) -> float:
         now = utc_now()
         renderer = Renderer(config)
         builder = outbox.Builder(store, config, renderer, now)
-        due, _ = outbox.due_subscribers(store, config, now)
+        due, _ = due_subscribers(store, config, now)
         contents: list[DigestContent] = []
         for subscriber in due:
             prepared = builder.prepare(subscriber)

@@ -55,6 +55,7 @@ from bench.workload import (
 )
 from digest import delivery, outbox
 from digest.config import Config, from_mapping
+from digest.due import due_subscribers
 from digest.mailer import SmtpTransport
 from digest.render import Renderer
 from digest.store import Store
@@ -143,7 +144,7 @@ def prepare(folder: Path, count: int, seed: int) -> Path:
         filters = matching_filters(new_papers(store, now), count, seed, *MATCHES)
         add_subscribers(store, subscriber_rows(filters, now, seed=seed))
         config = config_for(database)
-        due, _ = outbox.due_subscribers(store, config, now)
+        due, _ = due_subscribers(store, config, now)
         built, skipped, max_seq = outbox.build(store, config, Renderer(config), due, now)
         reports = outbox.record(store, built, max_seq, store.last_digest_times())
     finally:

@@ -1,4 +1,4 @@
-"""The outbox: decide who is due, build their digests, record them, then have them delivered.
+"""The outbox: build the digests of those due (``due``), record them, then have them delivered.
 
 Building is pure reading plus rendering; recording is one write transaction
 holding, per digest, its row (with the exact message bytes and Message-ID) and
@@ -30,6 +30,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from digest.config import Config
+from digest.due import due_subscribers
 from digest.errors import BuildError, DeliveryError
 from digest.links import links_for
 from digest.match import Batch, Pending
@@ -46,46 +47,9 @@ if TYPE_CHECKING:  # delivery (aiosmtplib, asyncio) is imported by a send, not b
     from digest.delivery import Clock
     from digest.transport import Transport
 
-DAILY_GAP = timedelta(hours=20)
 POOL_FROM = 200  # due digests from which rendering in worker processes pays for starting them
 RECORD_CHUNK = 250
-WEEKLY_GAP = timedelta(days=6)
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 log = logging.getLogger(__name__)
-
-
-# due ---------------------------------------------------------------------------------
-
-
-def is_due(subscriber: Subscriber, last_built: str | None, config: Config, now: datetime) -> bool:
-    """Daily: no digest in the last 20 hours. Weekly: on ``weekly_day``, none in 6 days."""
-    if subscriber.status != "active":
-        return False
-    gap = DAILY_GAP
-    if subscriber.frequency == "weekly":
-        if WEEKDAYS[now.weekday()] != config.digest.weekly_day:
-            return False
-        gap = WEEKLY_GAP
-    return last_built is None or last_built <= iso(now - gap)
-
-
-def due_subscribers(
-    store: Store,
-    config: Config,
-    now: datetime,
-    only: str | None = None,
-    last: Mapping[int, str] | None = None,
-) -> tuple[list[Subscriber], int]:
-    """The active subscribers due a digest now, and how many active ones are not.
-
-    ``last`` is the snapshot of last-digest times to decide by (read now when None).
-    """
-    last = store.last_digest_times() if last is None else last
-    active = [
-        s for s in store.subscribers(["active"]) if only is None or s.email.lower() == only.lower()
-    ]
-    due = [s for s in active if is_due(s, last.get(s.id), config, now)]
-    return due, len(active) - len(due)
 
 
 # build -------------------------------------------------------------------------------

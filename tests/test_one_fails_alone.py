@@ -19,6 +19,7 @@ import pytest
 
 from digest import lifecycle, outbox, pipeline, subscribers
 from digest.config import Config
+from digest.due import due_subscribers
 from digest.mailer import transport_for
 from digest.render import Renderer
 from digest.store import Store, iso
@@ -180,7 +181,7 @@ def test_a_queued_digest_that_cannot_go_on_the_wire_fails_without_a_bounce(
         for address in ("ada@example.org", "bob@example.org", "cy@example.org")
     ]
     config = outbox_config(tmp_path, sink.port)
-    due, _ = outbox.due_subscribers(seeded_store, config, now)
+    due, _ = due_subscribers(seeded_store, config, now)
     built, _, max_seq = outbox.build(seeded_store, config, Renderer(config), due, now)
     outbox.record(seeded_store, built, max_seq, {})
     with seeded_store.write():

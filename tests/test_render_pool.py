@@ -12,6 +12,7 @@ import pytest
 
 from digest import outbox
 from digest.config import Config
+from digest.due import due_subscribers
 from digest.render import DigestContent
 from digest.render_pool import Rendered, RenderPool, Unrendered
 from digest.store import Store
@@ -72,7 +73,7 @@ def contents(crowd_database: Path, tmp_path: Path, now: datetime) -> list[Digest
     config = outbox_config(tmp_path)
     with closing(Store(copy_database(crowd_database, tmp_path))) as store:
         builder = outbox.Builder(store, config, outbox.Renderer(config), now)
-        due, _ = outbox.due_subscribers(store, config, now)
+        due, _ = due_subscribers(store, config, now)
         found = [builder.prepare(s) for s in due]
     return [c for c in found if isinstance(c, DigestContent)]
 
