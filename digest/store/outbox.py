@@ -69,9 +69,8 @@ class OutboxStore(Base):
                     [digest_id, zlib.compress(message, COMPRESSION)],
                 )
                 self.db.conn.executemany(
-                    "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id, rank) "
-                    "VALUES (?, ?, ?, ?)",
-                    [(subscriber_id, seq, digest_id, rank) for rank, seq in enumerate(seqs, 1)],
+                    "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id) VALUES (?, ?, ?)",
+                    [(subscriber_id, seq, digest_id) for seq in seqs],
                 )
         except sqlite3.IntegrityError:
             return None

@@ -13,8 +13,7 @@ otherwise, in one write transaction.
 from dataclasses import dataclass
 
 from digest.store.base import Base
-
-INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+from digest.store.migrations import INCREMENTAL
 
 
 @dataclass(frozen=True, slots=True)
