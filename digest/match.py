@@ -341,7 +341,9 @@ class Batch:
         self.corpus = window_corpus(stemmer or shared_stemmer(), tuple(documents(self.papers)))
         first_seq = self.seqs[0] if self.seqs else None
         self.delivered = (
-            store.delivered_since(first_seq, RECEIVING, self.also) if first_seq is not None else {}
+            store.delivered_since(first_seq, RECEIVING, self.also, in_window=True)
+            if first_seq is not None
+            else {}
         )
         self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
 
