@@ -7,7 +7,7 @@ of its own (so its peak RSS is the day's): a few subscribers leave (0.3 % of the
 active ones unsubscribe, 0.2 % pause), a new generated listing of 1,000 papers is
 ingested, ``outbox.send`` delivers every due digest to a Maildir, and
 ``retention.prune`` runs as the service runs it daily.  Printed per day: digests
-sent, the cycle's time (ingest + send) and the process's peak RSS, the database
+sent, the cycle's time (ingest + send), the process's CPU time and peak RSS, the database
 file's size and its growth.
 
 Targets: the last day's cycle time and peak within 1.2x of the first day's, and the
@@ -113,6 +113,7 @@ class Day:
     sent: int
     seconds: float  # ingest + send
     prune_seconds: float
+    cpu_seconds: float  # the whole process's, less swayed than wall time by a busy machine
     peak_mb: float
     size: int
     growth: int
@@ -167,6 +168,7 @@ def simulate(
             found["sent"],
             found["ingest"] + found["send"],
             found["prune"],
+            child.cpu_seconds,
             child.peak_mb,
             grown,
             grown - size,
@@ -176,7 +178,8 @@ def simulate(
         note(
             STAGE,
             f"day {number:2}: {day.sent:,} sent, cycle {day.seconds:.1f} s "
-            f"(prune {day.prune_seconds:.1f} s), peak {day.peak_mb:,.0f} MB, "
+            f"(prune {day.prune_seconds:.1f} s, process CPU {day.cpu_seconds:.1f} s), "
+            f"peak {day.peak_mb:,.0f} MB, "
             f"database {day.size / MB:,.1f} MB ({day.growth / MB:+,.2f} MB)",
         )
     report_tables(database)

@@ -371,21 +371,19 @@ class Batch:
             self.corpus = window_corpus(stemmer, tuple(documents(self.papers)))
         else:
             node = compile_filter(also.filter)
-            self.papers = self._candidates(store, self.window(also), node)
+            window = self.window(also)  # only the papers their filter's prefilter lets through
+            found = store.papers(since=window.since, after_seq=window.after_seq, fts=to_fts5(node))
+            self.papers = sorted(found, key=lambda p: p.seq)
             self.corpus = Corpus(stemmer, documents(self.papers), Focus.of(node, stemmer))
         self.seqs = [p.seq for p in self.papers]
         first_seq = self.seqs[0] if self.seqs else None
         self.delivered = (
-            store.delivered_since(first_seq, receiving, self.also) if first_seq is not None else {}
+            store.delivered_since(first_seq, receiving, self.also, in_window=True)
+            if first_seq is not None
+            else {}
         )
         self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
         self.scorer = scorer_for(store, self.papers)
-
-    @staticmethod
-    def _candidates(store: Store, window: Window, node: Node) -> list[PaperRow]:
-        """The papers of ``window`` that the prefilter of ``node`` lets through, oldest first."""
-        found = store.papers(since=window.since, after_seq=window.after_seq, fts=to_fts5(node))
-        return sorted(found, key=lambda p: p.seq)
 
     def bits(self, subscriber: Subscriber) -> int:
         """The candidates this subscriber would get: filter, window, not yet delivered."""

@@ -493,3 +493,26 @@ def test_polls_between_ingests_reuse_the_window_index_and_an_ingest_renews_it(
     renewed = match.Batch(store, SETTINGS, now + timedelta(hours=2))
     assert renewed.corpus is not first.corpus
     assert renewed.corpus.size == len(renewed.papers) > first.corpus.size
+
+
+def test_the_batch_reads_only_the_sent_papers_a_window_could_take_again(
+    store: Store, seed_files: list[Path], now: datetime
+) -> None:
+    """A window reaching far back (no digest for weeks) widens the batch for everyone, but
+    the papers each subscriber was sent before their own window are not read into it."""
+    long_ago, yesterday = now - timedelta(days=20), now - timedelta(days=1)
+    ingest_files(store, seed_files[:1], long_ago)
+    quiet = subscribe(store, "zebra", long_ago, "quiet@example.org")  # matches nothing since
+    record_digest(store, quiet, [], long_ago)
+    ingest_files(store, seed_files[1:2], yesterday)
+    ada = subscribe(store, "model", yesterday)
+    sent = [m.paper.seq for m in match.pending(store, ada, SETTINGS, yesterday).capped]
+    assert sent
+    record_digest(store, ada, sent, yesterday)
+    ingest_files(store, seed_files[2:], now)
+    batch = match.Batch(store, SETTINGS, now)
+    assert set(sent) <= set(batch.seqs)  # quiet's window holds the papers ada was sent
+    assert store.delivered_since(batch.seqs[0])[ada.id] == set(sent)
+    assert ada.id not in batch.delivered  # behind ada's own window: not read
+    assert not {m.paper.seq for m in batch.pending(ada).matches} & set(sent)
+    assert batch.pending(ada).total == match.pending(store, ada, SETTINGS, now).total

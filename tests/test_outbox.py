@@ -675,3 +675,50 @@ def test_a_message_queued_before_m007_moves_to_its_table_and_is_sent_unchanged(
         assert migrated.count("messages") == 0
     [filed] = (tmp_path / "mail" / "new").iterdir()
     assert filed.read_bytes().replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n")
+
+
+def test_deliveries_recorded_before_m009_keep_their_key_and_their_digest_and_lose_the_rest(
+    tmp_path: Path, now: datetime
+) -> None:
+    """m009 rebuilds deliveries without ``rank`` and without the index on ``digest_id``: the
+    rows are kept, a paper still cannot go in a second digest, the delivery still names
+    its digest, and deleting the subscriber still deletes them."""
+    path, stamp = tmp_path / "digest.db", iso(now - timedelta(days=1))
+    old = Database(path)
+    migrations.apply(old, stop_before="m009_lean_deliveries")
+    old["dumps"].insert({"sha256": "0" * 64, "file_name": "d.txt", "ingested_at": stamp})
+    for seq in (1, 2, 3):
+        old["papers"].insert(
+            {"seq": seq, "id": f"p{seq}", "title": f"Paper {seq}", "abstract": "a"}
+            | {"first_seen": stamp, "first_dump": 1}
+        )
+    old["subscribers"].insert(
+        {"email": "ada@example.org", "filter": "x", "secret": "s", "created_at": stamp}
+        | {"updated_at": stamp}
+    )
+    old["digests"].insert(
+        {"subscriber_id": 1, "message_id": "<digest.1.0@example.org>", "max_seq": 2}
+        | {"papers": 2, "created_at": stamp, "status": "sent"}
+    )
+    old["deliveries"].insert_all(
+        {"subscriber_id": 1, "paper_seq": seq, "digest_id": 1, "rank": rank}
+        for rank, seq in ((1, 2), (2, 1))
+    )
+    old.close()
+    with closing(Store(path)) as migrated:
+        rows = migrated.db.execute("SELECT * FROM deliveries").fetchall()
+        assert rows == [(1, 1, 1), (1, 2, 1)]
+        indexes = migrated.db.execute("PRAGMA index_list('deliveries')").fetchall()
+        assert [index[3] for index in indexes] == ["pk"]
+        assert (
+            migrated.record_digest(1, "<digest.2.0@example.org>", 3, [3, 2], 0, b"", stamp) is None
+        )
+        assert migrated.delivery(1, 2) == {
+            "digest_id": 1,
+            "created_at": stamp,
+            "status": "sent",
+            "sent_at": None,
+        }
+        assert migrated.record_digest(1, "<digest.2.0@example.org>", 3, [3], 0, b"", stamp) == 2
+        migrated.delete_subscriber(1)
+        assert (migrated.count("deliveries"), migrated.count("digests")) == (0, 0)

@@ -79,9 +79,8 @@ class OutboxStore(Base):
                     [digest_id, message if isinstance(message, Packed) else pack(message)],
                 )
                 self.db.conn.executemany(
-                    "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id, rank) "
-                    "VALUES (?, ?, ?, ?)",
-                    [(subscriber_id, seq, digest_id, rank) for rank, seq in enumerate(seqs, 1)],
+                    "INSERT INTO deliveries (subscriber_id, paper_seq, digest_id) VALUES (?, ?, ?)",
+                    [(subscriber_id, seq, digest_id) for seq in seqs],
                 )
         except sqlite3.IntegrityError:
             return None
@@ -267,21 +266,35 @@ class OutboxStore(Base):
         return {row[0]: row[1] for row in rows}
 
     def delivered_since(
-        self, first_seq: int, statuses: Sequence[str] | None = None, also: int | None = None
+        self,
+        first_seq: int,
+        statuses: Sequence[str] | None = None,
+        also: int | None = None,
+        *,
+        in_window: bool = False,
     ) -> dict[int, set[int]]:
         """Per subscriber id: the paper seqs (from ``first_seq`` on) already put in a digest;
-        with ``statuses``, only for subscribers in them (and subscriber ``also``).
+        with ``statuses``, only for subscribers in them (and subscriber ``also``); with
+        ``in_window``, only those after the newest paper their latest digest considered
+        (``last_digest_seqs``), the only ones a next digest could take again.
 
         Read per subscriber along the primary key (subscriber, paper), so only the rows
         from ``first_seq`` on are touched, not the whole history (``CROSS JOIN`` keeps
-        SQLite from scanning every delivery instead).
+        SQLite from scanning every delivery instead).  ``in_window`` matters once some
+        subscriber's window reaches far back: the batch then reads from that old
+        ``first_seq`` on, and everyone's sent papers since were most of its memory.
         """
         whose, params = _whose(statuses, also)
-        rows = self.db.execute(
-            "SELECT d.subscriber_id, d.paper_seq FROM subscribers s "  # CROSS: subscribers first
-            "CROSS JOIN deliveries d ON d.subscriber_id = s.id AND d.paper_seq >= ? "
-            f"WHERE {whose}",
-            [first_seq, *params],
+        after = (
+            "COALESCE((SELECT MAX(g.max_seq) FROM digests g WHERE g.subscriber_id = s.id), -1)"
+            if in_window
+            else "-1"
+        )
+        rows = self.db.execute(  # MATERIALIZED: each bound is worked out once, not per row
+            f"WITH w AS MATERIALIZED (SELECT s.id, {after} AS after FROM subscribers s "
+            f"WHERE {whose}) SELECT d.subscriber_id, d.paper_seq FROM w CROSS JOIN deliveries d "
+            "ON d.subscriber_id = w.id AND d.paper_seq >= ? AND d.paper_seq > w.after",
+            [*params, first_seq],
         )
         found: dict[int, set[int]] = {}
         for subscriber_id, seq in rows:

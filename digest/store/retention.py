@@ -13,8 +13,7 @@ otherwise, in one write transaction.
 from dataclasses import dataclass
 
 from digest.store.base import Base
-
-INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+from digest.store.migrations import INCREMENTAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +36,13 @@ class RetentionStore(Base):
 
     def prune_messages(self, failed_before: str, *, dry_run: bool) -> Pruned:
         """Drop the bytes of sent digests, and of failed ones built before ``failed_before``
-        (until then ``digest outbox retry --failed`` can send them again)."""
+        (until then ``digest outbox retry --failed`` can send them again).
+
+        Each message looks up its own digest: the work is the messages left, not (as with
+        ``digest_id IN (SELECT ...)``) every digest ever sent."""
         where = (
-            "digest_id IN (SELECT id FROM digests "
-            "WHERE status = 'sent' OR (status = 'failed' AND created_at < ?))"
+            "EXISTS (SELECT 1 FROM digests g WHERE g.id = messages.digest_id "
+            "AND (g.status = 'sent' OR (g.status = 'failed' AND g.created_at < ?)))"
         )
         count, size = self.db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM messages WHERE {where}",
