@@ -28,7 +28,7 @@ TEST_ENV := PYTHONDONTWRITEBYTECODE=
 
 ## test: install with the test extras, then lint, type-check and run every test
 test: lint systemd-deps browser-deps
-	$(TEST_ENV) $(BIN)/pytest -q -n 2
+	$(TEST_ENV) $(BIN)/pytest -q -n 2 --dist worksteal
 
 ## systemd-deps: systemd-analyze for tests/test_deploy.py (Debian's systemd package, when missing)
 systemd-deps:
@@ -46,9 +46,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## unit: the fast inner loop (stops at the first failure, skips the slow end-to-end tests)
+## unit: the fast inner loop (stops at the first failure, skips the slow end-to-end tests, a third of each property test's examples)
 unit: $(STAMP)
-	$(TEST_ENV) $(BIN)/pytest -x -q -n 2 -m 'not slow'
+	$(TEST_ENV) DIGEST_FUZZ_SCALE=0.3 $(BIN)/pytest -x -q -n 2 --dist worksteal -m 'not slow'
 
 ## bench: throughput and memory of each stage on generated data (BENCH_SCALE=small: the quick run)
 bench: $(STAMP)

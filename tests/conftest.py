@@ -22,6 +22,16 @@ from digest.store import Store
 
 from .smtp_servers import Server, Sink, serve
 
+# ``make unit`` (the inner loop) runs each property test on a third of its examples;
+# ``make test`` and CI run all of them.
+FUZZ_SCALE = float(os.environ.get("DIGEST_FUZZ_SCALE", "1"))
+
+
+def examples(count: int) -> int:
+    """A property test's number of examples, scaled for the inner loop (at least 20)."""
+    return max(20, round(count * FUZZ_SCALE))
+
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "examples" / "dumps"
 SEED_FILES = sorted(SEEDS.glob("*.txt"))

@@ -11,6 +11,8 @@ from digest.dumps import ABSTRACT_MIN, MAX_LINE_BYTES, TITLE_MAX, Dump, DumpPars
 from digest.errors import DumpError
 from digest.models import Entry
 
+from .conftest import examples
+
 ABSTRACT = (
     "We study how trending papers are listed and propose a parser that keeps every entry "
     "in order, tolerates messy input and rejects what would shift the pairs, with a link "
@@ -200,7 +202,7 @@ def _judge_after_a_good_entry(rest: bytes) -> None:
     assert [e.position for e in parsed.entries] == list(range(1, len(parsed.entries) + 1))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text())
 def test_arbitrary_text_after_a_good_entry_gives_more_entries_or_an_error_past_it(
     text: str,
@@ -208,7 +210,7 @@ def test_arbitrary_text_after_a_good_entry_gives_more_entries_or_an_error_past_i
     _judge_after_a_good_entry(text.encode())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary())
 def test_arbitrary_bytes_after_a_good_entry_give_more_entries_or_an_error_past_it(
     data: bytes,
@@ -269,7 +271,7 @@ def _by_the_rules(lines: list[str]) -> tuple[str | None, list[tuple[str, str, in
     return listing_date, entries
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(LINES, max_size=12))
 def test_arbitrary_line_mixes_are_judged_by_the_rules_of_the_format(lines: list[str]) -> None:
     expected = _by_the_rules(lines)
@@ -299,7 +301,7 @@ def _outcome(lines: list[bytes] | list[str]) -> list[Entry] | str:
         return str(err)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.one_of(LINES, st.text(max_size=30)), max_size=12))
 def test_lines_as_bytes_and_lines_as_text_are_judged_alike(lines: list[str]) -> None:
     """Bytes lines take the parser's fast path, text lines the careful one: same verdict."""

@@ -42,7 +42,7 @@ from digest.query import (
 from digest.stemming import FTS_TOKENIZE, Analysis, Stemmer, fold, spelled, words
 from digest.store import Store
 
-from .conftest import NOW, from_source
+from .conftest import NOW, examples, from_source
 
 DUMPS = Path(__file__).resolve().parent.parent / "examples" / "dumps"
 
@@ -850,7 +850,7 @@ def test_fts5_prefilter_is_a_superset_and_exact_without_prefix_or_not(
 # --- arbitrary input ---------------------------------------------------------------------
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=examples(300),
     derandomize=True,
     database=None,
     deadline=None,

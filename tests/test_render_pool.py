@@ -29,6 +29,8 @@ from .test_one_fails_alone import (
 )
 from .test_outbox import outbox_config
 
+pytestmark = pytest.mark.slow  # each test starts worker processes
+
 
 @pytest.fixture
 def crowd_database(seeded_database: Path, tmp_path: Path, now: datetime) -> Path:

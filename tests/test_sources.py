@@ -32,6 +32,7 @@ from digest.sources.daily_papers import parse_daily_papers
 from digest.sources.http import SourceClient, Validators, retry_after, shown, user_agent
 from digest.sources.listing import careful_person, person
 
+from .conftest import examples
 from .http_servers import Respond, Site, chunked_forever, reply, serve
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sources"
@@ -769,7 +770,7 @@ def test_an_unknown_kind_is_a_programming_error() -> None:
         parse("rss", b"", "t")
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(
     st.one_of(
         st.text(),
