@@ -16,9 +16,10 @@ from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from digest.backtest import backtest
 from digest.config import ModelConfig
 from digest.ingest import ingest_files
-from digest.match import backtest, trend_key
+from digest.match import trend_key
 from digest.models import PaperRow, Subscriber
 from digest.relevance.evaluation import evaluate
 from digest.store import Store, iso

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import groupby
+from itertools import groupby, islice
 
 from digest.match import Match, documents, shared_stemmer, trend_key
 from digest.models import PaperRow
@@ -100,3 +100,27 @@ class Streamed:
         ):
             corpus = Corpus(self.stemmer, documents(papers), focus, stats)
             yield corpus, papers, sorted(members(corpus.evaluate(self.node)))
+
+
+def search(
+    store: Store,
+    query: str | None,
+    *,
+    since: datetime | None = None,
+    limit: int | None = None,
+    stemmer: Stemmer | None = None,
+) -> list[PaperRow]:
+    """All papers newest first, or those matching ``query`` ranked as a digest would
+    (streamed: only the first ``limit`` are ever held)."""
+    if query is None:
+        return store.papers(since=since, limit=limit)
+    found = (m.paper for m in Streamed(store, query, since=since, stemmer=stemmer).ranked())
+    return list(islice(found, limit))
+
+
+def backtest(
+    store: Store, query: str, *, since: datetime | None = None, stemmer: Stemmer | None = None
+) -> list[Match]:
+    """What ``query`` selects among the stored papers, ranked (all of it in a list: callers
+    that may see a whole store use ``backtest.Streamed``)."""
+    return list(Streamed(store, query, since=since, stemmer=stemmer).ranked())

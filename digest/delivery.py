@@ -100,6 +100,7 @@ class Deliverer:
         self.reports: dict[int, DigestReport] = {}
         self.suspects: list[_Suspect] = []
         self._durable_at = time.monotonic()
+        self._unmarked: list[tuple[QueuedDigest, str]] = []  # sent, mark not yet written
 
     async def run(self, transport: Transport, ready: Sequence[QueuedDigest]) -> list[DigestReport]:
         """Deliver ``ready``; a DeliveryError stops every worker and is raised as itself.
@@ -124,6 +125,7 @@ class Deliverer:
         except* DigestError as failed:  # a full disk, a vanished database: one line, no group
             raise failed.exceptions[0] from None
         finally:
+            self._write_marks()
             for suspect in self.suspects:  # cancelled: give them back untouched
                 self.store.release(suspect.digest.id)
             self.store.make_durable()
@@ -146,9 +148,39 @@ class Deliverer:
             worker.cancel()
 
     async def _worker(self, transport: Transport, queue: "asyncio.Queue[QueuedDigest]") -> None:
-        while not queue.empty() and not self.stop.is_set():
-            digest = queue.get_nowait()
-            await self._deliver(transport, digest)
+        try:
+            while not queue.empty() and not self.stop.is_set():
+                digest = queue.get_nowait()
+                await self._deliver(transport, digest)
+        finally:
+            self._write_marks()
+
+    def _claim(self, digest_id: int) -> bool:
+        """Claim the digest in the same transaction as the sent marks waiting to be written.
+
+        A mark waits only from a worker's last send to its next claim, with nothing
+        awaited in between, so what a crash can leave is what it could before: one
+        transaction where there were two (or more, with several workers).
+        """
+        with self.store.write(durable=self._mark_durably()):
+            self._write_marks()
+            return self.store.claim(digest_id, self.owner)
+
+    def _write_marks(self) -> None:
+        """Write the sent marks waiting, in one transaction (durable once a second)."""
+        unmarked, self._unmarked = self._unmarked, []
+        if not unmarked:
+            return
+        with self.store.write(durable=self._mark_durably()):
+            for digest, at in unmarked:
+                self.store.mark_sent(digest.id, digest.subscriber_id, at)
+
+    def _mark_durably(self) -> bool:
+        """True once a second while marks are waiting: see ``DURABLE_SECONDS``."""
+        if not self._unmarked or time.monotonic() - self._durable_at < DURABLE_SECONDS:
+            return False
+        self._durable_at = time.monotonic()
+        return True
 
     async def _deliver(self, transport: Transport, digest: QueuedDigest) -> None:
         report = DigestReport(digest.email, "queued", digest.papers, digest.message_id)
@@ -165,7 +197,7 @@ class Deliverer:
         attempts_left = self.config.delivery.retries
         attempt = digest.attempts
         while True:
-            if not self.store.claim(digest.id, self.owner):
+            if not self._claim(digest.id):
                 report.status, report.error = "skipped", "taken by another run"
                 return
             try:
@@ -269,10 +301,7 @@ class Deliverer:
         now = self.clock()
         report.status, report.error = outcome.status, outcome.error
         if outcome.status == "sent":
-            durable = time.monotonic() - self._durable_at >= DURABLE_SECONDS
-            self.store.mark_sent(digest.id, digest.subscriber_id, iso(now), durable=durable)
-            if durable:
-                self._durable_at = time.monotonic()
+            self._unmarked.append((digest, iso(now)))  # written with the next claim
         elif outcome.status == "failed":
             bouncing = self.store.mark_failed(
                 digest.id,

@@ -186,7 +186,7 @@ class Feeds:
     def _matching(self, query: str, order: _Order) -> list[PaperRow]:
         """The first ``max_entries`` papers ``query`` selects, in ``order``.
 
-        As ``match.backtest`` does, the FTS5 prefilter narrows the candidates and
+        As ``backtest.backtest`` does, the FTS5 prefilter narrows the candidates and
         ``Corpus`` decides; but a feed needs only the first few and no relevance, so
         the candidates are put in order first and evaluated a growing chunk at a time
         (a filter selects each document on its own), stopping once the feed is full.

@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from heapq import nsmallest
-from itertools import islice
 from typing import Any
 
 from digest.config import DigestConfig
@@ -167,13 +166,21 @@ def _ranked_head(
     papers: Sequence[PaperRow],
     found: tuple[int, Sequence[int]],
     head: Iterable[int],
+    *,
+    ties_only: bool = False,
 ) -> list[Match]:
     """The matches ``head`` of all those ``found`` (as bits and as indexes), ranked: relevance
-    with the statistics of what was found, the one rule (``query.Stats``) of every ranking."""
-    stats = corpus.tally(node, *found)
-    return ranked(
-        [Match(papers[i], corpus.matched(node, i), corpus.relevance(node, i, stats)) for i in head]
-    )
+    with the statistics of what was found, the one rule (``query.Stats``) of every ranking.
+
+    ``ties_only``: relevance only for papers whose trend ties with another's, the only
+    ones it orders (a send, where nothing shows it; the others get 0.0).
+    """
+    head = list(head)
+    keys = Counter(trend_key(papers[i]) for i in head)
+    tied = [i for i in head if not ties_only or keys[trend_key(papers[i])] > 1]
+    stats = corpus.tally(node, *found) if tied else None
+    relevance = {i: corpus.relevance(node, i, stats) for i in tied}
+    return ranked([Match(papers[i], corpus.matched(node, i), relevance.get(i, 0.0)) for i in head])
 
 
 def _trend_head(hits: list[int], papers: Sequence[PaperRow], limit: int | None) -> list[int]:
@@ -182,34 +189,6 @@ def _trend_head(hits: list[int], papers: Sequence[PaperRow], limit: int | None) 
         return hits
     order = sorted(hits, key=lambda i: trend_key(papers[i]))
     return _contenders(order, limit, lambda i: trend_key(papers[i]))
-
-
-def search(
-    store: Store,
-    query: str | None,
-    *,
-    since: datetime | None = None,
-    limit: int | None = None,
-    stemmer: Stemmer | None = None,
-) -> list[PaperRow]:
-    """All papers newest first, or those matching ``query`` ranked as a digest would
-    (streamed: only the first ``limit`` are ever held)."""
-    if query is None:
-        return store.papers(since=since, limit=limit)
-    from digest.backtest import Streamed  # it builds on this module
-
-    found = (m.paper for m in Streamed(store, query, since=since, stemmer=stemmer).ranked())
-    return list(islice(found, limit))
-
-
-def backtest(
-    store: Store, query: str, *, since: datetime | None = None, stemmer: Stemmer | None = None
-) -> list[Match]:
-    """What ``query`` selects among the stored papers, ranked (all of it in a list: callers
-    that may see a whole store use ``backtest.Streamed``)."""
-    from digest.backtest import Streamed  # it builds on this module
-
-    return list(Streamed(store, query, since=since, stemmer=stemmer).ranked())
 
 
 def by_day(papers: Iterable[PaperRow]) -> list[tuple[str, int]]:
@@ -414,7 +393,7 @@ class Batch:
 
     def pending(
         self, subscriber: Subscriber, *, whole: bool = False, spans: bool = True
-    ) -> Pending:
+    ) -> Pending:  # spans=False is a send: relevance only where it decides (``_ranked_head``)
         """The subscriber's next digest, ranked and capped.
 
         Terms and relevance are worked out only for the papers that can reach
@@ -432,7 +411,8 @@ class Batch:
             found = sorted(members(bits), key=lambda i: trend_key(papers[i]))
             cap = len(found) if whole else self.settings.max_papers
             head = _contenders(found, cap, lambda i: trend_key(papers[i]))
-            matches = _ranked_head(self.corpus, node, papers, (bits, found), head)
+            found_both = (bits, found)
+            matches = _ranked_head(self.corpus, node, papers, found_both, head, ties_only=not spans)
         else:
             found = list(members(bits))
             cap = len(found) if whole else self.settings.max_papers

@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 import feedparser
 import pytest
 
-from digest import lifecycle, match, subscribers
+from digest import backtest, lifecycle, match, subscribers
 from digest.config import Config, from_mapping
 from digest.errors import ConfigError
 from digest.feeds import FORMATS, FeedBody, Feeds, Format, build_all
@@ -130,8 +130,8 @@ def expected_papers(store: Store, kind: str, query: str = FILTER) -> list[PaperR
     if kind == "all":
         return trending(store.papers())
     if kind == "topic":
-        return trending([m.paper for m in match.backtest(store, "diffusion")])
-    return newest_first([m.paper for m in match.backtest(store, query)])
+        return trending([m.paper for m in backtest.backtest(store, "diffusion")])
+    return newest_first([m.paper for m in backtest.backtest(store, query)])
 
 
 def add_papers(store: Store, entries: list[tuple[str, str]], at: datetime) -> None:
@@ -444,7 +444,7 @@ def test_a_private_feed_holds_the_matches_beyond_the_email_cap_newest_first(fres
     assert body is not None
     upcoming = match.pending(fresh, person, config.digest, NOW)
     assert len(upcoming.capped) == config.digest.max_papers == 2
-    assert body.entries == len(match.backtest(fresh, FILTER)) > len(upcoming.capped) == 2
+    assert body.entries == len(backtest.backtest(fresh, FILTER)) > len(upcoming.capped) == 2
     assert upcoming.more > 0
     dates = [e.published for e in parse(body).entries]
     assert dates == sorted(dates, reverse=True)

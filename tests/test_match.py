@@ -1,12 +1,13 @@
 """Matching: backtest, ranking, a subscriber's pending papers, the cap, and explain."""
 
 import re
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from digest import lifecycle, match, outbox, subscribers
+from digest import backtest, lifecycle, match, outbox, subscribers
 from digest.config import DigestConfig
 from digest.explain import explain
 from digest.ingest import ingest_files
@@ -39,7 +40,7 @@ def record_digest(store: Store, subscriber: Subscriber, seqs: list[int], now: da
 def test_a_backtest_returns_only_matching_papers_with_their_matched_terms(
     seeded_store: Store,
 ) -> None:
-    found = match.backtest(seeded_store, "diffusion -video")
+    found = backtest.backtest(seeded_store, "diffusion -video")
     assert found
     for m in found:
         text = (m.paper.title + " " + m.paper.abstract).lower()
@@ -49,7 +50,7 @@ def test_a_backtest_returns_only_matching_papers_with_their_matched_terms(
 
 
 def test_results_rank_trending_first_then_relevance(seeded_store: Store) -> None:
-    found = match.backtest(seeded_store, "model")
+    found = backtest.backtest(seeded_store, "model")
     keys = [(-m.paper.times_seen, m.paper.best_position) for m in found]
     assert keys == sorted(keys)
     assert found[0].paper.times_seen > found[-1].paper.times_seen
@@ -62,13 +63,13 @@ def test_results_rank_trending_first_then_relevance(seeded_store: Store) -> None
 
 
 def test_score_reflects_the_trend(seeded_store: Store) -> None:
-    found = match.backtest(seeded_store, "model")
+    found = backtest.backtest(seeded_store, "model")
     assert all(m.score > m.paper.times_seen for m in found)
     assert found[0].score >= found[-1].score
 
 
 def test_the_backtest_agrees_with_a_plain_scan_for_a_prefix(seeded_store: Store) -> None:
-    found = {m.paper.id for m in match.backtest(seeded_store, "regulari*")}
+    found = {m.paper.id for m in backtest.backtest(seeded_store, "regulari*")}
     expected = {
         p.id
         for p in seeded_store.papers()
@@ -83,9 +84,9 @@ def test_by_day_counts_papers_per_ingest_day(
 ) -> None:
     ingest_files(store, seed_files[:2], now - timedelta(days=1))
     ingest_files(store, seed_files[2:], now)
-    days = match.by_day([m.paper for m in match.backtest(store, "diffusion")])
+    days = match.by_day([m.paper for m in backtest.backtest(store, "diffusion")])
     assert [day for day, _ in days] == ["2026-11-23", "2026-11-24"]
-    assert sum(n for _, n in days) == len(match.backtest(store, "diffusion"))
+    assert sum(n for _, n in days) == len(backtest.backtest(store, "diffusion"))
 
 
 def test_a_new_subscriber_gets_the_lookback_window(
@@ -195,10 +196,10 @@ def test_a_backtest_by_author_and_word_finds_what_the_store_prefilter_lets_throu
     """The FTS5 index knows no authors: the words narrow the candidates, the Corpus decides."""
     papers = [p for p in seeded_store.papers() if "diffusion" in p.abstract.lower()][:4]
     lists_again(seeded_store, papers[:2], PaperMeta(authors=("Yann LeCun",)), now)
-    found = match.backtest(seeded_store, "diffusion author:lecun")
+    found = backtest.backtest(seeded_store, "diffusion author:lecun")
     assert {m.paper.id for m in found} == {p.id for p in papers[:2]}
-    assert match.backtest(seeded_store, "diffusion OR author:lecun")[0].matched
-    assert {m.paper.id for m in match.backtest(seeded_store, "author:lecun")} == {
+    assert backtest.backtest(seeded_store, "diffusion OR author:lecun")[0].matched
+    assert {m.paper.id for m in backtest.backtest(seeded_store, "author:lecun")} == {
         p.id for p in papers[:2]
     }
 
@@ -258,7 +259,7 @@ def test_explain_says_when_a_paper_is_outside_the_window(
     seeded_store: Store, now: datetime
 ) -> None:
     person = subscribe(seeded_store, "model", now)
-    paper = match.backtest(seeded_store, "model")[0].paper
+    paper = backtest.backtest(seeded_store, "model")[0].paper
     verdict = explain(seeded_store, person, paper, SETTINGS, now + timedelta(days=30))
     assert not verdict.included
     assert any("outside the window: the last 7 days" in r for r in verdict.reasons)
@@ -349,9 +350,9 @@ def test_explain_cli_prints_the_reasons(run_cli: RunCli, seed_files: list[Path])
 
 def test_one_stemmer_serves_many_searches_with_the_same_results(seeded_store: Store) -> None:
     stemmer = Stemmer()
-    plural = [m.paper.id for m in match.backtest(seeded_store, "agents", stemmer=stemmer)]
-    assert [m.paper.id for m in match.backtest(seeded_store, "agent", stemmer=stemmer)] == plural
-    assert plural == [m.paper.id for m in match.backtest(seeded_store, "agents")]
+    plural = [m.paper.id for m in backtest.backtest(seeded_store, "agents", stemmer=stemmer)]
+    assert [m.paper.id for m in backtest.backtest(seeded_store, "agent", stemmer=stemmer)] == plural
+    assert plural == [m.paper.id for m in backtest.backtest(seeded_store, "agents")]
 
 
 def test_matching_many_subscribers_at_once_gives_each_the_same_digest_as_alone(
@@ -385,6 +386,13 @@ def test_matching_many_subscribers_at_once_gives_each_the_same_digest_as_alone(
         assert [m.matched for m in together.capped] == [m.matched for m in alone.capped]
 
 
+def tied_relevance(built: outbox.Built) -> list[tuple[int, float]]:
+    """(seq, relevance) of the papers whose trend ties with another's in the digest."""
+    matches = built.content.matches
+    trends = Counter(match.trend_key(m.paper) for m in matches)
+    return [(m.paper.seq, m.relevance) for m in matches if trends[match.trend_key(m.paper)] > 1]
+
+
 def test_a_preview_lists_what_send_builds_for_them_though_others_have_older_windows(
     store: Store, seed_files: list[Path], now: datetime, tmp_path: Path
 ) -> None:
@@ -414,12 +422,15 @@ def test_a_preview_lists_what_send_builds_for_them_though_others_have_older_wind
     built, _, _ = outbox.build(store, config, renderer, everyone, now)
     sent = {b.subscriber.id: b for b in built if isinstance(b, outbox.Built)}
     assert set(sent) >= {p.id for p in people}
+    ties = 0
     for person in people:
         alone = outbox.preview(store, config, renderer, person, now)
         assert alone.seqs == sent[person.id].seqs, person.filter
-        listed = [(m.paper.seq, m.relevance) for m in alone.content.matches]
-        assert listed == [(m.paper.seq, m.relevance) for m in sent[person.id].content.matches]
+        # a send works relevance out only where trends tie: there it must be the preview's
+        assert tied_relevance(alone) == tied_relevance(sent[person.id]), person.filter
+        ties += len(tied_relevance(alone))
         assert alone.content.more == sent[person.id].content.more
+    assert ties, "no two papers of a digest tie on trend: relevance was never compared"
 
 
 def test_the_window_is_after_the_last_digest_or_the_lookback_days_before_a_first(

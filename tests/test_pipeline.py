@@ -13,7 +13,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from digest import declared, match, pipeline
+from digest import backtest, declared, pipeline
 from digest.config import Config
 from digest.store import Store
 
@@ -83,7 +83,7 @@ def test_one_cycle_ingests_the_dropped_dumps_mails_each_subscriber_and_writes_th
     with closing(Store(config.storage.database)) as store:
         for email, query in PEOPLE.items():
             message = mail[email]
-            best = match.backtest(store, query)[: config.digest.max_papers]
+            best = backtest.backtest(store, query)[: config.digest.max_papers]
             assert len(best) == 25, f"the seeds hold too little for {query}"
             assert message["Subject"].startswith("25 new papers: ")
             assert message["Subject"].endswith(" — Nov 24")

@@ -16,10 +16,11 @@ import pytest
 
 from bench.readers import add_reader, ingest_by_day, simulate
 from digest import outbox, pipeline
+from digest.backtest import backtest
 from digest.config import DigestConfig, ModelConfig
 from digest.explain import explain
 from digest.mailer import transport_for
-from digest.match import Batch, backtest
+from digest.match import Batch
 from digest.models import Subscriber
 from digest.relevance.evaluation import evaluate
 from digest.relevance.scoring import Scorer

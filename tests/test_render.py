@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
-from digest import links, match, render
+from digest import backtest, links, match, render
 from digest.config import from_mapping
 from digest.errors import QueryError
 from digest.ingest import ingest_files
@@ -110,7 +110,7 @@ def content_for(
 
 @functools.cache  # matching the seeds takes a while; the content is immutable
 def seeded_digest(store: Store, cap: int = 10, subscriber: Subscriber = ADA) -> DigestContent:
-    found = match.backtest(store, subscriber.filter)
+    found = backtest.backtest(store, subscriber.filter)
     return content_for(found[:cap], subscriber=subscriber, more=len(found[:]) - cap)
 
 

@@ -32,7 +32,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from digest import lifecycle, links, match, outbox
+from digest import backtest, lifecycle, links, outbox
 from digest.config import Config, from_mapping
 from digest.errors import ConfigError, UsageError
 from digest.ingest import ingest_files
@@ -757,7 +757,7 @@ def test_a_filter_beyond_the_core_limits_is_refused_before_any_search(
 
     path = link_path(person, "manage")
     csrf = site.csrf(path)  # the manage page itself shows a backtest of the stored filter
-    monkeypatch.setattr(match, "backtest", no_search)
+    monkeypatch.setattr(backtest, "backtest", no_search)
     answers = [site.subscribe("ada@example.org", query, action=a) for a in ("preview", "subscribe")]
     for action in ("preview", "save"):
         answers.append(
@@ -1132,7 +1132,7 @@ def test_n_more_papers_leads_to_a_page_that_lists_exactly_those_n(make_site: Mak
     assert len(sent) == 5
     with closing(Store(site.config.storage.database)) as store:
         since = site.clock.now - timedelta(days=site.config.digest.lookback_days)
-        window = {m.paper.id for m in match.backtest(store, person.filter, since=since)}
+        window = {m.paper.id for m in backtest.backtest(store, person.filter, since=since)}
     assert set(listed) | sent == window
     assert not set(listed) & sent
 

@@ -107,10 +107,10 @@ def _print_ingest(report: "IngestReport", *, quiet: bool) -> None:
 @click.pass_obj
 def papers(app: App, since: str | None, query: str | None, limit: int, as_json: bool) -> None:
     """List stored papers, newest first, with how often they trended."""
-    from digest import match
+    from digest import backtest
 
     with errors(app):
-        rows = match.search(app.store, query, since=parse_since(since, now()), limit=limit)
+        rows = backtest.search(app.store, query, since=parse_since(since, now()), limit=limit)
     if as_json:
         emit_json([row.as_json() for row in rows])
         return

@@ -139,11 +139,9 @@ class OutboxStore(Base):
         ).fetchone()
         return zlib.decompress(row[0])
 
-    def mark_sent(
-        self, digest_id: int, subscriber_id: int, at: str, *, durable: bool = True
-    ) -> None:
-        """Sent; ``durable=False`` leaves the disk write to a later commit (``write``)."""
-        with self.write(durable=durable):
+    def mark_sent(self, digest_id: int, subscriber_id: int, at: str) -> None:
+        """Sent (delivery writes it with the next claim, in one transaction)."""
+        with self.write():
             self.db.execute(
                 "UPDATE digests SET status = 'sent', sent_at = ?, error = NULL, owner = NULL "
                 "WHERE id = ?",
