@@ -51,6 +51,17 @@ def send(config: Path) -> "subprocess.Popen[str]":
     )
 
 
+def send_to_the_end(config: Path) -> "subprocess.CompletedProcess[str]":
+    """``digest send --json`` run to its end (two minutes at most)."""
+    return subprocess.run(
+        [DIGEST, "--config", str(config), "send", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def digests(tmp_path: Path) -> list[OutboxRow]:
     store = Store(tmp_path / "digest.db")
     rows = store.outbox_rows()
@@ -79,13 +90,7 @@ def test_a_kill_9_during_a_send_loses_nothing_and_resends_at_most_what_was_in_fl
         assert first.returncode == -signal.SIGKILL
         before = sink.count()
         assert before < people
-        second = subprocess.run(
-            [DIGEST, "--config", str(config), "send", "--json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        second = send_to_the_end(config)
         assert second.returncode == 0, second.stderr
         rows = digests(tmp_path)
         # a message the killed sender had in flight is recorded when the sink's delay is
@@ -159,13 +164,7 @@ def test_a_kill_9_while_workers_render_leaves_no_process_behind_and_loses_nothin
     while any(Path(f"/proc/{pid}").exists() for pid in workers):
         assert time.monotonic() < deadline, "a render worker outlived its parent by 10 s"
         time.sleep(0.05)
-    second = subprocess.run(
-        [DIGEST, "--config", str(config), "send", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    second = send_to_the_end(config)
     assert second.returncode == 0, second.stderr
     rows = digests(tmp_path)
     assert len(rows) == people
