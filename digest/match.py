@@ -170,17 +170,31 @@ def _ranked_head(
     ties_only: bool = False,
 ) -> list[Match]:
     """The matches ``head`` of all those ``found`` (as bits and as indexes), ranked: relevance
-    with the statistics of what was found, the one rule (``query.Stats``) of every ranking.
+    with the statistics of what was found, the one rule (``query.Stats``) of every ranking."""
+    return ranked(_matches(corpus, node, papers, found, list(head), ties_only=ties_only))
 
-    ``ties_only``: relevance only for papers whose trend ties with another's, the only
-    ones it orders (a send, where nothing shows it; the others get 0.0).
+
+def _matches(
+    corpus: Corpus,
+    node: Node,
+    papers: Sequence[PaperRow],
+    found: tuple[int, Sequence[int]],
+    head: list[int],
+    *,
+    ties_only: bool,
+) -> list[Match]:
+    """The matches ``head``, in that order, with their terms and relevance.
+
+    ``ties_only`` (a send, where nothing shows relevance): only the papers whose trend
+    ties with another's, the only ones it can order, get it; the others get 0.0.
     """
-    head = list(head)
-    keys = Counter(trend_key(papers[i]) for i in head)
-    tied = [i for i in head if not ties_only or keys[trend_key(papers[i])] > 1]
+    tied = head
+    if ties_only:
+        keys = Counter(trend_key(papers[i]) for i in head)
+        tied = [i for i in head if keys[trend_key(papers[i])] > 1]
     stats = corpus.tally(node, *found) if tied else None
     relevance = {i: corpus.relevance(node, i, stats) for i in tied}
-    return ranked([Match(papers[i], corpus.matched(node, i), relevance.get(i, 0.0)) for i in head])
+    return [Match(papers[i], corpus.matched(node, i), relevance.get(i, 0.0)) for i in head]
 
 
 def _trend_head(hits: list[int], papers: Sequence[PaperRow], limit: int | None) -> list[int]:
@@ -392,16 +406,17 @@ class Batch:
         return self.corpus.all & ~((1 << bisect_right(self.seqs, window.after_seq)) - 1)
 
     def pending(
-        self, subscriber: Subscriber, *, whole: bool = False, spans: bool = True
-    ) -> Pending:  # spans=False is a send: relevance only where it decides (``_ranked_head``)
+        self, subscriber: Subscriber, *, whole: bool = False, sending: bool = False
+    ) -> Pending:
         """The subscriber's next digest, ranked and capped.
 
         Terms and relevance are worked out only for the papers that can reach
         the cap: those trending ahead of the cut and those tied with it (with
         ``whole``, for every match: ``explain`` says where any of them ranks), or, for
-        a reader with a relevance model, the first ``max_papers`` by its score.  With
-        ``spans=False`` the capped matches carry no spans yet: a send finds them
-        where it renders (``render_pool.render_one``, on every core).
+        a reader with a relevance model, the first ``max_papers`` by its score.  For a
+        send (``sending``) the capped matches carry no spans yet, found where the digest
+        renders (``render_pool.render_one``, on every core), and relevance is worked
+        out only where trends tie (``_matches``): nothing in a send shows it.
         """
         node = compile_filter(subscriber.filter)
         papers = self.papers
@@ -412,21 +427,15 @@ class Batch:
             cap = len(found) if whole else self.settings.max_papers
             head = _contenders(found, cap, lambda i: trend_key(papers[i]))
             found_both = (bits, found)
-            matches = _ranked_head(self.corpus, node, papers, found_both, head, ties_only=not spans)
+            matches = _ranked_head(self.corpus, node, papers, found_both, head, ties_only=sending)
         else:
             found = list(members(bits))
             cap = len(found) if whole else self.settings.max_papers
             head = nsmallest(cap, found, key=lambda i: learned_key(scores[i], papers[i]))
-            stats = self.corpus.tally(node, bits, found)
-            matches = [
-                Match(
-                    papers[i], self.corpus.matched(node, i), self.corpus.relevance(node, i, stats)
-                )
-                for i in head
-            ]
+            matches = _matches(self.corpus, node, papers, (bits, found), head, ties_only=sending)
         window = self.window(subscriber).description
         capped = matches[: self.settings.max_papers]
-        if spans:
+        if not sending:
             capped = highlighted(node, capped, self.corpus.stemmer)
         if scores is None:
             return Pending(subscriber, window, matches, capped, len(found))

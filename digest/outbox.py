@@ -63,7 +63,11 @@ class Built:
     content: DigestContent
     data: bytes
     packed: Packed
-    seqs: list[int]
+
+    @property
+    def seqs(self) -> list[int]:
+        """The papers it holds (after fitting: what is recorded is what was rendered)."""
+        return [m.paper.seq for m in self.content.matches]
 
     @property
     def message_id(self) -> str:
@@ -122,7 +126,7 @@ class Builder:
         """What this subscriber's digest will show, or why there is none."""
         batch = self.batch  # read outside the try: a store that cannot be read stops the run
         try:
-            upcoming = batch.pending(subscriber, spans=False)
+            upcoming = batch.pending(subscriber, sending=True)
             if not upcoming.capped and not self.config.digest.send_empty:
                 return DigestReport(subscriber.email, "skipped", 0, error="no new matching papers")
             return digest_content(self.config, upcoming, self.health.of(subscriber), self.now)
@@ -137,9 +141,7 @@ class Builder:
             log.debug("%s", outcome.trace)
             identity = self._failed_identity(subscriber)
             return Failed(subscriber, identity, outcome.reason, self.now)
-        fitted = outcome.content
-        seqs = [m.paper.seq for m in fitted.matches]
-        return Built(subscriber, fitted, outcome.data, outcome.packed, seqs)
+        return Built(subscriber, outcome.content, outcome.data, outcome.packed)
 
     def _failed_identity(self, subscriber: Subscriber) -> str:
         return message_id(subscriber, [f"failed:{iso(self.now)}"], self.sender)
@@ -187,7 +189,7 @@ def preview(
     except Exception as err:
         why = failure_reason(err)
         raise BuildError(f"cannot build the digest for {subscriber.email}: {why}") from err
-    return Built(subscriber, fitted, data, pack(data), [m.paper.seq for m in fitted.matches])
+    return Built(subscriber, fitted, data, pack(data))
 
 
 def digest_content(
