@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from digest.explain import explain
 from digest.mailer import transport_for
 from digest.match import Batch
 from digest.models import Subscriber
+from digest.relevance import training
 from digest.relevance.evaluation import evaluate
 from digest.relevance.scoring import Scorer
 from digest.relevance.training import rebuild
@@ -123,6 +125,28 @@ def test_model_rebuild_reports_progress_and_a_summary(run_cli: RunCli, tmp_path:
     assert summary["papers"] == 689
     assert summary["dims"] == 128
     assert "trained 1 of 1 readers with feedback" in result.stderr
+
+
+def test_a_reader_whose_training_fails_is_left_without_a_model_and_the_others_are_trained(
+    daily: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader = topic_reader(daily)
+    broken = topic_reader(daily, "broken@example.org")
+    real = training.train
+
+    def failing_for_broken(*args: Any) -> training.Reader | None:
+        if args[2] == broken.id:
+            raise ValueError("a solver that gives up")
+        return real(*args)
+
+    monkeypatch.setattr(training, "train", failing_for_broken)
+    summary = rebuild(daily, MODEL, NOW)
+    assert (summary.readers, summary.skipped) == (1, 1)
+    scorer = Scorer.load(daily, daily.papers())
+    assert scorer is not None
+    assert scorer.knows(reader.id)
+    assert not scorer.knows(broken.id)
+    assert f"subscriber {broken.id}: a solver that gives up" in caplog.text
 
 
 # the digest ------------------------------------------------------------------------------

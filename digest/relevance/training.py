@@ -112,10 +112,15 @@ def train_all(
     min_likes: int,
     progress: Progress | None = None,
 ) -> list[Reader]:
-    """Every reader with enough likes; ``progress(done, total)`` after each."""
+    """Every reader with enough likes; ``progress(done, total)`` after each.  A reader whose
+    training fails is logged and left without a model; the others are trained all the same."""
     readers = []
     for done, (subscriber_id, said) in enumerate(sorted(feedback.items()), start=1):
-        reader = train(vectors, index, subscriber_id, said, min_likes)
+        try:
+            reader = train(vectors, index, subscriber_id, said, min_likes)
+        except Exception as err:  # one reader's feedback, whatever the cause
+            log.error("cannot train the model of subscriber %d: %s", subscriber_id, err)
+            reader = None
         if reader is not None:
             readers.append(reader)
         if progress is not None:
