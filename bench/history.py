@@ -5,7 +5,7 @@ daily subscribers (``bench.workload``'s generated filters) and 30 simulated days
 with the clock injected (one day apart, 07:00 UTC).  Each day, in a fresh process
 of its own (so its peak RSS is the day's): a few subscribers leave (0.3 % of the
 active ones unsubscribe, 0.2 % pause), a new generated listing of 1,000 papers is
-ingested, ``outbox.send`` delivers every due digest to a Maildir, and
+ingested, ``sending.send`` delivers every due digest to a Maildir, and
 ``retention.prune`` runs as the service runs it daily.  Printed per day: digests
 sent, the cycle's time (ingest + send), the process's CPU time and peak RSS, the database
 file's size and its growth.
@@ -52,7 +52,7 @@ _DAY = """
 import json, random, sys, time
 from datetime import datetime
 from pathlib import Path
-from digest import config as config_module, lifecycle, outbox, retention
+from digest import config as config_module, lifecycle, retention, sending
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
 from digest.store import Store
@@ -75,7 +75,7 @@ start = time.perf_counter()
 ingest_files(store, [Path(dump)], moment)
 ingested = time.perf_counter()
 transport = transport_for(config.delivery, config.smtp)
-report = outbox.send(store, config, transport, lambda: moment)
+report = sending.send(store, config, transport, lambda: moment)
 sent = time.perf_counter()
 retention.prune(store, config, moment)
 pruned = time.perf_counter()

@@ -29,7 +29,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -48,6 +49,9 @@ STOP_POLL_SECONDS = 0.1
 # A sent mark is written to the disk at once if the last one that was is this old; the
 # others wait for it (or the run's end): a power cut resends at most a second's messages.
 DURABLE_SECONDS = 1.0
+# Digests claimed in one transaction (with the sent marks waiting): a crash leaves at most
+# this many claimed but never handed over, queued again by ``recover`` with that attempt counted.
+CLAIM_BATCH = 16
 # Different recipients refused in a row with the same permanent reply: the relay's doing.
 RELAY_STREAK = 3
 # The outbox's name, as before delivery had a module of its own: log lines read the same.
@@ -85,6 +89,49 @@ class _Suspect:
     report: DigestReport
 
 
+class Feed:
+    """The digests to deliver, put in as they become ready (``digest send`` puts in each
+    chunk as soon as it is recorded); ``close`` says that no more will come."""
+
+    def __init__(self, digests: Iterable[QueuedDigest] = ()) -> None:
+        self._items: deque[QueuedDigest] = deque()
+        self.fed: set[int] = set()  # the ids of every digest ever put in
+        self.closed = False
+        self._changed = asyncio.Event()
+        self.put(digests)
+
+    def put(self, digests: Iterable[QueuedDigest]) -> None:
+        for digest in digests:
+            self._items.append(digest)
+            self.fed.add(digest.id)
+        self._changed.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._changed.set()
+
+    def wake(self) -> None:
+        """Let every worker waiting for a digest look again (a stop, new claims)."""
+        self._changed.set()
+
+    def take(self, most: int) -> list[QueuedDigest]:
+        return [self._items.popleft() for _ in range(min(most, len(self._items)))]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def anything(self) -> bool:
+        """Wait until a digest is put in (True) or the feed is closed empty (False)."""
+        while not self._items and not self.closed:
+            await self.changed()
+        return bool(self._items)
+
+    async def changed(self) -> None:
+        """Wait for the next ``put``, ``close`` or ``wake``."""
+        self._changed.clear()
+        await self._changed.wait()
+
+
 class Deliverer:
     """Runs the ready digests through a transport, ``concurrency`` at a time."""
 
@@ -97,27 +144,33 @@ class Deliverer:
         self.clock = clock
         self.owner = os.getpid()
         self.sender = parseaddr(config.delivery.from_)[1]
-        self.reports: dict[int, DigestReport] = {}
+        self.reports: dict[int, DigestReport] = {}  # in the order the digests were taken
         self.suspects: list[_Suspect] = []
+        self._claimed: deque[QueuedDigest] = deque()  # claimed ahead, not yet handed over
         self._durable_at = time.monotonic()
         self._unmarked: list[tuple[QueuedDigest, str]] = []  # sent, mark not yet written
 
     async def run(self, transport: Transport, ready: Sequence[QueuedDigest]) -> list[DigestReport]:
-        """Deliver ``ready``; a DeliveryError stops every worker and is raised as itself.
+        """Deliver ``ready``: see ``run_feed``."""
+        feed = Feed(ready)
+        feed.close()
+        return await self.run_feed(transport, feed)
+
+    async def run_feed(self, transport: Transport, feed: Feed) -> list[DigestReport]:
+        """Deliver what comes through ``feed`` until it is closed and empty; a DeliveryError
+        stops every worker and is raised as itself.  Returns a report per digest taken.
 
         The refusals still under suspicion are counted at the end, or held when the run
-        stops on a DeliveryError (it says nothing about them either).
+        stops on a DeliveryError (it says nothing about them either).  Claimed digests
+        not handed over (a stop, an error) are given back.
         """
-        queue: asyncio.Queue[QueuedDigest] = asyncio.Queue()
-        for digest in ready:
-            queue.put_nowait(digest)
         try:
             async with asyncio.TaskGroup() as group:
                 workers = [
-                    group.create_task(self._worker(transport, queue))
-                    for _ in range(min(transport.concurrency, max(len(ready), 1)))
+                    group.create_task(self._worker(transport, feed))
+                    for _ in range(transport.concurrency)
                 ]
-                group.create_task(self._stop_watch(workers))
+                group.create_task(self._stop_watch(workers, feed))
             self._settle()
         except* DeliveryError as failed:
             self._hold_suspects(failure_reason(failed.exceptions[0]))
@@ -126,12 +179,17 @@ class Deliverer:
             raise failed.exceptions[0] from None
         finally:
             self._write_marks()
-            for suspect in self.suspects:  # cancelled: give them back untouched
-                self.store.release(suspect.digest.id)
+            self._give_back()
             self.store.make_durable()
-        return [self.reports[d.id] for d in ready if d.id in self.reports]
+        return list(self.reports.values())
 
-    async def _stop_watch(self, workers: list["asyncio.Task[None]"]) -> None:
+    def _give_back(self) -> None:
+        """Release what was claimed and not sent: the suspects (cancelled) and the claims ahead."""
+        for digest in [*(s.digest for s in self.suspects), *self._claimed]:
+            self.store.release(digest.id)
+        self.suspects, self._claimed = [], deque()
+
+    async def _stop_watch(self, workers: list["asyncio.Task[None]"], feed: Feed) -> None:
         """On a stop, give the messages in flight ``STOP_GRACE_SECONDS`` to finish, then
         cancel what is left (a worker waiting for its rate slot, a relay that stalls):
         a cancelled claim is given back, so the digest stays queued for the next run."""
@@ -141,19 +199,67 @@ class Deliverer:
                 return
             # wakes when the workers are done, not at the next poll: every run waited for it
             await asyncio.wait(workers, timeout=STOP_POLL_SECONDS)
+        feed.wake()  # a worker waiting for the next digest sees the stop
         deadline = loop.time() + STOP_GRACE_SECONDS
         while loop.time() < deadline and not all(worker.done() for worker in workers):
             await asyncio.wait(workers, timeout=STOP_POLL_SECONDS)
         for worker in workers:
             worker.cancel()
 
-    async def _worker(self, transport: Transport, queue: "asyncio.Queue[QueuedDigest]") -> None:
+    async def _worker(self, transport: Transport, feed: Feed) -> None:
         try:
-            while not queue.empty() and not self.stop.is_set():
-                digest = queue.get_nowait()
+            while (digest := await self._next(feed)) is not None:
                 await self._deliver(transport, digest)
         finally:
             self._write_marks()
+
+    async def _next(self, feed: Feed) -> QueuedDigest | None:
+        """The next claimed digest, claiming ``CLAIM_BATCH`` at a time; None when the feed
+        is closed and empty, or on a stop."""
+        while not self.stop.is_set():
+            if self._claimed:
+                self._write_marks()  # before the next send: a crash resends only what is in flight
+                return self._claimed.popleft()
+            if feed:
+                self._claim_batch(feed.take(CLAIM_BATCH))
+                feed.wake()  # the other workers: there may be claims for them too
+            elif feed.closed:
+                return None
+            else:
+                await feed.changed()
+        return None
+
+    def _claim_batch(self, batch: Sequence[QueuedDigest]) -> None:
+        """Claim ``batch`` in one transaction with the sent marks waiting (see ``_claim``).
+
+        A digest whose subscriber is no longer active fails instead, unsent; one another
+        run took is skipped.
+        """
+        for digest in batch:
+            self.reports[digest.id] = DigestReport(
+                digest.email, "queued", digest.papers, digest.message_id
+            )
+        active = [d for d in batch if d.subscriber_status == "active"]
+        for digest in batch:
+            if digest.subscriber_status != "active":
+                self._not_active(digest)
+        with self.store.write(durable=self._mark_durably()):
+            self._write_marks()
+            claimed = self.store.claim_many([d.id for d in active], self.owner)
+        for digest in active:
+            if digest.id in claimed:
+                self._claimed.append(digest)
+            else:
+                report = self.reports[digest.id]
+                report.status, report.error = "skipped", "taken by another run"
+
+    def _not_active(self, digest: QueuedDigest) -> None:
+        why = f"subscriber is {digest.subscriber_status}"
+        self.store.mark_failed(
+            digest.id, digest.subscriber_id, f"not sent: {why}", bounce_limit=None
+        )
+        report = self.reports[digest.id]
+        report.status, report.error = "failed", why
 
     def _claim(self, digest_id: int) -> bool:
         """Claim the digest in the same transaction as the sent marks waiting to be written.
@@ -169,11 +275,10 @@ class Deliverer:
     def _write_marks(self) -> None:
         """Write the sent marks waiting, in one transaction (durable once a second)."""
         unmarked, self._unmarked = self._unmarked, []
-        if not unmarked:
-            return
-        with self.store.write(durable=self._mark_durably()):
-            for digest, at in unmarked:
-                self.store.mark_sent(digest.id, digest.subscriber_id, at)
+        if unmarked:
+            marks = [(digest.id, digest.subscriber_id, at) for digest, at in unmarked]
+            with self.store.write(durable=self._mark_durably()):
+                self.store.mark_sent_many(marks)
 
     def _mark_durably(self) -> bool:
         """True once a second while marks are waiting: see ``DURABLE_SECONDS``."""
@@ -183,23 +288,17 @@ class Deliverer:
         return True
 
     async def _deliver(self, transport: Transport, digest: QueuedDigest) -> None:
-        report = DigestReport(digest.email, "queued", digest.papers, digest.message_id)
-        self.reports[digest.id] = report
-        if digest.subscriber_status != "active":
-            self.store.mark_failed(
-                digest.id,
-                digest.subscriber_id,
-                f"not sent: subscriber is {digest.subscriber_status}",
-                bounce_limit=None,
-            )
-            report.status, report.error = "failed", f"subscriber is {digest.subscriber_status}"
-            return
+        """Send a claimed digest, retrying a deferral ``retries`` times in this run (each
+        retry claims it again: another run may have taken it meanwhile)."""
+        report = self.reports[digest.id]
         attempts_left = self.config.delivery.retries
         attempt = digest.attempts
+        claimed = True
         while True:
-            if not self._claim(digest.id):
+            if not claimed and not self._claim(digest.id):
                 report.status, report.error = "skipped", "taken by another run"
                 return
+            claimed = False
             try:
                 outcome = await self._send(transport, digest)
             except RelayRefused as err:
@@ -272,7 +371,7 @@ class Deliverer:
 
     async def _send(self, transport: Transport, digest: QueuedDigest) -> Outcome:
         recipient = wire(digest.email)  # an IDN domain stored by an older version: IDNA
-        data = self.store.message(digest.id)
+        data = digest.data if digest.data is not None else self.store.message(digest.id)
         return await transport.send(Envelope(self.sender, recipient, data, digest.message_id))
 
     def _fail_alone(self, digest: QueuedDigest, err: Exception, report: DigestReport) -> None:

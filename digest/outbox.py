@@ -19,33 +19,28 @@ not offered again by email (they stay in the feeds), as after a digest that
 bounced.
 """
 
-import asyncio
 import logging
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from digest.config import Config
-from digest.due import due_subscribers
-from digest.errors import BuildError, DeliveryError
+from digest.errors import BuildError
 from digest.links import links_for
 from digest.match import Batch, Pending
 from digest.models import Subscriber
 from digest.render import DigestContent, Health, Renderer, message_id
-from digest.render_pool import Outcome, RenderPool, Unrendered, render_one, workers_for
+from digest.render_pool import Outcome, Unrendered, render_one
 from digest.reports import DigestReport as DigestReport
 from digest.reports import SendReport as SendReport
 from digest.reports import Status as Status
 from digest.reports import failure_reason as failure_reason
-from digest.store import Packed, Store, iso, pack
+from digest.store import Packed, QueuedDigest, Store, iso, pack
 
 if TYPE_CHECKING:  # delivery (aiosmtplib, asyncio) is imported by a send, not by a preview
-    from digest.delivery import Clock
-    from digest.transport import Transport
+    pass
 
 POOL_FROM = 200  # due digests from which rendering in worker processes pays for starting them
 RECORD_CHUNK = 250
@@ -240,44 +235,74 @@ def record(
     max_seq: int,
     last_built: Mapping[int, str],
 ) -> list[DigestReport]:
+    """Queue the digests (and record the failed ones) in one transaction: ``queue``'s
+    reports."""
+    return [recorded.report for recorded in queue(store, built, max_seq, last_built)]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What recording one digest did, and what delivery needs of it when it was queued."""
+
+    report: DigestReport
+    queued: QueuedDigest | None = None  # with the message in hand
+
+
+def queue(
+    store: Store,
+    built: Sequence[Built | Failed],
+    max_seq: int,
+    last_built: Mapping[int, str],
+) -> list[Recorded]:
     """Queue the digests (and record the failed ones) in one transaction, skipping any
     subscriber who got a digest from another run since ``last_built`` was read (their
     due-ness was decided on stale data), and any digest whose papers another run took.
 
     A digest that cannot be recorded is recorded as failed instead, with its own Message-ID.
     """
-    reports = []
+    recorded: list[Recorded] = []
     with store.write():
         for item in built:
             if store.last_digest_time(item.subscriber.id) != last_built.get(item.subscriber.id):
-                reports.append(_taken(item))
+                recorded.append(Recorded(_taken(item)))
             elif isinstance(item, Failed):
-                reports.append(_record_failed(store, item, max_seq))
+                recorded.append(Recorded(_record_failed(store, item, max_seq)))
             else:
-                reports.append(_record_built(store, item, max_seq))
-    return reports
+                recorded.append(_record_built(store, item, max_seq))
+    return recorded
 
 
-def _record_built(store: Store, item: Built, max_seq: int) -> DigestReport:
+def _record_built(store: Store, item: Built, max_seq: int) -> Recorded:
+    content, subscriber = item.content, item.subscriber
     try:
         digest_id = store.record_digest(
-            item.subscriber.id,
-            item.content.message_id,
+            subscriber.id,
+            content.message_id,
             max_seq,
             item.seqs,
-            item.content.more,
+            content.more,
             item.packed,
-            iso(item.content.created_at),
+            iso(content.created_at),
         )
     except Exception as err:  # this one digest; a broken database fails the next write too
-        content = item.content
-        gone = failed("record", item.subscriber, err, content.message_id, content.created_at)
-        return _record_failed(store, gone, max_seq)
-    status: Status = "queued" if digest_id is not None else "skipped"
-    error = None if digest_id is not None else "already in a digest built by another run"
-    return DigestReport(
-        item.subscriber.email, status, len(item.seqs), item.content.message_id, error
+        gone = failed("record", subscriber, err, content.message_id, content.created_at)
+        return Recorded(_record_failed(store, gone, max_seq))
+    if digest_id is None:
+        error = "already in a digest built by another run"
+        return Recorded(DigestReport(subscriber.email, "skipped", 0, content.message_id, error))
+    papers = len(item.seqs)
+    report = DigestReport(subscriber.email, "queued", papers, content.message_id)
+    queued = QueuedDigest(
+        digest_id,
+        subscriber.id,
+        subscriber.email,
+        subscriber.status,
+        content.message_id,
+        papers,
+        attempts=0,
+        data=item.data,
     )
+    return Recorded(report, queued)
 
 
 def _record_failed(store: Store, item: Failed, max_seq: int) -> DigestReport:
@@ -293,176 +318,3 @@ def _record_failed(store: Store, item: Failed, max_seq: int) -> DigestReport:
 def _taken(item: Built | Failed) -> DigestReport:
     message = "already sent a digest by another run"
     return DigestReport(item.subscriber.email, "skipped", 0, item.message_id, message)
-
-
-# the whole send ------------------------------------------------------------------------
-
-
-def send(
-    store: Store,
-    config: Config,
-    transport: "Transport",
-    clock: "Clock",
-    *,
-    only: str | None = None,
-    dry_run: bool = False,
-    renderer: Renderer | None = None,
-    stop: threading.Event | None = None,
-) -> SendReport:
-    """``digest send``: recover, build and record what is due, then deliver what is ready.
-
-    Digests are rendered and recorded ``RECORD_CHUNK`` at a time, so memory
-    stays flat whatever the number of subscribers; each chunk is one
-    transaction, and a crash between chunks leaves the rest due for the next run.
-    From ``POOL_FROM`` due digests on, worker processes render (one per core,
-    ``[delivery] render_workers``) while this process matches the next chunk and
-    records the last; a ``renderer`` given by the caller renders here.
-    """
-    now = clock()
-    report = SendReport()
-    builder = Builder(store, config, renderer or Renderer(config), now)
-    subscriber = store.subscriber(only) if only else None
-    only = subscriber.email if subscriber else only  # the stored spelling (an IDN domain)
-    due, report.not_due = due_subscribers(store, config, now, only, builder.last_built)
-    if not dry_run:
-        from digest.delivery import pid_alive, recover
-
-        recover(store, pid_alive)
-    stop = stop or threading.Event()
-    workers = workers_for(config) if renderer is None and len(due) >= POOL_FROM else 1
-    with RenderPool(config, workers) if workers > 1 else nullcontext() as pool:
-        chunks = _built_chunks(builder, due, stop, pool)
-        queued = _record_chunks(store, builder, chunks, report, dry_run=dry_run)
-    if stop.is_set():
-        done = len(queued) + len(report.digests)
-        report.stopped = done < len(due)
-        log.info("send: stopped after %d of %d due digests", done, len(due))
-    if dry_run or stop.is_set():
-        report.digests.extend(queued)
-        report.stopped = report.stopped or (bool(queued) and not dry_run)
-        return report
-    _deliver_queued(store, config, transport, clock, subscriber, stop, queued, report)
-    return report
-
-
-def _built_chunks(
-    builder: Builder, due: Sequence[Subscriber], stop: threading.Event, pool: RenderPool | None
-) -> Iterator[list[Built | Failed | DigestReport]]:
-    """The due digests, built a chunk at a time, until ``stop`` is set (SIGTERM in any
-    phase: what was built is still recorded, the rest stay due for the next run).
-
-    With a pool, the next chunk is matched here and handed to the workers before the
-    last one is taken back, so both stay busy.
-    """
-    waiting: tuple[list[Prepared], Iterator[Outcome]] | None = None
-    for start in range(0, len(due), RECORD_CHUNK):
-        if stop.is_set():
-            break
-        prepared = _prepare_until(stop, builder, due[start : start + RECORD_CHUNK])
-        contents = [p for p in prepared if isinstance(p, DigestContent)]
-        if pool is None:
-            yield _finished(builder, prepared, _render_here(builder, contents, stop))
-            continue
-        rendering = iter(pool.submit(contents))
-        if waiting is not None:
-            yield _finished(builder, *waiting)
-        waiting = prepared, rendering
-    if waiting is not None:
-        yield _finished(builder, *waiting)
-
-
-def _prepare_until(
-    stop: threading.Event, builder: Builder, chunk: Sequence[Subscriber]
-) -> list[Prepared]:
-    prepared: list[Prepared] = []
-    for subscriber in chunk:
-        if stop.is_set():
-            break
-        prepared.append(builder.prepare(subscriber))
-    return prepared
-
-
-def _render_here(
-    builder: Builder, contents: Sequence[DigestContent], stop: threading.Event
-) -> Iterator[Outcome]:
-    """Render in this process, one by one, until ``stop`` is set."""
-    for content in contents:
-        if stop.is_set():
-            return
-        yield render_one(builder.renderer, content)
-
-
-def _finished(
-    builder: Builder, prepared: Sequence[Prepared], outcomes: Iterator[Outcome]
-) -> list[Built | Failed | DigestReport]:
-    """The chunk's results in order; contents whose rendering never came (a stop) are left
-    out, so their subscribers stay due."""
-    results: list[Built | Failed | DigestReport] = []
-    for item in prepared:
-        if not isinstance(item, DigestContent):
-            results.append(item)
-            continue
-        outcome = next(outcomes, None)
-        if outcome is None:
-            break
-        results.append(builder.finish(item, outcome))
-    return results
-
-
-def _record_chunks(
-    store: Store,
-    builder: Builder,
-    chunks: Iterator[list[Built | Failed | DigestReport]],
-    report: SendReport,
-    *,
-    dry_run: bool,
-) -> list[DigestReport]:
-    """Record each built chunk in one transaction (or report it, for a dry run).
-
-    Returns the reports of the digests queued; every other report (skipped, failed,
-    dry-run) goes into ``report``.
-    """
-    queued: list[DigestReport] = []
-    for results in chunks:
-        report.digests.extend(r for r in results if isinstance(r, DigestReport))
-        built = [r for r in results if isinstance(r, Built | Failed)]
-        if dry_run:
-            report.digests.extend(_dry_run(b) for b in built)
-            continue
-        for recorded in record(store, built, builder.max_seq, builder.last_built):
-            (queued if recorded.status == "queued" else report.digests).append(recorded)
-    return queued
-
-
-def _deliver_queued(
-    store: Store,
-    config: Config,
-    transport: "Transport",
-    clock: "Clock",
-    subscriber: Subscriber | None,
-    stop: threading.Event,
-    queued: list[DigestReport],
-    report: SendReport,
-) -> None:
-    """The second phase: deliver every ready digest (``subscriber``'s alone when given).
-
-    A transport that cannot be used leaves the queued digests reported as queued.
-    """
-    from digest.delivery import deliver
-
-    try:
-        delivered = asyncio.run(deliver(store, config, transport, clock, subscriber, stop))
-    except DeliveryError as err:
-        report.error = str(err)
-        delivered = queued
-    report.digests.extend(delivered)
-    report.stopped = stop.is_set() and any(d.status == "queued" for d in delivered)
-    report.waiting = store.waiting(subscriber.id if subscriber else None)
-
-
-def _dry_run(built: Built | Failed) -> DigestReport:
-    if isinstance(built, Failed):
-        return DigestReport(built.subscriber.email, "failed", 0, built.message_id, built.error)
-    return DigestReport(
-        built.subscriber.email, "dry-run", len(built.seqs), built.content.message_id
-    )

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from threading import Event
 
-from digest import feeds, fetching, mailer, outbox, queue, retention
+from digest import feeds, fetching, mailer, outbox, queue, retention, sending
 from digest.config import Config
 from digest.ingest import InboxWatch, ingest_inbox, wait_until_settled
 from digest.models import IngestReport
@@ -104,7 +104,7 @@ def deliver(
     with open_store(config, identity) as store:
         run_id = store.start_run("deliver", iso(slot or clock()), iso(clock()))
         transport = mailer.transport_for(config.delivery, config.smtp)
-        report = outbox.send(store, config, transport, clock, stop=stop)
+        report = sending.send(store, config, transport, clock, stop=stop)
         if report.stopped:
             log.info("deliver: stopped; the rest is caught up at the next start")
         else:

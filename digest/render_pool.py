@@ -19,6 +19,7 @@ main process decides when to stop (it takes back the slices in hand, then ends
 the workers).  What one content does fails only that digest (``Unrendered``).
 """
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -26,7 +27,7 @@ import queue
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
@@ -117,8 +118,9 @@ class RenderPool:
         for feeder in self._feeders:
             feeder.close()
 
-    def submit(self, contents: Sequence[DigestContent]) -> Iterator[Outcome]:
-        """Start rendering ``contents``; the iterator yields them in order as they come."""
+    def submit(self, contents: Sequence[DigestContent]) -> "Rendering":
+        """Start rendering ``contents`` now; the ``Rendering`` yields them in order as they
+        come, to a loop (``async for``) or to a thread that waits (``for``)."""
         slices = [list(contents[i : i + SLICE]) for i in range(0, len(contents), SLICE)]
         futures: list[Future[list[Outcome]]] = []
         for part in slices:
@@ -129,7 +131,7 @@ class RenderPool:
                 else:
                     future.set_exception(WorkerGone("no render worker is running"))
             futures.append(future)
-        return self._outcomes(slices, futures)
+        return Rendering(self, list(zip(slices, futures, strict=True)))
 
     def _ended(self) -> None:
         """A worker is gone; when it was the last, what is queued is rendered here."""
@@ -149,20 +151,39 @@ class RenderPool:
         """The workers' process ids."""
         return [feeder.pid for feeder in self._feeders]
 
-    def _outcomes(
-        self, slices: list[list[DigestContent]], futures: list["Future[list[Outcome]]"]
-    ) -> Iterator[Outcome]:
-        for part, future in zip(slices, futures, strict=True):
-            try:
-                yield from future.result()
-            except WorkerGone as err:
-                yield from self._render_here(part, err)
-
     def _render_here(self, part: list[DigestContent], why: WorkerGone) -> list[Outcome]:
         if self._inline is None:
             log.warning("rendering the rest in the main process: %s", why)
             self._inline = Renderer(self.config)
         return [render_one(self._inline, content) for content in part]
+
+
+class Rendering:
+    """The outcomes of one ``RenderPool.submit``, slice by slice in the order given; a slice
+    whose worker is gone is rendered in this process instead."""
+
+    def __init__(
+        self, pool: RenderPool, slices: list[tuple[list[DigestContent], "Future[list[Outcome]]"]]
+    ) -> None:
+        self._pool = pool
+        self._slices = slices
+
+    def __iter__(self) -> Iterator[Outcome]:
+        for part, future in self._slices:
+            try:
+                yield from future.result()
+            except WorkerGone as err:
+                yield from self._pool._render_here(part, err)
+
+    async def __aiter__(self) -> AsyncIterator[Outcome]:
+        """The same, waiting without blocking the event loop (a send delivers meanwhile)."""
+        for part, future in self._slices:
+            try:
+                outcomes = await asyncio.wrap_future(future)
+            except WorkerGone as err:
+                outcomes = self._pool._render_here(part, err)
+            for outcome in outcomes:
+                yield outcome
 
 
 class _Feeder:

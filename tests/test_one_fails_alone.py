@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from digest import lifecycle, outbox, pipeline, subscribers
+from digest import lifecycle, outbox, pipeline, sending, subscribers
 from digest.config import Config
 from digest.due import due_subscribers
 from digest.mailer import transport_for
@@ -77,7 +77,7 @@ def crowd(seeded_store: Store, now: datetime) -> Store:
 
 def run_send(store: Store, config: Config, moment: datetime) -> outbox.SendReport:
     transport = transport_for(config.delivery, config.smtp)
-    return outbox.send(store, config, transport, lambda: moment)
+    return sending.send(store, config, transport, lambda: moment)
 
 
 def by_email(report: outbox.SendReport) -> dict[str, outbox.DigestReport]:
@@ -164,7 +164,7 @@ def test_a_dry_run_reports_the_failures_and_records_nothing(
     crowd: Store, tmp_path: Path, now: datetime
 ) -> None:
     config = outbox_config(tmp_path)
-    report = outbox.send(crowd, config, transport_for(config.delivery, config.smtp), lambda: now,
+    report = sending.send(crowd, config, transport_for(config.delivery, config.smtp), lambda: now,
                          dry_run=True)  # fmt: skip
     found = by_email(report)
     assert (found[JOSE].status, found[BIG].status) == ("failed", "failed")

@@ -15,7 +15,7 @@ import pytest
 from sqlite_utils import Database
 
 from digest import config as config_module
-from digest import delivery, lifecycle, outbox, subscribers
+from digest import delivery, lifecycle, outbox, sending, subscribers
 from digest.config import Config
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
@@ -81,7 +81,7 @@ def clock_at(moment: datetime) -> delivery.Clock:
 
 def run_send(store: Store, config: Config, moment: datetime, **options: Any) -> outbox.SendReport:
     transport = transport_for(config.delivery, config.smtp)
-    return outbox.send(store, config, transport, clock_at(moment), **options)
+    return sending.send(store, config, transport, clock_at(moment), **options)
 
 
 def statuses(report: outbox.SendReport) -> dict[str, str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from digest import lifecycle, outbox, queue, subscribers
+from digest import lifecycle, queue, sending, subscribers
 from digest.mailer import transport_for
 from digest.store import Store
 
@@ -173,7 +173,7 @@ def test_retry_since_takes_only_the_recent_failures_and_never_a_digest_without_m
             moment = now + timedelta(days=day)
             ingest_files(store, files, moment)
             transport = transport_for(config.delivery, config.smtp)
-            outbox.send(store, config, transport, lambda moment=moment: moment)  # type: ignore[misc]
+            sending.send(store, config, transport, lambda moment=moment: moment)  # type: ignore[misc]
         strict.handler.wait_for(2)
     alan = store.subscriber("alan@example.org")
     assert alan is not None

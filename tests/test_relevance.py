@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from bench.readers import add_reader, ingest_by_day, simulate
-from digest import outbox, pipeline
+from digest import outbox, pipeline, sending
 from digest.backtest import backtest
 from digest.config import DigestConfig, ModelConfig
 from digest.explain import explain
@@ -322,7 +322,7 @@ def test_a_sent_digest_carries_the_suggestions_and_their_reasons(
     reader = topic_reader(daily)
     trained(daily)
     config = make_config(tmp_path, delivery={"maildir": "mail"}, digest={"max_papers": 10})
-    report = outbox.send(daily, config, transport_for(config.delivery, config.smtp), lambda: NOW)
+    report = sending.send(daily, config, transport_for(config.delivery, config.smtp), lambda: NOW)
     assert [(d.email, d.status) for d in report.digests] == [(reader.email, "sent")]
     (message,) = (tmp_path / "mail" / "new").iterdir()
     text = body(parsed(message.read_bytes()), "plain")

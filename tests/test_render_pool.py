@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import outbox
+from digest import outbox, sending
 from digest.config import Config
 from digest.due import due_subscribers
 from digest.render import DigestContent
@@ -63,8 +63,8 @@ def send_with(crowd_database: Path, folder: Path, now: datetime, workers: int) -
 def test_workers_render_the_very_messages_one_process_renders_and_bad_rows_fail_alone(
     crowd_database: Path, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(outbox, "POOL_FROM", 1)
-    monkeypatch.setattr(outbox, "RECORD_CHUNK", 7)  # several chunks in flight at once
+    monkeypatch.setattr(sending, "POOL_FROM", 1)
+    monkeypatch.setattr(sending, "RECORD_CHUNK", 7)  # several chunks in flight at once
     alone = send_with(crowd_database, tmp_path / "alone", now, workers=1)
     pooled = send_with(crowd_database, tmp_path / "pooled", now, workers=2)
     assert len(maildir_messages(pooled)) == len(READERS)

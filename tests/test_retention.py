@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from digest import config as config_module
-from digest import lifecycle, outbox, pipeline, retention, subscribers
+from digest import lifecycle, pipeline, retention, sending, subscribers
 from digest.config import Config
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
@@ -58,7 +58,7 @@ def test_message_bytes_go_after_sending_and_after_the_retry_window_for_failures(
             moment = now - age * DAY
             ingest_files(store, files, moment)
             transport = transport_for(config.delivery, config.smtp)
-            outbox.send(store, config, transport, lambda moment=moment: moment)  # type: ignore[misc]
+            sending.send(store, config, transport, lambda moment=moment: moment)  # type: ignore[misc]
         server.handler.wait_for(2)
     deliveries = store.count("deliveries")
     with store.write():  # a sent digest from before bytes were deleted at sending

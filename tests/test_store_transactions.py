@@ -145,7 +145,9 @@ WRITES: dict[str, Call] = {
         w.bo, message_id(w.bo, 10), w.free_seq, "no template", STAMP
     ),
     "claim": lambda s, w: s.claim(w.queued, 2),
+    "claim_many": lambda s, w: s.claim_many([w.queued, w.deferred], 2),
     "mark_sent": lambda s, w: s.mark_sent(w.sending, w.ada, STAMP),
+    "mark_sent_many": lambda s, w: s.mark_sent_many([(w.sending, w.ada, STAMP)]),
     "mark_deferred": lambda s, w: s.mark_deferred(w.sending, "busy", STAMP),
     "mark_failed": lambda s, w: s.mark_failed(w.sending, w.ada, "no such user", bounce_limit=1),
     "release": lambda s, w: s.release(w.sending),

@@ -32,7 +32,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from digest import backtest, lifecycle, links, outbox
+from digest import backtest, lifecycle, links, sending
 from digest.config import Config, from_mapping
 from digest.errors import ConfigError, UsageError
 from digest.ingest import ingest_files
@@ -199,7 +199,7 @@ class Site:
         """``digest send`` on the site's database at its clock; the digests it mailed."""
         transport = transport_for(self.config.delivery, self.config.smtp)
         with closing(Store(self.config.storage.database)) as store:
-            outbox.send(store, self.config, transport, self.clock)
+            sending.send(store, self.config, transport, self.clock)
         return self.new_mail()
 
     def active(self, email: str, query: str = "diffusion") -> Subscriber:

@@ -75,15 +75,15 @@ def send_command(app: App, dry_run: bool, email: str | None, as_json: bool) -> N
 def _recorded_send(
     app: App, transport: "Transport", email: str | None, dry_run: bool
 ) -> "SendReport":
-    """``outbox.send``, recorded as a ``send`` job run (shown by ``digest status``)."""
-    from digest import outbox, queue
+    """``sending.send``, recorded as a ``send`` job run (shown by ``digest status``)."""
+    from digest import queue, sending
     from digest.store import iso
 
     store = app.store
     if dry_run:
-        return outbox.send(store, app.config, transport, now, only=email, dry_run=True)
+        return sending.send(store, app.config, transport, now, only=email, dry_run=True)
     run_id = store.start_run("send", iso(now()), iso(now()))
-    report = outbox.send(store, app.config, transport, now, only=email)
+    report = sending.send(store, app.config, transport, now, only=email)
     store.finish_run(run_id, iso(now()), queue.summary(report))
     return report
 
