@@ -243,9 +243,7 @@ class Deliverer:
         for digest in batch:
             if digest.subscriber_status != "active":
                 self._not_active(digest)
-        with self.store.write(durable=self._mark_durably()):
-            self._write_marks()
-            claimed = self.store.claim_many([d.id for d in active], self.owner)
+        claimed = self._write_marks([d.id for d in active])
         for digest in active:
             if digest.id in claimed:
                 self._claimed.append(digest)
@@ -262,23 +260,22 @@ class Deliverer:
         report.status, report.error = "failed", why
 
     def _claim(self, digest_id: int) -> bool:
-        """Claim the digest in the same transaction as the sent marks waiting to be written.
+        """Claim the digest again (a retry), with the sent marks waiting: ``_write_marks``."""
+        return digest_id in self._write_marks([digest_id])
 
-        A mark waits only from a worker's last send to its next claim, with nothing
-        awaited in between, so what a crash can leave is what it could before: one
-        transaction where there were two (or more, with several workers).
+    def _write_marks(self, claims: Sequence[int] = ()) -> set[int]:
+        """Write the sent marks waiting and make ``claims``, in one transaction (durable
+        once a second); returns the digests claimed.
+
+        A mark waits only from a worker's send to the next digest it takes, with nothing
+        awaited in between, so a crash resends at most the messages in flight.
         """
-        with self.store.write(durable=self._mark_durably()):
-            self._write_marks()
-            return self.store.claim(digest_id, self.owner)
-
-    def _write_marks(self) -> None:
-        """Write the sent marks waiting, in one transaction (durable once a second)."""
-        unmarked, self._unmarked = self._unmarked, []
-        if unmarked:
-            marks = [(digest.id, digest.subscriber_id, at) for digest, at in unmarked]
-            with self.store.write(durable=self._mark_durably()):
-                self.store.mark_sent_many(marks)
+        unmarked, durable = self._unmarked, self._mark_durably()
+        if not unmarked and not claims:
+            return set()
+        self._unmarked = []
+        marks = [(digest.id, digest.subscriber_id, at) for digest, at in unmarked]
+        return self.store.mark_and_claim(marks, claims, self.owner, durable=durable)
 
     def _mark_durably(self) -> bool:
         """True once a second while marks are waiting: see ``DURABLE_SECONDS``."""

@@ -20,9 +20,11 @@ the workers).  What one content does fails only that digest (``Unrendered``).
 """
 
 import asyncio
+import io
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import threading
@@ -34,7 +36,8 @@ from multiprocessing.connection import Connection
 
 from digest.config import Config
 from digest.match import compile_filter, highlighted, shared_stemmer
-from digest.render import DigestContent, Renderer
+from digest.models import PaperRow
+from digest.render import DigestContent, Renderer, keep
 from digest.reports import failure_reason
 from digest.store import Packed, pack
 
@@ -203,6 +206,7 @@ class _Feeder:
         self.pid = self._process.pid or 0
         self._tasks = tasks
         self._ended = ended
+        self._known: set[int] = set()  # the seqs of the papers the worker holds
         self._thread = threading.Thread(target=self._feed, name="render-feeder", daemon=True)
         self._thread.start()
 
@@ -210,12 +214,24 @@ class _Feeder:
         while (task := self._tasks.get()) is not None:
             part, future = task
             try:
-                self._conn.send(part)
-                future.set_result(self._conn.recv())
+                data, papers = _dumps(part)
+            except Exception as err:  # what cannot cross the pipe is rendered in the main process
+                future.set_exception(WorkerGone(f"cannot hand digests to a worker: {err}"))
+                continue
+            try:
+                self._conn.send(self._new(papers))
+                self._conn.send_bytes(data)
+                future.set_result(_outcomes(part, self._conn.recv()))
             except (EOFError, OSError) as err:  # the worker is gone: this slice comes back
                 future.set_exception(WorkerGone(f"a render worker ended ({err or 'EOF'})"))
                 self._ended()
                 return
+
+    def _new(self, papers: dict[int, PaperRow]) -> list[PaperRow]:
+        """The ``papers`` this worker was not sent yet (it keeps every one)."""
+        fresh = [paper for seq, paper in papers.items() if seq not in self._known]
+        self._known.update(papers)
+        return fresh
 
     def close(self) -> None:
         self._thread.join(timeout=10)
@@ -227,13 +243,78 @@ class _Feeder:
 
 
 def _serve(conn: Connection, config: Config) -> None:
-    """A worker: render each slice it is sent until the pipe closes or None arrives."""
+    """A worker: render each slice it is sent until the pipe closes or None arrives.
+
+    A slice comes as the papers not sent before, then the contents, which name each
+    paper by its seq (``_dumps``); what goes back is what the main process does not have
+    (``_Result``): the bytes, and how many papers fitted.
+    """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     renderer = Renderer(config)
+    papers: dict[int, PaperRow] = {}
     while True:
         try:
-            part = conn.recv()
+            papers.update((p.seq, p) for p in conn.recv())
+            part = _loads(conn.recv_bytes(), papers)
         except EOFError:
             return
-        conn.send([render_one(renderer, content) for content in part])
+        conn.send([_result(render_one(renderer, content)) for content in part])
+
+
+# the pipe: each paper crosses it once per worker, and each rendered content not at all ----
+
+_Result = tuple[int, bytes, Packed] | Unrendered  # (papers kept, message, packed) or why not
+
+
+class _Pickler(pickle.Pickler):
+    """Writes each paper as its seq, and notes the papers it met."""
+
+    def __init__(self, out: io.BytesIO) -> None:
+        super().__init__(out, pickle.HIGHEST_PROTOCOL)
+        self.papers: dict[int, PaperRow] = {}
+
+    def persistent_id(self, obj: object) -> int | None:
+        if type(obj) is not PaperRow:
+            return None
+        self.papers[obj.seq] = obj
+        return obj.seq
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, papers: dict[int, PaperRow]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.papers = papers
+
+    def persistent_load(self, pid: object) -> PaperRow:
+        return self.papers[pid]  # type: ignore[index]
+
+
+def _dumps(part: list[DigestContent]) -> tuple[bytes, dict[int, PaperRow]]:
+    """The contents with each paper as its seq, and those papers (the worker must have
+    them first: ``_Feeder._new``)."""
+    out = io.BytesIO()
+    pickler = _Pickler(out)
+    pickler.dump(part)
+    return out.getvalue(), pickler.papers
+
+
+def _loads(data: bytes, papers: dict[int, PaperRow]) -> list[DigestContent]:
+    loaded: list[DigestContent] = _Unpickler(data, papers).load()
+    return loaded
+
+
+def _result(outcome: Outcome) -> _Result:
+    if isinstance(outcome, Unrendered):
+        return outcome
+    return len(outcome.content.matches), outcome.data, outcome.packed
+
+
+def _outcomes(part: list[DigestContent], results: list[_Result]) -> list[Outcome]:
+    """Each result as the outcome ``render_one`` gave, on this process's own contents."""
+    return [
+        result
+        if isinstance(result, Unrendered)
+        else Rendered(keep(content, result[0]), *result[1:])
+        for content, result in zip(part, results, strict=True)
+    ]

@@ -145,9 +145,10 @@ WRITES: dict[str, Call] = {
         w.bo, message_id(w.bo, 10), w.free_seq, "no template", STAMP
     ),
     "claim": lambda s, w: s.claim(w.queued, 2),
-    "claim_many": lambda s, w: s.claim_many([w.queued, w.deferred], 2),
+    "mark_and_claim": lambda s, w: s.mark_and_claim(
+        [(w.sending, w.ada, STAMP)], [w.queued], 2, durable=False
+    ),
     "mark_sent": lambda s, w: s.mark_sent(w.sending, w.ada, STAMP),
-    "mark_sent_many": lambda s, w: s.mark_sent_many([(w.sending, w.ada, STAMP)]),
     "mark_deferred": lambda s, w: s.mark_deferred(w.sending, "busy", STAMP),
     "mark_failed": lambda s, w: s.mark_failed(w.sending, w.ada, "no such user", bounce_limit=1),
     "release": lambda s, w: s.release(w.sending),
@@ -390,15 +391,21 @@ def test_only_the_outermost_write_begins_and_commits(seeded_store: Store) -> Non
 def test_a_commit_that_does_not_wait_for_the_disk_leaves_the_next_one_durable(
     store: Store, world: World
 ) -> None:
-    """A claim commits with ``synchronous = NORMAL``; every later transaction is FULL again,
-    and a failed one too."""
+    """A claim commits with ``synchronous = NORMAL``; every durable transaction after it
+    commits with FULL, even after one that failed; the mode is set only when it changes."""
+    sent = (world.sending, world.ada, STAMP)
     with recording(store) as statements:
         assert store.claim(world.queued, 7)
-    assert [s for s in statements if "SYNCHRONOUS" in s.upper()] == [
+        store.mark_and_claim([sent], [], 7, durable=False)
+        with pytest.raises(RuntimeError), store.write(durable=False):
+            raise RuntimeError("undone")
+        store.mark_deferred(world.deferred, "busy", STAMP)
+        mode_then = store.db.execute("PRAGMA synchronous").fetchone()[0]
+    assert [s for s in statements if s.upper().startswith(("PRAGMA SYNCHRONOUS =", "COMMIT"))] == [
         "PRAGMA synchronous = NORMAL",
+        "COMMIT",
+        "COMMIT",
         "PRAGMA synchronous = FULL",
+        "COMMIT",
     ]
-    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    with pytest.raises(RuntimeError), store.write(durable=False):
-        raise RuntimeError("undone")
-    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert mode_then == 2  # FULL

@@ -123,54 +123,60 @@ class OutboxStore(Base):
 
     def claim(self, digest_id: int, owner: int) -> bool:
         """Move a ready digest to ``sending`` for this process; False if another took it."""
-        return digest_id in self.claim_many([digest_id], owner)
+        return digest_id in self.mark_and_claim([], [digest_id], owner, durable=False)
 
-    def claim_many(self, digest_ids: Sequence[int], owner: int) -> set[int]:
-        """Move the ready ones of ``digest_ids`` to ``sending`` for this process, counting an
-        attempt each; returns those claimed (another run may have taken the others).
+    def mark_sent(self, digest_id: int, subscriber_id: int, at: str) -> None:
+        """Sent: the message is dropped and the subscriber's bounce count reset."""
+        self.mark_and_claim([(digest_id, subscriber_id, at)], [], 0, durable=True)
 
-        Not waited onto the disk: a claim a power cut undoes leaves the digest ready,
-        unless ``mark_sent`` made it durable first (a durable commit writes every one before).
+    def mark_and_claim(
+        self,
+        sent: Sequence[tuple[int, int, str]],
+        claims: Sequence[int],
+        owner: int,
+        *,
+        durable: bool,
+    ) -> set[int]:
+        """Delivery's one regular write: the digests ``sent`` (digest id, subscriber id,
+        when) are marked sent, then the ready ones of ``claims`` move to ``sending`` for
+        ``owner``, counting an attempt each.  Returns those claimed (another run may have
+        taken the others).  A few statements whatever the counts.
+
+        ``durable=False`` does not wait for the disk: a claim a power cut undoes leaves
+        the digest ready, a mark undone sends it again (same Message-ID).
         """
         claimed: set[int] = set()
-        with self.write(durable=False):
-            for start in range(0, len(digest_ids), _IDS_PER_STATEMENT):
-                part = list(digest_ids[start : start + _IDS_PER_STATEMENT])
+        with self.write(durable=durable):
+            if sent:
+                self._mark_sent(sent)
+            for part in _parts(claims):
                 rows = self.db.execute(
                     "UPDATE digests SET status = 'sending', owner = ?, attempts = attempts + 1 "
-                    f"WHERE id IN ({', '.join('?' * len(part))}) AND status IN {READY} "
-                    "RETURNING id",
+                    f"WHERE id IN ({_marks(part)}) AND status IN {READY} RETURNING id",
                     [owner, *part],
                 ).fetchall()
                 claimed.update(row[0] for row in rows)
         return claimed
+
+    def _mark_sent(self, sent: Sequence[tuple[int, int, str]]) -> None:
+        self.db.conn.executemany(
+            "UPDATE digests SET status = 'sent', sent_at = ?, error = NULL, owner = NULL "
+            "WHERE id = ?",
+            [(at, digest_id) for digest_id, _, at in sent],
+        )
+        for part in _parts([digest_id for digest_id, _, _ in sent]):
+            self.db.execute(f"DELETE FROM messages WHERE digest_id IN ({_marks(part)})", part)
+        for part in _parts(sorted({subscriber_id for _, subscriber_id, _ in sent})):
+            self.db.execute(
+                f"UPDATE subscribers SET bounces = 0 WHERE id IN ({_marks(part)}) AND bounces != 0",
+                part,
+            )
 
     def message(self, digest_id: int) -> bytes:
         row = self.db.execute(
             "SELECT data FROM messages WHERE digest_id = ?", [digest_id]
         ).fetchone()
         return zlib.decompress(row[0])
-
-    def mark_sent(self, digest_id: int, subscriber_id: int, at: str) -> None:
-        """Sent: the message is dropped and the subscriber's bounce count reset."""
-        self.mark_sent_many([(digest_id, subscriber_id, at)])
-
-    def mark_sent_many(self, marks: Sequence[tuple[int, int, str]]) -> None:
-        """``mark_sent`` for each (digest id, subscriber id, when) in one transaction
-        (delivery writes them with its next claim)."""
-        with self.write():
-            self.db.conn.executemany(
-                "UPDATE digests SET status = 'sent', sent_at = ?, error = NULL, owner = NULL "
-                "WHERE id = ?",
-                [(at, digest_id) for digest_id, _, at in marks],
-            )
-            self.db.conn.executemany(
-                "DELETE FROM messages WHERE digest_id = ?", [(mark[0],) for mark in marks]
-            )
-            self.db.conn.executemany(
-                "UPDATE subscribers SET bounces = 0 WHERE id = ? AND bounces != 0",
-                [(mark[1],) for mark in marks],
-            )
 
     def mark_deferred(self, digest_id: int, error: str, retry_at: str) -> None:
         with self.write():
@@ -360,3 +366,12 @@ def _whose(statuses: Sequence[str] | None, also: int | None) -> tuple[str, list[
         return "s.id = ?", [also]
     marks = ", ".join("?" * len(statuses))
     return f"(s.status IN ({marks}) OR s.id = ?)", [*statuses, also]
+
+
+def _parts(ids: Sequence[int]) -> list[list[int]]:
+    """``ids`` in lists short enough for one statement's ``IN (...)``."""
+    return [list(ids[i : i + _IDS_PER_STATEMENT]) for i in range(0, len(ids), _IDS_PER_STATEMENT)]
+
+
+def _marks(part: Sequence[int]) -> str:
+    return ", ".join("?" * len(part))
