@@ -25,6 +25,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 from io import BytesIO
 
 from digest.addresses import b_words as _b_words
@@ -92,6 +93,7 @@ def confirmation_id(sender: str) -> str:
     return f"<confirm.{secrets.token_hex(8)}@{sender_domain(sender)}>"
 
 
+@lru_cache(maxsize=16)
 def sender_domain(sender: str) -> str:
     """The domain of a ``Name <address>`` sender, reduced to host-name characters."""
     _, at, domain = parseaddr(sender)[1].rpartition("@")

@@ -22,6 +22,7 @@ so the next run has them all.
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # delivery (aiosmtplib) is imported by a send that delivers, 
 
 POOL_FROM = 200  # due digests from which rendering in worker processes pays for starting them
 RECORD_CHUNK = 250
+TURN_SECONDS = 0.002  # while matching, delivery gets a turn of the event loop this often
 IN_HAND = 2 * RECORD_CHUNK  # digests fed with their bytes at most; later ones are read back
 log = logging.getLogger("digest.outbox")  # the log lines read as before this module existed
 
@@ -207,13 +209,14 @@ async def _built_chunks(
 async def _prepare_until(
     stop: threading.Event, builder: Builder, chunk: Sequence[Subscriber]
 ) -> list[Prepared]:
-    """Match the chunk, letting delivery run between subscribers."""
+    """Match the chunk, letting delivery run every ``TURN_SECONDS``."""
     prepared: list[Prepared] = []
+    turn = _Turns()
     for subscriber in chunk:
         if stop.is_set():
             break
         prepared.append(builder.prepare(subscriber))
-        await asyncio.sleep(0)
+        await turn.due()
     return prepared
 
 
@@ -221,11 +224,28 @@ async def _render_here(
     builder: Builder, contents: Sequence[DigestContent], stop: threading.Event
 ) -> AsyncIterator[Outcome]:
     """Render in this process, one by one, until ``stop`` is set."""
+    turn = _Turns()
     for content in contents:
         if stop.is_set():
             return
         yield render_one(builder.renderer, content)
-        await asyncio.sleep(0)
+        await turn.due()
+
+
+class _Turns:
+    """Gives the event loop a turn once ``TURN_SECONDS`` have passed since the last one.
+
+    A turn polls for I/O, which lets go of the GIL: at every subscriber, the render
+    feeders' threads could keep this one waiting each time.
+    """
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    async def due(self) -> None:
+        if time.monotonic() - self._last >= TURN_SECONDS:
+            await asyncio.sleep(0)
+            self._last = time.monotonic()
 
 
 async def _finished(
