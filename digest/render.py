@@ -11,7 +11,8 @@ why each paper is in it, and arrive once.  Hence:
 * Jinja2 templates in the repo's top-level ``templates/`` (shipped inside the wheel as
   ``digest/templates``).  HTML is autoescaped: nothing from a dump becomes markup.
 * The HTML is a one-column table layout whose CSS is inlined by ``css-inline`` (clients
-  drop ``<style>``); a kept ``<style>`` adds dark-mode and small-screen rules.  No
+  drop ``<style>``), into the template, once (``digest.inlining``); a kept ``<style>``
+  adds dark-mode and small-screen rules.  No
   images, no tracking.  The text part carries the same papers, links and footer.
 * MIME serialisation, not templating, is the cost: see ``digest.mime``.
 * ``fit`` keeps every message under 100 KB, where common webmail clips a message.
@@ -26,7 +27,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from css_inline import CSSInliner
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from digest.addresses import mailbox as _mailbox
@@ -34,6 +34,7 @@ from digest.config import Config
 from digest.dates import month_day
 from digest.errors import QueryError
 from digest.errors import RenderError as RenderError
+from digest.inlining import inlined
 from digest.links import VERDICT_LABELS, Links
 from digest.match import Match, Suggestion, compile_filter, trend_note
 from digest.mime import CONTROL, assemble, boundary, clean, date, encoded_words, safe_url
@@ -148,9 +149,8 @@ class Renderer:
         self.config = config
         env = template_environment()
         self._env = env
-        self._html = env.get_template(HTML_TEMPLATE)
+        self._html = inlined(env, HTML_TEMPLATE)
         self._text = env.get_template(TEXT_TEMPLATE)
-        self._inliner = CSSInliner(load_remote_stylesheets=False)
         name, address = parseaddr(config.delivery.from_)
         self._from = _mailbox(name, address)
         self._list_id = _mailbox(name or "Paper Digest", f"digest.{sender_domain(address)}")
@@ -162,14 +162,14 @@ class Renderer:
         return f"{head}: {_fit_terms(_filter_terms(content.subscriber.filter), room)}{tail}"
 
     def html(self, content: DigestContent) -> str:
-        return self._render_html(self._context(content))
+        return self._render_html(self.context(content))
 
     def text(self, content: DigestContent) -> str:
-        return self._text.render(self._context(content))
+        return self._text.render(self.context(content))
 
     def message(self, content: DigestContent) -> bytes:
         """The whole RFC 5322 message with CRLF line ends: text/plain, then text/html."""
-        context = self._context(content)
+        context = self.context(content)
         text = self._text.render(context)
         html = None if content.subscriber.format == "text" else self._render_html(context)
         headers = self._headers(content, context["subject"])
@@ -238,9 +238,10 @@ class Renderer:
     # the parts -------------------------------------------------------------------------
 
     def _render_html(self, context: dict[str, Any]) -> str:
-        return self._inliner.inline(self._html.render(context))
+        return self._html.render(context)
 
-    def _context(self, content: DigestContent) -> dict[str, Any]:
+    def context(self, content: DigestContent) -> dict[str, Any]:
+        """What both templates are given: every value of the digest, cleaned."""
         subscriber = content.subscriber
         more = content.more
         return {
