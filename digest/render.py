@@ -202,7 +202,7 @@ class Renderer:
         low, high = 0, len(content.matches) - 1
         while low <= high:  # the most papers that fit: size grows with each paper
             middle = (low + high) // 2
-            trial = _keep(content, middle)
+            trial = first(content, middle)
             data = self.message(trial)
             if len(data) < MAX_BYTES:
                 best, low = (trial, data), middle + 1
@@ -306,6 +306,7 @@ def _when(iso: str) -> str:
     return f"{iso[:10]} {iso[11:16]} UTC" if len(iso) >= 16 else clean(iso)
 
 
-def _keep(content: DigestContent, count: int) -> DigestContent:
+def first(content: DigestContent, count: int) -> DigestContent:
+    """The content with only its first ``count`` papers: the others count in ``more``."""
     dropped = len(content.matches) - count
     return replace(content, matches=content.matches[:count], more=content.more + dropped)
