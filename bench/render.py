@@ -1,9 +1,9 @@
 """Render: 10,000 digests of 10 papers to MIME bytes, next to a bare Jinja2 + EmailMessage loop.
 
 What is measured: ``Renderer.fit(content)`` (which calls ``message``: the HTML
-template with its CSS inlined by css-inline, the text template with wrapped
-abstracts, highlights of the matched words, the ten headers, the MIME tree
-serialised to bytes with CRLF, and the 100 KB size check) for 10,000
+template, its CSS inlined by css-inline once per process, the text template with wrapped
+abstracts, highlights of the matched words, the ten headers, the MIME message
+written as bytes with CRLF, and the 100 KB size check) for 10,000
 ``DigestContent``s of 10 papers each, as messages/s.  The contents are built
 before the clock starts, the way ``outbox.build`` builds them: 2,000 papers of
 a generated dump ingested into a store, subscribers whose generated filters

@@ -4,10 +4,13 @@ Presentation (``render``) decides what a mail says; this module turns its text a
 HTML and its header values into one RFC 5322 message with CRLF line ends, the
 same way for the digests and the web front's confirmation mails.
 
-MIME serialisation, not templating, is the cost (``FIELD_NOTES.md``).  The message
-is built with ``email.mime`` under the ``compat32`` policy with CRLF line ends,
-about twice as fast as ``EmailPolicy``'s header objects; in exchange every header
-value is sanitised here (no CR, LF or other control character gets through).
+MIME serialisation, not templating, was the cost (``FIELD_NOTES.md``).  A digest has
+one of two fixed shapes (text/plain alone, or multipart/alternative of text/plain and
+text/html), so its bytes are written here directly, exactly as ``email.mime`` under
+``compat32`` with CRLF wrote them (``tests/test_mime.py`` compares the two), in a
+fraction of the time.  Every header value is sanitised before it gets here (no CR,
+LF or other control character; non-ASCII text as RFC 2047 encoded words); a line
+break in a value is refused, so nothing can inject a header through one.
 Bodies are UTF-8 quoted-printable (7-bit safe on any relay), encoded by
 ``binascii`` in C, and the MIME boundary derives from the Message-ID (QP text can
 never contain ``=_``).  Message-IDs sit at the sender's domain and never need a
@@ -20,13 +23,9 @@ import re
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from email.generator import BytesGenerator
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
-from io import BytesIO
 
 from digest.addresses import b_words as _b_words
 from digest.models import Subscriber
@@ -34,44 +33,7 @@ from digest.models import Subscriber
 HEADER_LINE = 78
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HOST = re.compile(r"[^a-z0-9.-]")
-
-
-class _Policy(Compat32):
-    """compat32 with CRLF that writes ASCII header values as given, folded at spaces.
-
-    Every value is prepared here (control characters removed, non-ASCII text as RFC 2047
-    encoded words), so the costly generic folding of ``email.header`` is not needed.  A
-    line break in a value is refused: nothing can inject a header through a value.
-    """
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        if "\r" in value or "\n" in value:
-            raise ValueError(f"line break in the {name} header")
-        if not value.isascii():
-            return super().fold_binary(name, value)
-        lines: list[str] = []
-        line = first = f"{name}:"
-        for word in value.split(" "):
-            if len(line) + 1 + len(word) > HEADER_LINE and line != first and line.strip():
-                lines.append(line)
-                line = ""
-            line = f"{line} {word}"
-        lines.append(line)
-        return (self.linesep.join(lines) + self.linesep).encode("ascii")
-
-
-_POLICY = _Policy(linesep="\r\n")
-
-
-class _Generator(BytesGenerator):
-    """Writes each body at once instead of two writes per line (a quarter of the time).
-
-    The bodies here end their lines with ``\n`` only (``_part`` ensures it).  Should a
-    later Python stop calling this private hook, the output stays the same, only slower.
-    """
-
-    def _write_lines(self, lines: str) -> None:
-        self.write(lines.replace("\n", "\r\n"))
+_COMPAT32 = Compat32(linesep="\r\n")
 
 
 # identities ------------------------------------------------------------------------------
@@ -148,32 +110,66 @@ def assemble(
     """The whole message: text/plain alone when ``html`` is None, else multipart/alternative
     (text/plain, then text/html) split at ``boundary``; then ``headers`` in order.
 
-    Header values must be prepared already (``clean``, ``encoded_words``, ``mailbox``).
+    Header values must be prepared already (``clean``, ``encoded_words``, ``mailbox``):
+    one that holds a line break is refused (``ValueError``).
     """
     if html is None:
-        message: MIMENonMultipart | MIMEMultipart = _part(text, "plain")
-        message["MIME-Version"] = "1.0"
-    else:
-        message = MIMEMultipart("alternative", boundary=boundary, policy=_POLICY)
-        message.attach(_part(text, "plain"))
-        message.attach(_part(html, "html"))
-    for name, value in headers:
-        message[name] = value
-    return _flatten(message)
+        head = _header_lines([*_part_headers("plain"), ("MIME-Version", "1.0"), *headers])
+        return head + b"\r\n" + _quoted_printable(text)
+    content_type = f'multipart/alternative; boundary="{boundary}"'
+    head = _header_lines([("Content-Type", content_type), ("MIME-Version", "1.0"), *headers])
+    delimiter = f"--{boundary}\r\n".encode("ascii")
+    return b"".join(
+        [
+            head,
+            b"\r\n",
+            delimiter,
+            _part(text, "plain"),
+            b"\r\n",
+            delimiter,
+            _part(html, "html"),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
 
 
-def _flatten(message: MIMENonMultipart | MIMEMultipart) -> bytes:
-    out = BytesIO()
-    _Generator(out, mangle_from_=False, policy=_POLICY).flatten(message)
-    return out.getvalue()
+def fold(name: str, value: str) -> bytes:
+    """``name: value`` as header lines of at most ``HEADER_LINE`` characters where its words
+    allow, folded at spaces, each line ending in CRLF.  A value that is not ASCII (a
+    caller's slip: values come prepared) is encoded as the email package would."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"line break in the {name} header")
+    if not value.isascii():
+        return _COMPAT32.fold_binary(name, value)
+    lines: list[str] = []
+    line = first = f"{name}:"
+    for word in value.split(" "):
+        if len(line) + 1 + len(word) > HEADER_LINE and line != first and line.strip():
+            lines.append(line)
+            line = ""
+        line = f"{line} {word}"
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
-def _part(body: str, subtype: str) -> MIMENonMultipart:
-    """A UTF-8 quoted-printable text part, encoded by binascii (C), not email's Python QP."""
-    part = MIMENonMultipart("text", subtype, policy=_POLICY, charset="utf-8")
-    del part["MIME-Version"]
-    part["Content-Transfer-Encoding"] = "quoted-printable"
+def _header_lines(headers: Sequence[tuple[str, str]]) -> bytes:
+    return b"".join(fold(name, value) for name, value in headers)
+
+
+def _part_headers(subtype: str) -> list[tuple[str, str]]:
+    return [
+        ("Content-Type", f'text/{subtype}; charset="utf-8"'),
+        ("Content-Transfer-Encoding", "quoted-printable"),
+    ]
+
+
+def _part(body: str, subtype: str) -> bytes:
+    """One part of a multipart message: its headers, a blank line, its body."""
+    return _header_lines(_part_headers(subtype)) + b"\r\n" + _quoted_printable(body)
+
+
+def _quoted_printable(body: str) -> bytes:
+    """UTF-8 quoted-printable with CRLF line ends, encoded by binascii (C)."""
     if "\r" in body:  # b2a_qp would keep a lone CR, and switch to CRLF after a CRLF
         body = body.replace("\r\n", "\n").replace("\r", "\n")
-    part.set_payload(binascii.b2a_qp(body.encode(), istext=True).decode("ascii"))
-    return part
+    return binascii.b2a_qp(body.encode(), istext=True).replace(b"\n", b"\r\n")

@@ -11,14 +11,15 @@ why each paper is in it, and arrive once.  Hence:
 * Jinja2 templates in the repo's top-level ``templates/`` (shipped inside the wheel as
   ``digest/templates``).  HTML is autoescaped: nothing from a dump becomes markup.
 * The HTML is a one-column table layout whose CSS is inlined by ``css-inline`` (clients
-  drop ``<style>``); a kept ``<style>`` adds dark-mode and small-screen rules.  No
-  images, no tracking.  The text part carries the same papers, links and footer.
-* MIME serialisation, not templating, is the cost: see ``digest.mime``.
+  drop ``<style>``), into the template, once (``digest.inlining``); a kept ``<style>``
+  adds dark-mode and small-screen rules.  No images, no tracking.  The text part
+  carries the same papers, links and footer.
+* Each paper's view (``digest.paper_views``) is made of its own parts, kept across the
+  digests of a renderer, and its reader's (highlights, excerpt, feedback links).
+* ``digest.mime`` writes the bytes: quoted-printable bodies, CRLF.
 * ``fit`` keeps every message under 100 KB, where common webmail clips a message.
 """
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parseaddr
@@ -26,7 +27,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from css_inline import CSSInliner
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from digest.addresses import mailbox as _mailbox
@@ -34,21 +34,19 @@ from digest.config import Config
 from digest.dates import month_day
 from digest.errors import QueryError
 from digest.errors import RenderError as RenderError
-from digest.links import VERDICT_LABELS, Links
-from digest.match import Match, Suggestion, compile_filter, trend_note
-from digest.mime import CONTROL, assemble, boundary, clean, date, encoded_words, safe_url
+from digest.inlining import inlined
+from digest.links import Links
+from digest.match import Match, Suggestion, compile_filter
+from digest.mime import assemble, boundary, clean, date, encoded_words, safe_url
 from digest.mime import confirmation_id as confirmation_id
 from digest.mime import message_id as message_id
 from digest.mime import sender_domain as sender_domain
-from digest.models import PaperRow, Subscriber
-from digest.paper_links import PaperLinks, byline, links_of
+from digest.models import Subscriber
+from digest.paper_links import byline
+from digest.paper_views import PaperViews
 from digest.query import Node, terms
 
 MAX_BYTES = 100_000
-ABSTRACT_CHARS = 450
-LATE_HIGHLIGHT = 300  # a first highlight ending after this moves the excerpt to it...
-LEAD_CHARS = 100  # ...keeping about this much context before it
-TEXT_WIDTH = 72
 SUBJECT_CHARS = 78
 LEARNED_NOTE = "In the order your likes taught your relevance model; trending breaks ties."
 HTML_TEMPLATE = "digest.html.j2"
@@ -60,9 +58,6 @@ CONFIRM_SUBJECTS: dict[ConfirmKind, str] = {
     "confirm": "Confirm your subscription to Paper Digest",
     "known": "You are already subscribed to Paper Digest",
 }
-_LINE = re.compile(rf"(\S.{{0,{TEXT_WIDTH - 4}}})(?:\s+|$)|(\S+)\s*")  # a line, or a long word
-Segment = tuple[str, bool]
-Source = tuple[str, str, str]  # (url, visible label, accessible name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +84,6 @@ class DigestContent:
     message_id: str  # "<digest.12.3f9a0c1d2e4b5a6f@example.org>", from ``message_id``
     learned: bool = False  # ordered by the reader's relevance model (a line in the header)
     suggestions: tuple[Suggestion, ...] = ()  # "You may also like": the filter missed these
-
-
-@dataclass(frozen=True, slots=True)
-class PaperView:
-    """One paper as both templates show it."""
-
-    title: str
-    url: str  # its arXiv abstract page when a source gave the id, else ``[digest] paper_url``
-    byline: str  # "A, B and C", "A, B, C et al.", or empty (``paper_links.byline``)
-    byline_text: str  # the same, wrapped for the text part
-    sources: tuple[Source, ...]  # its PDF and Daily Papers pages, when the arXiv id is known
-    badge: str
-    matched: str
-    segments: tuple[Segment, ...]  # the abstract excerpt; True marks a highlight
-    text: str  # the same excerpt, *highlights* starred, wrapped for the text part
-    code: tuple[tuple[str, str], ...]  # (url, label) of each repository link
-    feedback: tuple[Source, ...]  # the reader's signed "More like this" and "Not for me"
-    because: str = ""  # a suggestion's reason: the title of the liked paper nearest to it
 
 
 def template_dir() -> Path:
@@ -148,9 +125,9 @@ class Renderer:
         self.config = config
         env = template_environment()
         self._env = env
-        self._html = env.get_template(HTML_TEMPLATE)
+        self._html = inlined(env, HTML_TEMPLATE)
         self._text = env.get_template(TEXT_TEMPLATE)
-        self._inliner = CSSInliner(load_remote_stylesheets=False)
+        self._views = PaperViews(config.digest.paper_url)
         name, address = parseaddr(config.delivery.from_)
         self._from = _mailbox(name, address)
         self._list_id = _mailbox(name or "Paper Digest", f"digest.{sender_domain(address)}")
@@ -162,14 +139,14 @@ class Renderer:
         return f"{head}: {_fit_terms(_filter_terms(content.subscriber.filter), room)}{tail}"
 
     def html(self, content: DigestContent) -> str:
-        return self._render_html(self._context(content))
+        return self._render_html(self.context(content))
 
     def text(self, content: DigestContent) -> str:
-        return self._text.render(self._context(content))
+        return self._text.render(self.context(content))
 
     def message(self, content: DigestContent) -> bytes:
         """The whole RFC 5322 message with CRLF line ends: text/plain, then text/html."""
-        context = self._context(content)
+        context = self.context(content)
         text = self._text.render(context)
         html = None if content.subscriber.format == "text" else self._render_html(context)
         headers = self._headers(content, context["subject"])
@@ -225,7 +202,7 @@ class Renderer:
         low, high = 0, len(content.matches) - 1
         while low <= high:  # the most papers that fit: size grows with each paper
             middle = (low + high) // 2
-            trial = keep(content, middle)
+            trial = first(content, middle)
             data = self.message(trial)
             if len(data) < MAX_BYTES:
                 best, low = (trial, data), middle + 1
@@ -238,9 +215,10 @@ class Renderer:
     # the parts -------------------------------------------------------------------------
 
     def _render_html(self, context: dict[str, Any]) -> str:
-        return self._inliner.inline(self._html.render(context))
+        return self._html.render(context)
 
-    def _context(self, content: DigestContent) -> dict[str, Any]:
+    def context(self, content: DigestContent) -> dict[str, Any]:
+        """What both templates are given: every value of the digest, cleaned."""
         subscriber = content.subscriber
         more = content.more
         return {
@@ -250,38 +228,17 @@ class Renderer:
             "greeting": clean(subscriber.name) or clean(subscriber.email),
             "email": clean(subscriber.email),
             "filter": clean(subscriber.filter),
-            "papers": [self._paper(m, content.links) for m in content.matches],
+            "papers": [self._views.view(m, content.links) for m in content.matches],
             "more": f"{more} more paper{' matches' if more == 1 else 's match'}" if more else "",
             "more_url": content.links.more(content.message_id),
             "links": content.links,
             "health": _health(content.health),
             "learned": LEARNED_NOTE if content.learned and content.matches else "",
             "suggestions": [
-                replace(self._paper(s.match, content.links), because=clean(s.because))
+                replace(self._views.view(s.match, content.links), because=clean(s.because))
                 for s in content.suggestions
             ],
         }
-
-    def _paper(self, match: Match, reader: Links) -> PaperView:
-        paper = match.paper
-        abstract = CONTROL.sub(" ", paper.abstract)  # same length: match's spans still hold
-        spans = _outside_links(list(match.spans), abstract, paper.links)
-        segments = _segments(abstract, spans, *_excerpt(abstract, spans))
-        links = links_of(paper, self.config.digest.paper_url)
-        title, names = clean(paper.title), byline(paper.meta.authors)
-        return PaperView(
-            title=title,
-            url=links.abstract_url,
-            byline=names,
-            byline_text=_wrap(names),
-            sources=_sources(links, title),
-            badge=_badge(paper),
-            matched=", ".join(match.matched),
-            segments=segments,
-            text=_wrap("".join(f"*{text}*" if marked else text for text, marked in segments)),
-            code=links.code,
-            feedback=_feedback(reader, paper.id, title),
-        )
 
     def _headers(self, content: DigestContent, subject: str) -> list[tuple[str, str]]:
         subscriber, links = content.subscriber, content.links
@@ -334,78 +291,6 @@ def _fit_terms(found: list[str], room: int) -> str:
     return found[0][: max(room - 1, 1)].rstrip() + "…"
 
 
-def _badge(paper: PaperRow) -> str:
-    return f"{'Trending' if paper.times_seen > 1 else 'New'}: {trend_note(paper)}"
-
-
-def _sources(links: PaperLinks, title: str) -> tuple[Source, ...]:
-    """The small links beside a title.  Their visible labels repeat on every paper, so each
-    carries an accessible name that says whose it is (a screen reader's list of links)."""
-    found: list[Source] = []
-    if links.pdf_url:
-        found.append((links.pdf_url, "PDF", f"PDF of {title}"))
-    if links.daily_papers_url:
-        found.append((links.daily_papers_url, "Daily Papers", f"{title} on Daily Papers"))
-    return tuple(found)
-
-
-def _feedback(reader: Links, paper_id: str, title: str) -> tuple[Source, ...]:
-    """The two one-click verdicts, each named for its paper for a screen reader."""
-    return tuple(
-        (reader.feedback(paper_id, verdict), label, f"{label}: {title}")
-        for verdict, label in VERDICT_LABELS.items()
-    )
-
-
-def _outside_links(
-    spans: list[tuple[int, int]], text: str, links: Sequence[str]
-) -> list[tuple[int, int]]:
-    """Highlights that are not inside a URL (stars would break it in the text part)."""
-    taken = [(at, at + len(url)) for url in links if (at := text.find(url)) >= 0]
-    return [s for s in spans if not any(a < s[1] and s[0] < b for a, b in taken)]
-
-
-def _excerpt(text: str, spans: list[tuple[int, int]]) -> tuple[int, int]:
-    """About ``ABSTRACT_CHARS`` of ``text`` cut at spaces, moved to a late first highlight."""
-    if len(text) <= ABSTRACT_CHARS:
-        return 0, len(text)
-    start = 0
-    if spans and spans[0][1] > LATE_HIGHLIGHT:
-        space = text.find(" ", max(spans[0][0] - LEAD_CHARS, 0), spans[0][0])
-        start = space + 1 if space >= 0 else spans[0][0]
-    end = start + ABSTRACT_CHARS
-    if end >= len(text):
-        return start, len(text)
-    space = text.rfind(" ", start, end + 1)
-    return start, space if space > start else end
-
-
-def _segments(text: str, spans: list[tuple[int, int]], start: int, end: int) -> tuple[Segment, ...]:
-    """``text[start:end]`` split into plain and highlighted runs, with ``…`` where cut."""
-    found: list[Segment] = [("…", False)] if start > 0 else []
-    at = start
-    for first, last in spans:
-        first, last = max(first, start), min(last, end)
-        if first >= last:
-            continue
-        if first > at:
-            found.append((text[at:first], False))
-        found.append((text[first:last], True))
-        at = last
-    if at < end:
-        found.append((text[at:end], False))
-    if end < len(text):
-        if found and not found[-1][1]:
-            found[-1] = (found[-1][0].rstrip(" ,;:"), False)
-        found.append(("…", False))
-    return tuple(found)
-
-
-def _wrap(text: str) -> str:
-    """Lines of at most ``TEXT_WIDTH`` characters, indented by 3 (a regex: C speed)."""
-    return "\n   ".join(line or word for line, word in _LINE.findall(text))
-
-
 def _health(health: Health) -> list[tuple[str, bool]]:
     """Footer lines about ingest freshness; True marks a warning."""
     when = _when(health.last_ingest_at or "")
@@ -421,7 +306,7 @@ def _when(iso: str) -> str:
     return f"{iso[:10]} {iso[11:16]} UTC" if len(iso) >= 16 else clean(iso)
 
 
-def keep(content: DigestContent, count: int) -> DigestContent:
-    """The first ``count`` matches; the others count in ``more``."""
+def first(content: DigestContent, count: int) -> DigestContent:
+    """The content with only its first ``count`` papers: the others count in ``more``."""
     dropped = len(content.matches) - count
     return replace(content, matches=content.matches[:count], more=content.more + dropped)

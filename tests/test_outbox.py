@@ -20,7 +20,7 @@ from digest.config import Config
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
 from digest.render import DigestContent, Renderer
-from digest.store import OutboxRow, Store, iso
+from digest.store import OutboxRow, Packed, Store, iso
 from digest.store.migrations import migrations
 
 from .conftest import RunCli, make_config
@@ -647,6 +647,24 @@ def test_a_queued_message_waits_in_its_own_table_and_is_deleted_once_sent(
     store.mark_sent(digest, ada.id, stamp)
     assert store.count("messages") == 0
     assert [(r.status, r.has_message) for r in store.outbox_rows()] == [("sent", False)]
+
+
+def test_a_message_is_stored_zstandard_packed_and_one_stored_zlib_packed_still_reads(
+    store: Store, now: datetime
+) -> None:
+    """Rows recorded before issue 16 hold zlib; newer ones Zstandard: both read back whole."""
+    ada = lifecycle.add(store, subscribers.Wanted("ada@example.org", "x"), "operator", now)
+    data, stamp = b"Subject: a digest\r\n\r\n" + b"the same line, again\r\n" * 500, iso(now)
+    new = store.record_digest(ada.id, "<digest.1.0@example.org>", 0, [], 0, data, stamp)
+    old = store.record_digest(
+        ada.id, "<digest.1.1@example.org>", 0, [], 0, Packed(zlib.compress(data, 1)), stamp
+    )
+    assert new is not None
+    assert old is not None
+    stored = store.db.execute("SELECT data FROM messages WHERE digest_id = ?", [new]).fetchone()
+    assert stored[0].startswith(b"\x28\xb5\x2f\xfd")
+    assert len(stored[0]) < len(data) / 10
+    assert store.message(new) == store.message(old) == data
 
 
 def test_a_message_queued_before_m007_moves_to_its_table_and_is_sent_unchanged(

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
-from digest import backtest, links, match, render
+from digest import backtest, links, match, paper_views, render
 from digest.config import from_mapping
 from digest.errors import QueryError
 from digest.ingest import ingest_files
@@ -741,7 +741,7 @@ def test_a_long_abstract_is_cut_at_a_word_boundary(renderer: Renderer) -> None:
     html = renderer.html(content_for([paper(1, abstract=long)]))
     [shown] = re.findall(r'<p class="abstract"[^>]*>(.*?)</p>', html)
     assert shown.endswith("…")
-    assert 300 < len(shown) <= render.ABSTRACT_CHARS + 1
+    assert 300 < len(shown) <= paper_views.ABSTRACT_CHARS + 1
     assert long.startswith(shown[:-1])
     assert long[len(shown) - 1] == " "
 

@@ -1,6 +1,7 @@
 """Rendering in worker processes: the very digests one process renders, one bad digest
 failing alone, and a pool that breaks leaving the rendering to the main process."""
 
+import dataclasses
 import email
 import os
 import signal
@@ -13,9 +14,9 @@ import pytest
 from digest import outbox, sending
 from digest.config import Config
 from digest.due import due_subscribers
-from digest.render import DigestContent
-from digest.render_pool import Rendered, RenderPool, Unrendered
-from digest.store import Store
+from digest.render import DigestContent, Renderer
+from digest.render_pool import Rendered, RenderPool, Unrendered, spanned
+from digest.store import Store, unpack
 
 from .conftest import copy_database, make_config
 from .test_one_fails_alone import (
@@ -99,3 +100,21 @@ def test_a_pool_whose_workers_die_renders_the_rest_here(
     assert isinstance(big, Unrendered)
     assert TOO_BIG in big.reason
     assert all(isinstance(o, Rendered) for e, o in by_email.items() if e not in (BIG, JOSE))
+
+
+def test_a_digest_trimmed_in_a_worker_comes_back_with_the_papers_it_holds(
+    crowd_database: Path, tmp_path: Path, now: datetime
+) -> None:
+    """A worker sends back how many papers fitted and the packed bytes: the outcome is
+    the content and the message one process makes of it."""
+    given = next(c for c in contents(crowd_database, tmp_path, now) if c.matches)
+    crowded = dataclasses.replace(given, matches=given.matches * 60)
+    config = outbox_config(tmp_path)
+    with RenderPool(config, 1) as pool:
+        (outcome,) = pool.submit([crowded])
+    fitted, data = Renderer(config).fit(spanned(crowded))
+    assert isinstance(outcome, Rendered)
+    assert 0 < len(outcome.content.matches) == len(fitted.matches) < len(crowded.matches)
+    assert outcome.content.more == fitted.more > 0
+    assert outcome.data == data
+    assert unpack(outcome.packed) == data

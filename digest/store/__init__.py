@@ -17,7 +17,7 @@ from pathlib import Path
 from digest.store.base import Base, Identity, iso
 from digest.store.feedback import FeedbackStore
 from digest.store.model import ModelStore, SavedCorpus, SavedReader
-from digest.store.outbox import OutboxStore, Packed, QueuedDigest, pack
+from digest.store.outbox import OutboxStore, Packed, QueuedDigest, pack, unpack
 from digest.store.papers import DumpCounts, PaperStore
 from digest.store.queue import OutboxRow, QueueStore, Waiting
 from digest.store.retention import Pruned, RetentionStore
@@ -58,4 +58,5 @@ __all__ = [
     "Waiting",
     "iso",
     "pack",
+    "unpack",
 ]

@@ -1,0 +1,100 @@
+"""MIME: the bytes written directly are the bytes the email package writes for them.
+
+``digest.mime.assemble`` writes a message's two fixed shapes itself; the reference
+here builds the same message with ``email.mime`` under ``compat32`` with CRLF and
+flattens it with the email package's own ``BytesGenerator``, as digest did before.
+Header values are prepared the way the renderer prepares them, from hostile text.
+"""
+
+import binascii
+from datetime import UTC, datetime
+from email.generator import BytesGenerator
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import Compat32
+from io import BytesIO
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from digest import mime
+from digest.addresses import mailbox
+
+
+class _Reference(Compat32):
+    """compat32 with CRLF, folding each header the one way digest folds it (as before)."""
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        return mime.fold(name, value)
+
+
+REFERENCE = _Reference(linesep="\r\n")
+
+
+def reference(headers: list[tuple[str, str]], text: str, html: str | None, split: str) -> bytes:
+    """The message as ``email.mime`` builds it and ``BytesGenerator`` writes it."""
+    if html is None:
+        message: MIMENonMultipart | MIMEMultipart = part(text, "plain")
+        message["MIME-Version"] = "1.0"
+    else:
+        message = MIMEMultipart("alternative", boundary=split, policy=REFERENCE)
+        message.attach(part(text, "plain"))
+        message.attach(part(html, "html"))
+    for name, value in headers:
+        message[name] = value
+    out = BytesIO()
+    BytesGenerator(out, mangle_from_=False, policy=REFERENCE).flatten(message)
+    return out.getvalue()
+
+
+def part(body: str, subtype: str) -> MIMENonMultipart:
+    found = MIMENonMultipart("text", subtype, policy=REFERENCE, charset="utf-8")
+    del found["MIME-Version"]
+    found["Content-Transfer-Encoding"] = "quoted-printable"
+    if "\r" in body:
+        body = body.replace("\r\n", "\n").replace("\r", "\n")
+    found.set_payload(binascii.b2a_qp(body.encode(), istext=True).decode("ascii"))
+    return found
+
+
+TRICKY = ["From me", ".", "..", "\r\n", "\r", "\n", "=_x", " \t", "x" * 200, "é" * 90, "\u2028"]
+bodies = st.lists(st.one_of(st.text(max_size=40), st.sampled_from(TRICKY)), max_size=12).map(
+    "".join
+)
+words = st.lists(st.one_of(st.text(max_size=30), st.sampled_from(["x" * 90, "Ünïcødé"])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.text(max_size=80),
+    subject=words.map(" ".join),
+    url=st.text(max_size=120),
+    text=bodies,
+    html=st.none() | bodies,
+)
+def test_a_message_is_the_bytes_the_email_package_writes(
+    name: str, subject: str, url: str, text: str, html: str | None
+) -> None:
+    message_id = "<digest.12.3f9a0c1d2e4b5a6f@example.org>"
+    headers = [
+        ("From", mailbox("Paper Digest", "digest@example.org")),
+        ("To", mailbox(name, "ada@example.org")),
+        ("Subject", mime.encoded_words(mime.clean(subject))),
+        ("Date", mime.date(datetime(2026, 11, 24, 7, tzinfo=UTC))),
+        ("Message-ID", message_id),
+        ("List-Unsubscribe", f"<{mime.safe_url(url)}>"),
+        ("Precedence", "bulk"),
+    ]
+    split = mime.boundary("digest", message_id)
+    assert mime.assemble(headers, text, html, split) == reference(headers, text, html, split)
+
+
+@pytest.mark.parametrize("value", ["a\r\nBcc: eve@example.org", "a\nb", "a\rb"])
+def test_a_header_value_with_a_line_break_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="line break in the Subject header"):
+        mime.assemble([("Subject", value)], "text", None, "=_x")
+
+
+def test_a_header_value_not_in_ascii_is_encoded_as_the_email_package_does() -> None:
+    assert mime.fold("Subject", "Grüße") == b"Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n"
