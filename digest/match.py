@@ -194,6 +194,8 @@ def _matches(
         tied = [i for i in head if keys[trend_key(papers[i])] > 1]
     stats = corpus.tally(node, *found) if tied else None
     relevance = {i: corpus.relevance(node, i, stats) for i in tied}
+    if ties_only:  # a send: each digest's terms are found where it renders (``with_terms``)
+        return [Match(papers[i], [], relevance.get(i, 0.0)) for i in head]
     return [Match(papers[i], corpus.matched(node, i), relevance.get(i, 0.0)) for i in head]
 
 
@@ -272,6 +274,13 @@ def pending(
     """The papers that would go in this subscriber's next digest: a batch of one (with
     ``whole``, every match ranked, not only those that can reach the cap)."""
     return Batch(store, settings, now, stemmer, also=subscriber).pending(subscriber, whole=whole)
+
+
+def with_terms(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
+    """``matches`` with the terms each satisfied, from an index of their papers alone (the
+    terms are the paper's own: any corpus holding it finds the same)."""
+    corpus = Corpus(stemmer, documents(m.paper for m in matches), Focus.of(node, stemmer))
+    return [replace(m, matched=corpus.matched(node, i)) for i, m in enumerate(matches)]
 
 
 def highlighted(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
@@ -414,7 +423,7 @@ class Batch:
         the cap: those trending ahead of the cut and those tied with it (with
         ``whole``, for every match: ``explain`` says where any of them ranks), or, for
         a reader with a relevance model, the first ``max_papers`` by its score.  For a
-        send (``sending``) the capped matches carry no spans yet, found where the digest
+        send (``sending``) the capped matches carry no terms nor spans yet, found where the digest
         renders (``render_pool.render_one``, on every core), and relevance is worked
         out only where trends tie (``_matches``): nothing in a send shows it.
         """

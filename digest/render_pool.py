@@ -42,7 +42,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from digest.config import Config
-from digest.match import compile_filter, highlighted, shared_stemmer
+from digest.match import compile_filter, highlighted, shared_stemmer, with_terms
 from digest.models import PaperRow
 from digest.render import DigestContent, Renderer, first
 from digest.reports import failure_reason
@@ -90,10 +90,12 @@ def render_one(renderer: Renderer, content: DigestContent) -> Outcome:
 
 
 def spanned(content: DigestContent) -> DigestContent:
-    """The content with the spans of each abstract that the subscriber's filter matched:
-    the last step of matching, done here so that it runs on every core too."""
-    node = compile_filter(content.subscriber.filter)
-    return replace(content, matches=highlighted(node, content.matches, shared_stemmer()))
+    """The content with the terms each paper satisfied and the spans of each abstract that
+    the subscriber's filter matched: the last steps of matching, done here so that they run
+    on every core too."""
+    node, stemmer = compile_filter(content.subscriber.filter), shared_stemmer()
+    matches = highlighted(node, with_terms(node, content.matches, stemmer), stemmer)
+    return replace(content, matches=matches)
 
 
 def workers_for(config: Config) -> int:

@@ -430,6 +430,8 @@ def test_a_preview_lists_what_send_builds_for_them_though_others_have_older_wind
         assert tied_relevance(alone) == tied_relevance(sent[person.id]), person.filter
         ties += len(tied_relevance(alone))
         assert alone.content.more == sent[person.id].content.more
+        # the terms and highlights a send finds where it renders are the preview's
+        assert alone.data == sent[person.id].data, person.filter
     assert ties, "no two papers of a digest tie on trend: relevance was never compared"
 
 
