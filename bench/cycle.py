@@ -44,10 +44,10 @@ from bench.workload import (
     write_papers,
 )
 from digest.config import DigestConfig
-from digest.match import documents
 from digest.query import Corpus, parse
 from digest.stemming import Stemmer
 from digest.store import Store
+from digest.windows import documents
 
 STAGE = "cycle"
 FULL_SUBSCRIBERS = 10_000

@@ -71,11 +71,12 @@ from bench.workload import (
     write_papers,
 )
 from digest.config import DigestConfig
-from digest.match import Batch, compile_filter, documents, pending, shared_stemmer, window_corpus
+from digest.match import Batch, compile_filter, pending, shared_stemmer, window_corpus
 from digest.models import Subscriber
 from digest.query import Corpus, members, parse
 from digest.stemming import FTS_TOKENIZE, Stemmer
 from digest.store import Store
+from digest.windows import documents
 
 STAGE = "match"
 FULL_SUBSCRIBERS = 100_000

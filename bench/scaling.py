@@ -156,6 +156,7 @@ def bare_rate(config: Config, database: Path) -> float:
         renderer = Renderer(config)
         builder = outbox.Builder(store, config, renderer, now)
         due, _ = due_subscribers(store, config, now)
+        builder.due = due
         contents: list[DigestContent] = []
         for subscriber in due:
             prepared = builder.prepare(subscriber)

@@ -17,16 +17,29 @@ when the FTS5 index decides the filter exactly (``by_day``).
 """
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby, islice
+from typing import Any
 
-from digest.match import Match, documents, shared_stemmer, trend_key
-from digest.models import PaperRow
-from digest.query import Corpus, Focus, Stats, fts5_decides, members, parse, to_fts5, to_narrowing
+from digest.config import DigestConfig
+from digest.match import Match, compile_filter, ranked_head, shared_stemmer, trend_key
+from digest.models import PaperRow, Subscriber
+from digest.query import (
+    Corpus,
+    Focus,
+    Node,
+    Stats,
+    fts5_decides,
+    members,
+    parse,
+    to_fts5,
+    to_narrowing,
+)
 from digest.stemming import Stemmer
 from digest.store import Store
+from digest.windows import Window, contenders, documents
 
 CHUNK = 2_000  # papers indexed at once: a few MB of corpus
 
@@ -72,7 +85,7 @@ class Streamed:
         return self._tally
 
     def by_day(self) -> list[tuple[str, int]]:
-        """The matches per ingest day, oldest day first (``match.by_day``): counted by the
+        """The matches per ingest day, oldest day first (``by_day``): counted by the
         store alone when its FTS5 index decides the filter (``query.fts5_decides``), else
         by the evaluator over the candidates (``tally``)."""
         fts = to_fts5(self.node)
@@ -124,3 +137,75 @@ def backtest(
     """What ``query`` selects among the stored papers, ranked (all of it in a list: callers
     that may see a whole store use ``backtest.Streamed``)."""
     return list(Streamed(store, query, since=since, stemmer=stemmer).ranked())
+
+
+# filters over papers in hand (a window's, a digest's "more") ------------------------
+
+
+def select(node: Node, papers: Sequence[PaperRow], stemmer: Stemmer) -> list[Match]:
+    """The papers that ``node`` matches, ranked."""
+    return top_matches(node, papers, stemmer, None).top
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    """What a filter selects: every matching paper (unranked), and the head of the ranking."""
+
+    papers: list[PaperRow]
+    top: list[Match]
+
+
+def top_matches(
+    node: Node, papers: Sequence[PaperRow], stemmer: Stemmer, limit: int | None
+) -> Backtest:
+    """The papers ``node`` matches, and the first ``limit`` of them ranked (all when None).
+
+    Trend decides before relevance, so only the papers whose trend can reach the
+    first ``limit`` places get their relevance and matched terms computed: a
+    preview of a filter matching thousands of papers costs what its head costs.
+    """
+    corpus = Corpus(stemmer, documents(papers), Focus.of(node, stemmer))
+    found = corpus.evaluate(node)
+    hits = list(members(found))
+    head = ranked_head(corpus, node, papers, (found, hits), _trend_head(hits, papers, limit))
+    return Backtest([papers[i] for i in hits], head[:limit] if limit is not None else head)
+
+
+def _trend_head(hits: list[int], papers: Sequence[PaperRow], limit: int | None) -> list[int]:
+    """The hits whose trend is at least as good as that of the ``limit``-th best."""
+    if limit is None:
+        return hits
+    order = sorted(hits, key=lambda i: trend_key(papers[i]))
+    return contenders(order, limit, lambda i: trend_key(papers[i]))
+
+
+def by_day(papers: Iterable[PaperRow]) -> list[tuple[str, int]]:
+    """How many papers per ingest day (UTC date of first sighting), oldest day first."""
+    days = Counter(paper.first_seen[:10] for paper in papers)
+    return sorted(days.items())
+
+
+def beyond(
+    store: Store,
+    subscriber: Subscriber,
+    digest: dict[str, Any],
+    settings: DigestConfig,
+    stemmer: Stemmer | None = None,
+) -> list[Match]:
+    """The papers a recorded digest counted in its "more", ranked: the matches of its
+    window (from ``store.digest_by_mark``) that went in no digest.
+
+    A window is never matched again once its digest is built, so these reach the
+    reader nowhere else; the private feed holds only the newest ``max_entries``.
+    """
+    node = compile_filter(subscriber.filter)
+    built = datetime.fromisoformat(digest["created_at"])
+    window = Window.of(digest["after_seq"], settings.lookback_days, built)
+    candidates = store.papers(
+        since=window.since,
+        after_seq=window.after_seq,
+        undelivered_to=subscriber.id,
+        fts=to_fts5(node),
+    )
+    inside = [paper for paper in candidates if paper.seq <= digest["max_seq"]]
+    return select(node, inside, stemmer or shared_stemmer())

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.config import DigestConfig
-from digest.match import Window, documents, pending, shared_stemmer
+from digest.match import pending, shared_stemmer
 from digest.models import PaperRow, Subscriber
 from digest.query import Corpus, Explanation, parse
 from digest.relevance import scorer_for
 from digest.stemming import Stemmer
 from digest.store import Store
+from digest.windows import Window, documents
 
 
 @dataclass(frozen=True, slots=True)

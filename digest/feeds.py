@@ -53,11 +53,12 @@ from digest import links
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.files import write_atomic
-from digest.match import compile_filter, documents, shared_stemmer, trend_key
+from digest.match import compile_filter, shared_stemmer, trend_key
 from digest.models import PaperRow, Subscriber
 from digest.paper_links import LISTED_AUTHORS, PaperLinks, author_names, links_of, plain_name
 from digest.query import Corpus, Focus, to_fts5
 from digest.store import Store
+from digest.windows import documents
 
 Format = Literal["atom", "rss"]
 FORMATS: tuple[Format, ...] = ("atom", "rss")

@@ -15,12 +15,11 @@ are the matches first stored after their last digest (or within
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from functools import lru_cache
+from datetime import datetime
+from functools import cached_property, lru_cache
 from heapq import nsmallest
-from typing import Any
 
 from digest.config import DigestConfig
 from digest.models import PaperRow, Subscriber
@@ -29,6 +28,7 @@ from digest.query import (
     Document,
     Focus,
     Node,
+    Stats,
     highlights,
     members,
     parse,
@@ -36,19 +36,23 @@ from digest.query import (
 )
 from digest.relevance import scorer_for
 from digest.stemming import Stemmer
-from digest.store import Store, iso
+from digest.store import Store
+from digest.windows import (
+    OLDER_CHUNK,
+    Older,
+    Wide,
+    Window,
+    contenders,
+    documents,
+    older_matches,
+    shared_cut,
+)
 
 
 @lru_cache(maxsize=1)
 def shared_stemmer() -> Stemmer:
     """One stem cache per process: every search and batch reuses the words already stemmed."""
     return Stemmer()
-
-
-def documents(papers: Iterable[PaperRow]) -> list[Document]:
-    """What the filter language sees of each paper: its title and abstract, and the
-    authors and categories its sources gave (``author:``, ``category:``)."""
-    return [Document(p.title, p.abstract, p.meta.authors, p.meta.categories) for p in papers]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,36 +135,7 @@ def ranked(matches: Sequence[Match]) -> list[Match]:
     )
 
 
-def select(node: Node, papers: Sequence[PaperRow], stemmer: Stemmer) -> list[Match]:
-    """The papers that ``node`` matches, ranked."""
-    return top_matches(node, papers, stemmer, None).top
-
-
-@dataclass(frozen=True, slots=True)
-class Backtest:
-    """What a filter selects: every matching paper (unranked), and the head of the ranking."""
-
-    papers: list[PaperRow]
-    top: list[Match]
-
-
-def top_matches(
-    node: Node, papers: Sequence[PaperRow], stemmer: Stemmer, limit: int | None
-) -> Backtest:
-    """The papers ``node`` matches, and the first ``limit`` of them ranked (all when None).
-
-    Trend decides before relevance, so only the papers whose trend can reach the
-    first ``limit`` places get their relevance and matched terms computed: a
-    preview of a filter matching thousands of papers costs what its head costs.
-    """
-    corpus = Corpus(stemmer, documents(papers), Focus.of(node, stemmer))
-    found = corpus.evaluate(node)
-    hits = list(members(found))
-    head = _ranked_head(corpus, node, papers, (found, hits), _trend_head(hits, papers, limit))
-    return Backtest([papers[i] for i in hits], head[:limit] if limit is not None else head)
-
-
-def _ranked_head(
+def ranked_head(
     corpus: Corpus,
     node: Node,
     papers: Sequence[PaperRow],
@@ -182,62 +157,24 @@ def _matches(
     head: list[int],
     *,
     ties_only: bool,
+    stats: Stats | None = None,
 ) -> list[Match]:
     """The matches ``head``, in that order, with their terms and relevance.
 
     ``ties_only`` (a send, where nothing shows relevance): only the papers whose trend
     ties with another's, the only ones it can order, get it; the others get 0.0.
+    ``stats``: BM25's statistics when the corpus holds only part of what was found.
     """
     tied = head
     if ties_only:
         keys = Counter(trend_key(papers[i]) for i in head)
         tied = [i for i in head if keys[trend_key(papers[i])] > 1]
-    stats = corpus.tally(node, *found) if tied else None
+    if stats is None and tied:
+        stats = corpus.tally(node, *found)
     relevance = {i: corpus.relevance(node, i, stats) for i in tied}
     if ties_only:  # a send: each digest's terms are found where it renders (``with_terms``)
         return [Match(papers[i], [], relevance.get(i, 0.0)) for i in head]
     return [Match(papers[i], corpus.matched(node, i), relevance.get(i, 0.0)) for i in head]
-
-
-def _trend_head(hits: list[int], papers: Sequence[PaperRow], limit: int | None) -> list[int]:
-    """The hits whose trend is at least as good as that of the ``limit``-th best."""
-    if limit is None:
-        return hits
-    order = sorted(hits, key=lambda i: trend_key(papers[i]))
-    return _contenders(order, limit, lambda i: trend_key(papers[i]))
-
-
-def by_day(papers: Iterable[PaperRow]) -> list[tuple[str, int]]:
-    """How many papers per ingest day (UTC date of first sighting), oldest day first."""
-    days = Counter(paper.first_seen[:10] for paper in papers)
-    return sorted(days.items())
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """The papers a subscriber's next digest draws from, the one rule for every matcher:
-    those stored after their last digest, or, before a first digest, those first seen
-    in the ``lookback_days`` before ``now``."""
-
-    after_seq: int | None
-    since: datetime | None
-    description: str
-
-    @classmethod
-    def of(
-        cls, last_seq: int | None, lookback_days: int, now: datetime, last_at: str = ""
-    ) -> "Window":
-        """``last_seq``: the newest paper the subscriber's last digest considered, if any."""
-        if last_seq is not None:
-            when = f" ({last_at})" if last_at else ""
-            return cls(last_seq, None, f"since the last digest{when}")
-        since = now - timedelta(days=lookback_days)
-        return cls(None, since, f"the last {lookback_days} days (no digest yet)")
-
-    def holds(self, paper: PaperRow) -> bool:
-        return (self.after_seq is None or paper.seq > self.after_seq) and (
-            self.since is None or paper.first_seen >= iso(self.since)
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,32 +228,6 @@ def highlighted(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[
     ]
 
 
-def beyond(
-    store: Store,
-    subscriber: Subscriber,
-    digest: dict[str, Any],
-    settings: DigestConfig,
-    stemmer: Stemmer | None = None,
-) -> list[Match]:
-    """The papers a recorded digest counted in its "more", ranked: the matches of its
-    window (from ``store.digest_by_mark``) that went in no digest.
-
-    A window is never matched again once its digest is built, so these reach the
-    reader nowhere else; the private feed holds only the newest ``max_entries``.
-    """
-    node = compile_filter(subscriber.filter)
-    built = datetime.fromisoformat(digest["created_at"])
-    window = Window.of(digest["after_seq"], settings.lookback_days, built)
-    candidates = store.papers(
-        since=window.since,
-        after_seq=window.after_seq,
-        undelivered_to=subscriber.id,
-        fts=to_fts5(node),
-    )
-    inside = [paper for paper in candidates if paper.seq <= digest["max_seq"]]
-    return select(node, inside, stemmer or shared_stemmer())
-
-
 @lru_cache(maxsize=200_000)
 def compile_filter(query: str) -> Node:
     """Parse a stored filter once per process: subscribers share filters, cycles repeat them."""
@@ -340,7 +251,10 @@ class Batch:
 
     The candidates are every paper that is in at least one subscriber's window;
     each subscriber's filter is evaluated as a bitset over them and narrowed to
-    their own window and to what they were not yet sent.
+    their own window and to what they were not yet sent.  A send names who is due
+    (``due``): then only the papers after their windows' shared cut are indexed, and
+    the few windows reaching behind it get their older papers matched a chunk at a
+    time (``windows``), so the corpus holds today's papers, not the widest window.
 
     A batch of one (``also``: a preview, ``digest match --subscriber``, ``explain``)
     reads only that subscriber's window, only the papers of it that their filter's
@@ -355,10 +269,12 @@ class Batch:
         now: datetime,
         stemmer: Stemmer | None = None,
         also: Subscriber | None = None,
+        due: Sequence[Subscriber] | None = None,
     ) -> None:
         """The windows of the subscribers who can be due (active), or only that of ``also``
         (whatever their status): an unsubscribed or paused subscriber's old last digest
         never widens the window, nor are their deliveries read."""
+        self.store = store
         self.settings = settings
         self.now = now
         self.also = also.id if also is not None else None
@@ -367,9 +283,11 @@ class Batch:
         first = Window.of(None, settings.lookback_days, now)
         assert first.since is not None
         stemmer = stemmer or shared_stemmer()
+        self.first_fresh = store.first_seq_since(first.since)
+        starts = {s.id: self.window(s).start(self.first_fresh) for s in due or ()}
+        self.cut = self._shared_cut(starts) if also is None and due is not None else None
         if also is None:
-            floor = min(self.last_seqs.values(), default=None)
-            self.papers = store.window_papers(floor, first.since)
+            self.papers = self._indexed(first.since, due)
             self.corpus = window_corpus(stemmer, tuple(documents(self.papers)))
         else:
             node = compile_filter(also.filter)
@@ -378,14 +296,51 @@ class Batch:
             self.papers = sorted(found, key=lambda p: p.seq)
             self.corpus = Corpus(stemmer, documents(self.papers), Focus.of(node, stemmer))
         self.seqs = [p.seq for p in self.papers]
-        first_seq = self.seqs[0] if self.seqs else None
+        cut = self.cut
+        behind = {i: at for i, at in starts.items() if cut is not None and at < cut}
+        reads_from = [*self.seqs[:1], *(at + 1 for at in behind.values())]
         self.delivered = (
-            store.delivered_since(first_seq, receiving, self.also, in_window=True)
-            if first_seq is not None
+            store.delivered_since(min(reads_from), receiving, self.also, in_window=True)
+            if reads_from
             else {}
         )
+        self.wide = {s.id: self._wide(s, behind[s.id]) for s in due or () if s.id in behind}
         self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
         self.scorer = scorer_for(store, self.papers)
+
+    def _indexed(self, since: datetime, due: Sequence[Subscriber] | None) -> list[PaperRow]:
+        """The papers the corpus holds: those after the due windows' cut, or (nobody named
+        due) every paper of the window of anyone who can be due."""
+        if due is not None:
+            return self.store.window_papers(self.cut) if self.cut is not None else []
+        return self.store.window_papers(min(self.last_seqs.values(), default=None), since)
+
+    def _wide(self, subscriber: Subscriber, start: int) -> Wide:
+        sent = frozenset(self.delivered.get(subscriber.id, ()))
+        return Wide(
+            subscriber.id, compile_filter(subscriber.filter), self.window(subscriber), start, sent
+        )
+
+    def _shared_cut(self, starts: dict[int, int]) -> int | None:
+        """Where the due windows' shared corpus starts (``windows.shared_cut``), never after
+        the window of a due reader whose model orders their papers: it scores only the
+        papers indexed."""
+        cut = shared_cut(starts.values())
+        if cut is None or self.store.model_fitted_at() is None:
+            return cut
+        modelled = [starts[i] for i in self.store.model_readers() if i in starts]
+        return min([cut, *modelled])
+
+    @cached_property
+    def older(self) -> dict[int, Older]:
+        """The wide windows' matches among the papers before the cut, in one streamed pass."""
+        if not self.wide or self.cut is None:
+            return {}
+        lowest = min(w.start for w in self.wide.values())
+        chunks = self.store.paper_chunks(lowest, self.cut, OLDER_CHUNK)
+        wide = list(self.wide.values())
+        stemmer, cap = self.corpus.stemmer, self.settings.max_papers
+        return older_matches(chunks, wide, stemmer, cap, trend_key)
 
     def bits(self, subscriber: Subscriber) -> int:
         """The candidates this subscriber would get: filter, window, not yet delivered."""
@@ -427,16 +382,21 @@ class Batch:
         renders (``render_pool.render_one``, on every core), and relevance is worked
         out only where trends tie (``_matches``): nothing in a send shows it.
         """
+        if self._behind_cut(subscriber):  # not among ``due``: a batch of their own
+            alone = Batch(self.store, self.settings, self.now, self.corpus.stemmer, subscriber)
+            return alone.pending(subscriber, whole=whole, sending=sending)
         node = compile_filter(subscriber.filter)
+        if subscriber.id in self.wide and not whole:
+            return self._wide_pending(subscriber, node, sending=sending)
         papers = self.papers
         bits = self.bits(subscriber)
         scores = self.scores(subscriber)
         if scores is None:
             found = sorted(members(bits), key=lambda i: trend_key(papers[i]))
             cap = len(found) if whole else self.settings.max_papers
-            head = _contenders(found, cap, lambda i: trend_key(papers[i]))
+            head = contenders(found, cap, lambda i: trend_key(papers[i]))
             found_both = (bits, found)
-            matches = _ranked_head(self.corpus, node, papers, found_both, head, ties_only=sending)
+            matches = ranked_head(self.corpus, node, papers, found_both, head, ties_only=sending)
         else:
             found = list(members(bits))
             cap = len(found) if whole else self.settings.max_papers
@@ -450,6 +410,38 @@ class Batch:
             return Pending(subscriber, window, matches, capped, len(found))
         suggested = self._suggestions(subscriber, node, scores)
         return Pending(subscriber, window, matches, capped, len(found), True, suggested)
+
+    def _behind_cut(self, subscriber: Subscriber) -> bool:
+        """Whether the subscriber's window reaches behind the cut and the batch does not
+        know it (they were not due): the indexed papers do not hold all of it."""
+        if self.cut is None or subscriber.id in self.wide:
+            return False
+        return self.window(subscriber).start(self.first_fresh) < self.cut
+
+    def _wide_pending(self, subscriber: Subscriber, node: Node, *, sending: bool) -> Pending:
+        """The next digest of a window reaching behind the cut: its matches among the
+        indexed papers and among the older ones (``older``) ranked together.  Relevance,
+        where it decides, comes from an index of the contenders alone with the statistics
+        of all the matches (``query.Stats`` adds up): the same number a corpus of the
+        whole window gives."""
+        bits, older = self.bits(subscriber), self.older[subscriber.id]
+        recent = [self.papers[i] for i in members(bits)]
+        pool = sorted([*recent, *older.head], key=trend_key)
+        cap, stemmer = self.settings.max_papers, self.corpus.stemmer
+        head = [
+            pool[i] for i in contenders(list(range(len(pool))), cap, lambda i: trend_key(pool[i]))
+        ]
+        stats = self.corpus.tally(node, bits)
+        stats = stats if older.stats is None else stats + older.stats
+        alone = Corpus(stemmer, documents(head), Focus.of(node, stemmer))
+        indexes = list(range(len(head)))
+        found = _matches(
+            alone, node, head, (alone.all, indexes), indexes, ties_only=sending, stats=stats
+        )
+        matches = ranked(found)
+        capped = matches[:cap] if sending else highlighted(node, matches[:cap], stemmer)
+        window = self.window(subscriber).description
+        return Pending(subscriber, window, matches, capped, len(recent) + older.total)
 
     def scores(self, subscriber: Subscriber) -> Sequence[float] | None:
         """The reader's model's score for each candidate, or None when they have no model."""
@@ -483,14 +475,3 @@ class Batch:
         return tuple(
             Suggestion(Match(self.papers[i], [], 0.0), scores[i], why) for i, why in picks if why
         )
-
-
-def _contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, ...]]) -> list[int]:
-    """The items ahead of the cap's cut in trend order, and those tied with the last one in."""
-    if len(by_trend) <= cap:
-        return by_trend
-    cut = key(by_trend[cap - 1])
-    end = cap
-    while end < len(by_trend) and key(by_trend[end]) == cut:
-        end += 1
-    return by_trend[:end]

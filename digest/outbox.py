@@ -99,10 +99,13 @@ class Builder:
         self.last_built = store.last_digest_times()  # read before the batch: see record()
         self.newest = store.max_seq()
         self.health = _HealthCheck(store, now)
+        self.due: Sequence[Subscriber] | None = None  # who this run builds for, once known
 
     @cached_property
     def batch(self) -> Batch:
-        return Batch(self.store, self.config.digest, self.now)
+        """The candidates of every window, or, once ``due`` is known, of the due windows
+        (``match.Batch``: the few reaching far back are read a chunk at a time)."""
+        return Batch(self.store, self.config.digest, self.now, due=self.due)
 
     @cached_property
     def max_seq(self) -> int:
@@ -164,6 +167,7 @@ def build(
     reports and the seq of the newest paper considered.
     """
     builder = Builder(store, config, renderer, now)
+    builder.due = due
     results = [builder.build(subscriber) for subscriber in due]
     built = [r for r in results if isinstance(r, Built | Failed)]
     skipped = [r for r in results if isinstance(r, DigestReport)]

@@ -71,6 +71,7 @@ def send(
     subscriber = store.subscriber(only) if only else None
     only = subscriber.email if subscriber else only  # the stored spelling (an IDN domain)
     due, report.not_due = due_subscribers(store, config, now, only, builder.last_built)
+    builder.due = due
     if not dry_run:
         from digest.delivery import pid_alive, recover
 

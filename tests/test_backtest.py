@@ -1,6 +1,6 @@
 """Backtests that stream: the same matches, in the same order, as ranking every candidate at once.
 
-The oracle is the all-in-memory path: ``match.select`` over the candidates the store
+The oracle is the all-in-memory path: ``backtest.select`` over the candidates the store
 narrows to, ranked in one corpus.  The stream uses chunks of a few papers, so every
 backtest here spans many of them and many trends.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import match
+from digest import backtest, match
 from digest.backtest import Streamed
 from digest.ingest import ingest_files
 from digest.models import AllOf, AnyOf, FtsMatch, HasValues, PaperMeta, PaperRow, Spelled
@@ -40,7 +40,7 @@ def oracle(store: Store, query: str, since: datetime | None = None) -> list[matc
     """The old path: every candidate in one list, one corpus, ranked at once."""
     node = parse(query)
     candidates = [p for chunk in _chunks(store, query, since) for p in chunk]
-    return match.select(node, candidates, Stemmer())
+    return backtest.select(node, candidates, Stemmer())
 
 
 def _chunks(store: Store, query: str, since: datetime | None) -> list[list[PaperRow]]:
@@ -75,7 +75,7 @@ def test_a_filter_fts5_narrows_alone_ranks_as_before_over_the_fts5_candidates(
     seeded_store: Store, query: str
 ) -> None:
     node = parse(query)
-    before = match.select(node, seeded_store.papers(fts=to_fts5(node)), Stemmer())
+    before = backtest.select(node, seeded_store.papers(fts=to_fts5(node)), Stemmer())
     assert rows(list(Streamed(seeded_store, query, chunk=4).ranked())) == rows(before)
 
 
@@ -86,7 +86,7 @@ def test_a_filter_fts5_narrows_alone_ranks_as_before_over_the_fts5_candidates(
 def test_the_narrowing_keeps_every_paper_a_scan_of_the_whole_store_finds(
     authored: Store, query: str
 ) -> None:
-    everything = match.select(parse(query), authored.papers(), Stemmer())
+    everything = backtest.select(parse(query), authored.papers(), Stemmer())
     assert {m.paper.id for m in Streamed(authored, query, chunk=5).ranked()} == {
         m.paper.id for m in everything
     }
@@ -120,7 +120,7 @@ def test_the_tally_counts_what_the_ranking_lists_per_day(seeded_store: Store) ->
     found = Streamed(seeded_store, "model", chunk=3)
     listed = list(found.ranked())
     assert found.tally().total == len(listed)
-    assert found.tally().days == match.by_day(m.paper for m in listed)
+    assert found.tally().days == backtest.by_day(m.paper for m in listed)
 
 
 def test_matches_per_day_are_the_evaluators_whether_or_not_the_index_decides_alone(
@@ -139,7 +139,7 @@ def test_matches_per_day_are_the_evaluators_whether_or_not_the_index_decides_alo
     ]
     for query in queries:
         for since in (None, now - timedelta(days=4)):
-            expected = match.by_day(m.paper for m in oracle(store, query, since))
+            expected = backtest.by_day(m.paper for m in oracle(store, query, since))
             assert Streamed(store, query, since=since).by_day() == expected, (query, since)
     assert len(Streamed(store, "model").by_day()) == 3
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import backtest, lifecycle, match, outbox, subscribers
+from digest import backtest, lifecycle, match, outbox, subscribers, windows
 from digest.config import DigestConfig
 from digest.explain import explain
 from digest.ingest import ingest_files
@@ -84,7 +84,7 @@ def test_by_day_counts_papers_per_ingest_day(
 ) -> None:
     ingest_files(store, seed_files[:2], now - timedelta(days=1))
     ingest_files(store, seed_files[2:], now)
-    days = match.by_day([m.paper for m in backtest.backtest(store, "diffusion")])
+    days = backtest.by_day([m.paper for m in backtest.backtest(store, "diffusion")])
     assert [day for day, _ in days] == ["2026-11-23", "2026-11-24"]
     assert sum(n for _, n in days) == len(backtest.backtest(store, "diffusion"))
 
@@ -440,11 +440,11 @@ def test_the_window_is_after_the_last_digest_or_the_lookback_days_before_a_first
 ) -> None:
     papers = seeded_store.papers()
     newest, oldest = max(papers, key=lambda p: p.seq), min(papers, key=lambda p: p.seq)
-    first = match.Window.of(None, 7, now)
+    first = windows.Window.of(None, 7, now)
     assert first.description == "the last 7 days (no digest yet)"
     assert all(first.holds(p) for p in papers)
-    assert not match.Window.of(None, 7, now + timedelta(days=8)).holds(newest)
-    later = match.Window.of(oldest.seq, 7, now, "2026-11-20T07:00:00Z")
+    assert not windows.Window.of(None, 7, now + timedelta(days=8)).holds(newest)
+    later = windows.Window.of(oldest.seq, 7, now, "2026-11-20T07:00:00Z")
     assert later.description == "since the last digest (2026-11-20T07:00:00Z)"
     assert not later.holds(oldest)
     assert later.holds(newest)

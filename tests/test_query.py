@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from digest.dumps import parse as parse_dump
 from digest.errors import QueryError
-from digest.match import documents
 from digest.models import Entry, PaperMeta, PaperRow
 from digest.query import (
     FIELDS,
@@ -41,6 +40,7 @@ from digest.query import (
 )
 from digest.stemming import FTS_TOKENIZE, Analysis, Stemmer, fold, spelled, words
 from digest.store import Store
+from digest.windows import documents
 
 from .conftest import NOW, examples, from_source
 

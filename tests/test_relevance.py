@@ -199,6 +199,25 @@ def test_a_reader_with_a_model_gets_their_matches_in_its_order_and_is_told(
     assert "In the order your likes taught your relevance model" in text.splitlines()[2]
 
 
+def test_a_reader_with_a_model_is_never_left_behind_a_sends_shared_cut(daily: Store) -> None:
+    """Their model scores only the papers a batch indexed: a send's cut (``windows``) stays
+    at or before the start of their window, however many others start later."""
+    reader = topic_reader(daily)  # no digest yet: their window is the whole lookback
+    trained(daily)
+    others = [add_reader(daily, f"d{i}@example.org", "model", iso(NOW)) for i in range(30)]
+    with daily.write():
+        for other in others:  # a digest a moment ago: their windows start after every paper
+            daily.record_digest(other.id, f"<{other.id}@t>", daily.max_seq(), [], 0, b"", "")
+    batch = Batch(daily, SETTINGS, NOW, due=[reader, *others])
+    assert not batch.wide
+    assert len(batch.papers) == len(daily.papers())
+    upcoming, everyone = batch.pending(reader), Batch(daily, SETTINGS, NOW).pending(reader)
+    assert upcoming.learned
+    assert upcoming.suggestions
+    assert [m.paper.seq for m in upcoming.capped] == [m.paper.seq for m in everyone.capped]
+    assert upcoming.suggestions == everyone.suggestions
+
+
 @pytest.mark.parametrize("part", ["html", "txt"])
 def test_a_reader_without_feedback_gets_todays_digest_byte_for_byte(
     tmp_path: Path, seeded_database: Path, part: str

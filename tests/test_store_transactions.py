@@ -226,6 +226,8 @@ READS: dict[str, Call] = {
     "waiting": lambda s, w: s.waiting(w.ada),
     "window_papers": lambda s, w: s.window_papers(None, NOW),
     "trending_chunks": lambda s, w: list(s.trending_chunks(since=NOW, chunk=2)),
+    "paper_chunks": lambda s, w: list(s.paper_chunks(0, s.max_seq(), 2)),
+    "first_seq_since": lambda s, w: s.first_seq_since(NOW),
     "days_matching": lambda s, w: s.days_matching('"model"', since=NOW),
 }
 

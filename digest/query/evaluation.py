@@ -18,7 +18,7 @@ neither, so their index is built only when a filter first asks.
 import math
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import NamedTuple, TypeVar
@@ -305,6 +305,16 @@ class Focus:
     @property
     def pair_stems(self) -> frozenset[str]:
         return frozenset(stem for pair in self.pairs for stem in pair)
+
+    @classmethod
+    def union(cls, foci: Iterable["Focus"]) -> "Focus":
+        """What any of several filters can ask about: a corpus indexed for it answers each."""
+        every = list(foci)
+        return cls(
+            frozenset().union(*(focus.stems for focus in every)),
+            tuple(dict.fromkeys(prefix for focus in every for prefix in focus.prefixes)),
+            frozenset().union(*(focus.pairs for focus in every)),
+        )
 
     @classmethod
     def of(cls, node: Node, stemmer: Stemmer) -> "Focus":

@@ -316,11 +316,12 @@ class OutboxStore(Base):
         ``in_window``, only those after the newest paper their latest digest considered
         (``last_digest_seqs``), the only ones a next digest could take again.
 
-        Read per subscriber along the primary key (subscriber, paper), so only the rows
-        from ``first_seq`` on are touched, not the whole history (``CROSS JOIN`` keeps
-        SQLite from scanning every delivery instead).  ``in_window`` matters once some
-        subscriber's window reaches far back: the batch then reads from that old
-        ``first_seq`` on, and everyone's sent papers since were most of its memory.
+        Read per subscriber along the primary key (subscriber, paper) from one bound, the
+        later of ``first_seq`` and their window's start, so only those rows are touched,
+        not the whole history (``CROSS JOIN`` keeps SQLite from scanning every delivery
+        instead).  ``in_window`` matters once some subscriber's window reaches far back:
+        the batch then reads from that old ``first_seq`` on, and everyone's sent papers
+        since were most of its memory and time.
         """
         whose, params = _whose(statuses, also)
         after = (
@@ -329,10 +330,10 @@ class OutboxStore(Base):
             else "-1"
         )
         rows = self.db.execute(  # MATERIALIZED: each bound is worked out once, not per row
-            f"WITH w AS MATERIALIZED (SELECT s.id, {after} AS after FROM subscribers s "
-            f"WHERE {whose}) SELECT d.subscriber_id, d.paper_seq FROM w CROSS JOIN deliveries d "
-            "ON d.subscriber_id = w.id AND d.paper_seq >= ? AND d.paper_seq > w.after",
-            [*params, first_seq],
+            f"WITH w AS MATERIALIZED (SELECT s.id, MAX({after}, ? - 1) AS after "
+            f"FROM subscribers s WHERE {whose}) SELECT d.subscriber_id, d.paper_seq "
+            "FROM w CROSS JOIN deliveries d ON d.subscriber_id = w.id AND d.paper_seq > w.after",
+            [first_seq, *params],
         )
         found: dict[int, set[int]] = {}
         for subscriber_id, seq in rows:

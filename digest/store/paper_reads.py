@@ -164,14 +164,47 @@ class PaperReads(Base):
         ).fetchall()
         return [row[0] for row in rows]
 
-    def window_papers(self, after_seq: int | None, since: datetime) -> list[PaperRow]:
+    def window_papers(self, after_seq: int | None, since: datetime | None = None) -> list[PaperRow]:
         """Papers stored after ``after_seq`` or first seen since ``since``, oldest first."""
         floor = after_seq if after_seq is not None else self._next_seq()
-        rows = self.db.execute(
-            f"{_PAPER_SELECT} WHERE p.seq > ? OR p.first_seen >= ? ORDER BY p.seq",
-            [floor, iso(since)],
-        )
+        if since is None:  # the bound on ``t`` too: SQLite then groups only their sightings
+            rows = self.db.execute(
+                f"{_PAPER_SELECT} WHERE p.seq > ? AND t.seq > ? ORDER BY p.seq", [floor, floor]
+            )
+        else:
+            rows = self.db.execute(
+                f"{_PAPER_SELECT} WHERE p.seq > ? OR p.first_seen >= ? ORDER BY p.seq",
+                [floor, iso(since)],
+            )
         return [_paper(row) for row in rows]
+
+    def paper_chunks(self, after_seq: int, up_to: int, chunk: int) -> Iterator[list[PaperRow]]:
+        """Papers after ``after_seq`` up to ``up_to``, oldest first, in lists of ``chunk``:
+        one query per chunk, so memory holds one chunk and no read stays open between.
+        Each chunk's bounds are found first: SQLite then groups the sightings of that
+        chunk's papers alone (``paper_trends``), not of all the range left."""
+        while after_seq < up_to:
+            row = self.db.execute(
+                "SELECT seq FROM papers WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT 1 OFFSET ?",
+                [after_seq, up_to, chunk - 1],
+            ).fetchone()
+            last = int(row[0]) if row is not None else up_to
+            rows = self.db.execute(
+                f"{_PAPER_SELECT} WHERE p.seq > ? AND p.seq <= ? AND t.seq > ? AND t.seq <= ? "
+                "ORDER BY p.seq",
+                [after_seq, last, after_seq, last],
+            )
+            papers = [_paper(row) for row in rows]
+            if papers:
+                yield papers
+            after_seq = last
+
+    def first_seq_since(self, since: datetime) -> int:
+        """The first paper first seen since ``since`` (the next seq to come when none is)."""
+        row = self.db.execute(
+            "SELECT MIN(seq) FROM papers WHERE first_seen >= ?", [iso(since)]
+        ).fetchone()
+        return int(row[0]) if row[0] is not None else self._next_seq()
 
     def _next_seq(self) -> int:
         row = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM papers").fetchone()

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from starlette.requests import Request
 from starlette.responses import Response
 
-from digest import links, match
+from digest import backtest, links
 from digest.models import PaperMeta, PaperRow, Subscriber
 from digest.paper_links import full_byline, links_of, plain_name
 from digest.store import Store
@@ -116,7 +116,7 @@ def matches(request: Request) -> Response:
                 status=404,
                 links=[("/", "Home")],
             )
-        found = match.beyond(store, reader, digest, web.config.digest)
+        found = backtest.beyond(store, reader, digest, web.config.digest)
     return web.pages.page(
         "matches",
         title=f"{len(found)} more paper{'' if len(found) == 1 else 's'} from your digest",

@@ -1,0 +1,185 @@
+"""A send's batch indexes only the papers after the due windows' shared cut; the few windows
+reaching behind it are matched a chunk at a time, and every digest is the one a batch of
+that subscriber alone (a preview) would build: same papers, order, relevance, count."""
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest import match, outbox, windows
+from digest.config import DigestConfig
+from digest.ingest import ingest_files
+from digest.models import PaperRow, Subscriber
+from digest.render import Renderer
+from digest.store import Store, iso
+
+from .conftest import make_config
+from .test_match import record_digest, subscribe
+
+SETTINGS = DigestConfig(max_papers=5)
+QUERIES = [
+    "diffusion",
+    "model -language",
+    '"large language"',
+    "robot* OR agents",
+    "title:video",
+    "learning",
+    "data OR benchmark",
+    "vision NOT video",
+    "agent*",
+    "reasoning",
+]
+DAILY, NEW, BACK = 54, 3, 3  # had a digest yesterday; none yet; one three weeks ago
+
+
+class Staggered:
+    """Five listings over three weeks (one stored late) and sixty subscribers: most had a
+    digest yesterday, three never had one (their window: the lookback), three one three
+    weeks ago."""
+
+    def __init__(self, store: Store, seed_files: list[Path], now: datetime) -> None:
+        self.store, self.now = store, now
+        long_ago, yesterday = now - timedelta(days=21), now - timedelta(days=1)
+        ingest_files(store, seed_files[:1], long_ago)
+        self.back = [
+            subscribe(store, QUERIES[i], long_ago, f"back{i}@example.org") for i in range(BACK)
+        ]
+        for person in self.back:
+            record_digest(store, person, [], long_ago)
+        ingest_files(store, seed_files[2:3], now - timedelta(days=5))
+        # stored after, first seen before: outside the lookback though after its first paper
+        ingest_files(store, seed_files[1:2], now - timedelta(days=10))
+        ingest_files(store, seed_files[3:4], now - timedelta(days=2))
+        self.daily = [
+            subscribe(store, QUERIES[i % len(QUERIES)], yesterday, f"daily{i}@example.org")
+            for i in range(DAILY)
+        ]
+        for person in self.daily:
+            record_digest(store, person, [], yesterday)
+        ingest_files(store, seed_files[4:], now)
+        self.new = [
+            subscribe(store, QUERIES[-1 - i], now, f"new{i}@example.org") for i in range(NEW)
+        ]
+
+    @property
+    def everyone(self) -> list[Subscriber]:
+        return [*self.daily, *self.new, *self.back]
+
+    def alone(self, person: Subscriber, *, sending: bool) -> match.Pending:
+        batch = match.Batch(self.store, SETTINGS, self.now, also=person)
+        return batch.pending(person, sending=sending)
+
+
+@pytest.fixture
+def staggered(store: Store, seed_files: list[Path], now: datetime) -> Staggered:
+    return Staggered(store, seed_files, now)
+
+
+def ranking(pending: match.Pending) -> list[tuple[int, float]]:
+    return [(m.paper.seq, round(m.relevance, 9)) for m in pending.capped]
+
+
+def test_the_shared_cut_leaves_at_most_one_window_in_ten_behind_it() -> None:
+    assert windows.shared_cut([]) is None
+    assert windows.shared_cut([7, 3, 5]) == 3  # a small run: nobody is behind
+    starts = [100] * 95 + [1, 2, 3, 4, 5]
+    cut = windows.shared_cut(starts)
+    assert cut == 100
+    assert sum(start < cut for start in starts) <= len(starts) // windows.WIDE_SHARE
+    assert windows.shared_cut([*range(20)]) == 2
+
+
+def test_a_send_indexes_the_papers_after_the_cut_and_reads_the_older_ones_in_chunks(
+    staggered: Staggered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = staggered.store
+    chunks: list[list[PaperRow]] = []
+    read_chunks = store.paper_chunks
+
+    def recorded(after_seq: int, up_to: int, chunk: int) -> object:
+        for papers in read_chunks(after_seq, up_to, chunk):
+            chunks.append(papers)
+            yield papers
+
+    monkeypatch.setattr(store, "paper_chunks", recorded)
+    monkeypatch.setattr(match, "OLDER_CHUNK", 7)
+    batch = match.Batch(store, SETTINGS, staggered.now, due=staggered.everyone)
+    newest_listing = {p.seq for p in store.papers() if p.first_seen == iso(staggered.now)}
+    assert {p.seq for p in batch.papers} == newest_listing  # only today's papers are indexed
+    assert set(batch.wide) == {p.id for p in [*staggered.new, *staggered.back]}
+    for person in staggered.everyone:
+        batch.pending(person, sending=True)
+    assert chunks
+    assert all(0 < len(papers) <= 7 for papers in chunks)
+    read = [p.seq for papers in chunks for p in papers]
+    assert read == sorted(set(read))  # each older paper read once, oldest first
+    assert max(read) < min(newest_listing)
+
+
+@pytest.mark.parametrize("sending", [True, False], ids=["send", "preview"])
+def test_every_due_subscriber_gets_what_a_batch_of_their_own_would_give(
+    staggered: Staggered, monkeypatch: pytest.MonkeyPatch, sending: bool
+) -> None:
+    monkeypatch.setattr(match, "OLDER_CHUNK", 7)  # windows across many chunks
+    batch = match.Batch(staggered.store, SETTINGS, staggered.now, due=staggered.everyone)
+    assert len(batch.wide) == NEW + BACK
+    for person in staggered.everyone:
+        together, alone = (
+            batch.pending(person, sending=sending),
+            staggered.alone(person, sending=sending),
+        )
+        assert ranking(together) == ranking(alone), (person.email, person.filter)
+        assert together.total == alone.total, person.email
+        assert together.window == alone.window
+        if not sending:
+            assert [m.matched for m in together.capped] == [m.matched for m in alone.capped]
+            assert [m.spans for m in together.capped] == [m.spans for m in alone.capped]
+    wide = [batch.pending(p, sending=sending) for p in [*staggered.new, *staggered.back]]
+    assert sum(p.total for p in wide) > sum(len(p.capped) for p in wide) > 0  # caps were hit
+
+
+def test_a_wide_window_never_gets_again_an_older_paper_it_was_sent(staggered: Staggered) -> None:
+    store, now = staggered.store, staggered.now
+    person = staggered.back[0]
+    before = staggered.alone(person, sending=True)
+    older = [m.paper.seq for m in before.capped if m.paper.first_seen != iso(now)]
+    assert older, "the test needs an older paper in their digest"
+    last = store.last_digest(person.id)
+    assert last is not None  # a retry of a paper of their window: sent, window unchanged
+    assert store.record_digest(
+        person.id, "<retry@test>", last["max_seq"], older[:1], 0, b"", iso(now)
+    )
+    batch = match.Batch(store, SETTINGS, now, due=staggered.everyone)
+    assert person.id in batch.wide
+    together = batch.pending(person, sending=True)
+    assert older[0] not in {m.paper.seq for m in together.matches}
+    assert together.total == before.total - 1 == staggered.alone(person, sending=True).total
+
+
+def test_someone_not_due_whose_window_reaches_behind_the_cut_is_matched_on_their_own(
+    staggered: Staggered,
+) -> None:
+    left_out = staggered.back[1]
+    due = [p for p in staggered.everyone if p.id != left_out.id]
+    batch = match.Batch(staggered.store, SETTINGS, staggered.now, due=due)
+    assert left_out.id not in batch.wide
+    together = batch.pending(left_out, sending=True)
+    alone = staggered.alone(left_out, sending=True)
+    assert ranking(together) == ranking(alone)
+    assert together.total == alone.total > 0
+
+
+def test_a_send_builds_for_wide_windows_the_message_a_preview_shows(
+    staggered: Staggered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(match, "OLDER_CHUNK", 7)
+    config = make_config(tmp_path, delivery={"maildir": "mail"}, digest={"max_papers": 5})
+    renderer = Renderer(config)
+    store, now = staggered.store, staggered.now
+    built, _, _ = outbox.build(store, config, renderer, staggered.everyone, now)
+    sent = {b.subscriber.id: b for b in built if isinstance(b, outbox.Built)}
+    for person in [*staggered.new, *staggered.back]:
+        preview = outbox.preview(store, config, renderer, person, now)
+        assert sent[person.id].seqs == preview.seqs, person.filter
+        assert sent[person.id].data == preview.data, person.filter
