@@ -382,11 +382,11 @@ class Batch:
         renders (``render_pool.render_one``, on every core), and relevance is worked
         out only where trends tie (``_matches``): nothing in a send shows it.
         """
-        if self._behind_cut(subscriber):  # not among ``due``: a batch of their own
+        if self._on_their_own(subscriber, whole=whole):
             alone = Batch(self.store, self.settings, self.now, self.corpus.stemmer, subscriber)
             return alone.pending(subscriber, whole=whole, sending=sending)
         node = compile_filter(subscriber.filter)
-        if subscriber.id in self.wide and not whole:
+        if subscriber.id in self.wide:
             return self._wide_pending(subscriber, node, sending=sending)
         papers = self.papers
         bits = self.bits(subscriber)
@@ -411,11 +411,14 @@ class Batch:
         suggested = self._suggestions(subscriber, node, scores)
         return Pending(subscriber, window, matches, capped, len(found), True, suggested)
 
-    def _behind_cut(self, subscriber: Subscriber) -> bool:
-        """Whether the subscriber's window reaches behind the cut and the batch does not
-        know it (they were not due): the indexed papers do not hold all of it."""
-        if self.cut is None or subscriber.id in self.wide:
+    def _on_their_own(self, subscriber: Subscriber, *, whole: bool) -> bool:
+        """Whether only a batch of their own answers: their window reaches behind the cut
+        and they were not named due, or all of a wide window's matches are asked for
+        (``whole``: the older pass keeps only those that can reach the cap)."""
+        if self.cut is None:
             return False
+        if subscriber.id in self.wide:
+            return whole
         return self.window(subscriber).start(self.first_fresh) < self.cut
 
     def _wide_pending(self, subscriber: Subscriber, node: Node, *, sending: bool) -> Pending:

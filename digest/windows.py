@@ -126,11 +126,12 @@ def older_matches(
     ``chunks`` (oldest first): each chunk is indexed for the filters of the windows
     that reach it (``Focus``: their words only), then dropped."""
     found = {w.subscriber_id: Older() for w in wide}
+    foci = {w.node: Focus.of(w.node, stemmer) for w in wide}
     for papers in chunks:
         reaching = [w for w in wide if w.start < papers[-1].seq]
         if not reaching:
             continue
-        focus = Focus.union(Focus.of(node, stemmer) for node in {w.node for w in reaching})
+        focus = Focus.union(foci[node] for node in {w.node for w in reaching})
         corpus = Corpus(stemmer, documents(papers), focus)
         seqs = [p.seq for p in papers]
         fresh: dict[datetime | None, int] = {}

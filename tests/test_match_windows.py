@@ -139,6 +139,22 @@ def test_every_due_subscriber_gets_what_a_batch_of_their_own_would_give(
     assert sum(p.total for p in wide) > sum(len(p.capped) for p in wide) > 0  # caps were hit
 
 
+def test_every_match_of_a_wide_window_is_what_a_batch_of_their_own_finds(
+    staggered: Staggered,
+) -> None:
+    batch = match.Batch(staggered.store, SETTINGS, staggered.now, due=staggered.everyone)
+    beyond_the_cap = 0
+    for person in [*staggered.new, *staggered.back]:
+        whole = batch.pending(person, whole=True)
+        alone = match.Batch(staggered.store, SETTINGS, staggered.now, also=person)
+        assert whole.total == len(whole.matches)
+        assert [m.paper.seq for m in whole.matches] == [
+            m.paper.seq for m in alone.pending(person, whole=True).matches
+        ]
+        beyond_the_cap += len(whole.matches) - len(whole.capped)
+    assert beyond_the_cap  # the older pass keeps only what can reach the cap: not enough here
+
+
 def test_a_wide_window_never_gets_again_an_older_paper_it_was_sent(staggered: Staggered) -> None:
     store, now = staggered.store, staggered.now
     person = staggered.back[0]

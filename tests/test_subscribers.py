@@ -287,3 +287,20 @@ def test_show_json_gives_the_subscriber_links(run_cli: RunCli) -> None:
         assert shown[key].startswith(f"http://127.0.0.1:8080{path}1-")
     assert shown["feed_url"].endswith(".atom")
     assert len({shown["feed_url"], shown["manage_url"], shown["unsubscribe_url"]}) == 3
+
+
+def test_subscribers_read_at_once_share_their_repeated_values(store: Store) -> None:
+    """100,000 subscribers hold a few filters, statuses and formats: one object each."""
+    for n in range(3):
+        store.insert_subscriber(
+            {
+                "email": f"s{n}@example.org",
+                "filter": "diffusion OR video",
+                "secret": f"k{n}",
+                "created_at": "2026-12-01T07:00:00Z",
+                "updated_at": "2026-12-01T07:00:00Z",
+            }
+        )
+    first, *others = store.subscribers(["active"])
+    assert all(o.filter is first.filter and o.status is first.status for o in others)
+    assert len({id(s.secret) for s in [first, *others]}) == 3  # and their own ones their own

@@ -12,6 +12,19 @@ from digest.store.base import Base
 from digest.store.sqlite import Database
 
 _COLUMNS = ", ".join(field.name for field in fields(Subscriber))
+_REPEATED = frozenset(  # the columns most subscribers share a value of
+    (
+        "name",
+        "filter",
+        "frequency",
+        "format",
+        "status",
+        "source",
+        "settings_owner",
+        "created_at",
+        "updated_at",
+    )
+)
 
 
 def insert_event(
@@ -66,7 +79,13 @@ class SubscriberStore(Base):
             where = f"status IN ({','.join('?' * len(statuses))})"
             params = list(statuses)
         rows = self.db["subscribers"].rows_where(where, params, order_by="id")
-        return [Subscriber(**row) for row in rows]
+        shared: dict[Any, Any] = {}  # one object per repeated value: 100,000 share a few
+        return [
+            Subscriber(
+                **{k: shared.setdefault(v, v) if k in _REPEATED else v for k, v in row.items()}
+            )
+            for row in rows
+        ]
 
     def insert_subscriber(self, fields: dict[str, Any]) -> Subscriber:
         """Insert a subscriber; a duplicate address raises StoreError."""
