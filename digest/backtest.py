@@ -14,6 +14,10 @@ is BM25 with the statistics of *all* the matches, counted in a first pass
 (``query.Stats``), so it is the same number the all-in-memory ranking gave; a
 caller that needs no relevance (counts per day) makes only that pass, or none
 when the FTS5 index decides the filter exactly (``by_day``).
+
+Papers already in hand are ranked in one go (``select``, ``top_matches``): a
+filter's candidates the FTS5 prefilter let through, or the papers a digest
+counted in its "more" (``beyond``).
 """
 
 from collections import Counter

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from digest.models import PaperRow
-from digest.query import Corpus, Document, Focus, Node, Stats
+from digest.query import Corpus, Document, Focus, Node, Stats, members
 from digest.stemming import Stemmer
 from digest.store import iso
 
@@ -107,6 +107,8 @@ class Older:
     head: list[PaperRow] = field(default_factory=list)
 
     def add(self, found: list[PaperRow], stats: Stats, cap: int, key: TrendKey) -> None:
+        """Count a chunk's matches in and cut the head again: memory keeps what can still
+        reach the cap, whatever the number of matches."""
         self.total += len(found)
         self.stats = stats if self.stats is None else self.stats + stats
         pool = sorted([*self.head, *found], key=key)
@@ -142,7 +144,7 @@ def older_matches(
                 if at >= 0 and seqs[at] == seq:
                     bits &= ~(1 << at)
             if bits:
-                hits = [i for i in range(len(papers)) if bits >> i & 1]
+                hits = list(members(bits))
                 stats = corpus.tally(w.node, bits, hits)
                 found[w.subscriber_id].add([papers[i] for i in hits], stats, cap, key)
     return found

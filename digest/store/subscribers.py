@@ -12,8 +12,8 @@ from digest.store.base import Base
 from digest.store.sqlite import Database
 
 _COLUMNS = ", ".join(field.name for field in fields(Subscriber))
-_REPEATED = frozenset(  # the columns most subscribers share a value of
-    (
+_REPEATED = frozenset(  # the columns whose values most subscribers share
+    [
         "name",
         "filter",
         "frequency",
@@ -23,7 +23,7 @@ _REPEATED = frozenset(  # the columns most subscribers share a value of
         "settings_owner",
         "created_at",
         "updated_at",
-    )
+    ]
 )
 
 
