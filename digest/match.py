@@ -113,6 +113,7 @@ def learned_key(score: float, paper: PaperRow) -> tuple[float, int, int, int]:
     return (-round(score, 2), *trend_key(paper))
 
 
+PAPER_INDEXES = 4_096  # papers kept indexed alone (``paper_index``): a day's and more
 SUGGEST_ABOVE = 0.5  # a suggestion is a paper the reader's model thinks more likely liked than not
 SHORTLIST = 64  # the best-scored papers looked at first for a reader's suggestions
 
@@ -214,10 +215,20 @@ def pending(
 
 
 def with_terms(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
-    """``matches`` with the terms each satisfied, from an index of their papers alone (the
+    """``matches`` with the terms each satisfied, from an index of each paper alone (the
     terms are the paper's own: any corpus holding it finds the same)."""
-    corpus = Corpus(stemmer, documents(m.paper for m in matches), Focus.of(node, stemmer))
-    return [replace(m, matched=corpus.matched(node, i)) for i, m in enumerate(matches)]
+    return [
+        replace(m, matched=paper_index(stemmer, document).matched(node, 0))
+        for m, document in zip(matches, documents(m.paper for m in matches), strict=True)
+    ]
+
+
+@lru_cache(maxsize=PAPER_INDEXES)
+def paper_index(stemmer: Stemmer, document: Document) -> Corpus:
+    """One paper indexed, kept: a render worker finds the terms of each paper of each
+    digest, and today's papers are in thousands of digests (indexing a digest's papers
+    anew for each was a third of a worker's time)."""
+    return Corpus(stemmer, [document])
 
 
 def highlighted(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
