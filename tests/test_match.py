@@ -12,6 +12,7 @@ from digest.config import DigestConfig
 from digest.explain import explain
 from digest.ingest import ingest_files
 from digest.models import Entry, PaperMeta, PaperRow, Subscriber
+from digest.query import Corpus, parse
 from digest.render import Renderer
 from digest.stemming import Stemmer
 from digest.store import Store, iso
@@ -529,3 +530,19 @@ def test_the_batch_reads_only_the_sent_papers_a_window_could_take_again(
     assert ada.id not in batch.delivered  # behind ada's own window: not read
     assert not {m.paper.seq for m in batch.pending(ada).matches} & set(sent)
     assert batch.pending(ada).total == match.pending(store, ada, SETTINGS, now).total
+
+
+def test_a_paper_is_indexed_once_for_the_terms_of_every_digest_it_is_in(
+    seeded_store: Store,
+) -> None:
+    """Render workers find each digest's terms from one index per paper, kept: today's
+    papers are in thousands of digests.  The terms are those a corpus of them all finds."""
+    match.paper_index.cache_clear()
+    papers = seeded_store.papers()[:20]
+    stemmer = match.shared_stemmer()
+    whole = Corpus(stemmer, windows.documents(papers))
+    for query in ["model OR data", '"language model" -video', "diffus* title:learning"]:
+        node = parse(query)
+        found = match.with_terms(node, [match.Match(p, [], 0.0) for p in papers], stemmer)
+        assert [m.matched for m in found] == [whole.matched(node, i) for i in range(20)]
+    assert match.paper_index.cache_info().misses == len(papers)
