@@ -15,7 +15,7 @@ are the matches first stored after their last digest (or within
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -281,11 +281,14 @@ class Batch:
         stemmer: Stemmer | None = None,
         also: Subscriber | None = None,
         due: Sequence[Subscriber] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         """The windows of the subscribers who can be due (active), or only that of ``also``
         (whatever their status): an unsubscribed or paused subscriber's old last digest
-        never widens the window, nor are their deliveries read."""
+        never widens the window, nor are their deliveries read.  ``stopping``: asked
+        while the wide windows' older papers are read (``windows.Stopped``)."""
         self.store = store
+        self.stopping = stopping
         self.settings = settings
         self.now = now
         self.also = also.id if also is not None else None
@@ -351,7 +354,7 @@ class Batch:
         chunks = self.store.paper_chunks(lowest, self.cut, OLDER_CHUNK)
         wide = list(self.wide.values())
         stemmer, cap = self.corpus.stemmer, self.settings.max_papers
-        return older_matches(chunks, wide, stemmer, cap, trend_key)
+        return older_matches(chunks, wide, stemmer, cap, trend_key, self.stopping)
 
     def bits(self, subscriber: Subscriber) -> int:
         """The candidates this subscriber would get: filter, window, not yet delivered."""

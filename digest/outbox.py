@@ -20,7 +20,7 @@ bounced.
 """
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -100,12 +100,13 @@ class Builder:
         self.newest = store.max_seq()
         self.health = _HealthCheck(store, now)
         self.due: Sequence[Subscriber] | None = None  # who this run builds for, once known
+        self.stopping: Callable[[], bool] = lambda: False  # a send's SIGTERM
 
     @cached_property
     def batch(self) -> Batch:
         """The candidates of every window, or, once ``due`` is known, of the due windows
         (``match.Batch``: the few reaching far back are read a chunk at a time)."""
-        return Batch(self.store, self.config.digest, self.now, due=self.due)
+        return Batch(self.store, self.config.digest, self.now, due=self.due, stopping=self.stopping)
 
     @cached_property
     def max_seq(self) -> int:

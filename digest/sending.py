@@ -37,6 +37,7 @@ from digest.render import DigestContent, Renderer
 from digest.render_pool import Outcome, RenderPool, render_one, workers_for
 from digest.reports import DigestReport, SendReport
 from digest.store import QueuedDigest, Store, iso
+from digest.windows import Stopped
 
 if TYPE_CHECKING:  # delivery (aiosmtplib) is imported by a send that delivers, not a dry run
     from digest.delivery import Clock, Feed
@@ -77,6 +78,7 @@ def send(
 
         recover(store, pid_alive)
     stop = stop or threading.Event()
+    builder.stopping = stop.is_set
     workers = workers_for(config) if renderer is None and len(due) >= POOL_FROM else 1
     run = _Run(store, config, report, stop)
     with RenderPool(config, workers) if workers > 1 else nullcontext() as pool:
@@ -210,13 +212,17 @@ async def _built_chunks(
 async def _prepare_until(
     stop: threading.Event, builder: Builder, chunk: Sequence[Subscriber]
 ) -> list[Prepared]:
-    """Match the chunk, letting delivery run every ``TURN_SECONDS``."""
+    """Match the chunk, letting delivery run every ``TURN_SECONDS``; a stop while the
+    wide windows' older papers are read (``windows.Stopped``) leaves the rest due."""
     prepared: list[Prepared] = []
     turn = _Turns()
     for subscriber in chunk:
         if stop.is_set():
             break
-        prepared.append(builder.prepare(subscriber))
+        try:
+            prepared.append(builder.prepare(subscriber))
+        except Stopped:
+            break
         await turn.due()
     return prepared
 

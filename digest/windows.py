@@ -85,6 +85,11 @@ def contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, ..
     return by_trend[:end]
 
 
+class Stopped(BaseException):
+    """The older pass was stopped (SIGTERM) before its end: no digest of a wide window can
+    be built in this run, and they stay due.  Not an ``Exception``: it fails nobody's digest."""
+
+
 @dataclass(frozen=True, slots=True)
 class Wide:
     """A due window that starts before the shared cut, and what its subscriber was sent
@@ -123,13 +128,18 @@ def older_matches(
     stemmer: Stemmer,
     cap: int,
     key: TrendKey,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> dict[int, Older]:
     """The matches of each wide window among the papers before the cut, streamed in
     ``chunks`` (oldest first): each chunk is indexed for the filters of the windows
-    that reach it (``Focus``: their words only), then dropped."""
+    that reach it (``Focus``: their words only), then dropped.  ``stopping`` is asked
+    between chunks: the pass takes seconds when many windows reach far back, and a
+    stop must not wait for it (``Stopped``)."""
     found = {w.subscriber_id: Older() for w in wide}
     foci = {w.node: Focus.of(w.node, stemmer) for w in wide}
     for papers in chunks:
+        if stopping():
+            raise Stopped
         reaching = [w for w in wide if w.start < papers[-1].seq]
         if not reaching:
             continue

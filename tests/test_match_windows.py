@@ -2,14 +2,17 @@
 reaching behind it are matched a chunk at a time, and every digest is the one a batch of
 that subscriber alone (a preview) would build: same papers, order, relevance, count."""
 
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from digest import match, outbox, windows
+from digest import match, outbox, sending, windows
 from digest.config import DigestConfig
 from digest.ingest import ingest_files
+from digest.mailer import transport_for
 from digest.models import PaperRow, Subscriber
 from digest.render import Renderer
 from digest.store import Store, iso
@@ -199,3 +202,36 @@ def test_a_send_builds_for_wide_windows_the_message_a_preview_shows(
         preview = outbox.preview(store, config, renderer, person, now)
         assert sent[person.id].seqs == preview.seqs, person.filter
         assert sent[person.id].data == preview.data, person.filter
+
+
+def test_a_stop_while_older_papers_are_read_builds_no_wide_digest_and_the_next_send_does(
+    staggered: Staggered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The older pass can take seconds (1,000 wide windows over 19,000 papers: 5 s); a
+    SIGTERM during it ends the send without it, and nobody's digest fails."""
+    store, now = staggered.store, staggered.now
+    config = make_config(tmp_path, delivery={"maildir": "mail"}, digest={"max_papers": 5})
+    stop, read_chunks = threading.Event(), store.paper_chunks
+    read: list[int] = []
+
+    def stopped_after_one(after_seq: int, up_to: int, chunk: int) -> Iterator[list[PaperRow]]:
+        for papers in read_chunks(after_seq, up_to, chunk):
+            read.append(len(papers))
+            yield papers
+            stop.set()  # SIGTERM arrives while the older papers are read
+
+    monkeypatch.setattr(store, "paper_chunks", stopped_after_one)
+    monkeypatch.setattr(match, "OLDER_CHUNK", 7)
+    transport = transport_for(config.delivery, config.smtp)
+    wide = [p for p in [*staggered.new, *staggered.back] if staggered.alone(p, sending=True).capped]
+    assert wide
+    recorded = store.count("digests")
+    first = sending.send(store, config, transport, lambda: now, stop=stop)
+    assert first.stopped
+    assert not first.count("failed")
+    assert store.count("digests") == recorded  # the first due is wide: nothing was built
+    assert len(read) == 2  # the pass ended at the next chunk, not at its end
+    monkeypatch.setattr(store, "paper_chunks", read_chunks)
+    again = sending.send(store, config, transport, lambda: now)
+    assert not again.stopped
+    assert {p.email for p in wide} <= {r.email for r in again.digests if r.status == "sent"}
