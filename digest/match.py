@@ -298,7 +298,8 @@ class Batch:
         assert first.since is not None
         stemmer = stemmer or shared_stemmer()
         self.first_fresh = store.first_seq_since(first.since)
-        starts = {s.id: self.window(s).start(self.first_fresh) for s in due or ()}
+        covered = [s for s in due or () if also is None and s.status in RECEIVING]
+        starts = {s.id: self.window(s).start(self.first_fresh) for s in covered}
         self.cut = self._shared_cut(starts) if also is None and due is not None else None
         if also is None:
             self.papers = self._indexed(first.since, due)

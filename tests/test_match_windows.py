@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import match, outbox, sending, windows
+from digest import lifecycle, match, outbox, sending, windows
 from digest.config import DigestConfig
 from digest.ingest import ingest_files
 from digest.mailer import transport_for
@@ -235,3 +235,16 @@ def test_a_stop_while_older_papers_are_read_builds_no_wide_digest_and_the_next_s
     again = sending.send(store, config, transport, lambda: now)
     assert not again.stopped
     assert {p.email for p in wide} <= {r.email for r in again.digests if r.status == "sent"}
+
+
+def test_someone_named_due_who_cannot_be_fails_alone_and_the_others_are_built(
+    staggered: Staggered, tmp_path: Path, now: datetime
+) -> None:
+    paused = lifecycle.change_status(staggered.store, staggered.daily[0], "pause", "operator", now)
+    config = make_config(tmp_path, delivery={"maildir": "mail"}, digest={"max_papers": 5})
+    due = [paused, *staggered.everyone[1:]]
+    built, _, _ = outbox.build(staggered.store, config, Renderer(config), due, now)
+    failed = [b for b in built if isinstance(b, outbox.Failed)]
+    assert [f.subscriber.id for f in failed] == [paused.id]
+    assert "does not cover paused" in failed[0].error
+    assert sum(isinstance(b, outbox.Built) for b in built) > NEW + BACK
