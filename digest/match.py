@@ -22,6 +22,7 @@ from functools import cached_property, lru_cache
 from heapq import nsmallest
 
 from digest.config import DigestConfig
+from digest.errors import QueryError
 from digest.models import PaperRow, Subscriber
 from digest.query import (
     Corpus,
@@ -46,6 +47,7 @@ from digest.windows import (
     documents,
     older_matches,
     shared_cut,
+    trend_head,
 )
 
 
@@ -319,7 +321,8 @@ class Batch:
             if reads_from
             else {}
         )
-        self.wide = {s.id: self._wide(s, behind[s.id]) for s in due or () if s.id in behind}
+        wide = [self._wide(s, behind[s.id]) for s in due or () if s.id in behind]
+        self.wide = {w.subscriber_id: w for w in wide if w is not None}
         self.fresh = sum(1 << i for i, p in enumerate(self.papers) if first.holds(p))
         self.scorer = scorer_for(store, self.papers)
 
@@ -330,11 +333,15 @@ class Batch:
             return self.store.window_papers(self.cut) if self.cut is not None else []
         return self.store.window_papers(min(self.last_seqs.values(), default=None), since)
 
-    def _wide(self, subscriber: Subscriber, start: int) -> Wide:
+    def _wide(self, subscriber: Subscriber, start: int) -> Wide | None:
+        """Their wide window, or None when their stored filter cannot be read: then a batch
+        of their own fails their digest alone (``pending``)."""
+        try:
+            node = compile_filter(subscriber.filter)
+        except QueryError:
+            return None
         sent = frozenset(self.delivered.get(subscriber.id, ()))
-        return Wide(
-            subscriber.id, compile_filter(subscriber.filter), self.window(subscriber), start, sent
-        )
+        return Wide(subscriber.id, node, self.window(subscriber), start, sent)
 
     def _shared_cut(self, starts: dict[int, int]) -> int | None:
         """Where the due windows' shared corpus starts (``windows.shared_cut``), never after
@@ -437,18 +444,13 @@ class Batch:
         return self.window(subscriber).start(self.first_fresh) < self.cut
 
     def _wide_pending(self, subscriber: Subscriber, node: Node, *, sending: bool) -> Pending:
-        """The next digest of a window reaching behind the cut: its matches among the
-        indexed papers and among the older ones (``older``) ranked together.  Relevance,
-        where it decides, comes from an index of the contenders alone with the statistics
-        of all the matches (``query.Stats`` adds up): the same number a corpus of the
-        whole window gives."""
+        """The next digest of a window reaching behind the cut: its matches here and among
+        the older papers (``older``) ranked together; relevance, where it decides, from an
+        index of the contenders alone with the statistics of all matches (``Stats`` add)."""
         bits, older = self.bits(subscriber), self.older[subscriber.id]
         recent = [self.papers[i] for i in members(bits)]
-        pool = sorted([*recent, *older.head], key=trend_key)
         cap, stemmer = self.settings.max_papers, self.corpus.stemmer
-        head = [
-            pool[i] for i in contenders(list(range(len(pool))), cap, lambda i: trend_key(pool[i]))
-        ]
+        head = trend_head([*recent, *older.head], cap, trend_key)
         stats = self.corpus.tally(node, bits)
         stats = stats if older.stats is None else stats + older.stats
         alone = Corpus(stemmer, documents(head), Focus.of(node, stemmer))

@@ -90,6 +90,12 @@ class Stopped(BaseException):
     be built in this run, and they stay due.  Not an ``Exception``: it fails nobody's digest."""
 
 
+def trend_head(papers: Iterable[PaperRow], cap: int, key: TrendKey) -> list[PaperRow]:
+    """``papers`` in trend order, up to the cap's last and those tied with it."""
+    pool = sorted(papers, key=key)
+    return [pool[i] for i in contenders(list(range(len(pool))), cap, lambda i: key(pool[i]))]
+
+
 @dataclass(frozen=True, slots=True)
 class Wide:
     """A due window that starts before the shared cut, and what its subscriber was sent
@@ -116,10 +122,7 @@ class Older:
         reach the cap, whatever the number of matches."""
         self.total += len(found)
         self.stats = stats if self.stats is None else self.stats + stats
-        pool = sorted([*self.head, *found], key=key)
-        self.head = [
-            pool[i] for i in contenders(list(range(len(pool))), cap, lambda i: key(pool[i]))
-        ]
+        self.head = trend_head([*self.head, *found], cap, key)
 
 
 def older_matches(

@@ -248,3 +248,16 @@ def test_someone_named_due_who_cannot_be_fails_alone_and_the_others_are_built(
     assert [f.subscriber.id for f in failed] == [paused.id]
     assert "does not cover paused" in failed[0].error
     assert sum(isinstance(b, outbox.Built) for b in built) > NEW + BACK
+
+
+def test_a_wide_window_whose_stored_filter_cannot_be_read_fails_alone(
+    staggered: Staggered, tmp_path: Path, now: datetime
+) -> None:
+    broken = staggered.new[0]
+    staggered.store.update_subscriber(broken.id, {"filter": "((diffusion"})
+    config = make_config(tmp_path, delivery={"maildir": "mail"}, digest={"max_papers": 5})
+    due = staggered.store.subscribers(["active"])
+    built, _, _ = outbox.build(staggered.store, config, Renderer(config), due, now)
+    failed = [b for b in built if isinstance(b, outbox.Failed)]
+    assert [f.subscriber.id for f in failed] == [broken.id]
+    assert sum(isinstance(b, outbox.Built) for b in built) > NEW + BACK
