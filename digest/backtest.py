@@ -43,7 +43,7 @@ from digest.query import (
 )
 from digest.stemming import Stemmer
 from digest.store import Store
-from digest.windows import Window, contenders, documents
+from digest.windows import Window, documents, trend_head
 
 CHUNK = 2_000  # papers indexed at once: a few MB of corpus
 
@@ -179,8 +179,7 @@ def _trend_head(hits: list[int], papers: Sequence[PaperRow], limit: int | None) 
     """The hits whose trend is at least as good as that of the ``limit``-th best."""
     if limit is None:
         return hits
-    order = sorted(hits, key=lambda i: trend_key(papers[i]))
-    return contenders(order, limit, lambda i: trend_key(papers[i]))
+    return trend_head(hits, limit, lambda i: trend_key(papers[i]))
 
 
 def by_day(papers: Iterable[PaperRow]) -> list[tuple[str, int]]:

@@ -16,6 +16,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from digest.models import PaperRow
 from digest.query import Corpus, Document, Focus, Node, Stats, members
@@ -26,6 +27,7 @@ WIDE_SHARE = 10  # at most one due window in this many starts before the shared 
 OLDER_CHUNK = 1_000  # older papers indexed at once, for the windows that reach them
 
 TrendKey = Callable[[PaperRow], tuple[int, ...]]
+T = TypeVar("T")
 
 
 def documents(papers: Iterable[PaperRow]) -> list[Document]:
@@ -74,7 +76,7 @@ def shared_cut(starts: Iterable[int]) -> int | None:
     return ordered[len(ordered) // WIDE_SHARE] if ordered else None
 
 
-def contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, ...]]) -> list[int]:
+def contenders(by_trend: list[T], cap: int, key: Callable[[T], tuple[int, ...]]) -> list[T]:
     """The items ahead of the cap's cut in trend order, and those tied with the last one in."""
     if len(by_trend) <= cap:
         return by_trend
@@ -85,15 +87,14 @@ def contenders(by_trend: list[int], cap: int, key: Callable[[int], tuple[int, ..
     return by_trend[:end]
 
 
+def trend_head(items: Iterable[T], cap: int, key: Callable[[T], tuple[int, ...]]) -> list[T]:
+    """``items`` in trend order (``key``), up to the cap's last and those tied with it."""
+    return contenders(sorted(items, key=key), cap, key)
+
+
 class Stopped(BaseException):
     """The older pass was stopped (SIGTERM) before its end: no digest of a wide window can
     be built in this run, and they stay due.  Not an ``Exception``: it fails nobody's digest."""
-
-
-def trend_head(papers: Iterable[PaperRow], cap: int, key: TrendKey) -> list[PaperRow]:
-    """``papers`` in trend order, up to the cap's last and those tied with it."""
-    pool = sorted(papers, key=key)
-    return [pool[i] for i in contenders(list(range(len(pool))), cap, lambda i: key(pool[i]))]
 
 
 @dataclass(frozen=True, slots=True)
