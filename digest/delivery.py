@@ -216,6 +216,8 @@ class Deliverer:
     async def _next(self, feed: Feed) -> QueuedDigest | None:
         """The next claimed digest, claiming ``CLAIM_BATCH`` at a time; None when the feed
         is closed and empty, or on a stop."""
+        if self._unmarked:  # one turn first: the sends that returned with this one (a
+            await asyncio.sleep(0)  # Maildir group) are marked in one transaction
         while not self.stop.is_set():
             if self._claimed:
                 self._write_marks()  # before the next send: a crash resends only what is in flight
@@ -267,8 +269,8 @@ class Deliverer:
         """Write the sent marks waiting and make ``claims``, in one transaction (durable
         once a second); returns the digests claimed.
 
-        A mark waits only from a worker's send to the next digest it takes, with nothing
-        awaited in between, so a crash resends at most the messages in flight.
+        A mark waits only from a worker's send to the next digest it takes, one turn of
+        the event loop at most, so a crash resends at most the messages in flight.
         """
         unmarked, durable = self._unmarked, self._mark_durably()
         if not unmarked and not claims:

@@ -14,16 +14,18 @@ This module picks the transport the configuration asks for, and holds the Maildi
 """
 
 import asyncio
-import mailbox
+import ctypes
+import itertools
 import os
-import threading
+import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from digest.config import DeliveryConfig, SmtpConfig
 from digest.errors import DeliveryError as DeliveryError
 from digest.errors import RelayRefused as RelayRefused
-from digest.files import OWNER_ONLY
+from digest.files import OWNER_ONLY, OWNER_ONLY_DIR
 from digest.smtp import SmtpTransport as SmtpTransport
 from digest.transport import SENT as SENT
 from digest.transport import Envelope as Envelope
@@ -40,42 +42,76 @@ def transport_for(delivery: DeliveryConfig, smtp: SmtpConfig) -> Transport:
     return MaildirTransport(delivery.maildir)
 
 
+GROUP = 16  # Maildir messages filed together: one thread hand-off and one disk sync
+
+
 # -- Maildir ------------------------------------------------------------------------------
 
 
 class MaildirTransport:
-    """Writes each message into ``path/new`` (via ``tmp/``, fsynced, then linked: atomic).
+    """Files each message into ``path/new``: written to ``tmp/``, made durable, then renamed
+    (atomic), so a reader never sees a partial message, even after a power cut.
 
-    Four at a time, each in a thread: the cost of a message here is waiting for its
-    fsync, and the disk takes several at once.
+    Messages are filed in groups: every ``send`` waiting when the writer is free goes
+    into one group, written by one thread, made durable by one sync of the file system
+    (``syncfs``; ``fsync`` of each file where there is none) and, once renamed, one
+    ``fsync`` of ``new/``.  Only then does each ``send`` return: a message reported sent
+    is on the disk.  A message cost a thread hand-off and an ``fsync`` of its own
+    (about 0.5 ms of CPU at 100,000 subscribers, issue 16); a group of ``concurrency``
+    costs one of each, and its sends return together, so delivery marks them in one
+    transaction.  A crash resends at most the group in flight.
     """
 
-    concurrency = 4
+    concurrency = GROUP
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._box: mailbox.Maildir | None = None
+        self._open = False
+        self._waiting: list[tuple[bytes, asyncio.Future[Outcome]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "MaildirTransport":
         try:
-            self._box = _PrivateMaildir(self.path, create=True)
+            self.path.mkdir(mode=OWNER_ONLY_DIR, parents=True, exist_ok=True)
+            for folder in ("tmp", "new", "cur"):
+                (self.path / folder).mkdir(mode=OWNER_ONLY_DIR, exist_ok=True)
         except OSError as err:
             raise self._error("cannot open", err) from err
+        self._open = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._box = None
+        self._open = False
+        if self._writer is not None:  # no thread writes into the Maildir after it is closed
+            await asyncio.gather(self._writer, return_exceptions=True)
 
     async def send(self, envelope: Envelope) -> Outcome:
         """File the message; an I/O error stops the run since every later message would fail too."""
-        if self._box is None:
+        if not self._open:
             raise RuntimeError("MaildirTransport.send() outside 'async with'")
-        try:
-            # Maildir files hold local (LF) line ends; SMTP's CRLF is a wire format.
-            await asyncio.to_thread(self._box.add, envelope.data.replace(b"\r\n", b"\n"))
-        except (OSError, mailbox.Error) as err:
-            raise self._error("cannot write to", err) from err
-        return SENT
+        filed: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((envelope.data, filed))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_groups())
+        return await filed
+
+    async def _write_groups(self) -> None:
+        """File what is waiting, a group at a time, until nothing is."""
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                await asyncio.to_thread(_file_group, self.path, [data for data, _ in group])
+            except OSError as err:
+                outcome: BaseException | Outcome = self._error("cannot write to", err)
+            else:
+                outcome = SENT
+            for _, filed in group:
+                if filed.done():  # its send was cancelled (a stop): delivery gives the claim back
+                    continue
+                if isinstance(outcome, BaseException):
+                    filed.set_exception(outcome)
+                else:
+                    filed.set_result(outcome)
 
     def _error(self, doing: str, err: Exception) -> DeliveryError:
         return DeliveryError(
@@ -84,15 +120,75 @@ class MaildirTransport:
         )
 
 
-class _PrivateMaildir(mailbox.Maildir):
-    """A Maildir whose message files are 0600 from their creation in tmp/, whatever the
-    umask (``mailbox`` makes them 0666 & ~umask): a digest holds the reader's private links.
-    Its folders are already 0700 (``mailbox`` creates them so)."""
+def _file_group(maildir: Path, messages: list[bytes]) -> None:
+    """Write each message in ``tmp/`` (owner-only from its creation, whatever the umask),
+    make them durable, rename them into ``new/`` and make the renames durable."""
+    names = []
+    for data in messages:
+        name = _unique_name()
+        # Maildir files hold local (LF) line ends; SMTP's CRLF is a wire format.
+        _write_new(maildir / "tmp" / name, data.replace(b"\r\n", b"\n"))
+        names.append(name)
+    _sync(maildir / "tmp", names)
+    for name in names:
+        (maildir / "tmp" / name).rename(maildir / "new" / name)
+    _sync_folder(maildir / "new")
 
-    _naming = threading.Lock()  # the unique name counts on a class counter: one at a time
 
-    def _create_tmp(self) -> BinaryIO:
-        with self._naming:
-            handle: BinaryIO = super()._create_tmp()  # type: ignore[misc]
-        os.fchmod(handle.fileno(), OWNER_ONLY)
-        return handle
+def _write_new(path: Path, data: bytes) -> None:
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
+    try:
+        os.fchmod(handle, OWNER_ONLY)  # O_CREAT's mode is masked by the umask
+        view = memoryview(data)
+        while view:
+            view = view[os.write(handle, view) :]
+    finally:
+        os.close(handle)
+
+
+def _sync(folder: Path, names: list[str]) -> None:
+    """The files ``names`` in ``folder`` on the disk: one ``syncfs`` where Linux has it."""
+    if _syncfs is not None:
+        handle = os.open(folder, os.O_RDONLY)
+        try:
+            if _syncfs(handle) == 0:
+                return
+        finally:
+            os.close(handle)
+    for name in names:
+        handle = os.open(folder / name, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
+def _sync_folder(folder: Path) -> None:
+    """The folder's entries (the renames into it) on the disk."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _unique_name() -> str:
+    """``time.MusecPpidQn.host``, the Maildir convention (what ``mailbox`` writes): unique
+    per process by the counter, across processes by the pid, across hosts by the name."""
+    now = time.time()
+    host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+    return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_COUNTER)}.{host}"
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """Linux's ``syncfs(2)`` (Python has no binding), or None."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+_COUNTER = itertools.count()
+_syncfs = _load_syncfs()

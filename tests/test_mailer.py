@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from digest import mailer
 from digest.config import DeliveryConfig, SmtpConfig
 from digest.maildir_view import latest_html
 from digest.mailer import (
+    GROUP,
     DeliveryError,
     Envelope,
     MaildirTransport,
@@ -134,7 +136,7 @@ def test_latest_html_writes_the_newest_html_part(tmp_path: Path) -> None:
 def test_transport_for_defaults_to_the_maildir(tmp_path: Path) -> None:
     transport = transport_for(DeliveryConfig(maildir=tmp_path / "mail"), SmtpConfig())
     assert isinstance(transport, MaildirTransport)
-    assert transport.concurrency == 4
+    assert transport.concurrency == GROUP  # sends in flight: one group filed at once
 
 
 def test_messages_filed_at_once_each_get_a_file_of_their_own_readable_by_the_owner_only(
@@ -155,6 +157,35 @@ def test_messages_filed_at_once_each_get_a_file_of_their_own_readable_by_the_own
     parser = BytesParser(policy=policy.default)
     filed = {str(parser.parsebytes(f.read_bytes())["To"]) for f in files}
     assert filed == {f"reader{n}@example.org" for n in range(60)}
+
+
+def test_messages_waiting_together_are_filed_as_one_group_each_on_disk_when_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One thread hand-off and one disk sync for the group; no send returns before its
+    message is in ``new/``, and nothing is left in ``tmp/``."""
+    groups: list[int] = []
+    file_group = mailer._file_group
+
+    def counted(maildir: Path, messages: list[bytes]) -> None:
+        groups.append(len(messages))
+        file_group(maildir, messages)
+
+    monkeypatch.setattr(mailer, "_file_group", counted)
+    transport = MaildirTransport(tmp_path / "mail")
+    new = tmp_path / "mail" / "new"
+
+    async def send_one(envelope: Envelope) -> int:
+        await transport.send(envelope)
+        return len(list(new.iterdir()))
+
+    async def file_all() -> list[int]:
+        async with transport:
+            return await asyncio.gather(*(send_one(message(n)) for n in range(40)))
+
+    assert asyncio.run(file_all()) == [40] * 40
+    assert groups == [40]
+    assert list((tmp_path / "mail" / "tmp").iterdir()) == []
 
 
 def test_transport_for_smtp_logs_in_with_the_password_from_the_environment(

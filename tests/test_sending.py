@@ -4,13 +4,14 @@ import asyncio
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from digest import lifecycle, sending, subscribers
 from digest.config import Config
 from digest.delivery import Deliverer, Feed
-from digest.mailer import transport_for
+from digest.mailer import GROUP, transport_for
 from digest.reports import SendReport
 from digest.store import Store, iso
 
@@ -71,6 +72,27 @@ def test_delivery_takes_what_is_fed_while_it_runs(
                 return [report.status for report in await running]
 
         assert asyncio.run(deliver_one_by_one()) == ["sent"] * PEOPLE
+
+
+def test_a_maildir_group_is_marked_sent_in_one_transaction(
+    seeded_store: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Maildir files the messages waiting together as one group, and their sends return
+    together: their sent marks are written in one transaction, not one each."""
+    subscribe_many(seeded_store, now)
+    marked: list[int] = []
+    mark_and_claim = seeded_store.mark_and_claim
+
+    def counted(marks: list[tuple[int, int, str]], *args: Any, **kwargs: Any) -> set[int]:
+        if marks:
+            marked.append(len(marks))
+        return mark_and_claim(marks, *args, **kwargs)
+
+    monkeypatch.setattr(seeded_store, "mark_and_claim", counted)
+    report = send(seeded_store, make_config(tmp_path), now)
+    assert report.count("sent") == PEOPLE < GROUP
+    assert marked == [PEOPLE]
+    assert len(list((tmp_path / "var" / "mail" / "new").iterdir())) == PEOPLE
 
 
 def corrupt_stored_messages(store: Store) -> None:
