@@ -102,22 +102,35 @@ class MaildirTransport:
             try:
                 await asyncio.to_thread(_file_group, self.path, [data for data, _ in group])
             except OSError as err:
-                outcome: BaseException | Outcome = self._error("cannot write to", err)
+                _settle(group, self._error("cannot write to", err))
+            except Exception as err:  # not the disk's: each send fails its digest alone
+                _settle(group, err)
+            except BaseException:  # cancelled (the loop ends): the sends are too
+                for _, filed in group:
+                    filed.cancel()
+                raise
             else:
-                outcome = SENT
-            for _, filed in group:
-                if filed.done():  # its send was cancelled (a stop): delivery gives the claim back
-                    continue
-                if isinstance(outcome, BaseException):
-                    filed.set_exception(outcome)
-                else:
-                    filed.set_result(outcome)
+                _settle(group, SENT)
 
     def _error(self, doing: str, err: Exception) -> DeliveryError:
         return DeliveryError(
             f"{doing} the Maildir {self.path}: {os_reason(err)}",
             "check [delivery] maildir, its permissions and free space",
         )
+
+
+def _settle(
+    group: list[tuple[bytes, "asyncio.Future[Outcome]"]], outcome: Outcome | Exception
+) -> None:
+    """Each send of the group returns ``outcome``, or raises it; one cancelled meanwhile (a
+    stop) is left alone: delivery gives its claim back."""
+    for _, filed in group:
+        if filed.done():
+            continue
+        if isinstance(outcome, Exception):
+            filed.set_exception(outcome)
+        else:
+            filed.set_result(outcome)
 
 
 def _file_group(maildir: Path, messages: list[bytes]) -> None:

@@ -188,6 +188,22 @@ def test_messages_waiting_together_are_filed_as_one_group_each_on_disk_when_sent
     assert list((tmp_path / "mail" / "tmp").iterdir()) == []
 
 
+def test_a_group_that_fails_for_a_reason_not_the_disks_fails_each_send_never_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(maildir: Path, messages: list[bytes]) -> None:
+        raise ValueError("not the disk")
+
+    monkeypatch.setattr(mailer, "_file_group", broken)
+
+    async def file_all() -> list[BaseException | Outcome]:
+        async with MaildirTransport(tmp_path / "mail") as transport:
+            sends = (transport.send(message(n)) for n in range(3))
+            return await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 5)
+
+    assert [str(e) for e in asyncio.run(file_all())] == ["not the disk"] * 3
+
+
 def test_transport_for_smtp_logs_in_with_the_password_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
