@@ -16,7 +16,7 @@ are the matches first stored after their last digest (or within
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property, lru_cache
 from heapq import nsmallest
@@ -219,8 +219,8 @@ def pending(
 def with_terms(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
     """``matches`` with the terms each satisfied, from an index of each paper alone (the
     terms are the paper's own: any corpus holding it finds the same)."""
-    return [
-        replace(m, matched=paper_index(stemmer, document).matched(node, 0))
+    return [  # Match(), not dataclasses.replace: that checks every field, at each call
+        Match(m.paper, paper_index(stemmer, document).matched(node, 0), m.relevance, m.spans)
         for m, document in zip(matches, documents(m.paper for m in matches), strict=True)
     ]
 
@@ -236,7 +236,12 @@ def paper_index(stemmer: Stemmer, document: Document) -> Corpus:
 def highlighted(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
     """``matches`` with the spans of their abstracts that ``node`` matched."""
     return [
-        replace(m, spans=tuple(highlights(node, m.paper.abstract, stemmer, "abstract")))
+        Match(
+            m.paper,
+            m.matched,
+            m.relevance,
+            tuple(highlights(node, m.paper.abstract, stemmer, "abstract")),
+        )
         for m in matches
     ]
 
