@@ -41,7 +41,7 @@ from digest.errors import DigestError
 from digest.mailer import DeliveryError, Envelope, Outcome, RelayRefused, Transport
 from digest.models import Subscriber
 from digest.reports import DigestReport, failure_reason
-from digest.store import QueuedDigest, Store, iso
+from digest.store import Packed, QueuedDigest, Store, iso, unpack
 
 Clock = Callable[[], datetime]
 STOP_GRACE_SECONDS = 5.0  # a stop lets the messages in flight finish this long, then cancels
@@ -371,6 +371,8 @@ class Deliverer:
     async def _send(self, transport: Transport, digest: QueuedDigest) -> Outcome:
         recipient = wire(digest.email)  # an IDN domain stored by an older version: IDNA
         data = digest.data if digest.data is not None else self.store.message(digest.id)
+        if isinstance(data, Packed):  # fed packed: more were waiting than are kept raw
+            data = unpack(data)
         return await transport.send(Envelope(self.sender, recipient, data, digest.message_id))
 
     def _fail_alone(self, digest: QueuedDigest, err: Exception, report: DigestReport) -> None:

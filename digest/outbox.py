@@ -251,6 +251,7 @@ class Recorded:
 
     report: DigestReport
     queued: QueuedDigest | None = None  # with the message in hand
+    packed: Packed | None = None  # the same message as the store keeps it
 
 
 def queue(
@@ -307,7 +308,7 @@ def _record_built(store: Store, item: Built, max_seq: int) -> Recorded:
         attempts=0,
         data=item.data,
     )
-    return Recorded(report, queued)
+    return Recorded(report, queued, item.packed)
 
 
 def _record_failed(store: Store, item: Failed, max_seq: int) -> DigestReport:

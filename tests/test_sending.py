@@ -116,6 +116,23 @@ def test_a_digest_just_built_is_sent_from_the_bytes_in_hand(
     assert {r.message_id for r in received} == {d.message_id for d in report.digests}
 
 
+def test_past_the_bytes_held_raw_a_message_is_sent_from_its_packed_bytes_in_hand(
+    seeded_store: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building outruns the transport: the next digests are fed packed, not read back
+    (here every one: a message read back cannot be unpacked)."""
+    monkeypatch.setattr(sending, "RECORD_CHUNK", CHUNK)
+    monkeypatch.setattr(sending, "IN_HAND", 0)
+    subscribe_many(seeded_store, now)
+    corrupt_stored_messages(seeded_store)
+    with serve(Sink()) as server:
+        report = send(seeded_store, config_for(tmp_path, server.port), now)
+        received = server.handler.wait_for(PEOPLE)
+    assert report.count("sent") == PEOPLE
+    assert {r.message_id for r in received} == {d.message_id for d in report.digests}
+    assert all(r.data.startswith(b"Content-Type: multipart/alternative") for r in received)
+
+
 def test_past_the_bytes_held_in_hand_a_message_is_read_back_from_the_store(
     seeded_store: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,6 +140,7 @@ def test_past_the_bytes_held_in_hand_a_message_is_read_back_from_the_store(
     message that cannot be read fails alone)."""
     monkeypatch.setattr(sending, "RECORD_CHUNK", CHUNK)
     monkeypatch.setattr(sending, "IN_HAND", 0)
+    monkeypatch.setattr(sending, "PACKED_IN_HAND", 0)
     subscribe_many(seeded_store, now)
     corrupt_stored_messages(seeded_store)
     with serve(Sink()) as server:

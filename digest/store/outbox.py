@@ -69,7 +69,7 @@ class QueuedDigest:
     message_id: str
     papers: int
     attempts: int
-    data: bytes | None = field(default=None, repr=False)  # the message, when still in hand
+    data: bytes | None = field(default=None, repr=False)  # the message in hand (or Packed)
 
 
 class OutboxStore(Base):
