@@ -103,26 +103,14 @@ def corrupt_stored_messages(store: Store) -> None:
     )
 
 
+@pytest.mark.parametrize("raw", [sending.IN_HAND, 0], ids=["raw", "packed"])
 def test_a_digest_just_built_is_sent_from_the_bytes_in_hand(
-    seeded_store: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+    seeded_store: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch, raw: int
 ) -> None:
+    """Raw while few wait; packed past ``IN_HAND`` (here every one, with none kept raw),
+    not read back: a message read back cannot be unpacked here."""
     monkeypatch.setattr(sending, "RECORD_CHUNK", CHUNK)
-    subscribe_many(seeded_store, now)
-    corrupt_stored_messages(seeded_store)
-    with serve(Sink()) as server:
-        report = send(seeded_store, config_for(tmp_path, server.port), now)
-        received = server.handler.wait_for(PEOPLE)
-    assert report.count("sent") == PEOPLE
-    assert {r.message_id for r in received} == {d.message_id for d in report.digests}
-
-
-def test_past_the_bytes_held_raw_a_message_is_sent_from_its_packed_bytes_in_hand(
-    seeded_store: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Building outruns the transport: the next digests are fed packed, not read back
-    (here every one: a message read back cannot be unpacked)."""
-    monkeypatch.setattr(sending, "RECORD_CHUNK", CHUNK)
-    monkeypatch.setattr(sending, "IN_HAND", 0)
+    monkeypatch.setattr(sending, "IN_HAND", raw)
     subscribe_many(seeded_store, now)
     corrupt_stored_messages(seeded_store)
     with serve(Sink()) as server:
