@@ -26,6 +26,7 @@ the workers).  What one content does fails only that digest (``Unrendered``).
 
 import asyncio
 import dataclasses
+import gc
 import io
 import logging
 import multiprocessing
@@ -50,6 +51,10 @@ from digest.store import Packed, pack
 
 T = TypeVar("T")
 SLICE = 20  # digests per round trip: fewer of them, and still an even share for each worker
+# A worker's cyclic collector runs a hundred times less often than Python's default (700,
+# 10, 10): its heap grows with the papers and indexes it keeps, and rendering leaves little
+# cyclic garbage; collecting took 6% of a worker's CPU at 30,000 subscribers.
+WORKER_GC = (70_000, 10, 10)
 log = logging.getLogger(__name__)
 
 
@@ -262,6 +267,7 @@ def _serve(conn: Connection, config: Config) -> None:
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.set_threshold(*WORKER_GC)
     renderer = Renderer(config)
     papers: dict[int, PaperRow] = {}
     while True:

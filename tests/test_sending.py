@@ -1,6 +1,7 @@
 """The whole send: each chunk is delivered as soon as it is recorded, from the bytes in hand."""
 
 import asyncio
+import gc
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -93,6 +94,27 @@ def test_a_maildir_group_is_marked_sent_in_one_transaction(
     assert report.count("sent") == PEOPLE < GROUP
     assert marked == [PEOPLE]
     assert len(list((tmp_path / "var" / "mail" / "new").iterdir())) == PEOPLE
+
+
+def test_a_send_freezes_what_it_holds_while_it_builds_and_leaves_nothing_frozen(
+    seeded_store: Store, tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is kept out of the cyclic collector's scans during the run; the daemon's
+    later runs must still collect it."""
+    subscribe_many(seeded_store, now)
+    frozen: list[int] = []
+    real_freeze = gc.freeze
+
+    def freeze() -> None:
+        real_freeze()
+        frozen.append(gc.get_freeze_count())
+
+    monkeypatch.setattr(sending.gc, "freeze", freeze)
+    report = send(seeded_store, make_config(tmp_path), now)
+    assert report.count("sent") == PEOPLE
+    assert len(frozen) == 1
+    assert frozen[0] > 0
+    assert gc.get_freeze_count() == 0
 
 
 def corrupt_stored_messages(store: Store) -> None:
