@@ -25,7 +25,7 @@ from pathlib import Path
 from digest.config import DeliveryConfig, SmtpConfig
 from digest.errors import DeliveryError as DeliveryError
 from digest.errors import RelayRefused as RelayRefused
-from digest.files import OWNER_ONLY, OWNER_ONLY_DIR
+from digest.files import OWNER_ONLY, OWNER_ONLY_DIR, create_exclusive
 from digest.smtp import SmtpTransport as SmtpTransport
 from digest.transport import SENT as SENT
 from digest.transport import Envelope as Envelope
@@ -141,23 +141,12 @@ def _file_group(maildir: Path, messages: list[bytes]) -> None:
     for data in messages:
         name = _unique_name()
         # Maildir files hold local (LF) line ends; SMTP's CRLF is a wire format.
-        _write_new(maildir / "tmp" / name, data.replace(b"\r\n", b"\n"))
+        create_exclusive(maildir / "tmp" / name, data.replace(b"\r\n", b"\n"), OWNER_ONLY)
         names.append(name)
     _sync(maildir / "tmp", names)
     for name in names:
         (maildir / "tmp" / name).rename(maildir / "new" / name)
-    _sync_folder(maildir / "new")
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OWNER_ONLY)
-    try:
-        os.fchmod(handle, OWNER_ONLY)  # O_CREAT's mode is masked by the umask
-        view = memoryview(data)
-        while view:
-            view = view[os.write(handle, view) :]
-    finally:
-        os.close(handle)
+    _fsync(maildir / "new")
 
 
 def _sync(folder: Path, names: list[str]) -> None:
@@ -170,16 +159,12 @@ def _sync(folder: Path, names: list[str]) -> None:
         finally:
             os.close(handle)
     for name in names:
-        handle = os.open(folder / name, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+        _fsync(folder / name)
 
 
-def _sync_folder(folder: Path) -> None:
-    """The folder's entries (the renames into it) on the disk."""
-    handle = os.open(folder, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """The file on the disk; for a folder, its entries (the renames into it)."""
+    handle = os.open(path, os.O_RDONLY)
     try:
         os.fsync(handle)
     finally:

@@ -37,7 +37,7 @@ from digest.outbox import Builder, Built, Failed, Prepared, Recorded, queue
 from digest.render import DigestContent, Renderer
 from digest.render_pool import Outcome, RenderPool, render_one, workers_for
 from digest.reports import DigestReport, SendReport
-from digest.store import QueuedDigest, Store, iso
+from digest.store import Packed, QueuedDigest, Store, iso
 from digest.windows import Stopped
 
 if TYPE_CHECKING:  # delivery (aiosmtplib) is imported by a send that delivers, not a dry run
@@ -140,7 +140,7 @@ class _Run:
                 queued.extend((r.queued.id, r.report) for r in fresh if r.queued is not None)
                 if delivering.done():  # the transport failed: building goes on, all stays queued
                     continue
-                feed.put(_in_hand(r, len(feed)) for r in fresh if r.queued is not None)
+                feed.put(_in_hand(r.queued, r.packed, len(feed)) for r in fresh if r.queued)
         except BaseException:
             delivering.cancel()  # claims are given back; what was sent is marked
             await asyncio.gather(delivering, return_exceptions=True)
@@ -186,14 +186,12 @@ class _Run:
         return deliverer.reports
 
 
-def _in_hand(recorded: Recorded, waiting: int) -> QueuedDigest:
+def _in_hand(digest: QueuedDigest, packed: Packed | None, waiting: int) -> QueuedDigest:
     """The digest as fed: with its bytes while few wait, packed while more do, else without
     (read back when sent): memory stays bounded when the transport is slower than building."""
-    digest = recorded.queued
-    assert digest is not None
     if waiting < IN_HAND:
         return digest
-    return replace(digest, data=recorded.packed if waiting < PACKED_IN_HAND else None)
+    return replace(digest, data=packed if waiting < PACKED_IN_HAND else None)
 
 
 async def _built_chunks(
