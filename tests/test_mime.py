@@ -98,3 +98,38 @@ def test_a_header_value_with_a_line_break_is_refused(value: str) -> None:
 
 def test_a_header_value_not_in_ascii_is_encoded_as_the_email_package_does() -> None:
     assert mime.fold("Subject", "Grüße") == b"Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n"
+
+
+def b2a_qp(body: str) -> bytes:
+    """What digest wrote before: line breaks made LF, ``binascii.b2a_qp`` on the UTF-8,
+    then CRLF."""
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
+    return binascii.b2a_qp(body.encode(), istext=True).replace(b"\n", b"\r\n")
+
+
+# Lines around the 76-character limit, made of what the encoder treats apart: "=",
+# bytes past ASCII (up to 4 each), dots, spaces and tabs (escaped only at a line's end).
+line_parts = st.sampled_from(["a", "=", "é", "—", "😀", ".", " ", "\t", "x" * 70, "é" * 30])
+lines = st.lists(line_parts, max_size=60).map("".join)
+near_the_limit = st.lists(lines, max_size=6).map("\n".join)
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(body=near_the_limit | bodies)
+def test_a_body_is_encoded_to_the_bytes_b2a_qp_writes(body: str) -> None:
+    assert mime._quoted_printable(body) == b2a_qp(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "".join(chr(0x4E00 + n) for n in range(40)) + "=" * 3,  # many distinct bytes: b2a_qp
+        "a\x00b\x1bc\x7f.\x00\n",  # control characters: b2a_qp
+        "x" * 75 + " \n" + "x" * 74 + "=\n" + "x" * 73 + "é\n" + "x" * 76,
+        ".\n. \n.\t\n..\n.",
+    ],
+)
+def test_a_body_either_way_is_encoded_to_the_bytes_b2a_qp_writes(body: str) -> None:
+    encoded = mime._quoted_printable(body)
+    assert encoded == b2a_qp(body)
+    assert binascii.a2b_qp(encoded).decode().replace("\r\n", "\n") == body
