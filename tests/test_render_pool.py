@@ -5,6 +5,7 @@ import dataclasses
 import email
 import os
 import signal
+import time
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from digest import outbox, sending
 from digest.config import Config
 from digest.due import due_subscribers
 from digest.render import DigestContent, Renderer
-from digest.render_pool import Rendered, RenderPool, Unrendered, spanned
+from digest.render_pool import WORKER_NICE, Rendered, RenderPool, Unrendered, spanned
 from digest.store import Store, unpack
 
 from .conftest import copy_database, make_config
@@ -100,6 +101,25 @@ def test_a_pool_whose_workers_die_renders_the_rest_here(
     assert isinstance(big, Unrendered)
     assert TOO_BIG in big.reason
     assert all(isinstance(o, Rendered) for e, o in by_email.items() if e not in (BIG, JOSE))
+
+
+def test_workers_render_at_a_lower_priority_than_the_process_that_delivers(
+    crowd_database: Path, tmp_path: Path, now: datetime
+) -> None:
+    """The main process matches, records and delivers alone: a core free for it when
+    it needs one keeps delivery up with rendering."""
+    given = contents(crowd_database, tmp_path, now)
+    lower = min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE, 19)
+    with RenderPool(outbox_config(tmp_path), 2) as pool:
+        assert all(isinstance(o, Rendered | Unrendered) for o in pool.submit(given))
+        deadline = time.monotonic() + 10  # a worker sets its priority as it starts
+        while time.monotonic() < deadline and priorities(pool.worker_pids()) != [lower] * 2:
+            time.sleep(0.01)
+        assert priorities(pool.worker_pids()) == [lower] * 2
+
+
+def priorities(pids: list[int]) -> list[int]:
+    return [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids]
 
 
 def test_a_digest_trimmed_in_a_worker_comes_back_with_the_papers_it_holds(
