@@ -21,7 +21,8 @@ queue's pipe is full, its feeder thread blocks for good and the process never ex
 
 A worker runs ``WORKER_NICE`` below the main process.  It ignores SIGTERM and
 SIGINT: systemd signals the whole service, and the main process decides when to
-stop (it takes back the slices in hand, then ends the workers).  What one content does fails only that digest (``Unrendered``).
+stop (it takes back the slices in hand, then ends the workers).  What one content
+does fails only that digest (``Unrendered``).
 """
 
 import asyncio
