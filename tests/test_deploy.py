@@ -257,6 +257,7 @@ def test_each_service_filters_system_calls(name: str) -> None:
     assert values(name, "Service", "SystemCallFilter") == [
         "@system-service",
         "~@privileged @resources",
+        "setpriority",
     ]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digest import outbox, sending
+from digest import outbox, render_pool, sending
 from digest.config import Config
 from digest.due import due_subscribers
 from digest.render import DigestContent, Renderer
@@ -116,6 +116,16 @@ def test_workers_render_at_a_lower_priority_than_the_process_that_delivers(
         while time.monotonic() < deadline and priorities(pool.worker_pids()) != [lower] * 2:
             time.sleep(0.01)
         assert priorities(pool.worker_pids()) == [lower] * 2
+
+
+def test_a_worker_a_sandbox_keeps_from_lowering_its_priority_renders_all_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(increment: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "nice", refused)
+    assert render_pool._lower_priority() is False
 
 
 def priorities(pids: list[int]) -> list[int]:
