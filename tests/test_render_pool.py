@@ -118,9 +118,11 @@ def test_workers_render_at_a_lower_priority_than_the_process_that_delivers(
         assert priorities(pool.worker_pids()) == [lower] * 2
 
 
-def test_a_worker_a_sandbox_keeps_from_lowering_its_priority_renders_all_the_same(
+def test_a_worker_that_a_sandbox_keeps_from_lowering_its_priority_goes_on_without(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """``_serve`` calls this before its first slice: a refusal must not end the worker."""
+
     def refused(increment: int) -> int:
         raise PermissionError(1, "Operation not permitted")
 
