@@ -103,6 +103,18 @@ def test_maildir_files_each_message_into_new(tmp_path: Path) -> None:
     assert parsed == {envelope.message_id for envelope in envelopes}
 
 
+def test_a_host_name_with_a_slash_or_colon_is_escaped_in_the_file_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host name ends each file's name: a "/" would point the file at another folder,
+    a ":" starts a Maildir flag.  Escaped as ``mailbox`` escapes them."""
+    monkeypatch.setattr(mailer.socket, "gethostname", lambda: "../evil/host:2,S")
+    assert send(MaildirTransport(tmp_path / "mail"), [message(1)]) == [SENT]
+    (filed,) = (tmp_path / "mail" / "new").iterdir()
+    assert filed.name.endswith(r"...\057evil\057host\0722,S")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mail"]
+
+
 def test_maildir_that_cannot_be_created_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     text = refused(MaildirTransport(tmp_path / "file" / "mail"))
