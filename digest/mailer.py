@@ -137,9 +137,9 @@ def _settle(
 def _file_group(maildir: Path, messages: list[bytes]) -> None:
     """Write each message in ``tmp/`` (owner-only from its creation, whatever the umask),
     make them durable, rename them into ``new/`` and make the renames durable."""
-    names = []
+    names, host = [], _host()
     for data in messages:
-        name = _unique_name()
+        name = _unique_name(host)
         # Maildir files hold local (LF) line ends; SMTP's CRLF is a wire format.
         create_exclusive(maildir / "tmp" / name, data.replace(b"\r\n", b"\n"), OWNER_ONLY)
         names.append(name)
@@ -171,11 +171,16 @@ def _fsync(path: Path) -> None:
         os.close(handle)
 
 
-def _unique_name() -> str:
+def _host() -> str:
+    """The host name as a Maildir file name holds it (``/`` and ``:`` escaped, as ``mailbox``
+    does): read once a group, not once a message (a system call each)."""
+    return socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+
+
+def _unique_name(host: str) -> str:
     """``time.MusecPpidQn.host``, the Maildir convention (what ``mailbox`` writes): unique
     per process by the counter, across processes by the pid, across hosts by the name."""
     now = time.time()
-    host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
     return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_COUNTER)}.{host}"
 
 
