@@ -11,10 +11,15 @@ text/html), so its bytes are written here directly, exactly as ``email.mime`` un
 fraction of the time.  Every header value is sanitised before it gets here (no CR,
 LF or other control character; non-ASCII text as RFC 2047 encoded words); a line
 break in a value is refused, so nothing can inject a header through one.
-Bodies are UTF-8 quoted-printable (7-bit safe on any relay), the bytes
-``binascii.b2a_qp`` writes, and the MIME boundary derives from the Message-ID (QP text can
-never contain ``=_``).  Message-IDs sit at the sender's domain and never need a
-host name lookup.
+Both parts are 7-bit safe on any relay.  The text part is UTF-8 quoted-printable, the
+bytes ``binascii.b2a_qp`` writes, in lines of at most 76 characters.  The HTML part is
+7bit: each character past ASCII becomes a character reference (``&#183;``, the
+same text to any HTML reader) and its lines stay as they are, under RFC 5322's 998
+characters, as Django's mail does; quoted-printable cost three times as much, most of
+it cutting the long lines of inline styles and URLs.  An HTML part with a longer line,
+a control character or the boundary in it is quoted-printable too.  The MIME boundary
+derives from the Message-ID (QP text can never contain ``=_``).  Message-IDs sit at the
+sender's domain and never need a host name lookup.
 """
 
 import binascii
@@ -39,6 +44,10 @@ _EQUALS = ord("=")
 _LITERAL = bytes([0x09, 0x0A, *range(0x20, _EQUALS), *range(_EQUALS + 1, 0x7F)])
 _HEX = [b"=%02X" % byte for byte in range(256)]
 _MANY = 24  # distinct bytes to escape past which b2a_qp is the faster
+# The longest line of a 7bit HTML part: RFC 5322 allows 998 characters, and SpamAssassin's
+# LONGLINE fires at 998.
+SEVEN_BIT_LINE = 997
+_SEVEN_BIT = bytes([0x09, 0x0A, *range(0x20, 0x7F)])  # the bytes a 7bit HTML part may hold
 
 
 # identities ------------------------------------------------------------------------------
@@ -132,7 +141,7 @@ def assemble(
             _part(text, "plain"),
             b"\r\n",
             delimiter,
-            _part(html, "html"),
+            _html_part(html, boundary),
             f"\r\n--{boundary}--\r\n".encode("ascii"),
         ]
     )
@@ -161,16 +170,40 @@ def _header_lines(headers: Sequence[tuple[str, str]]) -> bytes:
     return b"".join(fold(name, value) for name, value in headers)
 
 
-def _part_headers(subtype: str) -> list[tuple[str, str]]:
+def _part_headers(subtype: str, encoding: str = "quoted-printable") -> list[tuple[str, str]]:
     return [
         ("Content-Type", f'text/{subtype}; charset="utf-8"'),
-        ("Content-Transfer-Encoding", "quoted-printable"),
+        ("Content-Transfer-Encoding", encoding),
     ]
 
 
 def _part(body: str, subtype: str) -> bytes:
     """One part of a multipart message: its headers, a blank line, its body."""
     return _header_lines(_part_headers(subtype)) + b"\r\n" + _quoted_printable(body)
+
+
+def _html_part(html: str, boundary: str) -> bytes:
+    """The text/html part: 7bit where ``_seven_bit_html`` can write it, else quoted-printable."""
+    body = _seven_bit_html(html, boundary)
+    if body is None:
+        return _part(html, "html")
+    return _header_lines(_part_headers("html", "7bit")) + b"\r\n" + body
+
+
+def _seven_bit_html(html: str, boundary: str) -> bytes | None:
+    """``html`` in ASCII with CRLF line ends, every other character as a character reference
+    (the length of its quoted-printable ``=C2=B7``); None when it holds a control
+    character, a line longer than ``SEVEN_BIT_LINE`` or ``boundary`` (a title can hold
+    anything), which quoted-printable carries safely."""
+    if "\r" in html:
+        html = html.replace("\r\n", "\n").replace("\r", "\n")
+    data = html.encode("ascii", "xmlcharrefreplace")
+    if data.translate(None, _SEVEN_BIT) or boundary.encode("ascii") in data:
+        return None
+    lines = data.split(b"\n")
+    if max(map(len, lines)) > SEVEN_BIT_LINE:
+        return None
+    return b"\r\n".join(lines)
 
 
 def _quoted_printable(body: str) -> bytes:

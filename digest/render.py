@@ -16,7 +16,7 @@ why each paper is in it, and arrive once.  Hence:
   carries the same papers, links and footer.
 * Each paper's view (``digest.paper_views``) is made of its own parts, kept across the
   digests of a renderer, and its reader's (highlights, excerpt, feedback links).
-* ``digest.mime`` writes the bytes: quoted-printable bodies, CRLF.
+* ``digest.mime`` writes the bytes: a quoted-printable text part, a 7bit HTML part, CRLF.
 * ``fit`` keeps every message under 100 KB, where common webmail clips a message.
 """
 
