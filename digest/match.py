@@ -115,7 +115,6 @@ def learned_key(score: float, paper: PaperRow) -> tuple[float, int, int, int]:
     return (-round(score, 2), *trend_key(paper))
 
 
-PAPER_INDEXES = 4_096  # papers kept indexed alone (``paper_index``): a day's and more
 SUGGEST_ABOVE = 0.5  # a suggestion is a paper the reader's model thinks more likely liked than not
 SHORTLIST = 64  # the best-scored papers looked at first for a reader's suggestions
 
@@ -175,9 +174,8 @@ def _matches(
     if stats is None and tied:
         stats = corpus.tally(node, *found)
     relevance = {i: corpus.relevance(node, i, stats) for i in tied}
-    if ties_only:  # a send: each digest's terms are found where it renders (``with_terms``)
-        return [Match(papers[i], [], relevance.get(i, 0.0)) for i in head]
-    return [Match(papers[i], corpus.matched(node, i), relevance.get(i, 0.0)) for i in head]
+    terms = corpus.matched_each(node, head)
+    return [Match(papers[i], t, relevance.get(i, 0.0)) for i, t in zip(head, terms, strict=True)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,23 +212,6 @@ def pending(
     """The papers that would go in this subscriber's next digest: a batch of one (with
     ``whole``, every match ranked, not only those that can reach the cap)."""
     return Batch(store, settings, now, stemmer, also=subscriber).pending(subscriber, whole=whole)
-
-
-def with_terms(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
-    """``matches`` with the terms each satisfied, from an index of each paper alone (the
-    terms are the paper's own: any corpus holding it finds the same)."""
-    return [  # Match(), not dataclasses.replace: that checks every field, at each call
-        Match(m.paper, paper_index(stemmer, document).matched(node, 0), m.relevance, m.spans)
-        for m, document in zip(matches, documents(m.paper for m in matches), strict=True)
-    ]
-
-
-@lru_cache(maxsize=PAPER_INDEXES)
-def paper_index(stemmer: Stemmer, document: Document) -> Corpus:
-    """One paper indexed, kept: a render worker finds the terms of each paper of each
-    digest, and today's papers are in thousands of digests (indexing a digest's papers
-    anew for each was a third of a worker's time)."""
-    return Corpus(stemmer, [document])
 
 
 def highlighted(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
@@ -405,7 +386,7 @@ class Batch:
         the cap: those trending ahead of the cut and those tied with it (with
         ``whole``, for every match: ``explain`` says where any of them ranks), or, for
         a reader with a relevance model, the first ``max_papers`` by its score.  For a
-        send (``sending``) the capped matches carry no terms nor spans yet, found where the digest
+        send (``sending``) the capped matches carry no spans yet, found where the digest
         renders (``render_pool.render_one``, on every core), and relevance is worked
         out only where trends tie (``_matches``): nothing in a send shows it.
         """

@@ -2,10 +2,11 @@
 
 Rendering and serialising a message is most of what a send costs, and one
 Python process renders on one core.  ``RenderPool`` hands each digest's
-``DigestContent`` (what the templates need, matched spans included) to worker
-processes, which fit it under the size limit, render it and pack it the
-store's way (``digest.store.pack``); the main process meanwhile matches the
-next subscribers and records the last ones.  Results come back in the order given.
+``DigestContent`` (what the templates need, each paper's matched terms included) to
+worker processes, which find the spans its filter matched, fit it under the size
+limit, render it and pack it the store's way (``digest.store.pack``); the main
+process meanwhile matches the next subscribers and records the last ones.  Results
+come back in the order given.
 Only what the other side lacks crosses a worker's pipe: each paper once (the
 contents name papers by seq, and the worker keeps those it was sent), and back
 how many papers fitted with the bytes, packed and not (a whole ``Rendered``
@@ -44,7 +45,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from digest.config import Config
-from digest.match import compile_filter, highlighted, shared_stemmer, with_terms
+from digest.match import compile_filter, highlighted, shared_stemmer
 from digest.models import PaperRow
 from digest.render import DigestContent, Renderer, first
 from digest.reports import failure_reason
@@ -102,12 +103,12 @@ def render_one(renderer: Renderer, content: DigestContent) -> Outcome:
 
 
 def spanned(content: DigestContent) -> DigestContent:
-    """The content with the terms each paper satisfied and the spans of each abstract that
-    the subscriber's filter matched: the last steps of matching, done here so that they run
-    on every core too."""
+    """The content with the spans of each abstract that the subscriber's filter matched:
+    the last step of matching, done here so that it runs on every core too.  (The terms
+    each paper satisfied come with the content: the batch that matched it has each
+    term's bitset at hand, where a worker had to index each paper alone to find them.)"""
     node, stemmer = compile_filter(content.subscriber.filter), shared_stemmer()
-    matches = highlighted(node, with_terms(node, content.matches, stemmer), stemmer)
-    return replace(content, matches=matches)
+    return replace(content, matches=highlighted(node, content.matches, stemmer))
 
 
 def workers_for(config: Config) -> int:

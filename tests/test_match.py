@@ -532,17 +532,19 @@ def test_the_batch_reads_only_the_sent_papers_a_window_could_take_again(
     assert batch.pending(ada).total == match.pending(store, ada, SETTINGS, now).total
 
 
-def test_a_paper_is_indexed_once_for_the_terms_of_every_digest_it_is_in(
+def test_the_terms_of_many_papers_at_once_are_those_an_index_of_each_alone_finds(
     seeded_store: Store,
 ) -> None:
-    """Render workers find each digest's terms from one index per paper, kept: today's
-    papers are in thousands of digests.  The terms are those a corpus of them all finds."""
-    match.paper_index.cache_clear()
+    """A send finds each digest's terms from the batch's bitsets, all its papers at once
+    (``matched_each``): the terms are each paper's own, whatever corpus holds it."""
     papers = seeded_store.papers()[:20]
     stemmer = match.shared_stemmer()
     whole = Corpus(stemmer, windows.documents(papers))
-    for query in ["model OR data", '"language model" -video', "diffus* title:learning"]:
+    queries = ["model OR data", '"language model" -video', "diffus* title:learning", "a OR a"]
+    for query in queries:
         node = parse(query)
-        found = match.with_terms(node, [match.Match(p, [], 0.0) for p in papers], stemmer)
-        assert [m.matched for m in found] == [whole.matched(node, i) for i in range(20)]
-    assert match.paper_index.cache_info().misses == len(papers)
+        alone = [Corpus(stemmer, windows.documents([p])).matched(node, 0) for p in papers]
+        assert whole.matched_each(node, range(20)) == alone, query
+        assert [whole.matched(node, i) for i in range(20)] == alone, query
+        assert whole.matched_each(node, [19, 3, 3]) == [alone[19], alone[3], alone[3]]
+    assert any(whole.matched_each(parse("model OR data"), range(20)))

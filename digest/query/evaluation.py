@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import NamedTuple, TypeVar
 
-from digest.query.explanation import Explanation, explain, satisfied
+from digest.query.explanation import Explanation, explain, satisfied, satisfied_each
 from digest.query.tree import (
     TEXT_FIELDS,
     And,
@@ -488,6 +488,10 @@ class Corpus:
     def matched(self, node: Node, i: int) -> list[str]:
         """The positive leaves (as written) that document ``i`` satisfies."""
         return satisfied(node, lambda part: self._has(part, i))
+
+    def matched_each(self, node: Node, indexes: Sequence[int]) -> list[list[str]]:
+        """``matched`` for each of ``indexes``: a digest's papers, a backtest's matches."""
+        return satisfied_each(node, self.evaluate, indexes)
 
     def explain(self, node: Node, i: int) -> Explanation:
         """Why document ``i`` does or does not match: for previews and support questions."""

@@ -4,7 +4,7 @@ The logic works on the tree alone, given ``has``: whether the document satisfies
 part of it (``Corpus`` answers that from its bitsets), so it needs no index of its own.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from digest.query.tree import Node, Not, positive, walk
@@ -23,6 +23,17 @@ class Explanation:
 def satisfied(node: Node, has: Callable[[Node], bool]) -> list[str]:
     """The positive leaves (as written) that the document satisfies."""
     return list(dict.fromkeys(leaf.text for leaf in positive(node) if has(leaf)))
+
+
+def satisfied_each(
+    node: Node, bits: Callable[[Node], int], documents: Sequence[int]
+) -> list[list[str]]:
+    """``satisfied`` for each of ``documents``, given the bitset of each leaf (bit i =
+    document i): the leaves are walked and looked up once, not once per document."""
+    leaves = [(leaf.text, bits(leaf)) for leaf in positive(node)]
+    return [
+        list(dict.fromkeys(text for text, found in leaves if found >> i & 1)) for i in documents
+    ]
 
 
 def explain(node: Node, has: Callable[[Node], bool]) -> Explanation:
