@@ -30,7 +30,7 @@ from digest.query import (
     Focus,
     Node,
     Stats,
-    highlights,
+    highlighter,
     members,
     parse,
     to_fts5,
@@ -216,14 +216,9 @@ def pending(
 
 def highlighted(node: Node, matches: Sequence[Match], stemmer: Stemmer) -> list[Match]:
     """``matches`` with the spans of their abstracts that ``node`` matched."""
+    spans_of = highlighter(node, stemmer, "abstract")
     return [
-        Match(
-            m.paper,
-            m.matched,
-            m.relevance,
-            tuple(highlights(node, m.paper.abstract, stemmer, "abstract")),
-        )
-        for m in matches
+        Match(m.paper, m.matched, m.relevance, tuple(spans_of(m.paper.abstract))) for m in matches
     ]
 
 

@@ -31,6 +31,7 @@ from digest.query import (
     Prefix,
     Term,
     TextField,
+    highlighter,
     highlights,
     leaf_count,
     members,
@@ -741,6 +742,27 @@ def test_highlights_skip_author_and_category_leaves(field: TextField | None) -> 
     spans = highlights(node, text, STEMMER, field)
     assert [text[a:b] for a, b in spans] == ["engine"]
     assert highlights(parse("author:lovelace OR category:cs.*"), text, STEMMER, field) == []
+
+
+def test_one_highlighter_marks_text_after_text_as_each_text_alone() -> None:
+    """A digest prepares its filter's leaves once (``highlighter``) for all its papers."""
+    texts = [
+        "Diffusion models diffuse; a diffusing model.",
+        "Café-style naïve diffusion, then « models » again.",  # folding moves characters
+        "",
+        "Nothing here.",
+        "Diffusion MODELS and model diffusion.",
+    ]
+    for query in ['"diffusion model" OR diffus*', "model -nothing", "author:x OR caf*"]:
+        node = parse(query)
+        spans_of = highlighter(node, STEMMER, "abstract")
+        together = [spans_of(text) for text in texts]
+        assert together == [highlights(node, text, STEMMER, "abstract") for text in texts]
+        assert (
+            together == [highlights(node, text, STEMMER, "abstract") for text in texts[::-1]][::-1]
+        )
+    marked = highlighter(parse('"diffusion model"'), STEMMER)(texts[4])
+    assert [texts[4][a:b] for a, b in marked] == ["Diffusion MODELS"]
 
 
 def test_author_and_category_terms_count_towards_the_filter_limit() -> None:

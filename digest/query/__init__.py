@@ -15,7 +15,7 @@ The names other modules use are re-exported here.
 
 from digest.query.evaluation import Corpus, Document, Focus, Stats, members
 from digest.query.explanation import Explanation
-from digest.query.highlighting import highlights
+from digest.query.highlighting import highlighter, highlights
 from digest.query.prefilter import fts5_decides, to_fts5, to_narrowing
 from digest.query.syntax import parse
 from digest.query.tree import (
@@ -58,6 +58,7 @@ __all__ = [
     "Term",
     "TextField",
     "fts5_decides",
+    "highlighter",
     "highlights",
     "leaf_count",
     "members",

@@ -6,7 +6,7 @@ what matched.  It runs for every paper of every digest, so it is built for speed
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 
 from digest.query.tree import Leaf, Node, Prefix, TextField, in_text, leaf_words, positive
@@ -34,16 +34,43 @@ def highlights(
     every paper of every digest, so it finds candidate words with ``str.find`` instead
     of stemming every word of the text.
     """
-    leaves = [
-        leaf
+    return highlighter(node, stemmer, field)(text)
+
+
+def highlighter(
+    node: Node, stemmer: Stemmer, field: TextField | None = None
+) -> Callable[[str], list[tuple[int, int]]]:
+    """``highlights`` of ``node`` for text after text (a digest's papers): the leaves that
+    apply and the stems they need are found once, not once per text."""
+    looks = [
+        _look(leaf, stemmer)
         for leaf in dict.fromkeys(positive(node))
         if in_text(leaf) and (field is None or leaf.field in (None, field))
     ]
-    if not leaves:
-        return []
+
+    def spans_of(text: str) -> list[tuple[int, int]]:
+        return _highlights(looks, text, stemmer) if looks else []
+
+    return spans_of
+
+
+# What to look for of one leaf: a Prefix's prefix and no stems, or None and the stems
+# of a Term's or Phrase's words.
+_Look = tuple[str | None, tuple[str, ...]]
+
+
+def _look(leaf: Leaf, stemmer: Stemmer) -> _Look:
+    if isinstance(leaf, Prefix):
+        return leaf.prefix, ()
+    folded_words = leaf_words(leaf)
+    table = stemmer.stems(folded_words)
+    return None, tuple(table[word] for word in folded_words)
+
+
+def _highlights(looks: list[_Look], text: str, stemmer: Stemmer) -> list[tuple[int, int]]:
     folded = _aligned_fold(text)
     if folded is not None:
-        return _merged(_spans(leaves, folded, stemmer))
+        return _merged(_spans(looks, folded, stemmer))
     # Folding moved characters: match on the folded words joined by spaces, map back.
     located = [
         (word, m.start(), m.end()) for m in _LOCATED.finditer(text) for word in words(m.group())
@@ -52,7 +79,7 @@ def highlights(
     return _merged(
         [
             (located[bisect_right(starts, a) - 1][1], located[bisect_right(starts, b - 1) - 1][2])
-            for a, b in _spans(leaves, " ".join(word for word, _, _ in located), stemmer)
+            for a, b in _spans(looks, " ".join(word for word, _, _ in located), stemmer)
         ]
     )
 
@@ -67,15 +94,13 @@ def _aligned_fold(text: str) -> str | None:
     return fold(text) if all(_ALIGNED[char] for char in chars) else None
 
 
-def _spans(leaves: list[Leaf], folded: str, stemmer: Stemmer) -> list[tuple[int, int]]:
+def _spans(looks: list[_Look], folded: str, stemmer: Stemmer) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
-    for leaf in leaves:
-        if isinstance(leaf, Prefix):
-            spans.extend(_tokens_starting(folded, leaf.prefix))
+    for prefix, stems in looks:
+        if prefix is None:
+            spans.extend(_stem_runs(folded, stems, stemmer))
         else:
-            folded_words = leaf_words(leaf)
-            table = stemmer.stems(folded_words)
-            spans.extend(_stem_runs(folded, [table[word] for word in folded_words], stemmer))
+            spans.extend(_tokens_starting(folded, prefix))
     return spans
 
 
@@ -94,7 +119,7 @@ def _tokens_starting(folded: str, prefix: str) -> Iterator[tuple[int, int]]:
         at = folded.find(prefix, end)
 
 
-def _stem_runs(folded: str, stems: list[str], stemmer: Stemmer) -> Iterator[tuple[int, int]]:
+def _stem_runs(folded: str, stems: tuple[str, ...], stemmer: Stemmer) -> Iterator[tuple[int, int]]:
     """Each run of consecutive tokens whose stems are ``stems``.
 
     Porter rewrites at most the last two characters of what it keeps, so a word whose
