@@ -98,7 +98,8 @@ def test_maildir_files_each_message_into_new(tmp_path: Path) -> None:
     assert len(files) == 2
     assert list((tmp_path / "mail" / "tmp").iterdir()) == []
     raw = [path.read_bytes() for path in files]
-    assert all(b"\r\n" not in data for data in raw)  # Maildir files use local line ends
+    assert all(b"\r" not in data for data in raw)  # Maildir files use local line ends
+    assert sorted(raw) == sorted(e.data.replace(b"\r\n", b"\n") for e in envelopes)
     parsed = {BytesParser(policy=policy.default).parsebytes(data)["Message-ID"] for data in raw}
     assert parsed == {envelope.message_id for envelope in envelopes}
 

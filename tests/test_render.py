@@ -266,6 +266,7 @@ def test_a_message_is_ascii_with_crlf_lines_short_in_text_and_under_998_in_html(
     data = renderer.message(seeded_digest(seeds))
     assert data.isascii()
     assert b"\n" not in data.replace(b"\r\n", b"")
+    assert b"\r" not in data.replace(b"\r\n", b"")  # what a Maildir file drops (mailer)
     assert max(len(line) for line in data.split(b"\r\n")) <= 997
     text_part, html_part = data.split(b"\r\n--=_digest_")[1:3]
     assert max(len(line) for line in text_part.split(b"\r\n")) <= 76
