@@ -112,9 +112,8 @@ def test_a_message_is_the_bytes_the_email_package_writes(
     ]
     data = mime.assemble(headers, text, html, SPLIT)
     assert data == reference(headers, text, html, SPLIT)
-    assert b"\r" not in data.replace(
-        b"\r\n", b""
-    )  # a CR only ends a line (the Maildir relies on it)
+    # A CR only ever ends a line: the Maildir writer relies on it (digest.mailer).
+    assert b"\r" not in data.replace(b"\r\n", b"")
 
 
 class Text(HTMLParser):
