@@ -101,9 +101,9 @@ class Streamed:
         """Every match, in the digest's order, as the chunks come."""
         stats = self.tally().stats
         matches = (
-            Match(papers[i], corpus.matched(self.node, i), corpus.relevance(self.node, i))
+            Match(papers[i], terms, corpus.relevance(self.node, i))
             for corpus, papers, hits in self._chunks(stats)
-            for i in hits
+            for i, terms in zip(hits, corpus.matched_each(self.node, hits), strict=True)
         )
         for _, tied in groupby(matches, key=lambda m: trend_key(m.paper)):
             yield from sorted(tied, key=lambda m: -m.relevance)  # stable: newest first within

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import NamedTuple, TypeVar
 
-from digest.query.explanation import Explanation, explain, satisfied, satisfied_each
+from digest.query.explanation import Explanation, explain, satisfied_each
 from digest.query.tree import (
     TEXT_FIELDS,
     And,
@@ -487,7 +487,7 @@ class Corpus:
 
     def matched(self, node: Node, i: int) -> list[str]:
         """The positive leaves (as written) that document ``i`` satisfies."""
-        return satisfied(node, lambda part: self._has(part, i))
+        return self.matched_each(node, [i])[0]
 
     def matched_each(self, node: Node, indexes: Sequence[int]) -> list[list[str]]:
         """``matched`` for each of ``indexes``: a digest's papers, a backtest's matches."""
