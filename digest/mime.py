@@ -41,13 +41,13 @@ _HOST = re.compile(r"[^a-z0-9.-]")
 _COMPAT32 = Compat32(linesep="\r\n")
 QP_LINE = 76  # characters in a quoted-printable line, a soft break's "=" included
 _EQUALS = ord("=")
-_LITERAL = bytes([0x09, 0x0A, *range(0x20, _EQUALS), *range(_EQUALS + 1, 0x7F)])
+_SEVEN_BIT = bytes([0x09, 0x0A, *range(0x20, 0x7F)])  # the bytes a 7bit HTML part may hold
+_LITERAL = _SEVEN_BIT.replace(b"=", b"")  # the bytes quoted-printable writes as they are
 _HEX = [b"=%02X" % byte for byte in range(256)]
 _MANY = 24  # distinct bytes to escape past which b2a_qp is the faster
 # The longest line of a 7bit HTML part: RFC 5322 allows 998 characters, and SpamAssassin's
 # LONGLINE fires at 998.
 SEVEN_BIT_LINE = 997
-_SEVEN_BIT = bytes([0x09, 0x0A, *range(0x20, 0x7F)])  # the bytes a 7bit HTML part may hold
 
 
 # identities ------------------------------------------------------------------------------
@@ -195,9 +195,7 @@ def _seven_bit_html(html: str, boundary: str) -> bytes | None:
     (the length of its quoted-printable ``=C2=B7``); None when it holds a control
     character, a line longer than ``SEVEN_BIT_LINE`` or ``boundary`` (a title can hold
     anything), which quoted-printable carries safely."""
-    if "\r" in html:
-        html = html.replace("\r\n", "\n").replace("\r", "\n")
-    data = html.encode("ascii", "xmlcharrefreplace")
+    data = _lf(html).encode("ascii", "xmlcharrefreplace")
     if data.translate(None, _SEVEN_BIT) or boundary.encode("ascii") in data:
         return None
     lines = data.split(b"\n")
@@ -216,9 +214,7 @@ def _quoted_printable(body: str) -> bytes:
     cuts them.  A body with control characters, or with more distinct bytes to escape
     than ``_MANY`` (text in a non-Latin script), goes to ``b2a_qp`` itself.
     """
-    if "\r" in body:  # b2a_qp would keep a lone CR, and switch to CRLF after a CRLF
-        body = body.replace("\r\n", "\n").replace("\r", "\n")
-    data = body.encode()
+    data = _lf(body).encode()  # b2a_qp would keep a lone CR, and switch to CRLF after a CRLF
     escaped = set(data.translate(None, _LITERAL))
     if escaped:
         if len(escaped) > _MANY or min(escaped) < 0x20 or 0x7F in escaped:
@@ -243,6 +239,13 @@ def _quoted_printable(body: str) -> bytes:
     if trailing:
         encoded = encoded.replace(b"\x00", _HEX[0x20]).replace(b"\x01", _HEX[0x09])
     return encoded
+
+
+def _lf(body: str) -> str:
+    """``body`` with every line break (CRLF, a lone CR) as LF, before CRLF is written."""
+    if "\r" in body:
+        return body.replace("\r\n", "\n").replace("\r", "\n")
+    return body
 
 
 def _qp_line(line: bytes) -> bytes:
