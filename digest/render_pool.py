@@ -54,8 +54,8 @@ from digest.store import Packed, pack
 T = TypeVar("T")
 SLICE = 20  # digests per round trip: fewer of them, and still an even share for each worker
 # A worker's cyclic collector runs a hundred times less often than Python's default (700,
-# 10, 10): its heap grows with the papers and indexes it keeps, and rendering leaves little
-# cyclic garbage; collecting took 6% of a worker's CPU at 30,000 subscribers.
+# 10, 10): its heap grows with the papers and paper views it keeps, and rendering leaves
+# little cyclic garbage; collecting took 6% of a worker's CPU at 30,000 subscribers.
 WORKER_GC = (70_000, 10, 10)
 # Workers run at a lower priority than the main process (nice 10 more): it alone matches,
 # records and delivers, so when it waits for a core the whole send waits.  At the same
